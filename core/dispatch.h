@@ -1,0 +1,30 @@
+#pragma once
+// Sort-by-expert dispatch shared by every sparse expert bank.
+//
+// The (token, slot) pairs a router selected are sorted by expert so that each expert
+// sees one contiguous block of rows: one matmul per expert, no masking of all tokens,
+// no compute for experts nobody chose. Capacity limits are applied here, in token order
+// within each expert (earlier tokens win), as in Switch/GShard.
+#include <torch/types.h>
+
+#include <vector>
+
+#include "core/router.h"
+
+namespace moe {
+
+struct DispatchPlan {
+  torch::Tensor token_index;    ///< [S] int64: token of each kept slot, grouped by expert
+  torch::Tensor weight;         ///< [S] float: combine weight of each kept slot
+  std::vector<int64_t> counts;  ///< [E]: kept slots per expert (sums to S), on the host
+  int64_t selected = 0;         ///< slots the router selected (before capacity)
+  int64_t dropped = 0;          ///< slots dropped by the capacity limit
+};
+
+/// capacity <= 0 means dropless. routing.indices: [T, slots] int64 with -1 for unused.
+DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity);
+
+/// capacity = ceil(capacity_factor * k * T / E); 0 when capacity_factor <= 0 (dropless).
+int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64_t num_experts);
+
+}  // namespace moe

@@ -1,0 +1,52 @@
+#pragma once
+// Expert bank interface: N experts held as stacked tensors [E, ...], applied to the
+// tokens a router sent them and combined with the router's weights.
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include "core/dispatch.h"
+#include "core/plugin_spec.h"
+#include "core/registry.h"
+#include "core/router.h"
+
+namespace moe {
+
+class ExpertBankImpl : public torch::nn::Module {
+ public:
+  /// hidden: [tokens, d_model]; routing from the layer's router; plan: routing already
+  /// sorted by expert (and capacity-limited) by plan_dispatch. Returns
+  /// y[t] = sum over kept slots s of weight[t,s] * E_{index[t,s]}(hidden[t]), [tokens, d_model];
+  /// rows with no kept slot are 0.
+  virtual torch::Tensor forward(const torch::Tensor& hidden, const Routing& routing,
+                                const DispatchPlan& plan) = 0;
+
+  /// Parameters of one expert (what one selected slot activates per token).
+  virtual int64_t params_per_expert() const = 0;
+  /// Forward FLOPs of one expert on one token (2 per multiply-add).
+  virtual int64_t flops_per_expert_token() const = 0;
+
+  const std::string& plugin_name() const { return plugin_name_; }
+  void set_plugin_name(std::string name) { plugin_name_ = std::move(name); }
+
+ private:
+  std::string plugin_name_;
+};
+TORCH_MODULE(ExpertBank);
+
+using ExpertRegistry = Registry<ExpertBankImpl, const PluginSpec&, const LayerContext&>;
+ExpertRegistry& expert_registry();
+
+/// Creates the bank named by spec and rejects any parameter it did not read.
+ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx);
+
+/// Applies an activation by name ("gelu", "relu"); throws listing the known names.
+torch::Tensor apply_activation(const std::string& name, const torch::Tensor& x);
+/// Throws std::invalid_argument unless name is one of gelu, relu, swiglu.
+void check_activation(const PluginSpec& spec, const std::string& name);
+
+}  // namespace moe
+
+#define MOE_REGISTER_EXPERTS(NAME, CLASS, HELP)                                         \
+  static ::moe::Registrar<::moe::ExpertRegistry> MOE_CONCAT(moe_expert_reg_, __LINE__)( \
+      ::moe::expert_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})

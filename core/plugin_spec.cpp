@@ -1,0 +1,99 @@
+#include "core/plugin_spec.h"
+
+#include <cstdint>
+#include <stdexcept>
+
+namespace moe {
+namespace {
+
+std::string type_of(const nlohmann::json& v) {
+  if (v.is_boolean()) return "boolean";
+  if (v.is_number_integer()) return "integer";
+  if (v.is_number()) return "number";
+  if (v.is_string()) return "string '" + v.get<std::string>() + "'";
+  if (v.is_array()) return "array";
+  if (v.is_object()) return "table";
+  return "null";
+}
+
+template <class T>
+bool matches(const nlohmann::json& v);
+template <>
+bool matches<bool>(const nlohmann::json& v) { return v.is_boolean(); }
+template <>
+bool matches<int64_t>(const nlohmann::json& v) { return v.is_number_integer(); }
+template <>
+bool matches<int>(const nlohmann::json& v) { return v.is_number_integer(); }
+template <>
+bool matches<double>(const nlohmann::json& v) { return v.is_number(); }
+template <>
+bool matches<std::string>(const nlohmann::json& v) { return v.is_string(); }
+
+template <class T>
+const char* expected_name();
+template <>
+const char* expected_name<bool>() { return "a boolean"; }
+template <>
+const char* expected_name<int64_t>() { return "an integer"; }
+template <>
+const char* expected_name<int>() { return "an integer"; }
+template <>
+const char* expected_name<double>() { return "a number"; }
+template <>
+const char* expected_name<std::string>() { return "a string"; }
+
+}  // namespace
+
+PluginSpec::PluginSpec(std::string family, std::string name, nlohmann::json params)
+    : family_(std::move(family)), name_(std::move(name)), params_(std::move(params)) {
+  if (params_.is_null()) params_ = nlohmann::json::object();
+  if (!params_.is_object()) fail("expected a table of parameters, got " + type_of(params_));
+}
+
+PluginSpec PluginSpec::from_block(const std::string& family, const nlohmann::json& block) {
+  if (!block.is_object() || !block.contains("name") || !block["name"].is_string()) {
+    throw std::invalid_argument(family + ": expected a table with a string key 'name'");
+  }
+  nlohmann::json params = block;
+  params.erase("name");
+  return PluginSpec(family, block["name"].get<std::string>(), params);
+}
+
+nlohmann::json PluginSpec::block(const std::string& key) const {
+  known_.insert(key);
+  if (!params_.contains(key)) return nlohmann::json::object();
+  const auto& v = params_.at(key);
+  if (!v.is_object()) fail("parameter '" + key + "' expected a table, got " + type_of(v));
+  return v;
+}
+
+void PluginSpec::check_all_read() const {
+  for (auto it = params_.begin(); it != params_.end(); ++it) {
+    if (known_.count(it.key()) == 0) {
+      std::string list = "[";
+      for (const auto& k : known_) list += (list.size() > 1 ? ", " : "") + k;
+      fail("unknown parameter '" + it.key() + "'; known: " + list + "]");
+    }
+  }
+}
+
+void PluginSpec::fail(const std::string& what) const {
+  throw std::invalid_argument(family_ + " '" + name_ + "': " + what);
+}
+
+template <class T>
+T PluginSpec::convert(const std::string& key) const {
+  const auto& v = params_.at(key);
+  if (!matches<T>(v)) {
+    fail("parameter '" + key + "' expected " + expected_name<T>() + ", got " + type_of(v));
+  }
+  return v.get<T>();
+}
+
+template bool PluginSpec::convert<bool>(const std::string&) const;
+template int64_t PluginSpec::convert<int64_t>(const std::string&) const;
+template int PluginSpec::convert<int>(const std::string&) const;
+template double PluginSpec::convert<double>(const std::string&) const;
+template std::string PluginSpec::convert<std::string>(const std::string&) const;
+
+}  // namespace moe

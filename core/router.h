@@ -1,0 +1,68 @@
+#pragma once
+// Router interface: maps hidden states to a sparse (or soft) assignment over experts.
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+
+#include "core/plugin_spec.h"
+#include "core/registry.h"
+
+namespace moe {
+
+/// What a router hands to an expert bank. slots = k for top-k, the batch maximum for
+/// dynamic routers (top-p, adaptive).
+struct Routing {
+  torch::Tensor weights;  ///< [tokens, slots] float, 0 in unused slots
+  torch::Tensor indices;  ///< [tokens, slots] int64, -1 marks an unused slot
+  torch::Tensor probs;    ///< [tokens, experts] float32 (or the model dtype if wider)
+  /// Unscaled auxiliary losses (scalars), e.g. "balance", "z", "entropy"; the trainer
+  /// applies the coefficients from the config.
+  std::map<std::string, torch::Tensor> aux_losses;
+  /// Method-specific tensors for banks that need more than an index (∞-MoE's samples).
+  std::map<std::string, torch::Tensor> extras;
+};
+
+/// Shapes every router and expert bank of one MoE layer agree on.
+struct LayerContext {
+  int64_t d_model = 0;
+  int64_t num_experts = 0;
+  int64_t layer_index = 0;  ///< 0-based position among all transformer layers
+  int64_t num_layers = 0;
+};
+
+class RouterImpl : public torch::nn::Module {
+ public:
+  /// hidden: [tokens, d_model]; must not modify it.
+  virtual Routing forward(const torch::Tensor& hidden) = 0;
+
+  /// Changes an evaluation-time knob (top-p's threshold, ∞-MoE's K) on a trained model.
+  /// The default knows none and throws naming the key.
+  virtual void set_inference_option(const std::string& key, double value);
+  /// Names of the knobs set_inference_option accepts.
+  virtual std::vector<std::string> inference_options() const { return {}; }
+
+  const std::string& plugin_name() const { return plugin_name_; }
+  void set_plugin_name(std::string name) { plugin_name_ = std::move(name); }
+
+ private:
+  std::string plugin_name_;
+};
+TORCH_MODULE(Router);
+
+using RouterRegistry = Registry<RouterImpl, const PluginSpec&, const LayerContext&>;
+RouterRegistry& router_registry();
+
+/// Creates the router named by spec and rejects any parameter it did not read.
+Router make_router(const PluginSpec& spec, const LayerContext& ctx);
+
+}  // namespace moe
+
+/// MOE_REGISTER_ROUTER("top_k", TopKRouterImpl, "help"): the class supplies
+/// `static std::shared_ptr<RouterImpl> create(const PluginSpec&, const LayerContext&)`
+/// and `static std::vector<ParamDoc> param_docs()`.
+#define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                         \
+  static ::moe::Registrar<::moe::RouterRegistry> MOE_CONCAT(moe_router_reg_, __LINE__)( \
+      ::moe::router_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})

@@ -1,0 +1,85 @@
+#include "core/train/config.h"
+
+#include "core/plugin_spec.h"
+
+namespace moe {
+
+ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  ExperimentConfig c;
+  c.resolved = j;
+  const std::string family = source + ": section";
+  PluginSpec top(source + ":", "top level", j);
+  c.seed = static_cast<uint64_t>(top.get<int64_t>("seed", 0));
+  c.device = top.get<std::string>("device", c.device);
+  c.threads = top.get<int64_t>("threads", 0);
+  c.data_dir = top.get<std::string>("data_dir", c.data_dir);
+  top.get<std::string>("name", "");
+  top.get<std::string>("description", "");
+  if (top.contains("task")) {
+    c.task = top.block("task");
+    if (!c.task.contains("name") || !c.task["name"].is_string()) {
+      top.fail("section 'task' expected a string key 'name'");
+    }
+  } else {
+    top.block("task");
+  }
+
+  PluginSpec model(family, "model", top.block("model"));
+  auto& m = c.model;
+  m.d_model = model.get<int64_t>("d_model", m.d_model);
+  m.layers = model.get<int64_t>("layers", m.layers);
+  m.heads = model.get<int64_t>("heads", m.heads);
+  m.ffn_hidden = model.get<int64_t>("ffn_hidden", m.ffn_hidden);
+  m.moe_every = model.get<int64_t>("moe_every", m.moe_every);
+  m.activation = model.get<std::string>("activation", m.activation);
+  m.dropout = model.get<double>("dropout", m.dropout);
+  model.check_all_read();
+  if (m.d_model <= 0 || m.layers <= 0 || m.heads <= 0 || m.d_model % m.heads != 0) {
+    model.fail("expected d_model, layers, heads > 0 with d_model divisible by heads");
+  }
+  if (m.moe_every < 0) model.fail("parameter 'moe_every' expected >= 0 (0 = dense model)");
+  if (m.activation != "gelu" && m.activation != "relu" && m.activation != "swiglu") {
+    model.fail("parameter 'activation' expected one of [gelu, relu, swiglu], got '" +
+               m.activation + "'");
+  }
+
+  PluginSpec moe(family, "moe", top.block("moe"));
+  c.moe.num_experts = moe.get<int64_t>("num_experts", c.moe.num_experts);
+  c.moe.capacity_factor = moe.get<double>("capacity_factor", 0.0);
+  if (moe.contains("router")) c.moe.router = moe.block("router");
+  if (moe.contains("experts")) c.moe.experts = moe.block("experts");
+  moe.block("router");
+  moe.block("experts");
+  moe.check_all_read();
+  if (c.moe.num_experts <= 0) moe.fail("parameter 'num_experts' expected > 0");
+
+  PluginSpec train(family, "train", top.block("train"));
+  auto& t = c.train;
+  t.steps = train.get<int64_t>("steps", t.steps);
+  t.batch_size = train.get<int64_t>("batch_size", t.batch_size);
+  t.lr = train.get<double>("lr", t.lr);
+  t.min_lr_ratio = train.get<double>("min_lr_ratio", t.min_lr_ratio);
+  t.warmup = train.get<int64_t>("warmup", t.warmup);
+  t.weight_decay = train.get<double>("weight_decay", t.weight_decay);
+  t.clip = train.get<double>("clip", t.clip);
+  t.eval_every = train.get<int64_t>("eval_every", t.eval_every);
+  t.eval_batches = train.get<int64_t>("eval_batches", t.eval_batches);
+  t.eval_batch_size = train.get<int64_t>("eval_batch_size", t.eval_batch_size);
+  t.log_every = train.get<int64_t>("log_every", t.log_every);
+  t.checkpoint = train.get<std::string>("checkpoint", t.checkpoint);
+  t.checkpoint_every = train.get<int64_t>("checkpoint_every", t.checkpoint_every);
+  t.resume = train.get<bool>("resume", t.resume);
+  train.check_all_read();
+  if (t.steps <= 0 || t.batch_size <= 0 || t.eval_batch_size <= 0 || t.lr <= 0) {
+    train.fail("expected steps, batch_size, eval_batch_size and lr > 0");
+  }
+  if (t.log_every <= 0) train.fail("parameter 'log_every' expected > 0");
+
+  PluginSpec loss(family, "loss", top.block("loss"));
+  for (auto& kv : c.loss_coefs) kv.second = loss.get<double>(kv.first, kv.second);
+  loss.check_all_read();
+  top.check_all_read();
+  return c;
+}
+
+}  // namespace moe

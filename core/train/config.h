@@ -1,0 +1,61 @@
+#pragma once
+// ExperimentConfig: one trial's fully resolved configuration, parsed strictly from JSON
+// (the TOML file and --set overrides are turned into JSON by experiments/config_file).
+//
+//   seed, device ("auto" | "cpu" | "cuda" | "cuda:N"), threads (0 = all cores), data_dir
+//   [task]  name + task parameters          (see `moe plugins`)
+//   [model] d_model, layers, heads, ffn_hidden, activation, moe_every, dropout
+//   [moe]   num_experts, capacity_factor, router = {name, ...}, experts = {name, ...}
+//   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
+//           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume
+//   [loss]  coefficients of the routers' aux losses: balance, z, entropy
+// Every unknown key is an error naming the section, the key and the known keys.
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+
+#include "core/transformer.h"
+
+namespace moe {
+
+struct TrainOptions {
+  int64_t steps = 1000;
+  int64_t batch_size = 32;
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;  ///< cosine decays to lr * min_lr_ratio
+  int64_t warmup = 100;
+  double weight_decay = 0.01;
+  double clip = 1.0;          ///< max global gradient norm; 0 = off
+  int64_t eval_every = 0;     ///< 0 = only at the end
+  int64_t eval_batches = 0;   ///< cap on eval batches per split during training; 0 = all
+  int64_t eval_batch_size = 64;
+  int64_t log_every = 50;
+  std::string checkpoint;     ///< path; empty = none
+  int64_t checkpoint_every = 0;
+  bool resume = false;        ///< start from `checkpoint` if it exists
+};
+
+struct ModelSection {
+  int64_t d_model = 128, layers = 4, heads = 4, ffn_hidden = 512, moe_every = 1;
+  std::string activation = "gelu";
+  double dropout = 0.0;
+};
+
+struct ExperimentConfig {
+  uint64_t seed = 0;
+  std::string device = "auto";
+  int64_t threads = 0;
+  std::string data_dir = "data";
+  nlohmann::json task = {{"name", "brown_pos"}};
+  ModelSection model;
+  MoEConfig moe;
+  TrainOptions train;
+  std::map<std::string, double> loss_coefs = {{"balance", 1e-2}, {"z", 1e-3}, {"entropy", 1e-4}};
+  nlohmann::json resolved;  ///< the input JSON the config was parsed from
+
+  /// source names the file in error messages. Throws std::invalid_argument.
+  static ExperimentConfig from_json(const nlohmann::json& j, const std::string& source);
+};
+
+}  // namespace moe

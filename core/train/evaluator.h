@@ -1,0 +1,40 @@
+#pragma once
+// Evaluation of a model on one split: task metrics overall and per difficulty level, and
+// the routing statistics of every MoE layer, from which active parameters are measured.
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "core/data/task.h"
+#include "core/moe_layer.h"
+#include "core/transformer.h"
+
+namespace moe {
+
+struct EvalResult {
+  double loss = 0;        ///< mean cross-entropy per target
+  double accuracy = 0;
+  double perplexity = 0;  ///< exp(loss); meaningful for "lm" tasks
+  int64_t targets = 0;
+  int64_t tokens = 0;
+  double seconds = 0;
+  double tokens_per_s = 0;
+  std::vector<double> level_accuracy;  ///< per difficulty level (NaN when a level is empty)
+  std::vector<int64_t> level_count;
+  std::vector<LayerStats> layers;  ///< one per MoE layer
+  double active_params = 0;        ///< measured from the routing on this split
+  double flops_per_token = 0;
+
+  std::vector<double> mean_experts() const;
+};
+
+/// Runs the model (eval mode, no grad) over the split; restores train mode afterwards if
+/// the model was training.
+EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_size,
+                    int64_t max_batches, const torch::Device& device);
+
+/// Task loss: mean cross-entropy over targets != -100. logits [..., C], targets [...].
+torch::Tensor task_loss(const torch::Tensor& logits, const torch::Tensor& targets);
+
+}  // namespace moe

@@ -1,0 +1,243 @@
+#include "core/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "core/train/checkpoint.h"
+#include "core/train/device.h"
+
+namespace moe {
+namespace {
+
+std::string format_duration(double s) {
+  std::ostringstream out;
+  const auto total = static_cast<int64_t>(s);
+  if (total >= 3600) out << total / 3600 << "h";
+  if (total >= 60) out << (total / 60) % 60 << "m";
+  out << total % 60 << "s";
+  return out.str();
+}
+
+}  // namespace
+
+Transformer build_model(const ExperimentConfig& c, const TaskInfo& info) {
+  auto options = TransformerOptions()
+                     .vocab_size(info.vocab_size)
+                     .feature_vocab(info.feature_vocab)
+                     .d_model(c.model.d_model)
+                     .layers(c.model.layers)
+                     .heads(c.model.heads)
+                     .max_len(info.seq_len)
+                     .causal(info.causal)
+                     .head(info.head)
+                     .num_classes(info.num_classes)
+                     .ffn_hidden(c.model.ffn_hidden)
+                     .activation(c.model.activation)
+                     .moe_every(c.model.moe_every)
+                     .dropout(c.model.dropout)
+                     .moe(c.moe);
+  return Transformer(options);
+}
+
+Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progress)
+    : config_(std::move(config)),
+      sink_(sink),
+      progress_(progress),
+      device_(select_device(config_.device)) {
+  configure_threads(config_.threads);
+  torch::manual_seed(config_.seed);
+  task_ = make_task(PluginSpec::from_block("task", config_.task), TaskContext{config_.data_dir});
+  model_ = build_model(config_, task_->info());
+  model_->to(device_);
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : model_->parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      trainable, torch::optim::AdamWOptions(config_.train.lr)
+                     .betas({0.9, 0.98})
+                     .weight_decay(config_.train.weight_decay));
+}
+
+double Trainer::lr_at(int64_t step) const {
+  const auto& t = config_.train;
+  if (step < t.warmup) return t.lr * (step + 1) / static_cast<double>(t.warmup);
+  const double span = std::max<int64_t>(1, t.steps - t.warmup);
+  const double progress = std::min(1.0, (step - t.warmup) / span);
+  const double floor = t.lr * t.min_lr_ratio;
+  return floor + 0.5 * (t.lr - floor) * (1 + std::cos(M_PI * progress));
+}
+
+void Trainer::train_until(int64_t until) {
+  const auto& t = config_.train;
+  model_->train();
+  double window_loss = 0, window_seconds = 0;
+  int64_t window_steps = 0, window_tokens = 0;
+  for (; step_ < until; ++step_) {
+    const auto start = std::chrono::steady_clock::now();
+    const double lr = lr_at(step_);
+    for (auto& group : optimizer_->param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    }
+    auto batch = task_->train_batch(config_.seed, step_, t.batch_size).to(device_);
+    auto logits = model_->forward(batch.tokens, batch.features, batch.pad_mask);
+    auto loss = task_loss(logits, batch.targets);
+    auto total = loss;
+    auto aux = model_->aux_losses();
+    for (const auto& kv : aux) {
+      auto it = config_.loss_coefs.find(kv.first);
+      TORCH_CHECK(it != config_.loss_coefs.end(), "router produced aux loss '", kv.first,
+                  "' that has no coefficient in [loss]");
+      if (it->second != 0) total = total + it->second * kv.second;
+    }
+    optimizer_->zero_grad();
+    total.backward();
+    if (t.clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), t.clip);
+    optimizer_->step();
+    const double loss_value = loss.item<double>();
+    TORCH_CHECK(std::isfinite(loss_value), "non-finite training loss (", loss_value,
+                ") at step ", step_ + 1, "; lower train.lr or set train.clip");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const int64_t tokens = batch.tokens.numel();
+    train_seconds_ += seconds;
+    train_tokens_ += tokens;
+    window_loss += loss_value;
+    window_seconds += seconds;
+    window_tokens += tokens;
+    ++window_steps;
+    const int64_t done = step_ + 1;
+    print_progress(window_loss / window_steps, window_tokens / std::max(window_seconds, 1e-9),
+                   false);
+    if (done % t.log_every == 0 || done == t.steps) {
+      if (sink_) {
+        sink_->metric(done, "train", "loss", window_loss / window_steps);
+        sink_->metric(done, "train", "lr", lr);
+        sink_->metric(done, "train", "tokens_per_s", window_tokens / window_seconds);
+        for (const auto& kv : aux) sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
+        const auto layers = model_->moe_layers();
+        for (size_t l = 0; l < layers.size(); ++l) {
+          sink_->layer_stat(done, "train", static_cast<int64_t>(l), "mean_experts",
+                            layers[l]->last_mean_experts().item<double>());
+        }
+      }
+      window_loss = window_seconds = 0;
+      window_steps = window_tokens = 0;
+    }
+    if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) {
+      log_eval("valid", evaluate(model_, *task_, Split::kValid, t.eval_batch_size,
+                                 t.eval_batches, device_));
+    }
+    if (!t.checkpoint.empty() && t.checkpoint_every > 0 && done % t.checkpoint_every == 0) {
+      save(t.checkpoint);
+    }
+  }
+}
+
+TrainResult Trainer::run() {
+  const auto& t = config_.train;
+  if (t.resume && !t.checkpoint.empty() && std::filesystem::exists(t.checkpoint)) {
+    load(t.checkpoint);
+    if (progress_) *progress_ << "resumed from " << t.checkpoint << " at step " << step_ << "\n";
+  }
+  train_until(t.steps);
+  print_progress(0, 0, true);
+  if (!t.checkpoint.empty()) save(t.checkpoint);
+  TrainResult result;
+  result.valid = evaluate(model_, *task_, Split::kValid, t.eval_batch_size, 0, device_);
+  log_eval("valid", result.valid);
+  result.test = evaluate(model_, *task_, Split::kTest, t.eval_batch_size, 0, device_);
+  log_eval("test", result.test);
+  auto& s = result.summary;
+  s["test_accuracy"] = result.test.accuracy;
+  s["test_loss"] = result.test.loss;
+  s["valid_accuracy"] = result.valid.accuracy;
+  s["valid_loss"] = result.valid.loss;
+  if (task_->info().head == "lm") {
+    s["test_perplexity"] = result.test.perplexity;
+    s["valid_perplexity"] = result.valid.perplexity;
+  }
+  s["total_params"] = static_cast<double>(model_->total_params());
+  s["trainable_params"] = static_cast<double>(model_->trainable_params());
+  s["active_params"] = result.test.active_params;
+  s["flops_per_token"] = result.test.flops_per_token;
+  s["train_tokens_per_s"] = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0;
+  s["eval_tokens_per_s"] = result.test.tokens_per_s;
+  s["train_seconds"] = train_seconds_;
+  double k = 0;
+  for (double v : result.test.mean_experts()) k += v;
+  if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();
+  if (sink_) {
+    for (const auto& kv : s) sink_->metric(step_, "final", kv.first, kv.second);
+  }
+  return result;
+}
+
+void Trainer::log_eval(const std::string& split, const EvalResult& r) {
+  if (!sink_) return;
+  sink_->metric(step_, split, "loss", r.loss);
+  sink_->metric(step_, split, "accuracy", r.accuracy);
+  if (task_->info().head == "lm") sink_->metric(step_, split, "perplexity", r.perplexity);
+  sink_->metric(step_, split, "active_params", r.active_params);
+  sink_->metric(step_, split, "tokens_per_s", r.tokens_per_s);
+  const auto& levels = task_->info().difficulty_levels;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    sink_->metric(step_, split, "accuracy/" + levels[i], r.level_accuracy[i]);
+  }
+  for (size_t l = 0; l < r.layers.size(); ++l) {
+    const auto& st = r.layers[l];
+    const auto layer = static_cast<int64_t>(l);
+    sink_->layer_stat(step_, split, layer, "mean_experts", st.mean_experts());
+    sink_->layer_stat(step_, split, layer, "entropy", st.entropy());
+    sink_->layer_stat(step_, split, layer, "dropped_fraction", st.dropped_fraction());
+    const auto load = st.load_fraction();
+    for (size_t e = 0; e < load.size(); ++e) {
+      sink_->layer_stat(step_, split, layer, "load/" + std::to_string(e), load[e]);
+    }
+    for (size_t k = 0; k < st.histogram.size(); ++k) {
+      sink_->layer_stat(step_, split, layer, "experts_hist/" + std::to_string(k),
+                        st.tokens ? st.histogram[k] / st.tokens : 0.0);
+    }
+  }
+}
+
+void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
+  if (!progress_) return;
+  static auto last = std::chrono::steady_clock::now();
+  const auto now = std::chrono::steady_clock::now();
+  const int64_t done = step_ + 1, total = config_.train.steps;
+  const bool tty = progress_ == &std::cerr && isatty(STDERR_FILENO);
+  if (force) {
+    if (tty) *progress_ << "\n";
+    return;
+  }
+  const bool due = tty ? std::chrono::duration<double>(now - last).count() > 0.25
+                       : done % config_.train.log_every == 0;
+  if (!due && done != total) return;
+  last = now;
+  const double eta = train_seconds_ / done * (total - done);
+  std::ostringstream line;
+  line << "step " << done << "/" << total << "  loss " << std::fixed << std::setprecision(4)
+       << loss << "  tok/s " << std::setprecision(0) << tokens_per_s << "  ETA "
+       << format_duration(eta);
+  *progress_ << (tty ? "\r" : "") << line.str() << (tty ? "   " : "\n") << std::flush;
+}
+
+void Trainer::save(const std::string& path) {
+  if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) {
+    std::filesystem::create_directories(dir);
+  }
+  save_checkpoint(path, model_, *optimizer_, step_);
+}
+
+void Trainer::load(const std::string& path) { step_ = load_checkpoint(path, model_, *optimizer_); }
+
+}  // namespace moe

@@ -1,0 +1,75 @@
+#pragma once
+// Trainer: AdamW, linear warmup then cosine decay, gradient clipping, periodic evaluation
+// and checkpoints, deterministic under a seed. Metric events go to a MetricSink (the
+// results layer stores them; core never touches SQLite).
+#include <torch/optim/adamw.h>
+
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/data/task.h"
+#include "core/train/config.h"
+#include "core/train/evaluator.h"
+#include "core/transformer.h"
+
+namespace moe {
+
+/// Receives metric events. split: "train", "valid", "test".
+class MetricSink {
+ public:
+  virtual ~MetricSink() = default;
+  virtual void metric(int64_t step, const std::string& split, const std::string& name,
+                      double value) = 0;
+  /// Per-MoE-layer statistic (layer = 0-based index among MoE layers).
+  virtual void layer_stat(int64_t step, const std::string& split, int64_t layer,
+                          const std::string& name, double value) = 0;
+};
+
+struct TrainResult {
+  EvalResult valid, test;
+  std::map<std::string, double> summary;  ///< flat final metrics (see Trainer::run)
+};
+
+class Trainer {
+ public:
+  /// progress: where the live progress line goes (nullptr = silent).
+  Trainer(ExperimentConfig config, MetricSink* sink = nullptr, std::ostream* progress = nullptr);
+
+  /// Trains to config.train.steps (resuming from the checkpoint when train.resume is set
+  /// and the file exists), then evaluates on valid and test. Throws on a non-finite loss.
+  TrainResult run();
+
+  /// Trains until `step` steps are done (no final evaluation).
+  void train_until(int64_t step);
+  void save(const std::string& path);
+  void load(const std::string& path);
+
+  Transformer& model() { return model_; }
+  Task& task() { return *task_; }
+  int64_t step() const { return step_; }
+  const torch::Device& device() const { return device_; }
+  const ExperimentConfig& config() const { return config_; }
+
+ private:
+  double lr_at(int64_t step) const;
+  void log_eval(const std::string& split, const EvalResult& r);
+  void print_progress(double loss, double tokens_per_s, bool force);
+
+  ExperimentConfig config_;
+  MetricSink* sink_;
+  std::ostream* progress_;
+  torch::Device device_;
+  std::shared_ptr<Task> task_;
+  Transformer model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  int64_t step_ = 0;
+  double train_seconds_ = 0;
+  int64_t train_tokens_ = 0;
+};
+
+/// Builds the model a config and task describe.
+Transformer build_model(const ExperimentConfig& config, const TaskInfo& info);
+
+}  // namespace moe

@@ -1,0 +1,194 @@
+#include "core/transformer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace moe {
+
+AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal)
+    : heads_(heads), causal_(causal) {
+  TORCH_CHECK(heads > 0 && d_model % heads == 0, "model: expected d_model (", d_model,
+              ") divisible by heads (", heads, ")");
+  q = register_module("q", torch::nn::Linear(d_model, d_model));
+  k = register_module("k", torch::nn::Linear(d_model, d_model));
+  v = register_module("v", torch::nn::Linear(d_model, d_model));
+  o = register_module("o", torch::nn::Linear(d_model, d_model));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
+  const int64_t b = x.size(0), s = x.size(1), d = x.size(2), dh = d / heads_;
+  auto split = [&](const torch::Tensor& t) { return t.view({b, s, heads_, dh}).transpose(1, 2); };
+  auto qh = split(q(x)), kh = split(k(x)), vh = split(v(x));
+  auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
+  if (causal_) {
+    auto mask = torch::ones({s, s}, x.options().dtype(torch::kBool)).triu(1);
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  }
+  if (pad_mask.defined()) {
+    scores = scores.masked_fill(pad_mask.view({b, 1, 1, s}),
+                                -std::numeric_limits<float>::infinity());
+  }
+  auto attn = torch::softmax(scores, -1);
+  return o(torch::matmul(attn, vh).transpose(1, 2).reshape({b, s, d}));
+}
+
+DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation)
+    : activation_(std::move(activation)) {
+  const int64_t width = activation_ == "swiglu" ? 2 * hidden : hidden;
+  up = register_module("up", torch::nn::Linear(d_model, width));
+  down = register_module("down", torch::nn::Linear(hidden, d_model));
+}
+
+torch::Tensor DenseFFNImpl::forward(const torch::Tensor& x) {
+  return down(apply_activation(activation_, up(x)));
+}
+
+BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index) {
+  ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
+  ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
+  attn = register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal()));
+  drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
+  const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
+  if (is_moe) {
+    LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index, opt.layers()};
+    auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
+    auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
+    moe = register_module(
+        "moe", MoELayer(router, bank,
+                        MoELayerOptions(opt.moe().num_experts)
+                            .capacity_factor(opt.moe().capacity_factor)));
+  } else {
+    ffn = register_module("ffn", DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation()));
+  }
+}
+
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
+  auto h = x + drop(attn(ln1(x), pad_mask));
+  auto f = ln2(h);
+  return h + drop(moe ? moe(f) : ffn(f));
+}
+
+TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::move(options)) {
+  const auto& o = options_;
+  TORCH_CHECK(o.vocab_size() > 0, "model: expected vocab_size > 0, got ", o.vocab_size());
+  TORCH_CHECK(o.head() == "lm" || o.head() == "tag" || o.head() == "cls",
+              "model: expected head one of [lm, tag, cls], got '", o.head(), "'");
+  TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0,
+              "model: head '", o.head(), "' expected num_classes > 0");
+  tok_emb = register_module("tok_emb", torch::nn::Embedding(o.vocab_size(), o.d_model()));
+  pos_emb = register_module("pos_emb", torch::nn::Embedding(o.max_len(), o.d_model()));
+  if (o.feature_vocab() > 0) {
+    feat_emb = register_module("feat_emb", torch::nn::Embedding(o.feature_vocab(), o.d_model()));
+  }
+  {
+    torch::NoGradGuard no_grad;
+    tok_emb->weight.normal_(0.0, 0.02);
+    pos_emb->weight.normal_(0.0, 0.02);
+    if (feat_emb) feat_emb->weight.normal_(0.0, 0.02);
+  }
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t l = 0; l < o.layers(); ++l) {
+    block_list_.push_back(Block(o, l));
+    blocks->push_back(block_list_.back());
+  }
+  ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model()})));
+  if (o.head() != "lm") {
+    head = register_module("head", torch::nn::Linear(o.d_model(), o.num_classes()));
+  }
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch::Tensor& features,
+                                       const torch::Tensor& pad_mask) {
+  TORCH_CHECK(tokens.dim() == 2, "model: expected tokens [batch, seq], got ", tokens.sizes());
+  const int64_t s = tokens.size(1);
+  TORCH_CHECK(s <= options_.max_len(), "model: sequence length ", s, " exceeds max_len ",
+              options_.max_len());
+  auto x = tok_emb(tokens) + pos_emb(torch::arange(s, tokens.options()));
+  if (feat_emb && features.defined()) x = x + feat_emb(features).sum(2);
+  for (auto& block : block_list_) x = block(x, pad_mask);
+  x = ln_f(x);
+  if (options_.head() == "lm") return torch::matmul(x, tok_emb->weight.t());
+  if (options_.head() == "tag") return head(x);
+  if (pad_mask.defined()) {
+    auto keep = pad_mask.logical_not().unsqueeze(-1).to(x.dtype());
+    return head((x * keep).sum(1) / keep.sum(1).clamp_min(1.0));
+  }
+  return head(x.mean(1));
+}
+
+std::map<std::string, torch::Tensor> TransformerImpl::aux_losses() const {
+  std::map<std::string, torch::Tensor> out;
+  const auto layers = moe_layers();
+  for (const auto& layer : layers) {
+    for (const auto& kv : layer->aux_losses()) {
+      auto it = out.find(kv.first);
+      out[kv.first] = it == out.end() ? kv.second : it->second + kv.second;
+    }
+  }
+  for (auto& kv : out) kv.second = kv.second / static_cast<double>(layers.size());
+  return out;
+}
+
+std::vector<MoELayer> TransformerImpl::moe_layers() const {
+  std::vector<MoELayer> out;
+  for (const auto& block : block_list_) {
+    if (block->moe) out.push_back(block->moe);
+  }
+  return out;
+}
+
+void TransformerImpl::set_collect_stats(bool on) {
+  for (auto& layer : moe_layers()) {
+    layer->set_collect_stats(on);
+    if (on) layer->reset_stats();
+  }
+}
+
+int64_t TransformerImpl::total_params() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+int64_t TransformerImpl::trainable_params() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.requires_grad() ? p.numel() : 0;
+  return n;
+}
+
+double TransformerImpl::active_params(const std::vector<double>& mean_experts) const {
+  double n = static_cast<double>(total_params());
+  const auto layers = moe_layers();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    int64_t bank = 0;
+    for (const auto& p : layers[l]->experts->parameters()) bank += p.numel();
+    const double k = l < mean_experts.size() ? mean_experts[l] : 0.0;
+    n += -static_cast<double>(bank) + k * layers[l]->experts->params_per_expert();
+  }
+  return n;
+}
+
+double TransformerImpl::flops_per_token(const std::vector<double>& mean_experts,
+                                        int64_t seq_len) const {
+  const double d = static_cast<double>(options_.d_model());
+  double flops = 0;
+  size_t moe_index = 0;
+  for (const auto& block : block_list_) {
+    flops += 2 * 4 * d * d + 2 * 2 * seq_len * d;  // projections; scores and weighted sum
+    if (block->moe) {
+      const double k = moe_index < mean_experts.size() ? mean_experts[moe_index] : 0.0;
+      flops += 2 * d * block->moe->options().num_experts() +
+               k * block->moe->experts->flops_per_expert_token();
+      ++moe_index;
+    } else {
+      flops += 2 * static_cast<double>(block->ffn->up->weight.numel() +
+                                       block->ffn->down->weight.numel());
+    }
+  }
+  const double classes =
+      options_.head() == "lm" ? options_.vocab_size() : options_.num_classes();
+  return flops + 2 * d * classes;
+}
+
+}  // namespace moe

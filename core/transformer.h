@@ -1,0 +1,122 @@
+#pragma once
+// A small pre-LN transformer whose FFN slots are dense or MoE.
+//
+// tokens [B, S] int64 -> embeddings (+ summed feature embeddings, + learned positions)
+// -> L blocks of  x + Attn(LN(x));  x + FFN(LN(x))  -> final LN -> head:
+//   "lm"  [B, S, vocab]   tied to the token embedding (causal attention)
+//   "tag" [B, S, classes] per-token tagging
+//   "cls" [B, classes]    mean over non-padded positions, then a linear layer
+// Every projection (attention q/k/v/o, FFN up/down) is a public member so adapters can
+// attach to it later.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/moe_layer.h"
+
+namespace moe {
+
+struct MoEConfig {
+  int64_t num_experts = 8;
+  double capacity_factor = 0.0;
+  nlohmann::json router = {{"name", "top_k"}};  ///< {"name": ..., params...}
+  nlohmann::json experts = {{"name", "ffn"}};
+};
+
+struct TransformerOptions {
+  TORCH_ARG(int64_t, vocab_size) = 0;
+  TORCH_ARG(int64_t, feature_vocab) = 0;  ///< extra summed input features; 0 = none
+  TORCH_ARG(int64_t, d_model) = 128;
+  TORCH_ARG(int64_t, layers) = 4;
+  TORCH_ARG(int64_t, heads) = 4;
+  TORCH_ARG(int64_t, max_len) = 128;
+  TORCH_ARG(bool, causal) = true;
+  TORCH_ARG(std::string, head) = "lm";  ///< lm | tag | cls
+  TORCH_ARG(int64_t, num_classes) = 0;  ///< for tag and cls heads
+  TORCH_ARG(int64_t, ffn_hidden) = 512;  ///< dense FFN width
+  TORCH_ARG(std::string, activation) = "gelu";
+  TORCH_ARG(int64_t, moe_every) = 0;  ///< MoE in layers l with (l+1) % moe_every == 0; 0 = dense
+  TORCH_ARG(double, dropout) = 0.0;
+  TORCH_ARG(MoEConfig, moe) = {};
+};
+
+/// Multi-head self-attention with explicit q/k/v/o projections.
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(int64_t d_model, int64_t heads, bool causal);
+  /// x: [B, S, d]; pad_mask: optional [B, S] bool, true = padding (never attended to).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
+  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+
+ private:
+  int64_t heads_;
+  bool causal_;
+};
+TORCH_MODULE(Attention);
+
+/// Dense FFN baseline: act(x up + b) down + b.
+class DenseFFNImpl : public torch::nn::Module {
+ public:
+  DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear up{nullptr}, down{nullptr};
+
+ private:
+  std::string activation_;
+};
+TORCH_MODULE(DenseFFN);
+
+/// One pre-LN block; exactly one of ffn / moe is non-null.
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const TransformerOptions& options, int64_t layer_index);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
+  torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
+  Attention attn{nullptr};
+  DenseFFN ffn{nullptr};
+  MoELayer moe{nullptr};
+  torch::nn::Dropout drop{nullptr};
+};
+TORCH_MODULE(Block);
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  explicit TransformerImpl(TransformerOptions options);
+
+  /// tokens: [B, S] int64 in [0, vocab); features: optional [B, S, F] int64 in
+  /// [0, feature_vocab); pad_mask: optional [B, S] bool. Returns logits (see file header).
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& features = {},
+                        const torch::Tensor& pad_mask = {});
+
+  /// Unscaled aux losses of the last forward, averaged over MoE layers.
+  std::map<std::string, torch::Tensor> aux_losses() const;
+  std::vector<MoELayer> moe_layers() const;
+  void set_collect_stats(bool on);
+
+  int64_t total_params() const;
+  int64_t trainable_params() const;
+  /// Non-expert parameters + sum over MoE layers of mean_experts[l] * params_per_expert.
+  double active_params(const std::vector<double>& mean_experts) const;
+  /// Forward FLOPs per token (2 per multiply-add) with mean_experts[l] experts per token.
+  double flops_per_token(const std::vector<double>& mean_experts, int64_t seq_len) const;
+
+  const TransformerOptions& options() const { return options_; }
+
+  torch::nn::Embedding tok_emb{nullptr}, feat_emb{nullptr}, pos_emb{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+  torch::nn::Linear head{nullptr};  ///< null for the tied LM head
+
+ private:
+  std::vector<Block> block_list_;
+  TransformerOptions options_;
+};
+TORCH_MODULE(Transformer);
+
+}  // namespace moe

@@ -1,0 +1,12 @@
+#pragma once
+// Sub-commands of the `moe` CLI. Each takes the arguments after its name and returns the
+// process exit status; `--help` prints its usage.
+#include <string>
+#include <vector>
+
+namespace moe {
+
+int train_command(const std::vector<std::string>& args);
+int plugins_command(const std::vector<std::string>& args);
+
+}  // namespace moe

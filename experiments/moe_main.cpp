@@ -1,0 +1,45 @@
+// moe: the moe-lab command line.
+#include <boost/program_options/errors.hpp>
+#include <c10/util/Exception.h>
+
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "experiments/commands.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "moe-lab: train, sweep and compare Mixture-of-Experts routing methods\n\n"
+    "Usage: moe <command> [options]   (moe <command> --help for its options)\n\n"
+    "Commands:\n"
+    "  train     train one config and print its final metrics\n"
+    "  plugins   list the registered routers, expert banks and tasks\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
+      {"train", &moe::train_command}, {"plugins", &moe::plugins_command}};
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const auto it = commands.find(argv[1]);
+  if (it == commands.end()) {
+    std::cerr << "moe: unknown command '" << argv[1] << "'\n\n" << kUsage;
+    return 2;
+  }
+  try {
+    return it->second(std::vector<std::string>(argv + 2, argv + argc));
+  } catch (const c10::Error& e) {
+    std::cerr << "\nmoe " << argv[1] << ": error: " << e.what_without_backtrace() << "\n";
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "moe " << argv[1] << ": " << e.what() << " (see moe " << argv[1] << " --help)\n";
+  } catch (const std::exception& e) {
+    std::cerr << "\nmoe " << argv[1] << ": error: " << e.what() << "\n";
+  }
+  return 1;
+}

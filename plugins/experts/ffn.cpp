@@ -1,0 +1,70 @@
+#include "plugins/experts/ffn.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace moe {
+
+FFNExpertsImpl::FFNExpertsImpl(FFNExpertsOptions options) : options_(std::move(options)) {
+  const int64_t e = options_.num_experts(), d = options_.d_model(), h = options_.hidden();
+  TORCH_CHECK(e > 0 && d > 0 && h > 0, "expert bank 'ffn': expected positive sizes, got E=", e,
+              " d=", d, " hidden=", h);
+  const int64_t up = options_.activation() == "swiglu" ? 2 * h : h;
+  // nn.Linear's default init (uniform +-1/sqrt(fan_in)), per expert.
+  w1 = register_parameter("w1", torch::empty({e, d, up}).uniform_(-1.0 / std::sqrt(d),
+                                                                   1.0 / std::sqrt(d)));
+  b1 = register_parameter("b1", torch::zeros({e, up}));
+  w2 = register_parameter("w2", torch::empty({e, h, d}).uniform_(-1.0 / std::sqrt(h),
+                                                                  1.0 / std::sqrt(h)));
+  b2 = register_parameter("b2", torch::zeros({e, d}));
+}
+
+torch::Tensor FFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing& /*routing*/,
+                                      const DispatchPlan& plan) {
+  TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
+              "expert bank 'ffn': expected hidden [tokens, ", options_.d_model(), "], got ",
+              hidden.sizes());
+  auto out = torch::zeros_like(hidden);
+  if (plan.token_index.numel() == 0) return out;
+  auto x = hidden.index_select(0, plan.token_index);
+  auto blocks = x.split_with_sizes(plan.counts, 0);
+  auto w1s = w1.unbind(0), b1s = b1.unbind(0), w2s = w2.unbind(0), b2s = b2.unbind(0);
+  std::vector<torch::Tensor> ys;
+  ys.reserve(blocks.size());
+  for (size_t e = 0; e < blocks.size(); ++e) {
+    if (plan.counts[e] == 0) continue;
+    auto h = apply_activation(options_.activation(), torch::addmm(b1s[e], blocks[e], w1s[e]));
+    ys.push_back(torch::addmm(b2s[e], h, w2s[e]));
+  }
+  auto y = torch::cat(ys, 0) * plan.weight.to(hidden.dtype()).unsqueeze(1);
+  return out.index_add(0, plan.token_index, y);
+}
+
+int64_t FFNExpertsImpl::params_per_expert() const {
+  return (w1.numel() + b1.numel() + w2.numel() + b2.numel()) / options_.num_experts();
+}
+
+int64_t FFNExpertsImpl::flops_per_expert_token() const {
+  return 2 * (w1.size(1) * w1.size(2) + w2.size(1) * w2.size(2));
+}
+
+std::shared_ptr<ExpertBankImpl> FFNExpertsImpl::create(const PluginSpec& spec,
+                                                       const LayerContext& ctx) {
+  auto options = FFNExpertsOptions(ctx.d_model, ctx.num_experts,
+                                   spec.get<int64_t>("hidden", 4 * ctx.d_model))
+                     .activation(spec.get<std::string>("activation", "gelu"));
+  check_activation(spec, options.activation());
+  if (options.hidden() <= 0) spec.fail("parameter 'hidden' expected > 0");
+  return std::make_shared<FFNExpertsImpl>(options);
+}
+
+std::vector<ParamDoc> FFNExpertsImpl::param_docs() {
+  return {{"hidden", "4 * d_model", "hidden width of each expert"},
+          {"activation", "gelu", "gelu | relu | swiglu"}};
+}
+
+MOE_REGISTER_EXPERTS("ffn", FFNExpertsImpl,
+                     "independent FFN experts, stacked weights, sort-by-expert dispatch");
+
+}  // namespace moe

@@ -1,0 +1,41 @@
+#pragma once
+// Expert bank "ffn": E independent feed-forward experts held as stacked weights.
+//
+//   E_e(x) = act(x W1[e] + b1[e]) W2[e] + b2[e]
+//   W1: [E, d, h] (or [E, d, 2h] for swiglu: silu(a) * b), W2: [E, h, d]
+// Dispatch: the kept (token, slot) rows are gathered in expert order, each expert runs one
+// contiguous matmul on its block, outputs are weighted once and index_add_-ed back.
+// The stacked weights are unbound once per forward (slicing W[e] per expert inside
+// autograd allocates a full zero gradient per expert).
+#include "core/experts.h"
+
+namespace moe {
+
+struct FFNExpertsOptions {
+  FFNExpertsOptions(int64_t d_model, int64_t num_experts, int64_t hidden)
+      : d_model_(d_model), num_experts_(num_experts), hidden_(hidden) {}
+  TORCH_ARG(int64_t, d_model);
+  TORCH_ARG(int64_t, num_experts);
+  TORCH_ARG(int64_t, hidden);
+  TORCH_ARG(std::string, activation) = "gelu";
+};
+
+class FFNExpertsImpl : public ExpertBankImpl {
+ public:
+  explicit FFNExpertsImpl(FFNExpertsOptions options);
+  torch::Tensor forward(const torch::Tensor& hidden, const Routing& routing,
+                        const DispatchPlan& plan) override;
+  int64_t params_per_expert() const override;
+  int64_t flops_per_expert_token() const override;
+
+  static std::shared_ptr<ExpertBankImpl> create(const PluginSpec& spec, const LayerContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+
+  torch::Tensor w1, b1, w2, b2;
+
+ private:
+  FFNExpertsOptions options_;
+};
+TORCH_MODULE(FFNExperts);
+
+}  // namespace moe

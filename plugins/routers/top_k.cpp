@@ -1,0 +1,71 @@
+#include "plugins/routers/top_k.h"
+
+#include <torch/torch.h>
+
+#include "core/losses.h"
+
+namespace moe {
+
+TopKRouterImpl::TopKRouterImpl(TopKRouterOptions options) : options_(options) {
+  TORCH_CHECK(options_.k() >= 1 && options_.k() <= options_.num_experts(),
+              "router 'top_k': expected 1 <= k <= num_experts (", options_.num_experts(),
+              "), got k = ", options_.k());
+  TORCH_CHECK(options_.noise_std() >= 0, "router 'top_k': expected noise_std >= 0, got ",
+              options_.noise_std());
+  gate = register_module(
+      "gate", torch::nn::Linear(
+                  torch::nn::LinearOptions(options_.d_model(), options_.num_experts()).bias(false)));
+  torch::NoGradGuard no_grad;
+  gate->weight.normal_(0.0, 0.02);
+}
+
+Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
+  TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
+              "router 'top_k': expected hidden [tokens, ", options_.d_model(), "], got ",
+              hidden.sizes());
+  auto logits = gate(hidden);
+  if (logits.scalar_type() != torch::kDouble) logits = logits.to(torch::kFloat);
+  if (is_training() && options_.noise_std() > 0) {
+    logits = logits + torch::randn_like(logits) * options_.noise_std();
+  }
+  auto probs = torch::softmax(logits, -1);
+  auto top = probs.topk(options_.k(), -1);
+  auto weights = std::get<0>(top);
+  auto indices = std::get<1>(top);
+  if (options_.normalize() && options_.k() > 1) {
+    weights = weights / weights.sum(-1, /*keepdim=*/true);
+  }
+  Routing routing;
+  routing.weights = weights;
+  routing.indices = indices;
+  routing.probs = probs;
+  auto top1 = torch::one_hot(indices.select(1, 0), options_.num_experts());
+  routing.aux_losses["balance"] = load_balance_loss(probs, top1);
+  routing.aux_losses["z"] = z_loss(logits);
+  return routing;
+}
+
+std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
+                                                   const LayerContext& ctx) {
+  const auto k = spec.get<int64_t>("k", 2);
+  auto options = TopKRouterOptions(ctx.d_model, ctx.num_experts)
+                     .k(k)
+                     .noise_std(spec.get<double>("noise_std", 0.0))
+                     .normalize(spec.get<bool>("normalize", k > 1));
+  if (k < 1 || k > ctx.num_experts) {
+    spec.fail("parameter 'k' expected 1..num_experts (" + std::to_string(ctx.num_experts) +
+              "), got " + std::to_string(k));
+  }
+  return std::make_shared<TopKRouterImpl>(options);
+}
+
+std::vector<ParamDoc> TopKRouterImpl::param_docs() {
+  return {{"k", "2", "experts per token (1 = Switch, 2 = GShard)"},
+          {"noise_std", "0", "std of Gaussian noise added to the logits while training"},
+          {"normalize", "k >= 2", "renormalise the k gates to sum to 1"}};
+}
+
+MOE_REGISTER_ROUTER("top_k", TopKRouterImpl,
+                    "Switch (k=1, gate p_i) / GShard (k>=2, renormalised gates) top-k routing");
+
+}  // namespace moe

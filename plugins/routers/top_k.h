@@ -1,0 +1,44 @@
+#pragma once
+// Router "top_k": Switch (k = 1) and GShard (k >= 2) routing, methods.md §0.
+//
+//   logits = W_r x (W_r: [d, N], no bias, N(0, 0.02)), p = softmax(logits) in float32
+//   k = 1: i = argmax p, weight = p_i (not renormalised: the router keeps a gradient)
+//   k >= 2: the k largest p, weights renormalised over them, g_j = p_j / sum p
+// Train-time noise (noise_std > 0) adds N(0, noise_std^2) to the logits used for selection
+// and probabilities, only while training.
+// Aux losses (unscaled): "balance" = N * sum_i f_i P_i with f from the top-1 choice;
+// "z" = mean logsumexp(logits)^2.
+#include <torch/nn/modules/linear.h>
+
+#include "core/router.h"
+
+namespace moe {
+
+struct TopKRouterOptions {
+  TopKRouterOptions(int64_t d_model, int64_t num_experts)
+      : d_model_(d_model), num_experts_(num_experts) {}
+  TORCH_ARG(int64_t, d_model);
+  TORCH_ARG(int64_t, num_experts);
+  TORCH_ARG(int64_t, k) = 2;
+  TORCH_ARG(double, noise_std) = 0.0;
+  /// Renormalise the k gates to sum to 1 (GShard). Default: k >= 2.
+  TORCH_ARG(bool, normalize) = true;
+};
+
+class TopKRouterImpl : public RouterImpl {
+ public:
+  explicit TopKRouterImpl(TopKRouterOptions options);
+  Routing forward(const torch::Tensor& hidden) override;
+
+  static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+
+  torch::nn::Linear gate{nullptr};
+  const TopKRouterOptions& options() const { return options_; }
+
+ private:
+  TopKRouterOptions options_;
+};
+TORCH_MODULE(TopKRouter);
+
+}  // namespace moe

@@ -1,0 +1,100 @@
+// MoE layer forward+backward throughput against a dense FFN doing the same active FLOPs
+// (hidden width k * h), at realistic shapes. Reports tokens/s and, after all runs, each MoE
+// configuration's ratio to its dense baseline measured in the same process.
+//
+//   build/moe_bench                      # all shapes
+//   build/moe_bench --benchmark_filter=E8
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+#include "core/moe_layer.h"
+#include "core/transformer.h"
+#include "plugins/experts/ffn.h"
+#include "plugins/routers/top_k.h"
+
+namespace {
+
+constexpr int64_t kT = 4096, kD = 256;
+
+template <class Layer>
+void run_fwd_bwd(benchmark::State& state, Layer& layer) {
+  torch::manual_seed(0);
+  auto x = torch::randn({kT, kD}, torch::requires_grad());
+  auto grad = torch::randn({kT, kD});
+  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);  // warm-up
+  for (auto _ : state) {
+    layer->zero_grad();
+    x.mutable_grad() = torch::Tensor();
+    layer->forward(x).backward(grad);
+  }
+  state.SetItemsProcessed(state.iterations() * kT);
+}
+
+// args: hidden
+void BM_DenseFFN(benchmark::State& state) {
+  torch::manual_seed(0);
+  moe::DenseFFN ffn(kD, state.range(0), "gelu");
+  run_fwd_bwd(state, ffn);
+}
+
+// args: E, k, h
+void BM_MoE(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t e = state.range(0), k = state.range(1), h = state.range(2);
+  moe::MoELayer layer(moe::Router(std::shared_ptr<moe::RouterImpl>(moe::TopKRouter(moe::TopKRouterOptions(kD, e).k(k)).ptr())),
+                      moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(moe::FFNExperts(moe::FFNExpertsOptions(kD, e, h)).ptr())), moe::MoELayerOptions(e));
+  run_fwd_bwd(state, layer);
+}
+
+BENCHMARK(BM_DenseFFN)->ArgName("hidden")->Arg(2048)->Arg(1024)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MoE)
+    ->ArgNames({"E", "k", "h"})
+    ->Args({8, 2, 1024})
+    ->Args({64, 8, 128})
+    ->Unit(benchmark::kMillisecond);
+
+/// Console output plus a ratio table: MoE tokens/s over the dense FFN with hidden = k * h.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& r : runs) {
+      auto it = r.counters.find("items_per_second");
+      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    struct Case { const char* moe; const char* dense; double target; };
+    const Case cases[] = {{"BM_MoE/E:8/k:2/h:1024", "BM_DenseFFN/hidden:2048", 0.9},
+                          {"BM_MoE/E:64/k:8/h:128", "BM_DenseFFN/hidden:1024", 0.6}};
+    std::cout << "\nforward+backward tokens/s, T=" << kT << " d=" << kD << ", "
+              << torch::get_num_threads() << " threads\n";
+    for (const auto& c : cases) {
+      if (!rate_.count(c.moe) || !rate_.count(c.dense)) continue;
+      const double ratio = rate_[c.moe] / rate_[c.dense];
+      std::cout << std::left << std::setw(24) << c.moe << std::fixed << std::setprecision(0)
+                << rate_[c.moe] << " tok/s vs " << std::setw(24) << c.dense << rate_[c.dense]
+                << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= "
+                << c.target << ") " << (ratio >= c.target ? "ok" : "BELOW TARGET") << "\n";
+    }
+  }
+
+ private:
+  std::map<std::string, double> rate_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}

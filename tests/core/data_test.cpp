@@ -1,0 +1,120 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/data/brown.h"
+#include "core/data/task.h"
+#include "tests/test_util.h"
+
+namespace moe {
+namespace {
+
+using moe::testing::expect_error;
+
+std::shared_ptr<Task> task(const std::string& name, nlohmann::json params,
+                           const std::string& dir = "unused") {
+  return make_task(PluginSpec("task", name, params), TaskContext{dir});
+}
+
+TEST(ModSum, TargetsAreModularSumsOfTheLastDepthValues) {
+  auto t = task("mod_sum", {{"seq_len", 10}, {"modulus", 7}, {"max_depth", 3}});
+  auto b = t->train_batch(1, 0, 4);
+  for (int64_t i = 0; i < 4; ++i) {
+    for (int64_t s = 0; s < 10; ++s) {
+      const int64_t d = b.features[i][s][0].item<int64_t>();
+      ASSERT_GE(d, 1);
+      ASSERT_LE(d, 3);
+      if (s + 1 < d) {
+        EXPECT_EQ(b.targets[i][s].item<int64_t>(), -100);
+        continue;
+      }
+      const int64_t sum = b.tokens[i].narrow(0, s - d + 1, d).sum().item<int64_t>();
+      EXPECT_EQ(b.targets[i][s].item<int64_t>(), sum % 7);
+      EXPECT_EQ(b.difficulty[i][s].item<int64_t>(), d - 1);
+    }
+  }
+}
+
+TEST(PointerChase, TargetsFollowTheHops) {
+  auto t = task("pointer_chase", {{"seq_len", 12}, {"slots", 6}, {"max_hops", 3}});
+  auto b = t->train_batch(2, 5, 3);
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t s = 6; s < 12; ++s) {
+      int64_t at = b.tokens[i][s].item<int64_t>();
+      const int64_t hops = b.features[i][s][0].item<int64_t>();
+      for (int64_t h = 0; h < hops; ++h) at = b.tokens[i][at].item<int64_t>();
+      EXPECT_EQ(b.targets[i][s].item<int64_t>(), at);
+      EXPECT_EQ(b.difficulty[i][s].item<int64_t>(), hops - 1);
+    }
+  }
+}
+
+TEST(Tasks, BatchesAreAFunctionOfSeedAndStep) {
+  auto t = task("mod_sum", {});
+  EXPECT_TRUE(torch::equal(t->train_batch(1, 3, 8).tokens, t->train_batch(1, 3, 8).tokens));
+  EXPECT_FALSE(torch::equal(t->train_batch(1, 3, 8).tokens, t->train_batch(1, 4, 8).tokens));
+  EXPECT_FALSE(torch::equal(t->train_batch(1, 3, 8).tokens, t->train_batch(2, 3, 8).tokens));
+  auto valid = t->eval_batches(Split::kValid, 100, 0), again = t->eval_batches(Split::kValid, 100, 0);
+  ASSERT_EQ(valid.size(), 6u);  // 512 sequences in batches of 100
+  EXPECT_TRUE(torch::equal(valid[0].tokens, again[0].tokens));
+  EXPECT_FALSE(torch::equal(valid[0].tokens, t->eval_batches(Split::kTest, 100, 1)[0].tokens));
+}
+
+TEST(Tasks, UnknownTaskAndParameterAreNamed) {
+  expect_error([] { task("nope", {}); }, "unknown task 'nope'; known: [brown_lm, brown_pos");
+  expect_error([] { task("mod_sum", {{"depth", 3}}); }, "task 'mod_sum': unknown parameter 'depth'");
+}
+
+// A miniature Brown corpus in the corpus' own format: 500 files, one sentence each.
+class BrownFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("moe_brown_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_ / "brown");
+    int i = 0;
+    for (char c = 'a'; c <= 'r' && i < 500; ++c) {
+      for (int n = 1; n <= 99 && i < 500; ++n, ++i) {
+        char name[8];
+        std::snprintf(name, sizeof(name), "c%c%02d", c, n);
+        std::ofstream(dir_ / "brown" / name)
+            << "\n\n\tThe/at dog/nn runs/vbz ./.\n\n\tA/at run/nn-hl " << (i % 2 ? "dog" : "run")
+            << "/vb ./.\n";
+      }
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(BrownFixture, PosTaskSplitsTagsAndDifficulty) {
+  auto t = task("brown_pos", {{"seq_len", 8}}, dir_.string());
+  const auto& info = t->info();
+  EXPECT_EQ(info.num_classes, 5);  // . at nn vb vbz (nn-hl normalised to nn)
+  EXPECT_FALSE(info.causal);
+  // "run" is nn in even files and vb in odd ones: 2 tags; "dog" is nn and vb: 2 tags.
+  auto b = t->eval_batches(Split::kTest, 1, 1)[0];
+  EXPECT_EQ(b.difficulty[0][0].item<int64_t>(), 0);  // The: 1 tag
+  EXPECT_EQ(b.difficulty[0][1].item<int64_t>(), 1);  // dog: 2 tags
+  EXPECT_EQ(b.features.size(2), 3);
+  EXPECT_GT(info.notes.at("most_frequent_tag_test_accuracy"), 0.5);
+  EXPECT_EQ(load_brown(dir_.string()).splits[0].size(), 2u * 400);  // 400 training files
+}
+
+TEST_F(BrownFixture, MissingCorpusSaysHowToFetch) {
+  std::filesystem::remove(dir_ / "brown" / "ca05");
+  expect_error([&] { task("brown_lm", {}, dir_.string() + "/"); },
+               "found 499; fetch it with: bash experiments/fetch_data.sh");
+}
+
+TEST_F(BrownFixture, CorruptFileIsNamed) {
+  std::ofstream(dir_ / "brown" / "cb02") << "The/at brokentoken ./.\n";
+  expect_error([&] { task("brown_pos", {}, dir_.string() + "//"); },
+               "cb02' line 1: token 'brokentoken' is not word/tag");
+}
+
+}  // namespace
+}  // namespace moe

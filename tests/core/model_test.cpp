@@ -1,0 +1,94 @@
+#include "core/transformer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace moe {
+namespace {
+
+TransformerOptions small(const std::string& head, bool causal, int64_t moe_every) {
+  MoEConfig moe;
+  moe.num_experts = 4;
+  moe.router = {{"name", "top_k"}, {"k", 2}};
+  moe.experts = {{"name", "ffn"}, {"hidden", 8}};
+  return TransformerOptions()
+      .vocab_size(11)
+      .feature_vocab(5)
+      .d_model(8)
+      .layers(2)
+      .heads(2)
+      .max_len(6)
+      .causal(causal)
+      .head(head)
+      .num_classes(3)
+      .ffn_hidden(16)
+      .moe_every(moe_every)
+      .moe(moe);
+}
+
+TEST(Transformer, HeadShapes) {
+  torch::manual_seed(0);
+  auto tokens = torch::randint(11, {2, 6}, torch::kLong);
+  auto feats = torch::randint(5, {2, 6, 2}, torch::kLong);
+  EXPECT_EQ(Transformer(small("lm", true, 1))->forward(tokens).sizes(),
+            (std::vector<int64_t>{2, 6, 11}));
+  EXPECT_EQ(Transformer(small("tag", false, 1))->forward(tokens, feats).sizes(),
+            (std::vector<int64_t>{2, 6, 3}));
+  EXPECT_EQ(Transformer(small("cls", false, 0))->forward(tokens).sizes(),
+            (std::vector<int64_t>{2, 3}));
+}
+
+TEST(Transformer, CausalAttentionIgnoresTheFuture) {
+  torch::manual_seed(0);
+  Transformer causal(small("lm", true, 1)), bidir(small("tag", false, 1));
+  auto a = torch::randint(11, {1, 6}, torch::kLong);
+  auto b = a.clone();
+  b[0][5] = (a[0][5].item<int64_t>() + 1) % 11;
+  EXPECT_TRUE(torch::allclose(causal->forward(a).narrow(1, 0, 5),
+                              causal->forward(b).narrow(1, 0, 5), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(bidir->forward(a).narrow(1, 0, 5),
+                               bidir->forward(b).narrow(1, 0, 5), 1e-5, 1e-6));
+}
+
+TEST(Transformer, PaddingIsNeverAttendedAndNotPooled) {
+  torch::manual_seed(0);
+  Transformer model(small("cls", false, 1));
+  auto a = torch::randint(11, {1, 6}, torch::kLong);
+  auto b = a.clone();
+  b[0][4] = (a[0][4].item<int64_t>() + 3) % 11;
+  b[0][5] = (a[0][5].item<int64_t>() + 3) % 11;
+  auto pad = torch::tensor({{false, false, false, false, true, true}});
+  EXPECT_TRUE(torch::allclose(model->forward(a, {}, pad), model->forward(b, {}, pad), 1e-5, 1e-6));
+}
+
+TEST(Transformer, MoeEveryPlacesLayers) {
+  EXPECT_EQ(Transformer(small("lm", true, 0))->moe_layers().size(), 0u);
+  EXPECT_EQ(Transformer(small("lm", true, 1))->moe_layers().size(), 2u);
+  auto opt = small("lm", true, 2);
+  Transformer every2(opt);
+  EXPECT_EQ(every2->moe_layers().size(), 1u);
+  auto first = every2->blocks->ptr<BlockImpl>(0);
+  auto second = every2->blocks->ptr<BlockImpl>(1);
+  EXPECT_TRUE(first->ffn && !first->moe);  // layer 0 dense
+  EXPECT_TRUE(second->moe && !second->ffn);  // layer 1 MoE
+}
+
+TEST(Transformer, ActiveParamsCountSelectedExpertsOnly) {
+  Transformer dense(small("lm", true, 0));
+  EXPECT_DOUBLE_EQ(dense->active_params({}), static_cast<double>(dense->total_params()));
+  Transformer sparse(small("lm", true, 1));
+  // Each ffn expert: w1 8x8 + b1 8 + w2 8x8 + b2 8 = 144 params; 4 experts per layer.
+  const double total = static_cast<double>(sparse->total_params());
+  EXPECT_DOUBLE_EQ(sparse->active_params({2.0, 1.5}), total - 2 * 4 * 144 + (2.0 + 1.5) * 144);
+  EXPECT_EQ(sparse->trainable_params(), sparse->total_params());
+}
+
+TEST(Transformer, FlopsCountDenseLayers) {
+  Transformer dense(small("lm", true, 0));
+  // Per layer: 2*4*d^2 + 2*2*S*d + 2*(d*h + h*d); head 2*d*V. d=8, S=6, h=16, V=11.
+  const double per_layer = 2 * 4 * 64 + 2 * 2 * 6 * 8 + 2 * (8 * 16 + 16 * 8);
+  EXPECT_DOUBLE_EQ(dense->flops_per_token({}, 6), 2 * per_layer + 2 * 8 * 11);
+}
+
+}  // namespace
+}  // namespace moe

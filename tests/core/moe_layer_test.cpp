@@ -1,0 +1,102 @@
+// Sort-by-expert dispatch against a naive per-token loop, capacity and statistics.
+#include "core/moe_layer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "plugins/experts/ffn.h"
+#include "plugins/routers/top_k.h"
+
+namespace moe {
+namespace {
+
+constexpr int64_t kD = 6, kE = 4, kH = 5;
+
+// y[t] = sum_s w[t,s] * (gelu(x W1[e] + b1[e]) W2[e] + b2[e]), one token at a time.
+torch::Tensor naive(const FFNExperts& bank, const torch::Tensor& x, const Routing& r) {
+  auto y = torch::zeros_like(x);
+  for (int64_t t = 0; t < x.size(0); ++t) {
+    for (int64_t s = 0; s < r.indices.size(1); ++s) {
+      const int64_t e = r.indices[t][s].item<int64_t>();
+      if (e < 0) continue;
+      auto h = torch::gelu(x[t].unsqueeze(0).mm(bank->w1[e]) + bank->b1[e]);
+      y[t] += r.weights[t][s] * (h.mm(bank->w2[e]) + bank->b2[e]).squeeze(0);
+    }
+  }
+  return y;
+}
+
+TEST(Dispatch, MatchesNaivePerTokenReferenceWithGradients) {
+  torch::manual_seed(3);
+  FFNExperts bank(FFNExpertsOptions(kD, kE, kH));
+  // Hand-made routing with an unused slot (-1) and an expert nobody picks (3).
+  Routing r;
+  r.indices = torch::tensor({{0, 1}, {2, -1}, {1, 0}, {0, 2}, {2, 1}}, torch::kLong);
+  r.weights = torch::tensor({{0.7, 0.3}, {1.0, 0.0}, {0.6, 0.4}, {0.5, 0.5}, {0.9, 0.1}});
+  auto x = torch::randn({5, kD}, torch::requires_grad());
+  auto plan = plan_dispatch(r, kE, 0);
+  EXPECT_EQ(plan.counts, (std::vector<int64_t>{3, 3, 3, 0}));
+  EXPECT_EQ(plan.selected, 9);
+  auto fast = bank->forward(x, r, plan);
+  auto grad_out = torch::randn_like(fast);
+  auto g_fast = torch::autograd::grad({fast}, {x, bank->w1, bank->w2}, {grad_out});
+  auto slow = naive(bank, x, r);
+  auto g_slow = torch::autograd::grad({slow}, {x, bank->w1, bank->w2}, {grad_out});
+  EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-6));
+  for (size_t i = 0; i < g_fast.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-5, 1e-6)) << "gradient " << i;
+  }
+}
+
+TEST(Dispatch, CapacityDropsLaterTokensFirst) {
+  Routing r;
+  r.indices = torch::tensor({{0}, {0}, {0}, {1}}, torch::kLong);
+  r.weights = torch::ones({4, 1});
+  auto plan = plan_dispatch(r, 2, /*capacity=*/2);
+  EXPECT_EQ(plan.dropped, 1);
+  EXPECT_EQ(plan.counts, (std::vector<int64_t>{2, 1}));
+  EXPECT_TRUE(torch::equal(plan.token_index, torch::tensor({0, 1, 3}, torch::kLong)));
+  EXPECT_EQ(expert_capacity(1.0, 2, 10, 4), 5);  // ceil(1.0 * 2 * 10 / 4)
+  EXPECT_EQ(expert_capacity(0.0, 2, 10, 4), 0);  // dropless
+}
+
+TEST(MoELayer, DroppedTokensGetZeroOutputAndAreCounted) {
+  torch::manual_seed(0);
+  MoELayer layer(Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(1)).ptr())),
+                 ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
+                 MoELayerOptions(kE).capacity_factor(0.25));  // capacity ceil(.25*8/4) = 1
+  layer->eval();
+  layer->set_collect_stats(true);
+  auto y = layer->forward(torch::randn({8, kD}));
+  const auto& st = layer->stats();
+  EXPECT_EQ(st.tokens, 8);
+  EXPECT_EQ(st.selected_slots, 8);
+  const int64_t zero_rows = y.abs().sum(1).eq(0).sum().item<int64_t>();
+  EXPECT_EQ(zero_rows, st.dropped_slots);
+  EXPECT_GE(st.dropped_slots, 4);  // at most 4 experts x 1 slot survive
+  EXPECT_NEAR(st.dropped_fraction(), st.dropped_slots / 8.0, 1e-12);
+}
+
+TEST(MoELayer, StatisticsMatchTheRouting) {
+  torch::manual_seed(1);
+  MoELayer layer(Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
+                 ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())), MoELayerOptions(kE));
+  layer->set_collect_stats(true);
+  auto x = torch::randn({10, kD});
+  layer->forward(x);
+  auto r = layer->router->forward(x);
+  const auto& st = layer->stats();
+  EXPECT_DOUBLE_EQ(st.mean_experts(), 2.0);
+  EXPECT_EQ(st.histogram, (std::vector<double>{0, 0, 10}));
+  double load_total = 0;
+  for (int64_t e = 0; e < kE; ++e) {
+    EXPECT_EQ(st.load[e], r.indices.eq(e).sum().item<int64_t>());
+    load_total += st.load_fraction()[e];
+  }
+  EXPECT_NEAR(load_total, 1.0, 1e-12);
+  auto p = r.probs.to(torch::kDouble);
+  EXPECT_NEAR(st.entropy(), (-(p * p.log()).sum(1)).mean().item<double>(), 1e-6);
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,60 @@
+#include "core/registry.h"
+
+#include <gtest/gtest.h>
+
+#include "core/data/task.h"
+#include "core/experts.h"
+#include "core/plugin_spec.h"
+#include "core/router.h"
+#include "tests/test_util.h"
+
+namespace moe {
+namespace {
+
+using moe::testing::expect_error;
+
+// Golden list: a plugin silently dropped by the linker, or renamed, fails here.
+TEST(Registry, GoldenNames) {
+  EXPECT_EQ(router_registry().names(), (std::vector<std::string>{"top_k"}));
+  EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn"}));
+  EXPECT_EQ(task_registry().names(),
+            (std::vector<std::string>{"brown_lm", "brown_pos", "mod_sum", "pointer_chase"}));
+}
+
+TEST(Registry, DuplicateNameThrows) {
+  Registry<int> r("widget");
+  r.add({"a", "", {}, [] { return std::make_shared<int>(1); }});
+  expect_error([&] { r.add({"a", "", {}, [] { return std::make_shared<int>(2); }}); },
+               "widget 'a' is registered twice");
+}
+
+TEST(Registry, UnknownRouterListsKnown) {
+  LayerContext ctx{8, 4, 0, 1};
+  expect_error([&] { make_router(PluginSpec("router", "nope", {}), ctx); },
+               "unknown router 'nope'; known: [top_k]");
+  expect_error([&] { make_expert_bank(PluginSpec("experts", "nope", {}), ctx); },
+               "unknown expert bank 'nope'; known: [ffn]");
+}
+
+TEST(PluginSpec, UnknownKeyListsKnown) {
+  LayerContext ctx{8, 4, 0, 1};
+  expect_error([&] { make_router(PluginSpec("router", "top_k", {{"kk", 2}}), ctx); },
+               "router 'top_k': unknown parameter 'kk'; known: [k, noise_std, normalize]");
+}
+
+TEST(PluginSpec, WrongTypeNamesKeyAndType) {
+  PluginSpec spec("router", "top_k", {{"k", "two"}});
+  expect_error([&] { spec.get<int64_t>("k", 2); },
+               "router 'top_k': parameter 'k' expected an integer, got string 'two'");
+}
+
+TEST(PluginSpec, DefaultsAndBlocks) {
+  PluginSpec spec("x", "y", {{"a", 1.5}, {"t", {{"b", 1}}}});
+  EXPECT_DOUBLE_EQ(spec.get<double>("a", 0.0), 1.5);
+  EXPECT_EQ(spec.get<int64_t>("missing", 4), 4);
+  EXPECT_EQ(spec.block("t")["b"], 1);
+  EXPECT_NO_THROW(spec.check_all_read());
+}
+
+}  // namespace
+}  // namespace moe

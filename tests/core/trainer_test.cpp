@@ -1,0 +1,148 @@
+#include "core/train/trainer.h"
+
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/train/device.h"
+#include "tests/test_util.h"
+
+namespace moe {
+namespace {
+
+using moe::testing::expect_error;
+using moe::testing::tiny_config;
+using moe::testing::tiny_config_json;
+
+struct RecordingSink : MetricSink {
+  std::vector<std::pair<std::string, double>> metrics;
+  int64_t layer_events = 0;
+  void metric(int64_t, const std::string& split, const std::string& name, double v) override {
+    metrics.emplace_back(split + "/" + name, v);
+  }
+  void layer_stat(int64_t, const std::string&, int64_t, const std::string&, double) override {
+    ++layer_events;
+  }
+  std::vector<double> series(const std::string& key) const {
+    std::vector<double> out;
+    for (const auto& m : metrics) {
+      if (m.first == key) out.push_back(m.second);
+    }
+    return out;
+  }
+};
+
+std::vector<torch::Tensor> params_of(Trainer& t) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : t.model()->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+TEST(Trainer, TinyRunLossFallsAndReportsEverything) {
+  RecordingSink sink;
+  auto config = tiny_config();
+  config.train.steps = 120;
+  config.train.lr = 1e-2;
+  Trainer trainer(config, &sink);
+  auto result = trainer.run();
+  auto loss = sink.series("train/loss");
+  ASSERT_GE(loss.size(), 10u);
+  EXPECT_LT(loss.back(), 0.8 * loss.front()) << "first " << loss.front() << " last " << loss.back();
+  EXPECT_GT(sink.layer_events, 0);
+  for (const char* key : {"test_accuracy", "active_params", "total_params", "flops_per_token",
+                          "train_tokens_per_s", "eval_tokens_per_s", "mean_experts"}) {
+    EXPECT_TRUE(result.summary.count(key)) << key;
+  }
+  EXPECT_DOUBLE_EQ(result.summary.at("mean_experts"), 2.0);  // top-2, dropless
+  EXPECT_LT(result.summary.at("active_params"), result.summary.at("total_params"));
+  EXPECT_EQ(result.test.level_accuracy.size(), 2u);
+}
+
+TEST(Trainer, SameSeedSameResult) {
+  Trainer a(tiny_config()), b(tiny_config());
+  a.train_until(10);
+  b.train_until(10);
+  auto pa = params_of(a), pb = params_of(b);
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i]));
+}
+
+TEST(Trainer, ResumeFromCheckpointEqualsUninterruptedRun) {
+  const auto path = (std::filesystem::temp_directory_path() /
+                     ("moe_ckpt_" + std::to_string(::getpid()) + ".pt")).string();
+  auto config = tiny_config();
+  config.moe.router["noise_std"] = 0.5;  // exercises the RNG state too
+  Trainer straight(config);
+  straight.train_until(20);
+  {
+    Trainer first(config);
+    first.train_until(10);
+    first.save(path);
+  }
+  torch::manual_seed(999);  // a resumed process starts from a different RNG state
+  Trainer resumed(config);
+  resumed.load(path);
+  EXPECT_EQ(resumed.step(), 10);
+  resumed.train_until(20);
+  auto a = params_of(straight), b = params_of(resumed);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "param " << i;
+  std::filesystem::remove(path);
+}
+
+TEST(Trainer, NonFiniteLossStopsWithAClearError) {
+  Trainer trainer(tiny_config());
+  {
+    torch::NoGradGuard g;
+    trainer.model()->tok_emb->weight.fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  expect_error([&] { trainer.train_until(3); }, "non-finite training loss (nan) at step 1");
+}
+
+TEST(Trainer, DenseModelTrains) {
+  auto json = tiny_config_json();
+  json["model"]["moe_every"] = 0;
+  Trainer trainer(ExperimentConfig::from_json(json, "tiny"));
+  auto result = trainer.run();
+  EXPECT_TRUE(trainer.model()->moe_layers().empty());
+  EXPECT_DOUBLE_EQ(result.summary.at("active_params"), result.summary.at("total_params"));
+}
+
+TEST(Device, CudaAbsentIsAClearError) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA present";
+  expect_error([] { select_device("cuda"); }, "device 'cuda': CUDA is not available");
+  EXPECT_EQ(select_device("auto").type(), torch::kCPU);
+}
+
+TEST(Device, UnknownDeviceListsChoices) {
+  expect_error([] { select_device("gpu"); }, "expected one of [auto, cpu, cuda, cuda:N]");
+}
+
+TEST(Device, TrainOnCuda_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA absent";
+  auto config = tiny_config();
+  config.device = "cuda";
+  config.train.steps = 20;
+  Trainer trainer(config);
+  auto result = trainer.run();
+  EXPECT_TRUE(std::isfinite(result.summary.at("test_loss")));
+}
+
+TEST(Config, UnknownKeysAndBadValuesAreNamed) {
+  auto json = tiny_config_json();
+  json["train"]["stepz"] = 3;
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); },
+               "x.toml: section 'train': unknown parameter 'stepz'; known: [batch_size");
+  json = tiny_config_json();
+  json["model"]["activation"] = "tanh";
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); },
+               "expected one of [gelu, relu, swiglu], got 'tanh'");
+  json = tiny_config_json();
+  json["modle"] = nlohmann::json::object();
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); },
+               "unknown parameter 'modle'");
+}
+
+}  // namespace
+}  // namespace moe

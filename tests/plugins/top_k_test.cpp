@@ -1,0 +1,104 @@
+// top_k against hand-computed cases (methods.md §0).
+#include "plugins/routers/top_k.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/losses.h"
+
+namespace moe {
+namespace {
+
+// Gate W_r rows: expert 0 reads x0, expert 1 reads x1, expert 2 reads nothing.
+TopKRouter make_router(int64_t k) {
+  TopKRouter r(TopKRouterOptions(2, 3).k(k).normalize(k > 1));
+  torch::NoGradGuard g;
+  r->gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {0.0f, 0.0f}}));
+  return r;
+}
+
+// Token a: logits [2, 1, 0]; token b: logits [-1, 1, 0].
+torch::Tensor hidden() { return torch::tensor({{2.0f, 1.0f}, {-1.0f, 1.0f}}); }
+
+double softmax_at(std::vector<double> z, int i) {
+  double s = 0;
+  for (double v : z) s += std::exp(v);
+  return std::exp(z[i]) / s;
+}
+
+TEST(TopK, SwitchTop1KeepsRawProbability) {
+  auto r = make_router(1)->forward(hidden());
+  EXPECT_EQ(r.indices[0][0].item<int64_t>(), 0);
+  EXPECT_EQ(r.indices[1][0].item<int64_t>(), 1);
+  EXPECT_NEAR(r.weights[0][0].item<double>(), softmax_at({2, 1, 0}, 0), 1e-6);  // 0.6652
+  EXPECT_NEAR(r.weights[1][0].item<double>(), softmax_at({-1, 1, 0}, 1), 1e-6);
+}
+
+TEST(TopK, GShardTop2Renormalises) {
+  auto r = make_router(2)->forward(hidden());
+  // Token a: experts 0 and 1, gates p0/(p0+p1) = e^2/(e^2+e) = sigmoid(1).
+  EXPECT_EQ(r.indices[0][0].item<int64_t>(), 0);
+  EXPECT_EQ(r.indices[0][1].item<int64_t>(), 1);
+  const double s1 = 1.0 / (1.0 + std::exp(-1.0));
+  EXPECT_NEAR(r.weights[0][0].item<double>(), s1, 1e-6);
+  EXPECT_NEAR(r.weights[0][1].item<double>(), 1 - s1, 1e-6);
+  // Token b: experts 1 (logit 1) then 2 (logit 0).
+  EXPECT_EQ(r.indices[1][0].item<int64_t>(), 1);
+  EXPECT_EQ(r.indices[1][1].item<int64_t>(), 2);
+  EXPECT_NEAR(r.weights[1][0].item<double>(), s1, 1e-6);
+}
+
+TEST(TopK, BalanceAndZLossMatchHandValues) {
+  auto r = make_router(2)->forward(hidden());
+  // f from the top-1 choices: token a -> 0, token b -> 1: f = [1/2, 1/2, 0].
+  const std::vector<double> pa = {softmax_at({2, 1, 0}, 0), softmax_at({2, 1, 0}, 1),
+                                  softmax_at({2, 1, 0}, 2)};
+  const std::vector<double> pb = {softmax_at({-1, 1, 0}, 0), softmax_at({-1, 1, 0}, 1),
+                                  softmax_at({-1, 1, 0}, 2)};
+  const double balance = 3 * (0.5 * (pa[0] + pb[0]) / 2 + 0.5 * (pa[1] + pb[1]) / 2);
+  EXPECT_NEAR(r.aux_losses.at("balance").item<double>(), balance, 1e-5);  // 1.2488
+  const double lse_a = std::log(std::exp(2) + std::exp(1) + 1);
+  const double lse_b = std::log(std::exp(-1) + std::exp(1) + 1);
+  EXPECT_NEAR(r.aux_losses.at("z").item<double>(), (lse_a * lse_a + lse_b * lse_b) / 2, 1e-5);
+}
+
+TEST(TopK, BalanceLossIsOneWhenPerfectlyBalanced) {
+  auto probs = torch::full({4, 4}, 0.25);
+  auto assigned = torch::eye(4);
+  EXPECT_NEAR(load_balance_loss(probs, assigned).item<double>(), 1.0, 1e-6);
+}
+
+TEST(TopK, Top1RouterGetsGradientFromTheGate) {
+  auto router = make_router(1);
+  auto r = router->forward(hidden());
+  r.weights.sum().backward();
+  EXPECT_GT(router->gate->weight.grad().abs().sum().item<double>(), 0.0);
+}
+
+TEST(TopK, NoiseOnlyWhileTraining) {
+  torch::manual_seed(0);
+  TopKRouter router(TopKRouterOptions(2, 3).k(1).noise_std(1.0));
+  auto x = torch::randn({64, 2});
+  router->eval();
+  auto a = router->forward(x).probs, b = router->forward(x).probs;
+  EXPECT_TRUE(torch::equal(a, b));
+  router->train();
+  EXPECT_FALSE(torch::equal(router->forward(x).probs, a));
+}
+
+TEST(TopK, WrongShapeIsAClearError) {
+  auto router = make_router(2);
+  try {
+    router->forward(torch::zeros({4, 3}));
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("router 'top_k': expected hidden [tokens, 2], got [4, 3]"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe
