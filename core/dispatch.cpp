@@ -27,6 +27,7 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t 
   // Stable sort keeps token order within each expert: capacity then drops later tokens.
   auto sorted = std::get<1>(torch::sort(expert, /*stable=*/true, 0, /*descending=*/false));
   auto order_pos = pos.index_select(0, sorted);
+  auto order_expert = expert.index_select(0, sorted);
   auto counts_t = torch::bincount(expert, {}, num_experts).to(torch::kCPU);
 
   DispatchPlan plan;
@@ -46,10 +47,15 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t 
     if (plan.dropped > 0) {
       auto keep_t = torch::tensor(keep, torch::kLong).to(order_pos.device());
       order_pos = order_pos.index_select(0, keep_t);
+      order_expert = order_expert.index_select(0, keep_t);
     }
   }
   plan.token_index = torch::div(order_pos, slots, "floor");
   plan.weight = flat_w.index_select(0, order_pos);
+  plan.expert_index = order_expert;
+  plan.slot_index = torch::full({flat_idx.size(0)}, -1, flat_idx.options())
+                        .index_put_({order_pos}, torch::arange(order_pos.size(0), flat_idx.options()))
+                        .view(routing.indices.sizes());
   return plan;
 }
 

@@ -16,6 +16,9 @@ namespace moe {
 struct DispatchPlan {
   torch::Tensor token_index;    ///< [S] int64: token of each kept slot, grouped by expert
   torch::Tensor weight;         ///< [S] float: combine weight of each kept slot
+  torch::Tensor expert_index;   ///< [S] int64: expert of each kept slot (non-decreasing)
+  torch::Tensor slot_index;     ///< [T, slots] int64: position of each slot in the sorted
+                                ///< order, -1 when unused or dropped (the inverse map)
   std::vector<int64_t> counts;  ///< [E]: kept slots per expert (sums to S), on the host
   int64_t selected = 0;         ///< slots the router selected (before capacity)
   int64_t dropped = 0;          ///< slots dropped by the capacity limit

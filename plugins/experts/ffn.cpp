@@ -1,7 +1,10 @@
 #include "plugins/experts/ffn.h"
 
+#include "core/grouped_ffn.h"
+
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace moe {
@@ -25,20 +28,10 @@ torch::Tensor FFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "expert bank 'ffn': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  auto out = torch::zeros_like(hidden);
-  if (plan.token_index.numel() == 0) return out;
-  auto x = hidden.index_select(0, plan.token_index);
-  auto blocks = x.split_with_sizes(plan.counts, 0);
-  auto w1s = w1.unbind(0), b1s = b1.unbind(0), w2s = w2.unbind(0), b2s = b2.unbind(0);
-  std::vector<torch::Tensor> ys;
-  ys.reserve(blocks.size());
-  for (size_t e = 0; e < blocks.size(); ++e) {
-    if (plan.counts[e] == 0) continue;
-    auto h = apply_activation(options_.activation(), torch::addmm(b1s[e], blocks[e], w1s[e]));
-    ys.push_back(torch::addmm(b2s[e], h, w2s[e]));
-  }
-  auto y = torch::cat(ys, 0) * plan.weight.to(hidden.dtype()).unsqueeze(1);
-  return out.index_add(0, plan.token_index, y);
+  if (plan.token_index.numel() == 0) return torch::zeros_like(hidden);
+  auto xs = gather_rows(hidden, plan);
+  auto ys = grouped_ffn(xs, w1, b1, w2, b2, plan.counts, options_.activation());
+  return combine_rows(ys, plan.weight, plan, hidden.size(0));
 }
 
 int64_t FFNExpertsImpl::params_per_expert() const {

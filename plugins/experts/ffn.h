@@ -3,10 +3,11 @@
 //
 //   E_e(x) = act(x W1[e] + b1[e]) W2[e] + b2[e]
 //   W1: [E, d, h] (or [E, d, 2h] for swiglu: silu(a) * b), W2: [E, h, d]
-// Dispatch: the kept (token, slot) rows are gathered in expert order, each expert runs one
-// contiguous matmul on its block, outputs are weighted once and index_add_-ed back.
-// The stacked weights are unbound once per forward (slicing W[e] per expert inside
-// autograd allocates a full zero gradient per expert).
+// Dispatch (core/grouped_ffn.h): the kept (token, slot) rows are gathered in expert order,
+// each expert runs one contiguous matmul on its block, writing into one preallocated output
+// (a fused autograd function: no per-expert weight slices in the graph, no cat/split), and
+// the rows are weighted and summed back per token. A padded batched-matmul variant was
+// measured slower on CPU (E=64/k=8: 0.84x, E=8/k=2: 0.60x of the loop) and dropped.
 #include "core/experts.h"
 
 namespace moe {
@@ -34,6 +35,7 @@ class FFNExpertsImpl : public ExpertBankImpl {
   torch::Tensor w1, b1, w2, b2;
 
  private:
+
   FFNExpertsOptions options_;
 };
 TORCH_MODULE(FFNExperts);

@@ -12,6 +12,7 @@
 #include <map>
 
 #include "core/moe_layer.h"
+#include "core/train/device.h"
 #include "core/transformer.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
@@ -77,7 +78,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const auto& c : cases) {
       if (!rate_.count(c.moe) || !rate_.count(c.dense)) continue;
       const double ratio = rate_[c.moe] / rate_[c.dense];
-      std::cout << std::left << std::setw(24) << c.moe << std::fixed << std::setprecision(0)
+      std::cout << std::left << std::setw(34) << c.moe << std::fixed << std::setprecision(0)
                 << rate_[c.moe] << " tok/s vs " << std::setw(24) << c.dense << rate_[c.dense]
                 << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= "
                 << c.target << ") " << (ratio >= c.target ? "ok" : "BELOW TARGET") << "\n";
@@ -91,6 +92,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::configure_threads(0);  // all cores, as training does (LibTorch's default here is 1)
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter reporter;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "core/experts.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
 
@@ -12,39 +13,54 @@ namespace {
 
 constexpr int64_t kD = 6, kE = 4, kH = 5;
 
-// y[t] = sum_s w[t,s] * (gelu(x W1[e] + b1[e]) W2[e] + b2[e]), one token at a time.
-torch::Tensor naive(const FFNExperts& bank, const torch::Tensor& x, const Routing& r) {
-  auto y = torch::zeros_like(x);
+// y[t] = sum_s w[t,s] * (act(x W1[e] + b1[e]) W2[e] + b2[e]), one token at a time.
+torch::Tensor naive(const FFNExperts& bank, const torch::Tensor& x, const Routing& r,
+                    const std::string& act) {
+  std::vector<torch::Tensor> rows;
   for (int64_t t = 0; t < x.size(0); ++t) {
+    auto y = torch::zeros({x.size(1)});
     for (int64_t s = 0; s < r.indices.size(1); ++s) {
       const int64_t e = r.indices[t][s].item<int64_t>();
       if (e < 0) continue;
-      auto h = torch::gelu(x[t].unsqueeze(0).mm(bank->w1[e]) + bank->b1[e]);
-      y[t] += r.weights[t][s] * (h.mm(bank->w2[e]) + bank->b2[e]).squeeze(0);
+      auto h = apply_activation(act, x[t].unsqueeze(0).mm(bank->w1[e]) + bank->b1[e]);
+      y = y + r.weights[t][s] * (h.mm(bank->w2[e]) + bank->b2[e]).squeeze(0);
     }
+    rows.push_back(y);
   }
-  return y;
+  return torch::stack(rows);
 }
 
 TEST(Dispatch, MatchesNaivePerTokenReferenceWithGradients) {
-  torch::manual_seed(3);
-  FFNExperts bank(FFNExpertsOptions(kD, kE, kH));
-  // Hand-made routing with an unused slot (-1) and an expert nobody picks (3).
-  Routing r;
-  r.indices = torch::tensor({{0, 1}, {2, -1}, {1, 0}, {0, 2}, {2, 1}}, torch::kLong);
-  r.weights = torch::tensor({{0.7, 0.3}, {1.0, 0.0}, {0.6, 0.4}, {0.5, 0.5}, {0.9, 0.1}});
-  auto x = torch::randn({5, kD}, torch::requires_grad());
-  auto plan = plan_dispatch(r, kE, 0);
-  EXPECT_EQ(plan.counts, (std::vector<int64_t>{3, 3, 3, 0}));
-  EXPECT_EQ(plan.selected, 9);
-  auto fast = bank->forward(x, r, plan);
-  auto grad_out = torch::randn_like(fast);
-  auto g_fast = torch::autograd::grad({fast}, {x, bank->w1, bank->w2}, {grad_out});
-  auto slow = naive(bank, x, r);
-  auto g_slow = torch::autograd::grad({slow}, {x, bank->w1, bank->w2}, {grad_out});
-  EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-6));
-  for (size_t i = 0; i < g_fast.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-5, 1e-6)) << "gradient " << i;
+  for (const std::string act : {"gelu", "relu", "swiglu"}) {
+    SCOPED_TRACE(act);
+    torch::manual_seed(3);
+    FFNExperts bank(FFNExpertsOptions(kD, kE, kH).activation(act));
+    {
+      torch::NoGradGuard g;
+      bank->b1.normal_();
+      bank->b2.normal_();
+    }
+    // Hand-made routing with an unused slot (-1) and an expert nobody picks (3).
+    Routing r;
+    r.indices = torch::tensor({{0, 1}, {2, -1}, {1, 0}, {0, 2}, {2, 1}}, torch::kLong);
+    r.weights = torch::tensor({{0.7, 0.3}, {1.0, 0.0}, {0.6, 0.4}, {0.5, 0.5}, {0.9, 0.1}},
+                              torch::requires_grad());
+    auto x = torch::randn({5, kD}, torch::requires_grad());
+    auto plan = plan_dispatch(r, kE, 0);
+    EXPECT_EQ(plan.counts, (std::vector<int64_t>{3, 3, 3, 0}));
+    EXPECT_EQ(plan.selected, 9);
+    EXPECT_EQ(plan.slot_index[1][1].item<int64_t>(), -1);
+    auto fast = bank->forward(x, r, plan);
+    auto grad_out = torch::randn_like(fast);
+    std::vector<torch::Tensor> wrt = {x, r.weights, bank->w1, bank->b1, bank->w2, bank->b2};
+    auto g_fast = torch::autograd::grad({fast}, wrt, {grad_out});
+    auto slow = naive(bank, x, r, act);
+    auto g_slow = torch::autograd::grad({slow}, wrt, {grad_out}, {}, false, true);
+    EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-6));
+    for (size_t i = 0; i < g_fast.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-4, 1e-5)) << "gradient " << i;
+    }
+    EXPECT_TRUE(g_fast[2][3].eq(0).all().item<bool>()) << "unpicked expert gets no gradient";
   }
 }
 
