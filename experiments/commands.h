@@ -8,5 +8,9 @@ namespace moe {
 
 int train_command(const std::vector<std::string>& args);
 int plugins_command(const std::vector<std::string>& args);
+int sweep_command(const std::vector<std::string>& args);
+int query_command(const std::vector<std::string>& args);
+int plot_command(const std::vector<std::string>& args);
+int merge_command(const std::vector<std::string>& args);
 
 }  // namespace moe

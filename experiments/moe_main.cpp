@@ -16,13 +16,19 @@ constexpr const char* kUsage =
     "Usage: moe <command> [options]   (moe <command> --help for its options)\n\n"
     "Commands:\n"
     "  train     train one config and print its final metrics\n"
+    "  sweep     plan / run / status of a sweep file (resumable, parallel, sharded)\n"
+    "  query     read-only SQL over a results database (views: final, by_method, pareto, layers)\n"
+    "  plot      figures from a results database (gnuplot, PNG + SVG)\n"
+    "  merge     join shard databases\n"
     "  plugins   list the registered routers, expert banks and tasks\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
-      {"train", &moe::train_command}, {"plugins", &moe::plugins_command}};
+      {"train", &moe::train_command},  {"plugins", &moe::plugins_command},
+      {"sweep", &moe::sweep_command},  {"query", &moe::query_command},
+      {"plot", &moe::plot_command},    {"merge", &moe::merge_command}};
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <unordered_map>
 
@@ -130,6 +131,8 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
   info_.seq_len = spec.get<int64_t>("seq_len", 64);
   const int64_t min_count = spec.get<int64_t>("min_count", 2);
   const int64_t suffix_min = spec.get<int64_t>("suffix_min_count", 5);
+  word_dropout_ = spec.get<double>("word_dropout", 0.05);
+  if (word_dropout_ < 0 || word_dropout_ >= 1) spec.fail("parameter 'word_dropout' expected [0, 1)");
   const auto& corpus = load_brown(ctx.data_dir);
   const auto& train = corpus.splits[static_cast<int>(Split::kTrain)];
 
@@ -192,6 +195,19 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
   info_.notes["most_frequent_tag_test_accuracy"] = double(mft_right) / std::max<int64_t>(mft_total, 1);
 }
 
+Batch BrownPosTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {
+  auto batch = StreamTask::train_batch(seed, step, batch_size);
+  if (word_dropout_ > 0) {
+    std::mt19937_64 rng(mix_seed(mix_seed(seed, static_cast<uint64_t>(step)), 0x5eed));
+    std::bernoulli_distribution drop(word_dropout_);
+    auto* t = batch.tokens.data_ptr<int64_t>();
+    for (int64_t i = 0; i < batch.tokens.numel(); ++i) {
+      if (drop(rng)) t[i] = 0;
+    }
+  }
+  return batch;
+}
+
 BrownLMTask::BrownLMTask(const PluginSpec& spec, const TaskContext& ctx) {
   info_.name = spec.name();
   info_.head = "lm";
@@ -242,7 +258,8 @@ std::shared_ptr<Task> BrownLMTask::create(const PluginSpec& spec, const TaskCont
 std::vector<ParamDoc> BrownPosTask::param_docs() {
   return {{"seq_len", "64", "tokens per window"},
           {"min_count", "2", "training count for a word to get its own id"},
-          {"suffix_min_count", "5", "training count for a suffix to get its own id"}};
+          {"suffix_min_count", "5", "training count for a suffix to get its own id"},
+          {"word_dropout", "0.05", "training probability of replacing a word id by <unk>"}};
 }
 std::vector<ParamDoc> BrownLMTask::param_docs() {
   return {{"seq_len", "64", "tokens per window"},

@@ -7,7 +7,9 @@
 // "brown_pos": POS tagging with bidirectional attention. Input: lower-cased word id (train
 //   words seen >= min_count times, else <unk>) plus summed features (3-letter suffix,
 //   2-letter suffix, shape). Difficulty = how many distinct tags the word form takes in
-//   the training split: 1, 2, 3, 4+, or unseen.
+//   the training split: 1, 2, 3, 4+, or unseen. While training, each word id is replaced
+//   by <unk> with probability word_dropout (features kept), so the model learns to tag
+//   unseen words from their suffix and shape.
 // "brown_lm": word-level causal LM over lower-cased words with a sentence-end token.
 //   Difficulty = frequency rank of the target word: top 100, top 1k, rest, <unk>.
 #include <string>
@@ -30,8 +32,12 @@ const BrownCorpus& load_brown(const std::string& data_dir);
 class BrownPosTask : public StreamTask {
  public:
   BrownPosTask(const PluginSpec& spec, const TaskContext& ctx);
+  Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) override;
   static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
   static std::vector<ParamDoc> param_docs();
+
+ private:
+  double word_dropout_ = 0.0;
 };
 
 class BrownLMTask : public StreamTask {

@@ -1,0 +1,89 @@
+// moe query | plot | merge: the results layer's commands (no training here).
+#include <boost/program_options.hpp>
+
+#include <iostream>
+
+#include "experiments/commands.h"
+#include "results/report.h"
+
+namespace po = boost::program_options;
+
+namespace moe {
+
+int query_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe query: run one read-only SQL statement on a results database\n\n"
+      "Usage: moe query [--db PATH] \"SQL\" [--csv | --json]\n"
+      "Views: final (one row per run), by_method (mean ± std over seeds), pareto (accuracy\n"
+      "vs active parameters front), layers (per-layer experts per token); tables: sweeps,\n"
+      "runs, metrics, layer_stats (see results/README.md).\n\nOptions");
+  std::string db, sql;
+  desc.add_options()("help,h", "show this help")(
+      "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
+      "sql", po::value(&sql), "the statement")("csv", "CSV output")("json", "JSON output");
+  po::positional_options_description pos;
+  pos.add("sql", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || sql.empty()) {
+    std::cout << desc;
+    return sql.empty() && !vm.count("help") ? 2 : 0;
+  }
+  const auto format = vm.count("csv")    ? results::QueryFormat::kCsv
+                      : vm.count("json") ? results::QueryFormat::kJson
+                                         : results::QueryFormat::kTable;
+  results::run_query(db, sql, format, std::cout);
+  return 0;
+}
+
+int plot_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
+      "Usage: moe plot pareto [--db PATH] [--sweep NAME] [--out DIR]\n\n"
+      "  pareto   mean test accuracy vs mean active parameters per method, error bars over\n"
+      "           seeds, and the Pareto front\n\nOptions");
+  std::string kind, db, sweep, out;
+  desc.add_options()("help,h", "show this help")("kind", po::value(&kind), "plot kind")(
+      "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
+      "sweep", po::value(&sweep)->default_value(""), "only this sweep (default: all)")(
+      "out", po::value(&out)->default_value("results/plots"), "output directory");
+  po::positional_options_description pos;
+  pos.add("kind", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || kind.empty()) {
+    std::cout << desc;
+    return kind.empty() && !vm.count("help") ? 2 : 0;
+  }
+  if (kind != "pareto") {
+    throw std::invalid_argument("moe plot: unknown plot '" + kind + "'; known: [pareto]");
+  }
+  std::cout << "wrote " << results::plot_pareto(db, sweep, out) << " (and .svg)\n";
+  return 0;
+}
+
+int merge_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe merge: join shard databases into one (completed beats failed, no duplicates)\n\n"
+      "Usage: moe merge OUT.sqlite IN.sqlite...\n\nOptions");
+  std::vector<std::string> files;
+  desc.add_options()("help,h", "show this help")("files", po::value(&files), "OUT then inputs");
+  po::positional_options_description pos;
+  pos.add("files", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || files.size() < 2) {
+    std::cout << desc;
+    return files.size() < 2 && !vm.count("help") ? 2 : 0;
+  }
+  const std::vector<std::string> inputs(files.begin() + 1, files.end());
+  const auto n = results::merge_databases(files[0], inputs);
+  std::cout << "merged " << inputs.size() << " database(s) into " << files[0] << ": " << n
+            << " run(s) copied\n";
+  return 0;
+}
+
+}  // namespace moe

@@ -1,0 +1,396 @@
+// moe sweep plan|run|status|worker: the resumable, process-isolated sweep runner.
+//
+// `run` plans the trials, records them as queued, and starts one worker process per trial
+// (`moe sweep worker`), at most --workers at a time. A worker trains one trial and writes
+// its metrics; an exception, NaN loss or out-of-memory marks that run failed with its
+// message. A worker killed outright leaves 'running' behind: the parent marks it failed,
+// and if the parent itself was killed, the stale heartbeat tells the next run to redo it.
+#include <boost/program_options.hpp>
+#include <c10/util/Exception.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "core/train/device.h"
+#include "core/train/trainer.h"
+#include "experiments/commands.h"
+#include "experiments/sweep_spec.h"
+#include "results/store.h"
+
+extern char** environ;
+namespace po = boost::program_options;
+
+namespace moe {
+namespace {
+
+std::atomic<int> g_signal{0};
+void on_signal(int sig) { g_signal = sig; }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted by a signal") {}
+};
+
+/// Streams metric events into the store; stops the trial when a signal arrived.
+class StoreSink : public MetricSink {
+ public:
+  StoreSink(results::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
+  void metric(int64_t step, const std::string& split, const std::string& name,
+              double value) override {
+    if (g_signal) throw Interrupted();
+    store_.add_metric(run_id_, step, split, name, value);
+  }
+  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
+                  double value) override {
+    store_.add_layer_stat(run_id_, step, split, layer, name, value);
+  }
+
+ private:
+  results::Store& store_;
+  int64_t run_id_;
+};
+
+std::string hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+std::string default_db() { return "results/moe.sqlite"; }
+
+std::string fmt_eta(double s) {
+  std::ostringstream o;
+  const auto t = static_cast<int64_t>(s);
+  if (t >= 3600) o << t / 3600 << "h";
+  o << (t / 60) % 60 << "m" << t % 60 << "s";
+  return o.str();
+}
+
+/// Whether a run still needs doing.
+bool needs_run(const results::RunRow& r, bool retry_failed) {
+  if (r.status == "completed") return false;
+  if (r.status == "failed") return retry_failed;
+  if (r.status == "running") return results::now_seconds() - r.heartbeat > results::kStaleSeconds;
+  return true;  // queued, interrupted
+}
+
+std::vector<Trial> shard_of(const SweepPlan& plan, const std::string& shard) {
+  if (shard.empty()) return plan.trials;
+  const auto slash = shard.find('/');
+  int64_t i = -1, n = 0;
+  try {
+    i = std::stoll(shard.substr(0, slash));
+    n = std::stoll(shard.substr(slash + 1));
+  } catch (...) {
+  }
+  if (slash == std::string::npos || n <= 0 || i < 0 || i >= n) {
+    throw std::invalid_argument("--shard '" + shard + "': expected I/N with 0 <= I < N (e.g. 0/4)");
+  }
+  std::vector<Trial> out;
+  for (size_t t = 0; t < plan.trials.size(); ++t) {
+    if (static_cast<int64_t>(t % n) == i) out.push_back(plan.trials[t]);
+  }
+  return out;
+}
+
+void ensure_parent_dir(const std::string& path) {
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir);
+}
+
+int plan_command(const std::vector<std::string>& args) {
+  po::options_description desc("moe sweep plan: print the trials of a sweep file (dry run)\n\n"
+                               "Usage: moe sweep plan FILE [--db PATH]\n\nOptions");
+  std::string file, db;
+  desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
+      "db", po::value(&db)->default_value(default_db()), "results database to check for done trials");
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || file.empty()) {
+    std::cout << desc;
+    return file.empty() && !vm.count("help") ? 2 : 0;
+  }
+  auto plan = load_sweep(file);
+  std::map<std::string, std::string> status;
+  if (std::filesystem::exists(db)) {
+    results::Store store(db);
+    for (const auto& r : store.runs(plan.name)) status[r.run_key] = r.status;
+  }
+  std::cout << "sweep '" << plan.name << "': " << plan.trials.size() << " trials\n";
+  std::cout << std::left << std::setw(18) << "run_key" << std::setw(32) << "method" << std::setw(6)
+            << "seed" << "status\n";
+  for (const auto& t : plan.trials) {
+    std::cout << std::setw(18) << t.run_key << std::setw(32) << t.method << std::setw(6) << t.seed
+              << (status.count(t.run_key) ? status[t.run_key] : "new") << "\n";
+  }
+  return 0;
+}
+
+int status_command(const std::vector<std::string>& args) {
+  po::options_description desc("moe sweep status: summarise a sweep's runs in the database\n\n"
+                               "Usage: moe sweep status FILE [--db PATH]\n\nOptions");
+  std::string file, db;
+  desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
+      "db", po::value(&db)->default_value(default_db()), "results database");
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || file.empty()) {
+    std::cout << desc;
+    return file.empty() && !vm.count("help") ? 2 : 0;
+  }
+  auto plan = load_sweep(file);
+  results::Store store(db);
+  std::map<std::string, results::RunRow> rows;
+  for (auto& r : store.runs(plan.name)) rows[r.run_key] = r;
+  std::map<std::string, int> count;
+  for (const auto& t : plan.trials) {
+    auto it = rows.find(t.run_key);
+    std::string s = it == rows.end() ? "missing" : it->second.status;
+    if (s == "running" && !needs_run(it->second, false)) s = "running";
+    else if (s == "running") s = "stale";
+    ++count[s];
+    if (s == "failed") std::cout << "failed  " << t.method << " seed " << t.seed << ": " << it->second.error << "\n";
+  }
+  std::cout << "sweep '" << plan.name << "' in " << db << ": " << plan.trials.size() << " trials";
+  for (const auto& kv : count) std::cout << ", " << kv.second << " " << kv.first;
+  std::cout << "\n";
+  return 0;
+}
+
+int worker_command(const std::vector<std::string>& args) {
+  po::options_description desc("moe sweep worker: run one planned trial (started by moe sweep run)");
+  std::string db, key, device;
+  int64_t threads = 0;
+  desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
+      "run-key", po::value(&key)->required(), "run key")("device", po::value(&device), "device")(
+      "threads", po::value(&threads), "CPU threads");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  po::notify(vm);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);  // die with the sweep process
+  install_signal_handlers();
+  results::Store store(db);
+  auto row = store.find_run(key);
+  if (!row) throw std::invalid_argument("no run '" + key + "' in " + db);
+  auto json = nlohmann::json::parse(row->config_json);
+  if (!device.empty()) json["device"] = device;
+  if (vm.count("threads")) json["threads"] = threads;
+  const int64_t run_id = store.start_run(key, hostname(), json.value("device", "auto"),
+                                         libtorch_version(), MOE_CODE_VERSION);
+  std::atomic<bool> done{false};
+  std::thread beat([&] {
+    results::Store hb(db);
+    while (!done) {
+      for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!done) hb.heartbeat(run_id);
+    }
+  });
+  std::string status = "completed", error;
+  try {
+    auto config = ExperimentConfig::from_json(json, "run " + key);
+    StoreSink sink(store, run_id);
+    Trainer trainer(config, &sink, nullptr);
+    trainer.run();
+  } catch (const Interrupted&) {
+    status = "interrupted";
+    error = "stopped by signal " + std::to_string(g_signal.load());
+  } catch (const c10::Error& e) {
+    status = "failed";
+    error = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    status = "failed";
+    error = e.what();
+  }
+  done = true;
+  beat.join();
+  if (status != "completed" && error.find("out of memory") != std::string::npos) {
+    error = "out of memory: " + error;
+  }
+  store.finish_run(run_id, status, error);
+  return status == "completed" ? 0 : 1;
+}
+
+int run_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe sweep run: train every trial of a sweep that is not done yet\n\n"
+      "Usage: moe sweep run FILE [--db PATH] [--workers N] [--devices LIST] [--shard I/N]\n"
+      "                          [--retry-failed]\n\n"
+      "Completed trials are skipped; failed ones are rerun only with --retry-failed; trials of\n"
+      "a killed run (stale heartbeat) or interrupted ones are redone. Exit status 1 if any\n"
+      "trial failed.\n\nOptions");
+  std::string file, db, devices, shard;
+  int64_t workers = 1;
+  desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
+      "db", po::value(&db)->default_value(default_db()), "results database (SQLite)")(
+      "workers,j", po::value(&workers)->default_value(1), "trials run at once (separate processes)")(
+      "devices", po::value(&devices),
+      "comma-separated devices, one per worker (e.g. cuda:0,cuda:1); default: the config's")(
+      "shard", po::value(&shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
+      "retry-failed", "rerun trials recorded as failed");
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || file.empty()) {
+    std::cout << desc;
+    return file.empty() && !vm.count("help") ? 2 : 0;
+  }
+  if (workers < 1) throw std::invalid_argument("--workers: expected >= 1");
+  std::vector<std::string> device_list;
+  for (size_t b = 0; !devices.empty() && b <= devices.size();) {
+    auto c = devices.find(',', b);
+    device_list.push_back(devices.substr(b, c == std::string::npos ? std::string::npos : c - b));
+    if (c == std::string::npos) break;
+    b = c + 1;
+  }
+  if (!device_list.empty()) {
+    for (const auto& d : device_list) select_device(d);  // fail fast with a clear message
+    workers = std::min<int64_t>(workers, device_list.size());
+  }
+  auto plan = load_sweep(file);
+  auto trials = shard_of(plan, shard);
+  ensure_parent_dir(db);
+  results::Store store(db);
+  store.upsert_sweep(plan.name, plan.spec_text);
+  std::vector<const Trial*> todo;
+  int64_t skipped = 0;
+  for (const auto& t : trials) {
+    store.ensure_run({t.run_key, plan.name, t.method, t.config.dump(), t.seed});
+    if (needs_run(*store.find_run(t.run_key), vm.count("retry-failed") > 0)) {
+      todo.push_back(&t);
+    } else {
+      ++skipped;
+    }
+  }
+  std::cerr << "sweep '" << plan.name << "': " << trials.size() << " trials"
+            << (shard.empty() ? "" : " in shard " + shard) << ", " << skipped
+            << " already done or failed, " << todo.size() << " to run, " << workers
+            << " worker(s), database " << db << "\n";
+  install_signal_handlers();
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t threads = std::max<int64_t>(1, cores / workers);
+  std::map<pid_t, std::pair<const Trial*, int64_t>> running;  // pid -> trial, slot
+  std::vector<bool> slot_busy(workers, false);
+  size_t next = 0;
+  int64_t done = 0, failed = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto progress = [&] {
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const int64_t finished = done + failed;
+    const double eta = finished ? el / finished * (todo.size() - finished) : 0;
+    std::cerr << "[" << plan.name << "] " << done << " done, " << failed << " failed, "
+              << running.size() << " running, " << todo.size() - finished - running.size()
+              << " waiting" << (finished ? ", ETA " + fmt_eta(eta) : "") << "\n";
+  };
+  while ((next < todo.size() && !g_signal) || !running.empty()) {
+    while (!g_signal && next < todo.size() && static_cast<int64_t>(running.size()) < workers) {
+      int64_t slot = 0;
+      while (slot_busy[slot]) ++slot;
+      const Trial* t = todo[next++];
+      std::vector<std::string> argv_s = {"/proc/self/exe", "sweep", "worker", "--db", db,
+                                         "--run-key", t->run_key, "--threads", std::to_string(threads)};
+      if (!device_list.empty()) {
+        argv_s.push_back("--device");
+        argv_s.push_back(device_list[slot]);
+      }
+      std::vector<char*> argv;
+      for (auto& s : argv_s) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      pid_t pid;
+      if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
+        throw std::runtime_error("cannot start a worker process");
+      }
+      std::cerr << "[" << plan.name << "] start " << t->method << " seed " << t->seed << " ("
+                << t->run_key << ")\n";
+      slot_busy[slot] = true;
+      running[pid] = {t, slot};
+    }
+    int wstatus = 0;
+    const pid_t pid = waitpid(-1, &wstatus, 0);
+    if (pid < 0) {
+      if (errno == EINTR) {
+        for (const auto& kv : running) kill(kv.first, SIGTERM);
+        continue;
+      }
+      break;
+    }
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const Trial* t = it->second.first;
+    slot_busy[it->second.second] = false;
+    running.erase(it);
+    auto row = store.find_run(t->run_key);
+    if (row && row->status == "running") {  // the worker died without recording why
+      const std::string why = WIFSIGNALED(wstatus)
+                                  ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
+                                  : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
+      store.finish_run(row->id, g_signal ? "interrupted" : "failed", why);
+      row = store.find_run(t->run_key);
+    }
+    if (row && row->status == "completed") {
+      ++done;
+    } else if (row && row->status == "failed") {
+      ++failed;
+      std::cerr << "[" << plan.name << "] FAILED " << t->method << " seed " << t->seed << ": "
+                << row->error << "\n";
+    }
+    progress();
+  }
+  if (g_signal) {
+    std::cerr << "[" << plan.name << "] stopped by signal; completed runs are kept, rerun to "
+                 "finish the rest\n";
+    return 130;
+  }
+  std::cerr << "[" << plan.name << "] finished: " << done << " completed, " << failed
+            << " failed, " << skipped << " skipped\n";
+  return failed > 0 ? 1 : 0;
+}
+
+}  // namespace
+
+int sweep_command(const std::vector<std::string>& args) {
+  const std::string usage =
+      "moe sweep: plan and run ablation sweeps\n\n"
+      "Usage: moe sweep <plan|run|status> FILE [options]   (moe sweep <sub> --help)\n";
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << usage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "plan") return plan_command(rest);
+  if (args[0] == "run") return run_command(rest);
+  if (args[0] == "status") return status_command(rest);
+  if (args[0] == "worker") return worker_command(rest);
+  std::cerr << "moe sweep: unknown sub-command '" << args[0] << "'\n" << usage;
+  return 2;
+}
+
+}  // namespace moe

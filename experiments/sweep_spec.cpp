@@ -1,0 +1,267 @@
+#include "experiments/sweep_spec.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/data/task.h"
+#include "core/experts.h"
+#include "core/router.h"
+#include "core/train/config.h"
+#include "experiments/config_file.h"
+
+namespace moe {
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const toml::node* node, const std::string& what) {
+  std::ostringstream msg;
+  msg << path;
+  if (node && node->source().begin.line > 0) msg << ":" << node->source().begin.line;
+  msg << ": " << what;
+  throw std::invalid_argument(msg.str());
+}
+
+/// Merges src into dst: tables merge recursively, anything else replaces.
+void merge_into(nlohmann::json& dst, const nlohmann::json& src) {
+  for (auto it = src.begin(); it != src.end(); ++it) {
+    if (it.value().is_object() && dst.contains(it.key()) && dst[it.key()].is_object()) {
+      merge_into(dst[it.key()], it.value());
+    } else {
+      dst[it.key()] = it.value();
+    }
+  }
+}
+
+/// A table whose keys may be dotted ("train.steps" = 3) -> nested JSON.
+nlohmann::json nested(const nlohmann::json& table) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto it = table.begin(); it != table.end(); ++it) {
+    nlohmann::json part = nlohmann::json::object();
+    set_dotted(part, it.key(), it.value().is_object() ? nested(it.value()) : it.value());
+    merge_into(out, part);
+  }
+  return out;
+}
+
+std::string short_value(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+struct Axis {
+  std::string key;
+  std::vector<nlohmann::json> values;
+};
+
+}  // namespace
+
+std::string stable_hash(const std::string& text) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string run_key_of(const nlohmann::json& config) { return stable_hash(config.dump()); }
+
+void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::json& value) {
+  nlohmann::json* at = &j;
+  size_t begin = 0;
+  for (size_t dot; (dot = dotted.find('.', begin)) != std::string::npos; begin = dot + 1) {
+    auto& next = (*at)[dotted.substr(begin, dot - begin)];
+    if (!next.is_object()) next = nlohmann::json::object();
+    at = &next;
+  }
+  (*at)[dotted.substr(begin)] = value;
+}
+
+SweepPlan load_sweep(const std::string& path) {
+  SweepPlan plan;
+  plan.path = path;
+  {
+    std::ifstream in(path);
+    if (!in) throw std::invalid_argument("sweep '" + path + "': cannot read the file");
+    std::stringstream b;
+    b << in.rdbuf();
+    plan.spec_text = b.str();
+  }
+  toml::table doc;
+  try {
+    doc = toml::parse(plan.spec_text, path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream m;
+    m << path << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+      << e.description();
+    throw std::invalid_argument(m.str());
+  }
+  const std::set<std::string> known = {"name", "description", "base_config", "task", "seeds",
+                                       "base", "presets", "grid", "zip", "exclude"};
+  for (const auto& [k, v] : doc) {
+    if (!known.count(std::string(k.str()))) {
+      fail(path, &v, "unknown key '" + std::string(k.str()) +
+                         "'; known: [base, base_config, description, exclude, grid, name, "
+                         "presets, seeds, task, zip]");
+    }
+  }
+  const auto j = parse_toml(plan.spec_text, path);
+  auto need_type = [&](const char* key, bool ok, const char* what) {
+    if (j.contains(key) && !ok) fail(path, doc.get(key), "key '" + std::string(key) + "' expected " + what);
+  };
+  need_type("name", j.contains("name") && j["name"].is_string(), "a string");
+  if (!j.contains("name")) fail(path, nullptr, "missing key 'name' (the sweep's name)");
+  plan.name = j["name"];
+  need_type("description", j.value("description", nlohmann::json("")).is_string(), "a string");
+  plan.description = j.value("description", std::string());
+  if (!j.contains("seeds") || !j["seeds"].is_array() || j["seeds"].empty()) {
+    fail(path, doc.get("seeds"), "key 'seeds' expected a non-empty array of integers, e.g. seeds = [0, 1]");
+  }
+  for (const auto& s : j["seeds"]) {
+    if (!s.is_number_integer()) fail(path, doc.get("seeds"), "key 'seeds' expected integers");
+  }
+  for (const char* table : {"base", "presets", "grid", "zip"}) {
+    need_type(table, j.contains(table) && j[table].is_object(), "a table");
+  }
+
+  nlohmann::json base = nlohmann::json::object();
+  if (j.contains("base_config")) {
+    need_type("base_config", j["base_config"].is_string(), "a string path");
+    auto file = std::filesystem::path(path).parent_path() / j["base_config"].get<std::string>();
+    base = load_toml_file(file.string());
+  }
+  if (j.contains("task")) {
+    need_type("task", j["task"].is_string(), "a task name string");
+    set_dotted(base, "task.name", j["task"]);
+  }
+  if (j.contains("base")) merge_into(base, nested(j["base"]));
+
+  std::map<std::string, nlohmann::json> presets;
+  if (j.contains("presets")) {
+    for (auto it = j["presets"].begin(); it != j["presets"].end(); ++it) {
+      if (!it.value().is_object()) fail(path, doc.get("presets"), "preset '" + it.key() + "' expected a table");
+      presets[it.key()] = nested(it.value());
+    }
+  }
+  std::string preset_list = "[";
+  for (const auto& p : presets) preset_list += (preset_list.size() > 1 ? ", " : "") + p.first;
+  preset_list += "]";
+
+  auto read_axes = [&](const char* table) {
+    std::vector<Axis> axes;
+    if (!j.contains(table)) return axes;
+    for (auto it = j[table].begin(); it != j[table].end(); ++it) {
+      const auto* node = doc[table][it.key()].node();
+      if (!it.value().is_array() || it.value().empty()) {
+        fail(path, node, std::string(table) + " axis '" + it.key() + "' expected a non-empty array");
+      }
+      Axis a{it.key(), {}};
+      for (const auto& v : it.value()) {
+        if (a.key == "method" && (!v.is_string() || !presets.count(v.get<std::string>()))) {
+          fail(path, node, "grid axis 'method': unknown preset " + v.dump() + "; known: " + preset_list);
+        }
+        a.values.push_back(v);
+      }
+      axes.push_back(std::move(a));
+    }
+    return axes;
+  };
+  auto grid = read_axes("grid");
+  auto zip = read_axes("zip");
+  for (const auto& a : zip) {
+    if (a.values.size() != zip.front().values.size()) {
+      fail(path, doc["zip"][a.key].node(), "zip axis '" + a.key + "' has " +
+               std::to_string(a.values.size()) + " values, but '" + zip.front().key + "' has " +
+               std::to_string(zip.front().values.size()) + "; zipped axes need equal lengths");
+    }
+  }
+  std::vector<nlohmann::json> excludes;
+  if (j.contains("exclude")) {
+    if (!j["exclude"].is_array()) fail(path, doc.get("exclude"), "key 'exclude' expected an array of tables ([[exclude]])");
+    for (const auto& e : j["exclude"]) excludes.push_back(e);
+  }
+
+  // Cartesian product of the grid axes, crossed with the zipped axes.
+  std::vector<std::vector<std::pair<std::string, nlohmann::json>>> points = {{}};
+  for (const auto& a : grid) {
+    std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
+    for (const auto& p : points) {
+      for (const auto& v : a.values) {
+        auto q = p;
+        q.emplace_back(a.key, v);
+        next.push_back(q);
+      }
+    }
+    points = next;
+  }
+  if (!zip.empty()) {
+    std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
+    for (const auto& p : points) {
+      for (size_t i = 0; i < zip.front().values.size(); ++i) {
+        auto q = p;
+        for (const auto& a : zip) q.emplace_back(a.key, a.values[i]);
+        next.push_back(q);
+      }
+    }
+    points = next;
+  }
+
+  std::set<std::string> seen;
+  for (const auto& point : points) {
+    bool excluded = false;
+    for (const auto& e : excludes) {
+      bool all = true;
+      for (auto it = e.begin(); it != e.end() && all; ++it) {
+        bool match = false;
+        for (const auto& [k, v] : point) match |= (k == it.key() && v == it.value());
+        all = match;
+      }
+      excluded |= all && !e.empty();
+    }
+    if (excluded) continue;
+    nlohmann::json config = base;
+    std::string label;
+    for (const auto& [k, v] : point) {
+      if (k == "method") {
+        merge_into(config, presets[v.get<std::string>()]);
+        label = v.get<std::string>() + (label.empty() ? "" : " " + label);
+      } else {
+        set_dotted(config, k, v);
+        label += (label.empty() ? "" : " ") + k + "=" + short_value(v);
+      }
+    }
+    if (label.empty()) label = plan.name;
+    for (const auto& s : j["seeds"]) {
+      Trial t;
+      t.seed = s.get<int64_t>();
+      t.method = label;
+      t.config = config;
+      t.config["seed"] = t.seed;
+      t.run_key = run_key_of(t.config);
+      // Validate now, not hours into the sweep.
+      try {
+        auto parsed = ExperimentConfig::from_json(t.config, path + " (trial '" + label + "')");
+        const std::string task = parsed.task["name"];
+        if (!task_registry().has(task)) task_registry().entry(task);
+        if (parsed.model.moe_every > 0) {
+          router_registry().entry(parsed.moe.router.value("name", ""));
+          expert_registry().entry(parsed.moe.experts.value("name", ""));
+        }
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(path + ": trial '" + label + "': " + e.what());
+      }
+      if (seen.insert(t.run_key).second) plan.trials.push_back(std::move(t));
+    }
+  }
+  if (plan.trials.empty()) {
+    fail(path, nullptr, "the sweep expands to no trials (empty grid, or everything excluded)");
+  }
+  return plan;
+}
+
+}  // namespace moe

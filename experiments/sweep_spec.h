@@ -1,0 +1,52 @@
+#pragma once
+// Sweep files (TOML) and the planner that expands them into trials.
+//
+//   name = "quick"                     # required; runs are grouped under it
+//   description = "..."
+//   base_config = "../configs/x.toml"  # optional config file the base starts from
+//                                      # (relative to the sweep file)
+//   task = "brown_pos"                 # optional shorthand for base.task.name
+//   seeds = [0, 1]                     # required, non-empty
+//   [base]       any config keys (dotted or nested), applied over base_config
+//   [presets.NAME]   named bundles of config keys (e.g. dense, switch, gshard)
+//   [grid]       axes: "method" lists preset names; any other key is a dotted config
+//                key with a list of values; the trials are their cartesian product
+//   [zip]        axes that vary together (equal lengths), crossed with the grid
+//   [[exclude]]  tables of axis = value; a trial matching every entry of one is dropped
+//
+// Every trial resolves to one canonical JSON config (keys sorted) that includes its seed;
+// its run key is a hash of that text, so it is stable under key order in the file and
+// differs when any value differs.
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace moe {
+
+struct Trial {
+  std::string run_key;  ///< 16 hex digits
+  std::string method;   ///< label: preset name plus non-method axis values
+  int64_t seed = 0;
+  nlohmann::json config;  ///< canonical resolved config (seed included)
+};
+
+struct SweepPlan {
+  std::string name, description, path, spec_text;
+  std::vector<Trial> trials;
+};
+
+/// Reads, validates and expands a sweep file. Errors name the file, the key (with its
+/// line where toml++ knows it) and the valid choices.
+SweepPlan load_sweep(const std::string& path);
+
+/// FNV-1a 64-bit of text as 16 hex digits (stable across platforms and builds).
+std::string stable_hash(const std::string& text);
+
+/// The run key of a config (dumped canonically).
+std::string run_key_of(const nlohmann::json& config);
+
+/// Sets a dotted key ("moe.router.k") in j, creating tables.
+void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::json& value);
+
+}  // namespace moe

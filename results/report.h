@@ -1,0 +1,28 @@
+#pragma once
+// Read-only queries, plots and merging over results databases (no LibTorch).
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace moe::results {
+
+enum class QueryFormat { kTable, kCsv, kJson };
+
+/// Runs one read-only SQL statement on a read-only connection and prints the rows.
+/// A statement that would write is refused with a message saying so.
+void run_query(const std::string& db_path, const std::string& sql, QueryFormat format,
+               std::ostream& out);
+
+/// Writes <out_dir>/pareto.{png,svg} (+ the .gp script and .dat data beside them):
+/// mean test accuracy vs mean active parameters per method, error bars = std over seeds,
+/// and the Pareto front. sweep empty = every sweep. Throws when gnuplot is missing or the
+/// database has no completed runs. Returns the PNG path.
+std::string plot_pareto(const std::string& db_path, const std::string& sweep,
+                        const std::string& out_dir);
+
+/// Joins shard databases into out (created if needed): per run key a completed run beats
+/// a failed or unfinished one; never duplicates; schema versions must match.
+/// Returns the number of runs copied.
+int64_t merge_databases(const std::string& out, const std::vector<std::string>& inputs);
+
+}  // namespace moe::results

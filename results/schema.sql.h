@@ -1,0 +1,110 @@
+#pragma once
+// Schema version 1 of the results store (documented in results/README.md).
+namespace moe::results {
+
+inline constexpr const char* kSchemaV1 = R"SQL(
+CREATE TABLE sweeps(
+  name TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  spec_hash TEXT NOT NULL,
+  created_at REAL NOT NULL
+) STRICT;
+CREATE TABLE runs(
+  id INTEGER PRIMARY KEY,
+  run_key TEXT NOT NULL UNIQUE,
+  sweep TEXT,
+  method TEXT NOT NULL,
+  seed INTEGER NOT NULL,
+  config TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('queued','running','completed','failed','interrupted')),
+  error TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  heartbeat REAL,
+  started_at REAL,
+  finished_at REAL,
+  wall_seconds REAL,
+  host TEXT, device TEXT, libtorch TEXT, code_version TEXT
+) STRICT;
+CREATE INDEX runs_sweep ON runs(sweep, status);
+CREATE TABLE metrics(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step INTEGER NOT NULL,
+  split TEXT NOT NULL,
+  name TEXT NOT NULL,
+  value REAL,
+  value_text TEXT
+) STRICT;
+CREATE INDEX metrics_run ON metrics(run_id, split, name, step);
+CREATE TABLE layer_stats(
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step INTEGER NOT NULL,
+  split TEXT NOT NULL,
+  layer INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value REAL,
+  value_text TEXT
+) STRICT;
+CREATE INDEX layer_stats_run ON layer_stats(run_id, split, layer, name);
+
+CREATE VIEW final AS
+SELECT r.id AS run_id, r.run_key, r.sweep, r.method, r.seed, r.status,
+  max(CASE WHEN m.name = 'test_accuracy' THEN m.value END) AS test_accuracy,
+  max(CASE WHEN m.name = 'test_loss' THEN m.value END) AS test_loss,
+  max(CASE WHEN m.name = 'test_perplexity' THEN m.value END) AS test_perplexity,
+  max(CASE WHEN m.name = 'valid_accuracy' THEN m.value END) AS valid_accuracy,
+  max(CASE WHEN m.name = 'active_params' THEN m.value END) AS active_params,
+  max(CASE WHEN m.name = 'total_params' THEN m.value END) AS total_params,
+  max(CASE WHEN m.name = 'trainable_params' THEN m.value END) AS trainable_params,
+  max(CASE WHEN m.name = 'flops_per_token' THEN m.value END) AS flops_per_token,
+  max(CASE WHEN m.name = 'mean_experts' THEN m.value END) AS mean_experts,
+  max(CASE WHEN m.name = 'train_tokens_per_s' THEN m.value END) AS train_tokens_per_s,
+  max(CASE WHEN m.name = 'eval_tokens_per_s' THEN m.value END) AS eval_tokens_per_s,
+  r.wall_seconds
+FROM runs r LEFT JOIN metrics m ON m.run_id = r.id AND m.split = 'final'
+GROUP BY r.id;
+
+CREATE VIEW by_method AS
+SELECT sweep, method, count(*) AS n,
+  printf('%.4f ± %.4f', avg(test_accuracy),
+         CASE WHEN count(*) > 1 THEN sqrt(max((sum(test_accuracy * test_accuracy)
+              - sum(test_accuracy) * sum(test_accuracy) / count(*)) / (count(*) - 1), 0))
+              ELSE 0 END) AS test_accuracy_mean_std,
+  avg(test_accuracy) AS test_accuracy,
+  CASE WHEN count(*) > 1 THEN sqrt(max((sum(test_accuracy * test_accuracy)
+       - sum(test_accuracy) * sum(test_accuracy) / count(*)) / (count(*) - 1), 0))
+       ELSE 0 END AS test_accuracy_std,
+  avg(test_loss) AS test_loss,
+  avg(test_perplexity) AS test_perplexity,
+  avg(active_params) AS active_params,
+  CASE WHEN count(*) > 1 THEN sqrt(max((sum(active_params * active_params)
+       - sum(active_params) * sum(active_params) / count(*)) / (count(*) - 1), 0))
+       ELSE 0 END AS active_params_std,
+  avg(total_params) AS total_params,
+  avg(flops_per_token) AS flops_per_token,
+  avg(mean_experts) AS mean_experts,
+  avg(train_tokens_per_s) AS train_tokens_per_s,
+  avg(wall_seconds) AS wall_seconds
+FROM final WHERE status = 'completed'
+GROUP BY sweep, method;
+
+CREATE VIEW pareto AS
+SELECT a.sweep, a.method, a.n, a.test_accuracy, a.test_accuracy_std, a.active_params
+FROM by_method a
+WHERE NOT EXISTS (
+  SELECT 1 FROM by_method b
+  WHERE b.sweep IS a.sweep AND b.test_accuracy >= a.test_accuracy
+    AND b.active_params <= a.active_params
+    AND (b.test_accuracy > a.test_accuracy OR b.active_params < a.active_params))
+ORDER BY a.sweep, a.active_params;
+
+CREATE VIEW layers AS
+SELECT r.sweep, r.method, r.seed, r.run_key, l.layer,
+  max(CASE WHEN l.name = 'mean_experts' THEN l.value END) AS mean_experts,
+  max(CASE WHEN l.name = 'entropy' THEN l.value END) AS entropy,
+  max(CASE WHEN l.name = 'dropped_fraction' THEN l.value END) AS dropped_fraction
+FROM layer_stats l JOIN runs r ON r.id = l.run_id
+WHERE l.split = 'test'
+GROUP BY l.run_id, l.layer;
+)SQL";
+
+}  // namespace moe::results
