@@ -40,9 +40,13 @@ int query_command(const std::vector<std::string>& args) {
 int plot_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
-      "Usage: moe plot pareto [--db PATH] [--sweep NAME] [--out DIR]\n\n"
-      "  pareto   mean test accuracy vs mean active parameters per method, error bars over\n"
-      "           seeds, and the Pareto front\n\nOptions");
+      "Usage: moe plot pareto|layers|curves|difficulty|all [--db PATH] [--sweep NAME] [--out DIR]\n\n"
+      "  pareto      mean test accuracy vs mean active parameters per method, error bars over\n"
+      "              seeds, and the Pareto front\n"
+      "  layers      mean experts per token per MoE layer, and a layer x experts-used heatmap\n"
+      "  curves      training loss against step for every run\n"
+      "  difficulty  test accuracy per difficulty level for every method\n"
+      "  all         every plot that the database has data for\n\nOptions");
   std::string kind, db, sweep, out;
   desc.add_options()("help,h", "show this help")("kind", po::value(&kind), "plot kind")(
       "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
@@ -57,10 +61,25 @@ int plot_command(const std::vector<std::string>& args) {
     std::cout << desc;
     return kind.empty() && !vm.count("help") ? 2 : 0;
   }
-  if (kind != "pareto") {
-    throw std::invalid_argument("moe plot: unknown plot '" + kind + "'; known: [pareto]");
+  using Plot = std::string (*)(const std::string&, const std::string&, const std::string&);
+  const std::vector<std::pair<std::string, Plot>> plots = {
+      {"pareto", &results::plot_pareto}, {"layers", &results::plot_layers},
+      {"curves", &results::plot_curves}, {"difficulty", &results::plot_difficulty}};
+  bool found = false;
+  for (const auto& [name, fn] : plots) {
+    if (kind != name && kind != "all") continue;
+    found = true;
+    try {
+      std::cout << "wrote " << fn(db, sweep, out) << " (and .svg)\n";
+    } catch (const std::runtime_error& e) {
+      if (kind != "all") throw;
+      std::cout << "skipped " << name << ": " << e.what() << "\n";
+    }
   }
-  std::cout << "wrote " << results::plot_pareto(db, sweep, out) << " (and .svg)\n";
+  if (!found) {
+    throw std::invalid_argument("unknown plot '" + kind +
+                                "'; known: [pareto, layers, curves, difficulty, all]");
+  }
   return 0;
 }
 

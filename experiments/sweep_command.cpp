@@ -48,23 +48,30 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted by a signal") {}
 };
 
-/// Streams metric events into the store; stops the trial when a signal arrived.
+/// Streams metric events into the store; stops the trial when a signal arrived. Times
+/// itself: the harness's own cost per run is stored as final metric harness_seconds.
 class StoreSink : public MetricSink {
  public:
   StoreSink(results::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
   void metric(int64_t step, const std::string& split, const std::string& name,
               double value) override {
     if (g_signal) throw Interrupted();
+    const auto t = std::chrono::steady_clock::now();
     store_.add_metric(run_id_, step, split, name, value);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
   void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
                   double value) override {
+    const auto t = std::chrono::steady_clock::now();
     store_.add_layer_stat(run_id_, step, split, layer, name, value);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
+  double seconds() const { return seconds_; }
 
  private:
   results::Store& store_;
   int64_t run_id_;
+  double seconds_ = 0;
 };
 
 std::string hostname() {
@@ -202,8 +209,11 @@ int worker_command(const std::vector<std::string>& args) {
   auto json = nlohmann::json::parse(row->config_json);
   if (!device.empty()) json["device"] = device;
   if (vm.count("threads")) json["threads"] = threads;
+  const auto t_start = std::chrono::steady_clock::now();
   const int64_t run_id = store.start_run(key, hostname(), json.value("device", "auto"),
                                          libtorch_version(), MOE_CODE_VERSION);
+  const double startup_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   std::atomic<bool> done{false};
   std::thread beat([&] {
     results::Store hb(db);
@@ -217,7 +227,12 @@ int worker_command(const std::vector<std::string>& args) {
     auto config = ExperimentConfig::from_json(json, "run " + key);
     StoreSink sink(store, run_id);
     Trainer trainer(config, &sink, nullptr);
-    trainer.run();
+    const auto result = trainer.run();
+    const auto t = std::chrono::steady_clock::now();
+    store.flush();
+    const double flush = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    store.add_metric(run_id, trainer.step(), "final", "harness_seconds",
+                     sink.seconds() + flush + startup_seconds);
   } catch (const Interrupted&) {
     status = "interrupted";
     error = "stopped by signal " + std::to_string(g_signal.load());
@@ -275,6 +290,7 @@ int run_command(const std::vector<std::string>& args) {
     for (const auto& d : device_list) select_device(d);  // fail fast with a clear message
     workers = std::min<int64_t>(workers, device_list.size());
   }
+  const auto t_plan = std::chrono::steady_clock::now();
   auto plan = load_sweep(file);
   auto trials = shard_of(plan, shard);
   ensure_parent_dir(db);
@@ -290,10 +306,13 @@ int run_command(const std::vector<std::string>& args) {
       ++skipped;
     }
   }
+  const double plan_ms =
+      1000 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t_plan).count();
   std::cerr << "sweep '" << plan.name << "': " << trials.size() << " trials"
             << (shard.empty() ? "" : " in shard " + shard) << ", " << skipped
             << " already done or failed, " << todo.size() << " to run, " << workers
-            << " worker(s), database " << db << "\n";
+            << " worker(s), database " << db << " (planned in " << std::fixed
+            << std::setprecision(0) << plan_ms << " ms)\n";
   install_signal_handlers();
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = std::max<int64_t>(1, cores / workers);
@@ -369,9 +388,15 @@ int run_command(const std::vector<std::string>& args) {
                  "finish the rest\n";
     return 130;
   }
+  int64_t failed_total = 0;
+  for (const auto& t : trials) failed_total += store.find_run(t.run_key)->status == "failed";
   std::cerr << "[" << plan.name << "] finished: " << done << " completed, " << failed
-            << " failed, " << skipped << " skipped\n";
-  return failed > 0 ? 1 : 0;
+            << " failed, " << skipped << " skipped";
+  if (failed_total > failed) {
+    std::cerr << "; " << failed_total - failed << " failed earlier (rerun with --retry-failed)";
+  }
+  std::cerr << "\n";
+  return failed_total > 0 ? 1 : 0;
 }
 
 }  // namespace

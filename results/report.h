@@ -20,6 +20,19 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
 std::string plot_pareto(const std::string& db_path, const std::string& sweep,
                         const std::string& out_dir);
 
+/// <out_dir>/layers.{png,svg}: mean experts per token per MoE layer for each method, and a
+/// (method/layer x experts used) heatmap of the share of tokens, at the test evaluation.
+std::string plot_layers(const std::string& db_path, const std::string& sweep,
+                        const std::string& out_dir);
+
+/// <out_dir>/curves.{png,svg}: training loss against step, one line per run.
+std::string plot_curves(const std::string& db_path, const std::string& sweep,
+                        const std::string& out_dir);
+
+/// <out_dir>/difficulty.{png,svg}: test accuracy per difficulty level, one line per method.
+std::string plot_difficulty(const std::string& db_path, const std::string& sweep,
+                            const std::string& out_dir);
+
 /// Joins shard databases into out (created if needed): per run key a completed run beats
 /// a failed or unfinished one; never duplicates; schema versions must match.
 /// Returns the number of runs copied.

@@ -59,6 +59,7 @@ SELECT r.id AS run_id, r.run_key, r.sweep, r.method, r.seed, r.status,
   max(CASE WHEN m.name = 'mean_experts' THEN m.value END) AS mean_experts,
   max(CASE WHEN m.name = 'train_tokens_per_s' THEN m.value END) AS train_tokens_per_s,
   max(CASE WHEN m.name = 'eval_tokens_per_s' THEN m.value END) AS eval_tokens_per_s,
+  max(CASE WHEN m.name = 'harness_seconds' THEN m.value END) AS harness_seconds,
   r.wall_seconds
 FROM runs r LEFT JOIN metrics m ON m.run_id = r.id AND m.split = 'final'
 GROUP BY r.id;

@@ -37,9 +37,7 @@ TEST(ConfigFile, OverridesAreTyped) {
 }
 
 TEST(ConfigFile, CheckedInConfigsParse) {
-  const char* root = std::getenv("MOE_SOURCE_DIR");
-  if (!root) GTEST_SKIP() << "MOE_SOURCE_DIR not set (run through ctest)";
-  const std::string path = std::string(root) + "/experiments/configs/brown_pos_top2.toml";
+  const std::string path = std::string(MOE_SOURCE_DIR) + "/experiments/configs/brown_pos_top2.toml";
   EXPECT_NO_THROW(ExperimentConfig::from_json(load_config(path, {"moe.router.k=1"}), path));
 }
 

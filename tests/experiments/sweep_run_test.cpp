@@ -1,0 +1,148 @@
+// End-to-end: the real `moe` binary runs tiny sweeps into SQLite.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "results/report.h"
+#include "results/store.h"
+
+namespace moe {
+namespace {
+
+class SweepRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("moe_run_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& n) { return (dir_ / n).string(); }
+
+  /// A sweep of `methods` tiny mod_sum trials x 2 seeds; "bad" fails at run time.
+  std::string sweep(int64_t steps, bool with_bad) {
+    std::ostringstream s;
+    s << "name = \"e2e\"\nseeds = [0, 1]\n[base]\ndevice = \"cpu\"\nthreads = 1\n"
+      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 }\n"
+      << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8 }\n"
+      << "moe = { num_experts = 2, experts = { name = \"ffn\", hidden = 8 } }\n"
+      << "train = { steps = " << steps << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
+      << "[presets.dense]\n\"model.moe_every\" = 0\n[presets.switch]\n\"moe.router\" = { name = \"top_k\", k = 1 }\n"
+      << "[presets.bad]\n\"task.max_depth\" = 99\n"
+      << "[grid]\nmethod = [\"dense\", \"switch\"" << (with_bad ? ", \"bad\"" : "") << "]\n";
+    std::ofstream(path("s.toml")) << s.str();
+    return path("s.toml");
+  }
+
+  int moe(const std::string& args) {
+    const std::string cmd = std::string(MOE_BINARY) + " " + args + " > " + path("log.txt") + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  }
+
+  std::string query(const std::string& db, const std::string& sql) {
+    std::ostringstream out;
+    results::run_query(db, sql, results::QueryFormat::kCsv, out);
+    return out.str();
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {
+  const auto file = sweep(3, true);
+  EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1) << "a failed trial -> exit 1";
+  EXPECT_EQ(query(path("r.sqlite"), "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status"),
+            "status,n\ncompleted,4\nfailed,2\n");
+  const auto err = query(path("r.sqlite"), "SELECT DISTINCT error FROM runs WHERE status = 'failed'");
+  EXPECT_NE(err.find("parameter 'max_depth' expected 1..seq_len"), std::string::npos) << err;
+  // Rerun: nothing to do without --retry-failed; failures are still reported.
+  EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1);
+  EXPECT_EQ(query(path("r.sqlite"), "SELECT sum(attempts) AS a FROM runs"), "a\n6\n");
+  EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite") + " --retry-failed"), 1);
+  EXPECT_EQ(query(path("r.sqlite"), "SELECT sum(attempts) AS a FROM runs"), "a\n8\n");
+  // Per-step metrics, final metrics, layer stats and run metadata are all there.
+  EXPECT_EQ(query(path("r.sqlite"),
+                  "SELECT count(*) > 0 AS ok FROM metrics m JOIN runs r ON r.id = m.run_id "
+                  "WHERE r.method = 'switch' AND m.split = 'train' AND m.name = 'loss'"), "ok\n1\n");
+  EXPECT_EQ(query(path("r.sqlite"),
+                  "SELECT count(*) AS n FROM final WHERE status = 'completed' AND test_accuracy IS NOT NULL "
+                  "AND active_params > 0 AND flops_per_token > 0"), "n\n4\n");
+  EXPECT_EQ(query(path("r.sqlite"), "SELECT count(DISTINCT run_id) AS n FROM layer_stats WHERE split = 'test'"),
+            "n\n2\n");
+  EXPECT_EQ(query(path("r.sqlite"),
+                  "SELECT count(*) AS n FROM runs WHERE host != '' AND libtorch LIKE 'LibTorch%' "
+                  "AND code_version != '' AND wall_seconds > 0 AND status = 'completed'"), "n\n4\n");
+  EXPECT_EQ(moe("sweep status " + file + " --db " + path("r.sqlite")), 0);
+}
+
+TEST_F(SweepRun, KillDashNineThenRerunCompletesOnlyTheMissingTrials) {
+  const auto file = sweep(150, false);
+  const std::string db = path("k.sqlite");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl(MOE_BINARY, MOE_BINARY, "sweep", "run", file.c_str(), "--db", db.c_str(), nullptr);
+    _exit(127);
+  }
+  // Wait until at least one trial completed, then kill the sweep process outright.
+  bool some = false;
+  for (int i = 0; i < 600 && !some; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!std::filesystem::exists(db)) continue;
+    try {
+      some = query(db, "SELECT count(*) AS n FROM runs WHERE status = 'completed'") != "n\n0\n";
+    } catch (...) {
+    }
+  }
+  ASSERT_TRUE(some);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the orphaned worker stops
+  const auto before = query(db, "SELECT run_key FROM runs WHERE status = 'completed' ORDER BY run_key");
+  ASSERT_NE(before, "run_key\n");
+  EXPECT_NE(query(db, "SELECT count(*) AS n FROM runs WHERE status = 'completed'"), "n\n4\n")
+      << "the kill came too late to test resuming";
+  EXPECT_EQ(moe("sweep run " + file + " --db " + db), 0);
+  EXPECT_EQ(query(db, "SELECT count(*) AS n, sum(status = 'completed') AS c FROM runs"), "n,c\n4,4\n");
+  // Runs completed before the kill were not redone.
+  EXPECT_EQ(query(db, "SELECT run_key FROM runs WHERE status = 'completed' AND attempts = 1 "
+                      "AND run_key IN (" + [&] {
+                        std::string keys, line;
+                        std::istringstream in(before);
+                        std::getline(in, line);
+                        while (std::getline(in, line)) keys += (keys.empty() ? "'" : ",'") + line + "'";
+                        return keys;
+                      }() + ") ORDER BY run_key"),
+            before);
+}
+
+TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {
+  const auto file = sweep(3, false);
+  std::thread a([&] { EXPECT_EQ(moe("sweep run " + file + " --shard 0/2 --db " + path("s0.sqlite")), 0); });
+  std::thread b([&] {
+    const std::string cmd = std::string(MOE_BINARY) + " sweep run " + file + " --shard 1/2 --db " +
+                            path("s1.sqlite") + " > " + path("log1.txt") + " 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+  });
+  a.join();
+  b.join();
+  EXPECT_EQ(query(path("s0.sqlite"), "SELECT count(*) AS n FROM runs"), "n\n2\n");
+  EXPECT_EQ(moe("merge " + path("all.sqlite") + " " + path("s0.sqlite") + " " + path("s1.sqlite")), 0);
+  EXPECT_EQ(query(path("all.sqlite"), "SELECT count(*) AS n, count(DISTINCT run_key) AS k FROM runs WHERE status = 'completed'"),
+            "n,k\n4,4\n");
+  EXPECT_EQ(query(path("all.sqlite"), "SELECT method, n FROM by_method ORDER BY method"),
+            "method,n\ndense,2\nswitch,2\n");
+  EXPECT_EQ(moe("sweep run " + file + " --shard 2/2 --db " + path("x.sqlite")), 1);
+}
+
+}  // namespace
+}  // namespace moe

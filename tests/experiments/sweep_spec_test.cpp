@@ -1,0 +1,119 @@
+#include "experiments/sweep_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/test_util.h"
+
+namespace moe {
+namespace {
+
+using moe::testing::expect_error;
+
+std::string write_sweep(const std::string& name, const std::string& text) {
+  auto dir = std::filesystem::temp_directory_path() / ("moe_sweeps_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = (dir / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kSweep = R"(
+name = "t"
+seeds = [0, 1]
+[base]
+task = { name = "mod_sum", seq_len = 12 }
+model = { d_model = 16, layers = 1, heads = 2 }
+"train.steps" = 5
+[presets.dense]
+"model.moe_every" = 0
+[presets.switch]
+"moe.router" = { name = "top_k", k = 1 }
+[grid]
+method = ["dense", "switch"]
+"moe.num_experts" = [2, 4]
+[[exclude]]
+method = "dense"
+"moe.num_experts" = 4
+)";
+
+TEST(SweepSpec, ExpandsGridPresetsSeedsAndExcludes) {
+  auto plan = load_sweep(write_sweep("a.toml", kSweep));
+  EXPECT_EQ(plan.name, "t");
+  // (dense, 2), (switch, 2), (switch, 4) x 2 seeds; (dense, 4) excluded.
+  ASSERT_EQ(plan.trials.size(), 6u);
+  EXPECT_EQ(plan.trials[0].method, "dense moe.num_experts=2");
+  EXPECT_EQ(plan.trials[0].config["model"]["moe_every"], 0);
+  EXPECT_EQ(plan.trials[0].config["train"]["steps"], 5);
+  EXPECT_EQ(plan.trials[1].seed, 1);
+  EXPECT_EQ(plan.trials[4].config["moe"]["num_experts"], 4);
+  EXPECT_EQ(plan.trials[4].config["moe"]["router"]["k"], 1);
+  EXPECT_EQ(plan.trials[4].config["seed"], 0);
+}
+
+TEST(SweepSpec, RunKeysAreStableUnderKeyOrderAndDifferOnValues) {
+  auto a = load_sweep(write_sweep("a.toml", kSweep));
+  std::string reordered = kSweep;
+  reordered.replace(reordered.find("model = { d_model = 16, layers = 1, heads = 2 }"),
+                    std::string("model = { d_model = 16, layers = 1, heads = 2 }").size(),
+                    "model = { heads = 2, layers = 1, d_model = 16 }");
+  auto b = load_sweep(write_sweep("b.toml", reordered));
+  ASSERT_EQ(a.trials.size(), b.trials.size());
+  for (size_t i = 0; i < a.trials.size(); ++i) EXPECT_EQ(a.trials[i].run_key, b.trials[i].run_key);
+  std::string changed = kSweep;
+  changed.replace(changed.find("\"train.steps\" = 5"), 17, "\"train.steps\" = 6");
+  auto c = load_sweep(write_sweep("c.toml", changed));
+  for (size_t i = 0; i < a.trials.size(); ++i) EXPECT_NE(a.trials[i].run_key, c.trials[i].run_key);
+  std::set<std::string> keys;
+  for (const auto& t : a.trials) keys.insert(t.run_key);
+  EXPECT_EQ(keys.size(), a.trials.size());
+  EXPECT_EQ(stable_hash("a"), "af63dc4c8601ec8c");  // FNV-1a 64 test vector
+}
+
+TEST(SweepSpec, ZipAxesMoveTogether) {
+  auto plan = load_sweep(write_sweep("z.toml", R"(
+name = "z"
+seeds = [0]
+task = "mod_sum"
+[zip]
+"train.lr" = [1e-3, 2e-3]
+"train.warmup" = [10, 20]
+)"));
+  ASSERT_EQ(plan.trials.size(), 2u);
+  EXPECT_EQ(plan.trials[1].config["train"]["warmup"], 20);
+  EXPECT_DOUBLE_EQ(plan.trials[1].config["train"]["lr"].get<double>(), 2e-3);
+}
+
+TEST(SweepSpec, BadFilesNameFileKeyAndChoices) {
+  expect_error([] { load_sweep(write_sweep("u.toml", "name = \"x\"\nseeds = [0]\nseedz = 1\n")); },
+               "u.toml:3: unknown key 'seedz'; known: [base, base_config");
+  expect_error([] { load_sweep(write_sweep("s.toml", "name = \"x\"\nseeds = \"0\"\n")); },
+               "s.toml:2: key 'seeds' expected a non-empty array of integers");
+  expect_error([] { load_sweep(write_sweep("e.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[grid]\n\"train.lr\" = []\n")); },
+               "grid axis 'train.lr' expected a non-empty array");
+  expect_error([] { load_sweep(write_sweep("x.toml", std::string(kSweep) + "[[exclude]]\nmethod = \"switch\"\n[[exclude]]\nmethod = \"dense\"\n")); },
+               "the sweep expands to no trials");
+  expect_error([] { load_sweep(write_sweep("p.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[grid]\nmethod = [\"gshard\"]\n[presets.dense]\n\"model.moe_every\" = 0\n")); },
+               "grid axis 'method': unknown preset \"gshard\"; known: [dense]");
+  expect_error([] { load_sweep(write_sweep("d.toml", "name = \"x\"\nseeds = [0]\n[presets.a]\nx = 1\n[presets.a]\ny = 2\n")); },
+               "d.toml:5:");  // toml++: the table is defined twice
+  expect_error([] { load_sweep(write_sweep("r.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"moe.router\" = { name = \"top_q\" }\n")); },
+               "unknown router 'top_q'; known: [top_k]");
+  expect_error([] { load_sweep(write_sweep("t.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_summ\"\n")); },
+               "unknown task 'mod_summ'; known: [brown_lm, brown_pos, mod_sum, pointer_chase]");
+  expect_error([] { load_sweep(write_sweep("k.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.stepz\" = 1\n")); },
+               "section 'train': unknown parameter 'stepz'");
+  expect_error([] { load_sweep(write_sweep("w.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.steps\" = \"many\"\n")); },
+               "parameter 'steps' expected an integer, got string 'many'");
+}
+
+TEST(SweepSpec, CheckedInSweepsPlan) {
+  for (const char* name : {"quick.toml", "brown_pos_baselines.toml"}) {
+    EXPECT_NO_THROW(load_sweep(std::string(MOE_SOURCE_DIR) + "/experiments/sweeps/" + name)) << name;
+  }
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,167 @@
+#include "results/store.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "results/report.h"
+#include "tests/test_util.h"
+
+namespace moe::results {
+namespace {
+
+using moe::testing::expect_error;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("moe_store_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) { return (dir_ / name).string(); }
+
+  /// A completed run with final metrics.
+  static void add_run(Store& s, const std::string& key, const std::string& method, int64_t seed,
+                      double acc, double active, const std::string& status = "completed") {
+    s.ensure_run({key, "sw", method, "{}", seed});
+    const auto id = s.start_run(key, "host", "cpu", "LibTorch", "v");
+    s.add_metric(id, 10, "final", "test_accuracy", acc);
+    s.add_metric(id, 10, "final", "active_params", active);
+    s.add_layer_stat(id, 10, "test", 0, "mean_experts", 1.5);
+    s.finish_run(id, status, status == "failed" ? "boom" : "");
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
+  Store s(path("a.sqlite"));
+  s.ensure_run({"k", "sw", "m", "{}", 0});
+  const auto id = s.start_run("k", "h", "cpu", "t", "v");
+  s.add_metric(id, 1, "train", "nan", NAN);
+  s.add_metric(id, 1, "train", "inf", INFINITY);
+  s.add_metric(id, 1, "train", "ninf", -INFINITY);
+  s.add_metric(id, 1, "train", "one", 1.0);
+  s.flush();
+  auto q = s.db().prepare("SELECT name, value, value_text FROM metrics ORDER BY name");
+  std::map<std::string, double> got;
+  while (q.step()) got[q.get_text(0)] = decode_value(q, 1, 2);
+  EXPECT_TRUE(std::isnan(got["nan"]));
+  EXPECT_EQ(got["inf"], INFINITY);
+  EXPECT_EQ(got["ninf"], -INFINITY);
+  EXPECT_EQ(got["one"], 1.0);
+}
+
+TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
+  Store s(path("a.sqlite"));
+  s.ensure_run({"k", "sw", "m", "{\"seed\":3}", 3});
+  s.ensure_run({"k", "sw", "other", "{}", 9});  // existing key: untouched
+  auto r = s.find_run("k");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, "queued");
+  EXPECT_EQ(r->method, "m");
+  const auto id = s.start_run("k", "h", "cpu", "t", "v");
+  EXPECT_EQ(s.find_run("k")->status, "running");
+  EXPECT_EQ(s.find_run("k")->attempts, 1);
+  s.finish_run(id, "failed", "non-finite training loss");
+  EXPECT_EQ(s.find_run("k")->error, "non-finite training loss");
+  auto v = s.db().prepare("PRAGMA user_version");
+  v.step();
+  EXPECT_EQ(v.get_int(0), kSchemaVersion);
+  s.db().exec("PRAGMA user_version = 99");
+  expect_error([&] { Store again(path("a.sqlite")); }, "schema version 99 is newer");
+}
+
+TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
+  {
+    Store s(path("a.sqlite"));
+    add_run(s, "a0", "A", 0, 0.80, 100);
+    add_run(s, "a1", "A", 1, 0.90, 100);
+    add_run(s, "b0", "B", 0, 0.70, 50);
+    add_run(s, "c0", "C", 0, 0.60, 80);  // dominated by B? no: B is cheaper and better
+    add_run(s, "f0", "A", 2, 0.10, 100, "failed");  // failed runs are not averaged
+  }
+  std::ostringstream out;
+  run_query(path("a.sqlite"),
+            "SELECT method, n, test_accuracy_mean_std FROM by_method ORDER BY method",
+            QueryFormat::kCsv, out);
+  // A: mean 0.85, sample std sqrt(((0.05)^2 * 2) / 1) = 0.0707
+  EXPECT_EQ(out.str(), "method,n,test_accuracy_mean_std\nA,2,0.8500 ± 0.0707\nB,1,0.7000 ± 0.0000\n"
+                       "C,1,0.6000 ± 0.0000\n");
+  std::ostringstream front;
+  run_query(path("a.sqlite"), "SELECT method FROM pareto", QueryFormat::kCsv, front);
+  EXPECT_EQ(front.str(), "method\nB\nA\n");
+  std::ostringstream layers;
+  run_query(path("a.sqlite"), "SELECT count(*) AS n, avg(mean_experts) AS k FROM layers",
+            QueryFormat::kJson, layers);
+  EXPECT_NE(layers.str().find("\"n\": 5, \"k\": 1.5"), std::string::npos) << layers.str();
+}
+
+TEST_F(StoreTest, QueryRefusesWrites) {
+  { Store s(path("a.sqlite")); }
+  std::ostringstream out;
+  expect_error([&] { run_query(path("a.sqlite"), "DELETE FROM runs", QueryFormat::kTable, out); },
+               "refusing a statement that writes");
+  expect_error([&] { run_query(path("a.sqlite"), "SELECT 1; DROP TABLE runs", QueryFormat::kTable, out); },
+               "one statement at a time");
+  expect_error([&] { run_query(path("missing.sqlite"), "SELECT 1", QueryFormat::kTable, out); },
+               "no such file");
+  run_query(path("a.sqlite"), "SELECT 1 AS one, 'x' AS s", QueryFormat::kTable, out);
+  EXPECT_EQ(out.str(), "one  s\n---  -\n1    x\n(1 row)\n");
+}
+
+TEST_F(StoreTest, MergePrefersCompletedAndNeverDuplicates) {
+  {
+    Store a(path("a.sqlite"));
+    add_run(a, "k1", "A", 0, 0.8, 10);
+    add_run(a, "k2", "A", 1, 0.1, 10, "failed");
+    Store b(path("b.sqlite"));
+    add_run(b, "k2", "A", 1, 0.9, 10);  // completed here: beats a's failure
+    add_run(b, "k3", "B", 0, 0.7, 5);
+    add_run(b, "k1", "A", 0, 0.0, 10, "failed");  // failed here: a's completed run stays
+  }
+  EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 4);
+  EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 0);
+  std::ostringstream out;
+  run_query(path("m.sqlite"),
+            "SELECT run_key, status, test_accuracy, (SELECT count(*) FROM metrics m WHERE m.run_id = final.run_id) AS rows FROM final ORDER BY run_key",
+            QueryFormat::kCsv, out);
+  EXPECT_EQ(out.str(), "run_key,status,test_accuracy,rows\nk1,completed,0.8,2\nk2,completed,0.9,2\nk3,completed,0.7,2\n");
+  {
+    Store c(path("c.sqlite"));
+    c.db().exec("PRAGMA user_version = 2");
+  }
+  expect_error([&] { merge_databases(path("m.sqlite"), {path("c.sqlite")}); },
+               "has schema version 2, expected 1");
+}
+
+TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
+  {
+    Store s(path("a.sqlite"));
+    add_run(s, "a0", "A", 0, 0.80, 100);
+    add_run(s, "b0", "B", 0, 0.70, 50);
+  }
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    expect_error([&] { plot_pareto(path("a.sqlite"), "", path("plots")); },
+                 "gnuplot not found; install it with: apt-get install gnuplot-nox");
+    return;
+  }
+  const auto png = plot_pareto(path("a.sqlite"), "sw", path("plots"));
+  EXPECT_GT(std::filesystem::file_size(png), 1000u);
+  EXPECT_GT(std::filesystem::file_size(path("plots/pareto.svg")), 1000u);
+  std::ifstream dat(path("plots/pareto.dat"));
+  std::string all((std::istreambuf_iterator<char>(dat)), {});
+  EXPECT_NE(all.find("\"A\"\t100\t0.8"), std::string::npos) << all;
+  expect_error([&] { plot_pareto(path("a.sqlite"), "nope", path("plots")); },
+               "no completed runs in sweep 'nope'");
+}
+
+}  // namespace
+}  // namespace moe::results
