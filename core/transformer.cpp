@@ -6,8 +6,8 @@
 
 namespace moe {
 
-AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal)
-    : heads_(heads), causal_(causal) {
+AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi)
+    : heads_(heads), causal_(causal), alibi_(alibi) {
   TORCH_CHECK(heads > 0 && d_model % heads == 0, "model: expected d_model (", d_model,
               ") divisible by heads (", heads, ")");
   q = register_module("q", torch::nn::Linear(d_model, d_model));
@@ -21,6 +21,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto split = [&](const torch::Tensor& t) { return t.view({b, s, heads_, dh}).transpose(1, 2); };
   auto qh = split(q(x)), kh = split(k(x)), vh = split(v(x));
   auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
+  if (alibi_) {
+    auto pos = torch::arange(s, x.options());
+    auto dist = (pos.unsqueeze(0) - pos.unsqueeze(1)).abs();  // [s, s]
+    auto slopes = torch::pow(2.0, -8.0 * (torch::arange(heads_, x.options()) + 1) / heads_);
+    scores = scores - slopes.view({1, heads_, 1, 1}) * dist.view({1, 1, s, s});
+  }
   if (causal_) {
     auto mask = torch::ones({s, s}, x.options().dtype(torch::kBool)).triu(1);
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
@@ -47,7 +53,8 @@ torch::Tensor DenseFFNImpl::forward(const torch::Tensor& x) {
 BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index) {
   ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
   ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
-  attn = register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal()));
+  attn = register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal(),
+                                           opt.attention_bias() == "alibi"));
   drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
   const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
   if (is_moe) {
@@ -74,6 +81,8 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
   TORCH_CHECK(o.vocab_size() > 0, "model: expected vocab_size > 0, got ", o.vocab_size());
   TORCH_CHECK(o.head() == "lm" || o.head() == "tag" || o.head() == "cls",
               "model: expected head one of [lm, tag, cls], got '", o.head(), "'");
+  TORCH_CHECK(o.attention_bias() == "none" || o.attention_bias() == "alibi",
+              "model: expected attention_bias one of [none, alibi], got '", o.attention_bias(), "'");
   TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0,
               "model: head '", o.head(), "' expected num_classes > 0");
   tok_emb = register_module("tok_emb", torch::nn::Embedding(o.vocab_size(), o.d_model()));

@@ -43,13 +43,17 @@ struct TransformerOptions {
   TORCH_ARG(std::string, activation) = "gelu";
   TORCH_ARG(int64_t, moe_every) = 0;  ///< MoE in layers l with (l+1) % moe_every == 0; 0 = dense
   TORCH_ARG(double, dropout) = 0.0;
+  /// "none", or "alibi": add -slope_h * |i - j| to the attention scores (Press et al.,
+  /// 2022; symmetric for bidirectional attention), a locality prior on top of the learned
+  /// positions. Head h's slope is 2^(-8 (h + 1) / heads).
+  TORCH_ARG(std::string, attention_bias) = "none";
   TORCH_ARG(MoEConfig, moe) = {};
 };
 
 /// Multi-head self-attention with explicit q/k/v/o projections.
 class AttentionImpl : public torch::nn::Module {
  public:
-  AttentionImpl(int64_t d_model, int64_t heads, bool causal);
+  AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi = false);
   /// x: [B, S, d]; pad_mask: optional [B, S] bool, true = padding (never attended to).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
@@ -57,6 +61,7 @@ class AttentionImpl : public torch::nn::Module {
  private:
   int64_t heads_;
   bool causal_;
+  bool alibi_;
 };
 TORCH_MODULE(Attention);
 

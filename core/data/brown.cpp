@@ -132,6 +132,7 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
   const int64_t min_count = spec.get<int64_t>("min_count", 2);
   const int64_t suffix_min = spec.get<int64_t>("suffix_min_count", 5);
   word_dropout_ = spec.get<double>("word_dropout", 0.05);
+  const bool features = spec.get<bool>("features", true);
   if (word_dropout_ < 0 || word_dropout_ >= 1) spec.fail("parameter 'word_dropout' expected [0, 1)");
   const auto& corpus = load_brown(ctx.data_dir);
   const auto& train = corpus.splits[static_cast<int>(Split::kTrain)];
@@ -161,9 +162,9 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
   s2.build(suf2, suffix_min);
   info_.vocab_size = wv.size;
   info_.num_classes = static_cast<int64_t>(tag_ids.size());
-  info_.feature_vocab = s3.size + s2.size + 16;
+  info_.feature_vocab = features ? s3.size + s2.size + 16 : 0;
   info_.difficulty_levels = {"1 tag", "2 tags", "3 tags", "4+ tags", "unseen"};
-  num_features_ = 3;
+  num_features_ = features ? 3 : 0;
 
   int64_t mft_right = 0, mft_total = 0;
   for (int split = 0; split < 3; ++split) {
@@ -172,9 +173,11 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
       for (const auto& [w, t] : s) {
         const auto lw = lower(w);
         st.tokens.push_back(wv.id(lw));
-        st.features.push_back(s3.id(suffix(lw, 3)));
-        st.features.push_back(s3.size + s2.id(suffix(lw, 2)));
-        st.features.push_back(s3.size + s2.size + shape_of(w));
+        if (features) {
+          st.features.push_back(s3.id(suffix(lw, 3)));
+          st.features.push_back(s3.size + s2.id(suffix(lw, 2)));
+          st.features.push_back(s3.size + s2.size + shape_of(w));
+        }
         st.targets.push_back(tag_ids.at(t));
         auto it = tags_of.find(w);
         const int64_t n = it == tags_of.end() ? 0 : static_cast<int64_t>(it->second.size());
@@ -259,7 +262,8 @@ std::vector<ParamDoc> BrownPosTask::param_docs() {
   return {{"seq_len", "64", "tokens per window"},
           {"min_count", "2", "training count for a word to get its own id"},
           {"suffix_min_count", "5", "training count for a suffix to get its own id"},
-          {"word_dropout", "0.05", "training probability of replacing a word id by <unk>"}};
+          {"word_dropout", "0.05", "training probability of replacing a word id by <unk>"},
+          {"features", "true", "add suffix and shape features to the word id"}};
 }
 std::vector<ParamDoc> BrownLMTask::param_docs() {
   return {{"seq_len", "64", "tokens per window"},

@@ -33,11 +33,16 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   m.moe_every = model.get<int64_t>("moe_every", m.moe_every);
   m.activation = model.get<std::string>("activation", m.activation);
   m.dropout = model.get<double>("dropout", m.dropout);
+  m.attention_bias = model.get<std::string>("attention_bias", m.attention_bias);
   model.check_all_read();
   if (m.d_model <= 0 || m.layers <= 0 || m.heads <= 0 || m.d_model % m.heads != 0) {
     model.fail("expected d_model, layers, heads > 0 with d_model divisible by heads");
   }
   if (m.moe_every < 0) model.fail("parameter 'moe_every' expected >= 0 (0 = dense model)");
+  if (m.attention_bias != "none" && m.attention_bias != "alibi") {
+    model.fail("parameter 'attention_bias' expected one of [none, alibi], got '" +
+               m.attention_bias + "'");
+  }
   if (m.activation != "gelu" && m.activation != "relu" && m.activation != "swiglu") {
     model.fail("parameter 'activation' expected one of [gelu, relu, swiglu], got '" +
                m.activation + "'");

@@ -4,7 +4,7 @@
 //
 //   seed, device ("auto" | "cpu" | "cuda" | "cuda:N"), threads (0 = all cores), data_dir
 //   [task]  name + task parameters          (see `moe plugins`)
-//   [model] d_model, layers, heads, ffn_hidden, activation, moe_every, dropout
+//   [model] d_model, layers, heads, ffn_hidden, activation, moe_every, dropout, attention_bias
 //   [moe]   num_experts, capacity_factor, router = {name, ...}, experts = {name, ...}
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
 //           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume
@@ -39,6 +39,7 @@ struct TrainOptions {
 struct ModelSection {
   int64_t d_model = 128, layers = 4, heads = 4, ffn_hidden = 512, moe_every = 1;
   std::string activation = "gelu";
+  std::string attention_bias = "none";
   double dropout = 0.0;
 };
 

@@ -43,6 +43,7 @@ Transformer build_model(const ExperimentConfig& c, const TaskInfo& info) {
                      .activation(c.model.activation)
                      .moe_every(c.model.moe_every)
                      .dropout(c.model.dropout)
+                     .attention_bias(c.model.attention_bias)
                      .moe(c.moe);
   return Transformer(options);
 }
@@ -79,7 +80,7 @@ double Trainer::lr_at(int64_t step) const {
 void Trainer::train_until(int64_t until) {
   const auto& t = config_.train;
   model_->train();
-  double window_loss = 0, window_seconds = 0;
+  double window_loss = 0, window_seconds = 0, window_grad_norm = 0;
   int64_t window_steps = 0, window_tokens = 0;
   for (; step_ < until; ++step_) {
     const auto start = std::chrono::steady_clock::now();
@@ -100,9 +101,12 @@ void Trainer::train_until(int64_t until) {
     }
     optimizer_->zero_grad();
     total.backward();
-    if (t.clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), t.clip);
+    // Clipping at infinity measures the norm without changing anything.
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(
+        model_->parameters(), t.clip > 0 ? t.clip : std::numeric_limits<double>::infinity());
     optimizer_->step();
     const double loss_value = loss.item<double>();
+    last_grad_norm_ = grad_norm;
     TORCH_CHECK(std::isfinite(loss_value), "non-finite training loss (", loss_value,
                 ") at step ", step_ + 1, "; lower train.lr or set train.clip");
     const double seconds =
@@ -111,6 +115,7 @@ void Trainer::train_until(int64_t until) {
     train_seconds_ += seconds;
     train_tokens_ += tokens;
     window_loss += loss_value;
+    window_grad_norm += grad_norm;
     window_seconds += seconds;
     window_tokens += tokens;
     ++window_steps;
@@ -121,6 +126,7 @@ void Trainer::train_until(int64_t until) {
       if (sink_) {
         sink_->metric(done, "train", "loss", window_loss / window_steps);
         sink_->metric(done, "train", "lr", lr);
+        sink_->metric(done, "train", "grad_norm", window_grad_norm / window_steps);
         sink_->metric(done, "train", "tokens_per_s", window_tokens / window_seconds);
         for (const auto& kv : aux) sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
         const auto layers = model_->moe_layers();
@@ -129,7 +135,7 @@ void Trainer::train_until(int64_t until) {
                             layers[l]->last_mean_experts().item<double>());
         }
       }
-      window_loss = window_seconds = 0;
+      window_loss = window_seconds = window_grad_norm = 0;
       window_steps = window_tokens = 0;
     }
     if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) {
@@ -226,7 +232,7 @@ void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   const double eta = train_seconds_ / done * (total - done);
   std::ostringstream line;
   line << "step " << done << "/" << total << "  loss " << std::fixed << std::setprecision(4)
-       << loss << "  tok/s " << std::setprecision(0) << tokens_per_s << "  ETA "
+       << loss << "  |g| " << std::setprecision(2) << last_grad_norm_ << "  tok/s " << std::setprecision(0) << tokens_per_s << "  ETA "
        << format_duration(eta);
   *progress_ << (tty ? "\r" : "") << line.str() << (tty ? "   " : "\n") << std::flush;
 }

@@ -66,6 +66,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   int64_t step_ = 0;
   double train_seconds_ = 0;
+  double last_grad_norm_ = 0;
   int64_t train_tokens_ = 0;
 };
 

@@ -50,6 +50,38 @@ TEST(Transformer, CausalAttentionIgnoresTheFuture) {
                                bidir->forward(b).narrow(1, 0, 5), 1e-5, 1e-6));
 }
 
+TEST(Attention, AlibiBiasMatchesHandComputedWeights) {
+  // q = k = 0 makes every score 0, so the weights are softmax_j(-slope_h * |i - j|); with
+  // v = identity and o = identity the output is those weights applied to the inputs.
+  Attention attn(2, 2, /*causal=*/false, /*alibi=*/true);
+  {
+    torch::NoGradGuard g;
+    for (auto* lin : {&attn->q, &attn->k}) {
+      (*lin)->weight.zero_();
+      (*lin)->bias.zero_();
+    }
+    for (auto* lin : {&attn->v, &attn->o}) {
+      (*lin)->weight.copy_(torch::eye(2));
+      (*lin)->bias.zero_();
+    }
+  }
+  auto x = torch::tensor({{{1.0f, 10.0f}, {2.0f, 20.0f}, {3.0f, 30.0f}}});
+  auto y = attn->forward(x);
+  // Head h reads channel h (d_head = 1); slopes 2^-4 and 2^-8.
+  for (int h = 0; h < 2; ++h) {
+    const double slope = std::pow(2.0, -8.0 * (h + 1) / 2);
+    for (int i = 0; i < 3; ++i) {
+      double z = 0, acc = 0;
+      for (int j = 0; j < 3; ++j) {
+        const double w = std::exp(-slope * std::abs(i - j));
+        z += w;
+        acc += w * x[0][j][h].item<double>();
+      }
+      EXPECT_NEAR(y[0][i][h].item<double>(), acc / z, 1e-5) << "head " << h << " token " << i;
+    }
+  }
+}
+
 TEST(Transformer, PaddingIsNeverAttendedAndNotPooled) {
   torch::manual_seed(0);
   Transformer model(small("cls", false, 1));
