@@ -137,10 +137,14 @@ struct CombineRows : public torch::autograd::Function<CombineRows> {
   }
 };
 
-// Calls fn(e, offset) for every expert with rows. On CPU the experts run concurrently, one
-// single-threaded GEMM per thread, largest first with dynamic scheduling. Measured on the
-// E=64/k=8 benchmark: 22.7k tok/s against 17.0k for a sequential loop of multi-threaded
-// GEMMs (2 cores, Debian's OpenBLAS-openmp).
+// Calls fn(e, offset) for every expert with rows. With many experts (small GEMMs) they run
+// concurrently on CPU, one single-threaded GEMM per thread, largest first with dynamic
+// scheduling: E=64/k=8 went from 17.0k to 22.7k tok/s (2 cores, OpenBLAS-openmp). With
+// few large experts OpenBLAS's own threads inside each GEMM do better (E=8/k=2: 0.87-0.96x
+// dense sequential vs 0.72-0.88x concurrent, medians of 5 repetitions).
+// Below this many experts each GEMM is large enough for OpenBLAS's own threads.
+constexpr size_t kConcurrentExperts = 16;
+
 template <class F>
 void for_each_expert(const std::vector<int64_t>& counts, bool cpu, F&& fn) {
   std::vector<int64_t> offsets(counts.size(), 0), order;
@@ -148,7 +152,7 @@ void for_each_expert(const std::vector<int64_t>& counts, bool cpu, F&& fn) {
     if (e > 0) offsets[e] = offsets[e - 1] + counts[e - 1];
     if (counts[e] > 0) order.push_back(static_cast<int64_t>(e));
   }
-  if (!cpu || at::get_num_threads() == 1 || order.size() < 2) {
+  if (!cpu || at::get_num_threads() == 1 || order.size() < kConcurrentExperts) {
     for (int64_t e : order) fn(e, offsets[e]);
     return;
   }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/train/device.h"
 #include "experiments/commands.h"
 
 namespace {
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
+  moe::configure_allocator();
   const auto it = commands.find(argv[1]);
   if (it == commands.end()) {
     std::cerr << "moe: unknown command '" << argv[1] << "'\n\n" << kUsage;

@@ -61,7 +61,9 @@ void print_summary(const Trainer& trainer, const TrainResult& r, std::ostream& o
   out << std::setw(26) << "valid accuracy" << pct(s.at("valid_accuracy")) << "\n";
   out << std::setw(26) << "test loss" << s.at("test_loss") << "\n";
   if (s.count("test_perplexity")) out << std::setw(26) << "test perplexity" << s.at("test_perplexity") << "\n";
-  for (const auto& kv : info.notes) out << std::setw(26) << kv.first << kv.second << "\n";
+  for (const auto& kv : info.notes) {
+    out << kv.first << "  " << std::setprecision(4) << kv.second << "\n";
+  }
   out << std::setw(26) << "total params" << static_cast<int64_t>(s.at("total_params")) << "\n";
   out << std::setw(26) << "trainable params" << static_cast<int64_t>(s.at("trainable_params")) << "\n";
   out << std::setw(26) << "active params/token" << static_cast<int64_t>(s.at("active_params")) << "\n";

@@ -195,7 +195,7 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
       }
     }
   }
-  info_.notes["most_frequent_tag_test_accuracy"] = double(mft_right) / std::max<int64_t>(mft_total, 1);
+  info_.notes["baseline: most-frequent-tag test accuracy"] = double(mft_right) / std::max<int64_t>(mft_total, 1);
 }
 
 Batch BrownPosTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <malloc.h>
+
 #include <stdexcept>
 #include <thread>
 
@@ -35,6 +37,14 @@ int64_t configure_threads(int64_t threads) {
                                 : std::max<int64_t>(1, std::thread::hardware_concurrency());
   torch::set_num_threads(static_cast<int>(n));
   return n;
+}
+
+bool configure_allocator() {
+#if defined(__GLIBC__)
+  return mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
+#endif
 }
 
 std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }

@@ -100,7 +100,7 @@ TEST_F(BrownFixture, PosTaskSplitsTagsAndDifficulty) {
   EXPECT_EQ(b.difficulty[0][0].item<int64_t>(), 0);  // The: 1 tag
   EXPECT_EQ(b.difficulty[0][1].item<int64_t>(), 1);  // dog: 2 tags
   EXPECT_EQ(b.features.size(2), 3);
-  EXPECT_GT(info.notes.at("most_frequent_tag_test_accuracy"), 0.5);
+  EXPECT_GT(info.notes.at("baseline: most-frequent-tag test accuracy"), 0.5);
   EXPECT_EQ(load_brown(dir_.string()).splits[0].size(), 2u * 400);  // 400 training files
 }
 
