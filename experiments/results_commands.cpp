@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "experiments/cli_args.h"
 #include "experiments/commands.h"
 #include "results/report.h"
 
@@ -24,12 +25,7 @@ int query_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("sql", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help") || sql.empty()) {
-    std::cout << desc;
-    return sql.empty() && !vm.count("help") ? 2 : 0;
-  }
+  if (const int rc = parse_args(args, desc, pos, vm, "sql"); rc >= 0) return rc;
   const auto format = vm.count("csv")    ? results::QueryFormat::kCsv
                       : vm.count("json") ? results::QueryFormat::kJson
                                          : results::QueryFormat::kTable;
@@ -55,12 +51,7 @@ int plot_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("kind", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help") || kind.empty()) {
-    std::cout << desc;
-    return kind.empty() && !vm.count("help") ? 2 : 0;
-  }
+  if (const int rc = parse_args(args, desc, pos, vm, "kind"); rc >= 0) return rc;
   using Plot = std::string (*)(const std::string&, const std::string&, const std::string&);
   const std::vector<std::pair<std::string, Plot>> plots = {
       {"pareto", &results::plot_pareto}, {"layers", &results::plot_layers},
@@ -92,11 +83,10 @@ int merge_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("files", -1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help") || files.size() < 2) {
+  if (const int rc = parse_args(args, desc, pos, vm, "files"); rc >= 0) return rc;
+  if (files.size() < 2) {
     std::cout << desc;
-    return files.size() < 2 && !vm.count("help") ? 2 : 0;
+    return 2;
   }
   const std::vector<std::string> inputs(files.begin() + 1, files.end());
   const auto n = results::merge_databases(files[0], inputs);

@@ -23,6 +23,7 @@
 
 #include "core/train/device.h"
 #include "core/train/trainer.h"
+#include "experiments/cli_args.h"
 #include "experiments/commands.h"
 #include "experiments/sweep_spec.h"
 #include "results/store.h"
@@ -131,12 +132,7 @@ int plan_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help") || file.empty()) {
-    std::cout << desc;
-    return file.empty() && !vm.count("help") ? 2 : 0;
-  }
+  if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
   auto plan = load_sweep(file);
   std::map<std::string, std::string> status;
   if (std::filesystem::exists(db)) {
@@ -162,12 +158,7 @@ int status_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help") || file.empty()) {
-    std::cout << desc;
-    return file.empty() && !vm.count("help") ? 2 : 0;
-  }
+  if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
   auto plan = load_sweep(file);
   results::Store store(db);
   std::map<std::string, results::RunRow> rows;
@@ -272,12 +263,7 @@ int run_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-  po::notify(vm);
-  if (vm.count("help") || file.empty()) {
-    std::cout << desc;
-    return file.empty() && !vm.count("help") ? 2 : 0;
-  }
+  if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
   if (workers < 1) throw std::invalid_argument("--workers: expected >= 1");
   std::vector<std::string> device_list;
   for (size_t b = 0; !devices.empty() && b <= devices.size();) {

@@ -1,8 +1,9 @@
 #pragma once
 // Small shared fixtures for the moe_tests binary.
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <string>
 
 #include "core/train/config.h"
@@ -21,6 +22,27 @@ void expect_error(F&& fn, const std::string& needle) {
   }
   ADD_FAILURE() << "expected an error containing '" << needle << "'";
 }
+
+/// A fresh directory named after the running test (and process), removed afterwards.
+class TempDir {
+ public:
+  TempDir()
+      : path_(std::filesystem::temp_directory_path() /
+              ("moe_" + std::to_string(::getpid()) + "_" +
+               ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  /// Path of a file inside the directory.
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 /// A tiny, fast experiment on the synthetic mod_sum task.
 inline nlohmann::json tiny_config_json(int64_t k = 2) {

@@ -71,9 +71,6 @@ TEST(Tasks, UnknownTaskAndParameterAreNamed) {
 class BrownFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("moe_brown_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_ / "brown");
     int i = 0;
     for (char c = 'a'; c <= 'r' && i < 500; ++c) {
@@ -86,8 +83,8 @@ class BrownFixture : public ::testing::Test {
       }
     }
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  moe::testing::TempDir tmp_;
+  std::filesystem::path dir_ = tmp_.path();
 };
 
 TEST_F(BrownFixture, PosTaskSplitsTagsAndDifficulty) {

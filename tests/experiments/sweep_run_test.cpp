@@ -11,21 +11,14 @@
 
 #include "results/report.h"
 #include "results/store.h"
+#include "tests/test_util.h"
 
 namespace moe {
 namespace {
 
 class SweepRun : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("moe_run_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& n) { return (dir_ / n).string(); }
+  std::string path(const std::string& n) { return tmp_.file(n); }
 
   /// A sweep of `methods` tiny mod_sum trials x 2 seeds; "bad" fails at run time.
   std::string sweep(int64_t steps, bool with_bad) {
@@ -54,7 +47,7 @@ class SweepRun : public ::testing::Test {
     return out.str();
   }
 
-  std::filesystem::path dir_;
+  moe::testing::TempDir tmp_;
 };
 
 TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "tests/test_util.h"
 
@@ -12,10 +13,17 @@ namespace {
 
 using moe::testing::expect_error;
 
+/// One directory of sweep files per test process, removed when the process exits.
+struct SweepDir {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("moe_sweeps_" + std::to_string(::getpid()));
+  SweepDir() { std::filesystem::create_directories(path); }
+  ~SweepDir() { std::filesystem::remove_all(path); }
+};
+
 std::string write_sweep(const std::string& name, const std::string& text) {
-  auto dir = std::filesystem::temp_directory_path() / ("moe_sweeps_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  auto path = (dir / name).string();
+  static SweepDir dir;
+  auto path = (dir.path / name).string();
   std::ofstream(path) << text;
   return path;
 }

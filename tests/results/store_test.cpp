@@ -17,15 +17,7 @@ using moe::testing::expect_error;
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("moe_store_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& name) { return (dir_ / name).string(); }
+  std::string path(const std::string& name) { return tmp_.file(name); }
 
   /// A completed run with final metrics.
   static void add_run(Store& s, const std::string& key, const std::string& method, int64_t seed,
@@ -38,7 +30,7 @@ class StoreTest : public ::testing::Test {
     s.finish_run(id, status, status == "failed" ? "boom" : "");
   }
 
-  std::filesystem::path dir_;
+  moe::testing::TempDir tmp_;
 };
 
 TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
