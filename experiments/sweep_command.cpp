@@ -5,7 +5,6 @@
 // its metrics; an exception, NaN loss or out-of-memory marks that run failed with its
 // message. A worker killed outright leaves 'running' behind: the parent marks it failed,
 // and if the parent itself was killed, the stale heartbeat tells the next run to redo it.
-#include <boost/program_options.hpp>
 #include <c10/util/Exception.h>
 #include <signal.h>
 #include <spawn.h>
@@ -13,12 +12,14 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <boost/program_options.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "core/train/device.h"
@@ -75,12 +76,6 @@ class StoreSink : public MetricSink {
   double seconds_ = 0;
 };
 
-std::string hostname() {
-  char buf[256] = {0};
-  gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
-
 std::string default_db() { return "results/moe.sqlite"; }
 
 std::string fmt_eta(double s) {
@@ -91,12 +86,29 @@ std::string fmt_eta(double s) {
   return o.str();
 }
 
-/// Whether a run still needs doing.
-bool needs_run(const results::RunRow& r, bool retry_failed) {
-  if (r.status == "completed") return false;
-  if (r.status == "failed") return retry_failed;
-  if (r.status == "running") return results::now_seconds() - r.heartbeat > results::kStaleSeconds;
-  return true;  // queued, interrupted
+std::string hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+enum class Need { kDone, kRun, kWait };
+
+/// What a run needs: nothing (completed, or failed without --retry-failed), a run, or to
+/// be waited for (a live worker, possibly of another sweep process, holds it).
+Need need_of(const results::RunRow& r, bool retry_failed) {
+  if (r.status == "completed") return Need::kDone;
+  if (r.status == "failed") return retry_failed ? Need::kRun : Need::kDone;
+  if (r.status == "running") {
+    if (results::now_seconds() - r.heartbeat > results::kStaleSeconds) return Need::kRun;
+    // A worker of this host whose process is gone died without saying so.
+    if (r.host == hostname() && r.pid > 0 && kill(static_cast<pid_t>(r.pid), 0) != 0 &&
+        errno == ESRCH) {
+      return Need::kRun;
+    }
+    return Need::kWait;
+  }
+  return Need::kRun;  // queued, interrupted
 }
 
 std::vector<Trial> shard_of(const SweepPlan& plan, const std::string& shard) {
@@ -124,11 +136,13 @@ void ensure_parent_dir(const std::string& path) {
 }
 
 int plan_command(const std::vector<std::string>& args) {
-  po::options_description desc("moe sweep plan: print the trials of a sweep file (dry run)\n\n"
-                               "Usage: moe sweep plan FILE [--db PATH]\n\nOptions");
+  po::options_description desc(
+      "moe sweep plan: print the trials of a sweep file (dry run)\n\n"
+      "Usage: moe sweep plan FILE [--db PATH]\n\nOptions");
   std::string file, db;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
-      "db", po::value(&db)->default_value(default_db()), "results database to check for done trials");
+      "db", po::value(&db)->default_value(default_db()),
+      "results database to check for done trials");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -141,7 +155,8 @@ int plan_command(const std::vector<std::string>& args) {
   }
   std::cout << "sweep '" << plan.name << "': " << plan.trials.size() << " trials\n";
   std::cout << std::left << std::setw(18) << "run_key" << std::setw(32) << "method" << std::setw(6)
-            << "seed" << "status\n";
+            << "seed"
+            << "status\n";
   for (const auto& t : plan.trials) {
     std::cout << std::setw(18) << t.run_key << std::setw(32) << t.method << std::setw(6) << t.seed
               << (status.count(t.run_key) ? status[t.run_key] : "new") << "\n";
@@ -150,8 +165,9 @@ int plan_command(const std::vector<std::string>& args) {
 }
 
 int status_command(const std::vector<std::string>& args) {
-  po::options_description desc("moe sweep status: summarise a sweep's runs in the database\n\n"
-                               "Usage: moe sweep status FILE [--db PATH]\n\nOptions");
+  po::options_description desc(
+      "moe sweep status: summarise a sweep's runs in the database\n\n"
+      "Usage: moe sweep status FILE [--db PATH]\n\nOptions");
   std::string file, db;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
       "db", po::value(&db)->default_value(default_db()), "results database");
@@ -167,10 +183,10 @@ int status_command(const std::vector<std::string>& args) {
   for (const auto& t : plan.trials) {
     auto it = rows.find(t.run_key);
     std::string s = it == rows.end() ? "missing" : it->second.status;
-    if (s == "running" && !needs_run(it->second, false)) s = "running";
-    else if (s == "running") s = "stale";
+    if (s == "running" && need_of(it->second, false) == Need::kRun) s = "stale";
     ++count[s];
-    if (s == "failed") std::cout << "failed  " << t.method << " seed " << t.seed << ": " << it->second.error << "\n";
+    if (s == "failed")
+      std::cout << "failed  " << t.method << " seed " << t.seed << ": " << it->second.error << "\n";
   }
   std::cout << "sweep '" << plan.name << "' in " << db << ": " << plan.trials.size() << " trials";
   for (const auto& kv : count) std::cout << ", " << kv.second << " " << kv.first;
@@ -179,7 +195,8 @@ int status_command(const std::vector<std::string>& args) {
 }
 
 int worker_command(const std::vector<std::string>& args) {
-  po::options_description desc("moe sweep worker: run one planned trial (started by moe sweep run)");
+  po::options_description desc(
+      "moe sweep worker: run one planned trial (started by moe sweep run)");
   std::string db, key, device;
   int64_t threads = 0;
   desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
@@ -201,7 +218,7 @@ int worker_command(const std::vector<std::string>& args) {
   if (!device.empty()) json["device"] = device;
   if (vm.count("threads")) json["threads"] = threads;
   const auto t_start = std::chrono::steady_clock::now();
-  const int64_t run_id = store.start_run(key, hostname(), json.value("device", "auto"),
+  const int64_t run_id = store.start_run(key, hostname(), getpid(), json.value("device", "auto"),
                                          libtorch_version(), MOE_CODE_VERSION);
   const double startup_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -209,7 +226,8 @@ int worker_command(const std::vector<std::string>& args) {
   std::thread beat([&] {
     results::Store hb(db);
     while (!done) {
-      for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 100 && !done; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (!done) hb.heartbeat(run_id);
     }
   });
@@ -221,7 +239,8 @@ int worker_command(const std::vector<std::string>& args) {
     const auto result = trainer.run();
     const auto t = std::chrono::steady_clock::now();
     store.flush();
-    const double flush = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    const double flush =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     store.add_metric(run_id, trainer.step(), "final", "harness_seconds",
                      sink.seconds() + flush + startup_seconds);
   } catch (const Interrupted&) {
@@ -255,7 +274,8 @@ int run_command(const std::vector<std::string>& args) {
   int64_t workers = 1;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
       "db", po::value(&db)->default_value(default_db()), "results database (SQLite)")(
-      "workers,j", po::value(&workers)->default_value(1), "trials run at once (separate processes)")(
+      "workers,j", po::value(&workers)->default_value(1),
+      "trials run at once (separate processes)")(
       "devices", po::value(&devices),
       "comma-separated devices, one per worker (e.g. cuda:0,cuda:1); default: the config's")(
       "shard", po::value(&shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
@@ -282,23 +302,36 @@ int run_command(const std::vector<std::string>& args) {
   ensure_parent_dir(db);
   results::Store store(db);
   store.upsert_sweep(plan.name, plan.spec_text);
+  const bool retry_failed = vm.count("retry-failed") > 0;
   std::vector<const Trial*> todo;
-  int64_t skipped = 0;
-  for (const auto& t : trials) {
+  std::set<std::string> taken;  // run keys this invocation started (each at most once)
+  int64_t skipped = 0, waiting = 0;
+  for (const auto& t : trials)
     store.ensure_run({t.run_key, plan.name, t.method, t.config.dump(), t.seed});
-    if (needs_run(*store.find_run(t.run_key), vm.count("retry-failed") > 0)) {
-      todo.push_back(&t);
-    } else {
-      ++skipped;
+  // Trials that need a run and that this invocation has not started; counts the ones a
+  // live worker elsewhere holds.
+  auto collect = [&] {
+    waiting = 0;
+    for (const auto& t : trials) {
+      if (taken.count(t.run_key)) continue;
+      const Need need = need_of(*store.find_run(t.run_key), retry_failed);
+      if (need == Need::kRun) {
+        todo.push_back(&t);
+        taken.insert(t.run_key);
+      } else if (need == Need::kWait) {
+        ++waiting;
+      }
     }
-  }
+  };
+  collect();
+  skipped = static_cast<int64_t>(trials.size() - todo.size()) - waiting;
   const double plan_ms =
       1000 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t_plan).count();
   std::cerr << "sweep '" << plan.name << "': " << trials.size() << " trials"
             << (shard.empty() ? "" : " in shard " + shard) << ", " << skipped
-            << " already done or failed, " << todo.size() << " to run, " << workers
-            << " worker(s), database " << db << " (planned in " << std::fixed
-            << std::setprecision(0) << plan_ms << " ms)\n";
+            << " already done or failed, " << waiting << " running elsewhere, " << todo.size()
+            << " to run, " << workers << " worker(s), database " << db << " (planned in "
+            << std::fixed << std::setprecision(0) << plan_ms << " ms)\n";
   install_signal_handlers();
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = std::max<int64_t>(1, cores / workers);
@@ -308,76 +341,94 @@ int run_command(const std::vector<std::string>& args) {
   int64_t done = 0, failed = 0;
   const auto start = std::chrono::steady_clock::now();
   auto progress = [&] {
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double el =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int64_t finished = done + failed;
     const double eta = finished ? el / finished * (todo.size() - finished) : 0;
     std::cerr << "[" << plan.name << "] " << done << " done, " << failed << " failed, "
               << running.size() << " running, " << todo.size() - finished - running.size()
               << " waiting" << (finished ? ", ETA " + fmt_eta(eta) : "") << "\n";
   };
-  while ((next < todo.size() && !g_signal) || !running.empty()) {
-    while (!g_signal && next < todo.size() && static_cast<int64_t>(running.size()) < workers) {
-      int64_t slot = 0;
-      while (slot_busy[slot]) ++slot;
-      const Trial* t = todo[next++];
-      std::vector<std::string> argv_s = {"/proc/self/exe", "sweep", "worker", "--db", db,
-                                         "--run-key", t->run_key, "--threads", std::to_string(threads)};
-      if (!device_list.empty()) {
-        argv_s.push_back("--device");
-        argv_s.push_back(device_list[slot]);
+  int64_t last_waiting = -1;
+  for (;;) {
+    while ((next < todo.size() && !g_signal) || !running.empty()) {
+      while (!g_signal && next < todo.size() && static_cast<int64_t>(running.size()) < workers) {
+        int64_t slot = 0;
+        while (slot_busy[slot]) ++slot;
+        const Trial* t = todo[next++];
+        std::vector<std::string> argv_s = {"/proc/self/exe", "sweep",     "worker",
+                                           "--db",           db,          "--run-key",
+                                           t->run_key,       "--threads", std::to_string(threads)};
+        if (!device_list.empty()) {
+          argv_s.push_back("--device");
+          argv_s.push_back(device_list[slot]);
+        }
+        std::vector<char*> argv;
+        for (auto& s : argv_s) argv.push_back(s.data());
+        argv.push_back(nullptr);
+        pid_t pid;
+        if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
+          throw std::runtime_error("cannot start a worker process");
+        }
+        std::cerr << "[" << plan.name << "] start " << t->method << " seed " << t->seed << " ("
+                  << t->run_key << ")\n";
+        slot_busy[slot] = true;
+        running[pid] = {t, slot};
       }
-      std::vector<char*> argv;
-      for (auto& s : argv_s) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      pid_t pid;
-      if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
-        throw std::runtime_error("cannot start a worker process");
+      int wstatus = 0;
+      const pid_t pid = waitpid(-1, &wstatus, 0);
+      if (pid < 0) {
+        if (errno == EINTR) {
+          for (const auto& kv : running) kill(kv.first, SIGTERM);
+          continue;
+        }
+        break;
       }
-      std::cerr << "[" << plan.name << "] start " << t->method << " seed " << t->seed << " ("
-                << t->run_key << ")\n";
-      slot_busy[slot] = true;
-      running[pid] = {t, slot};
-    }
-    int wstatus = 0;
-    const pid_t pid = waitpid(-1, &wstatus, 0);
-    if (pid < 0) {
-      if (errno == EINTR) {
-        for (const auto& kv : running) kill(kv.first, SIGTERM);
-        continue;
+      auto it = running.find(pid);
+      if (it == running.end()) continue;
+      const Trial* t = it->second.first;
+      slot_busy[it->second.second] = false;
+      running.erase(it);
+      auto row = store.find_run(t->run_key);
+      if (row && row->status == "running") {  // the worker died without recording why
+        const std::string why =
+            WIFSIGNALED(wstatus)
+                ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
+                : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
+        store.finish_run(row->id, g_signal ? "interrupted" : "failed", why);
+        row = store.find_run(t->run_key);
       }
-      break;
+      if (row && row->status == "completed") {
+        ++done;
+      } else if (row && row->status == "failed") {
+        ++failed;
+        std::cerr << "[" << plan.name << "] FAILED " << t->method << " seed " << t->seed << ": "
+                  << row->error << "\n";
+      }
+      progress();
     }
-    auto it = running.find(pid);
-    if (it == running.end()) continue;
-    const Trial* t = it->second.first;
-    slot_busy[it->second.second] = false;
-    running.erase(it);
-    auto row = store.find_run(t->run_key);
-    if (row && row->status == "running") {  // the worker died without recording why
-      const std::string why = WIFSIGNALED(wstatus)
-                                  ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
-                                  : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
-      store.finish_run(row->id, g_signal ? "interrupted" : "failed", why);
-      row = store.find_run(t->run_key);
+    if (g_signal) break;
+    // Trials another process held when we looked may have finished, or died, since.
+    collect();
+    if (next < todo.size()) continue;
+    if (waiting == 0) break;
+    if (waiting != last_waiting) {
+      std::cerr << "[" << plan.name << "] waiting for " << waiting
+                << " trial(s) running in another process\n";
+      last_waiting = waiting;
     }
-    if (row && row->status == "completed") {
-      ++done;
-    } else if (row && row->status == "failed") {
-      ++failed;
-      std::cerr << "[" << plan.name << "] FAILED " << t->method << " seed " << t->seed << ": "
-                << row->error << "\n";
-    }
-    progress();
+    std::this_thread::sleep_for(std::chrono::seconds(2));
   }
   if (g_signal) {
-    std::cerr << "[" << plan.name << "] stopped by signal; completed runs are kept, rerun to "
+    std::cerr << "[" << plan.name
+              << "] stopped by signal; completed runs are kept, rerun to "
                  "finish the rest\n";
     return 130;
   }
   int64_t failed_total = 0;
   for (const auto& t : trials) failed_total += store.find_run(t.run_key)->status == "failed";
-  std::cerr << "[" << plan.name << "] finished: " << done << " completed, " << failed
-            << " failed, " << skipped << " skipped";
+  std::cerr << "[" << plan.name << "] finished: " << done << " completed, " << failed << " failed, "
+            << skipped << " skipped";
   if (failed_total > failed) {
     std::cerr << "; " << failed_total - failed << " failed earlier (rerun with --retry-failed)";
   }

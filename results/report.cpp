@@ -387,9 +387,10 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
       db.exec("DELETE FROM main.runs WHERE run_key IN (SELECT run_key FROM take)");
       db.exec(
           "INSERT INTO main.runs(run_key, sweep, method, seed, config, status, error, attempts, "
-          "heartbeat, started_at, finished_at, wall_seconds, host, device, libtorch, code_version) "
+          "heartbeat, started_at, finished_at, wall_seconds, host, pid, device, libtorch, "
+          "code_version) "
           "SELECT run_key, sweep, method, seed, config, status, error, attempts, heartbeat, "
-          "started_at, finished_at, wall_seconds, host, device, libtorch, code_version "
+          "started_at, finished_at, wall_seconds, host, pid, device, libtorch, code_version "
           "FROM src.runs WHERE id IN (SELECT src_id FROM take)");
       db.exec(
           "INSERT INTO main.metrics SELECT m.id, x.step, x.split, x.name, x.value, x.value_text "

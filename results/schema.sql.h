@@ -23,7 +23,7 @@ CREATE TABLE runs(
   started_at REAL,
   finished_at REAL,
   wall_seconds REAL,
-  host TEXT, device TEXT, libtorch TEXT, code_version TEXT
+  host TEXT, pid INTEGER, device TEXT, libtorch TEXT, code_version TEXT
 ) STRICT;
 CREATE INDEX runs_sweep ON runs(sweep, status);
 CREATE TABLE metrics(

@@ -10,8 +10,7 @@
 namespace moe::results {
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 namespace {
@@ -103,7 +102,7 @@ void Store::ensure_run(const RunSpec& run) {
 namespace {
 constexpr const char* kRunColumns =
     "SELECT id, run_key, coalesce(sweep, ''), method, status, coalesce(error, ''), config, "
-    "seed, attempts, coalesce(heartbeat, 0) FROM runs ";
+    "seed, attempts, coalesce(heartbeat, 0), coalesce(host, ''), coalesce(pid, 0) FROM runs ";
 
 RunRow read_run(const Stmt& s) {
   RunRow r;
@@ -117,6 +116,8 @@ RunRow read_run(const Stmt& s) {
   r.seed = s.get_int(7);
   r.attempts = s.get_int(8);
   r.heartbeat = s.get_double(9);
+  r.host = s.get_text(10);
+  r.pid = s.get_int(11);
   return r;
 }
 }  // namespace
@@ -136,7 +137,7 @@ std::vector<RunRow> Store::runs(const std::string& sweep) {
   return out;
 }
 
-int64_t Store::start_run(const std::string& run_key, const std::string& host,
+int64_t Store::start_run(const std::string& run_key, const std::string& host, int64_t pid,
                          const std::string& device, const std::string& libtorch,
                          const std::string& code_version) {
   Transaction tx(*db_);
@@ -150,13 +151,14 @@ int64_t Store::start_run(const std::string& run_key, const std::string& host,
   db_->prepare(
          "UPDATE runs SET status = 'running', error = NULL, attempts = attempts + 1, "
          "heartbeat = ?2, started_at = ?2, finished_at = NULL, wall_seconds = NULL, host = ?3, "
-         "device = ?4, libtorch = ?5, code_version = ?6 WHERE id = ?1")
+         "device = ?4, libtorch = ?5, code_version = ?6, pid = ?7 WHERE id = ?1")
       .bind(1, id)
       .bind(2, now)
       .bind(3, host)
       .bind(4, device)
       .bind(5, libtorch)
       .bind(6, code_version)
+      .bind(7, pid)
       .step();
   tx.commit();
   return id;
@@ -164,7 +166,10 @@ int64_t Store::start_run(const std::string& run_key, const std::string& host,
 
 void Store::heartbeat(int64_t run_id) {
   Transaction tx(*db_);
-  db_->prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1").bind(1, run_id).bind(2, now_seconds()).step();
+  db_->prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1")
+      .bind(1, run_id)
+      .bind(2, now_seconds())
+      .step();
   tx.commit();
 }
 

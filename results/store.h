@@ -25,8 +25,8 @@ struct RunSpec {
 
 struct RunRow {
   int64_t id = 0;
-  std::string run_key, sweep, method, status, error, config_json;
-  int64_t seed = 0, attempts = 0;
+  std::string run_key, sweep, method, status, error, config_json, host;
+  int64_t seed = 0, attempts = 0, pid = 0;
   double heartbeat = 0;  ///< unix seconds of the last sign of life
 };
 
@@ -48,9 +48,9 @@ class Store {
   std::optional<RunRow> find_run(const std::string& run_key);
   std::vector<RunRow> runs(const std::string& sweep);
 
-  /// Marks the run running (attempts + 1, heartbeat now, host/device/versions); clears its
+  /// Marks the run running (attempts + 1, heartbeat now, host/pid/device/versions); clears its
   /// metrics from any earlier attempt. Returns the run id.
-  int64_t start_run(const std::string& run_key, const std::string& host,
+  int64_t start_run(const std::string& run_key, const std::string& host, int64_t pid,
                     const std::string& device, const std::string& libtorch,
                     const std::string& code_version);
   void heartbeat(int64_t run_id);

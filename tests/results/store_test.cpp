@@ -23,7 +23,7 @@ class StoreTest : public ::testing::Test {
   static void add_run(Store& s, const std::string& key, const std::string& method, int64_t seed,
                       double acc, double active, const std::string& status = "completed") {
     s.ensure_run({key, "sw", method, "{}", seed});
-    const auto id = s.start_run(key, "host", "cpu", "LibTorch", "v");
+    const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
     s.add_metric(id, 10, "final", "test_accuracy", acc);
     s.add_metric(id, 10, "final", "active_params", active);
     s.add_layer_stat(id, 10, "test", 0, "mean_experts", 1.5);
@@ -36,7 +36,7 @@ class StoreTest : public ::testing::Test {
 TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
   Store s(path("a.sqlite"));
   s.ensure_run({"k", "sw", "m", "{}", 0});
-  const auto id = s.start_run("k", "h", "cpu", "t", "v");
+  const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
   s.add_metric(id, 1, "train", "nan", NAN);
   s.add_metric(id, 1, "train", "inf", INFINITY);
   s.add_metric(id, 1, "train", "ninf", -INFINITY);
@@ -59,7 +59,7 @@ TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, "queued");
   EXPECT_EQ(r->method, "m");
-  const auto id = s.start_run("k", "h", "cpu", "t", "v");
+  const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
   EXPECT_EQ(s.find_run("k")->status, "running");
   EXPECT_EQ(s.find_run("k")->attempts, 1);
   s.finish_run(id, "failed", "non-finite training loss");
