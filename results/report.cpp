@@ -250,18 +250,23 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
       "WHERE l.split = 'test' AND l.name LIKE 'experts_hist/%' AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, n ORDER BY r.method, l.layer, n");
   h.bind(1, sweep);
-  std::ofstream hist(base + "_hist.dat");
+  // `with image` needs a full grid: every row gets every column, 0 where absent.
   std::vector<std::string> row_labels;
-  std::string current;
-  int64_t row = -1;
+  std::map<std::string, std::map<int64_t, double>> cells;
+  int64_t max_n = 0;
   while (h.step()) {
     const std::string label = sanitize(h.get_text(0)) + "/L" + std::to_string(h.get_int(1));
-    if (label != current) {
-      current = label;
-      row_labels.push_back(label);
-      ++row;
+    if (row_labels.empty() || row_labels.back() != label) row_labels.push_back(label);
+    cells[label][h.get_int(2)] = h.get_double(3);
+    max_n = std::max(max_n, h.get_int(2));
+  }
+  std::ofstream hist(base + "_hist.dat");
+  for (size_t row = 0; row < row_labels.size(); ++row) {
+    for (int64_t n = 0; n <= max_n; ++n) {
+      const auto& r = cells[row_labels[row]];
+      hist << n << "\t" << row << "\t" << (r.count(n) ? r.at(n) : 0.0) << "\n";
     }
-    hist << h.get_int(2) << "\t" << row << "\t" << h.get_double(3) << "\n";
+    hist << "\n";
   }
   hist.close();
   std::ostringstream ytics;
