@@ -68,6 +68,9 @@ class StoreSink : public MetricSink {
     store_.add_layer_stat(run_id_, step, split, layer, name, value);
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
+  void poll() override {
+    if (g_signal) throw Interrupted();
+  }
   double seconds() const { return seconds_; }
 
  private:

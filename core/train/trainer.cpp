@@ -83,6 +83,7 @@ void Trainer::train_until(int64_t until) {
   double window_loss = 0, window_seconds = 0, window_grad_norm = 0;
   int64_t window_steps = 0, window_tokens = 0;
   for (; step_ < until; ++step_) {
+    if (sink_) sink_->poll();
     const auto start = std::chrono::steady_clock::now();
     const double lr = lr_at(step_);
     for (auto& group : optimizer_->param_groups()) {

@@ -25,6 +25,8 @@ class MetricSink {
   /// Per-MoE-layer statistic (layer = 0-based index among MoE layers).
   virtual void layer_stat(int64_t step, const std::string& split, int64_t layer,
                           const std::string& name, double value) = 0;
+  /// Called before every training step; may throw to stop the run (e.g. on a signal).
+  virtual void poll() {}
 };
 
 struct TrainResult {
