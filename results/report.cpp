@@ -179,10 +179,7 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
 
 std::string plot_pareto(const std::string& db_path, const std::string& sweep,
                         const std::string& out_dir) {
-  require_gnuplot();
-  if (!std::filesystem::exists(db_path)) throw DbError("database '" + db_path + "': no such file");
-  std::filesystem::create_directories(out_dir);
-  Db db(db_path, true);
+  Db db = open_for_plot(db_path, out_dir);
   const std::string base = (std::filesystem::path(out_dir) / "pareto").string();
   auto s = db.prepare(
       "SELECT method, n, active_params, test_accuracy, test_accuracy_std "

@@ -65,28 +65,30 @@ FROM runs r LEFT JOIN metrics m ON m.run_id = r.id AND m.split = 'final'
 GROUP BY r.id;
 
 CREATE VIEW by_method AS
-SELECT sweep, method, count(*) AS n,
-  printf('%.4f ± %.4f', avg(test_accuracy),
-         CASE WHEN count(*) > 1 THEN sqrt(max((sum(test_accuracy * test_accuracy)
-              - sum(test_accuracy) * sum(test_accuracy) / count(*)) / (count(*) - 1), 0))
-              ELSE 0 END) AS test_accuracy_mean_std,
-  avg(test_accuracy) AS test_accuracy,
-  CASE WHEN count(*) > 1 THEN sqrt(max((sum(test_accuracy * test_accuracy)
-       - sum(test_accuracy) * sum(test_accuracy) / count(*)) / (count(*) - 1), 0))
-       ELSE 0 END AS test_accuracy_std,
-  avg(test_loss) AS test_loss,
-  avg(test_perplexity) AS test_perplexity,
-  avg(active_params) AS active_params,
-  CASE WHEN count(*) > 1 THEN sqrt(max((sum(active_params * active_params)
-       - sum(active_params) * sum(active_params) / count(*)) / (count(*) - 1), 0))
-       ELSE 0 END AS active_params_std,
-  avg(total_params) AS total_params,
-  avg(flops_per_token) AS flops_per_token,
-  avg(mean_experts) AS mean_experts,
-  avg(train_tokens_per_s) AS train_tokens_per_s,
-  avg(wall_seconds) AS wall_seconds
-FROM final WHERE status = 'completed'
-GROUP BY sweep, method;
+SELECT sweep, method, n,
+  printf('%.4f ± %.4f', test_accuracy, test_accuracy_std) AS test_accuracy_mean_std,
+  test_accuracy, test_accuracy_std, test_loss, test_perplexity, active_params,
+  active_params_std, total_params, flops_per_token, mean_experts, train_tokens_per_s,
+  wall_seconds
+FROM (
+  SELECT sweep, method, count(*) AS n,
+    avg(test_accuracy) AS test_accuracy,
+    CASE WHEN count(*) > 1 THEN sqrt(max((sum(test_accuracy * test_accuracy)
+         - sum(test_accuracy) * sum(test_accuracy) / count(*)) / (count(*) - 1), 0))
+         ELSE 0 END AS test_accuracy_std,
+    avg(test_loss) AS test_loss,
+    avg(test_perplexity) AS test_perplexity,
+    avg(active_params) AS active_params,
+    CASE WHEN count(*) > 1 THEN sqrt(max((sum(active_params * active_params)
+         - sum(active_params) * sum(active_params) / count(*)) / (count(*) - 1), 0))
+         ELSE 0 END AS active_params_std,
+    avg(total_params) AS total_params,
+    avg(flops_per_token) AS flops_per_token,
+    avg(mean_experts) AS mean_experts,
+    avg(train_tokens_per_s) AS train_tokens_per_s,
+    avg(wall_seconds) AS wall_seconds
+  FROM final WHERE status = 'completed'
+  GROUP BY sweep, method);
 
 CREATE VIEW pareto AS
 SELECT a.sweep, a.method, a.n, a.test_accuracy, a.test_accuracy_std, a.active_params
