@@ -35,6 +35,7 @@ torch::Tensor MoELayerImpl::forward(const torch::Tensor& x) {
   DispatchPlan plan = plan_dispatch(routing, options_.num_experts(), capacity);
   auto y = experts->forward(hidden, routing, plan);
   aux_losses_ = std::move(routing.aux_losses);
+  last_token_experts_ = routing.indices.detach().ge(0).sum(1);
   last_mean_experts_ =
       torch::tensor(static_cast<double>(plan.selected) / std::max<int64_t>(tokens, 1));
   if (collect_) accumulate(routing, plan);

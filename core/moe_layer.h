@@ -50,6 +50,9 @@ class MoELayerImpl : public torch::nn::Module {
   const std::map<std::string, torch::Tensor>& aux_losses() const { return aux_losses_; }
   /// Mean experts per token of the last forward (a detached scalar tensor).
   const torch::Tensor& last_mean_experts() const { return last_mean_experts_; }
+  /// Experts each token of the last forward was routed to (before capacity drops),
+  /// [tokens] int64, detached; tokens in the order of x's leading dimensions.
+  const torch::Tensor& last_token_experts() const { return last_token_experts_; }
 
   void set_collect_stats(bool on) { collect_ = on; }
   void reset_stats() { stats_ = LayerStats{}; }
@@ -65,6 +68,7 @@ class MoELayerImpl : public torch::nn::Module {
   MoELayerOptions options_;
   std::map<std::string, torch::Tensor> aux_losses_;
   torch::Tensor last_mean_experts_;
+  torch::Tensor last_token_experts_;
   bool collect_ = false;
   LayerStats stats_;
 };

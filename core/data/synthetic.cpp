@@ -6,6 +6,7 @@ namespace moe {
 
 SequenceTask::SequenceTask(const PluginSpec& spec, int64_t default_len)
     : eval_sequences_(spec.get<int64_t>("eval_sequences", 512)),
+      train_sequences_(spec.get<int64_t>("train_sequences", 16384)),
       data_seed_(static_cast<uint64_t>(spec.get<int64_t>("data_seed", 1234))) {
   info_.name = spec.name();
   info_.seq_len = spec.get<int64_t>("seq_len", default_len);
@@ -13,6 +14,7 @@ SequenceTask::SequenceTask(const PluginSpec& spec, int64_t default_len)
   info_.causal = true;
   if (info_.seq_len < 2) spec.fail("parameter 'seq_len' expected >= 2");
   if (eval_sequences_ < 1) spec.fail("parameter 'eval_sequences' expected >= 1");
+  if (train_sequences_ < 1) spec.fail("parameter 'train_sequences' expected >= 1");
 }
 
 Batch SequenceTask::stack(const std::vector<Sequence>& seqs) const {
@@ -36,6 +38,17 @@ Batch SequenceTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size)
   std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step)));
   std::vector<Sequence> seqs;
   for (int64_t i = 0; i < batch_size; ++i) seqs.push_back(generate(rng));
+  return stack(seqs);
+}
+
+Batch SequenceTask::train_samples(const std::vector<int64_t>& ids) {
+  std::vector<Sequence> seqs;
+  for (int64_t id : ids) {
+    TORCH_CHECK(id >= 0 && id < train_sequences_, "task '", info_.name, "': sample id ", id,
+                " outside the training pool [0, ", train_sequences_, ")");
+    std::mt19937_64 rng(mix_seed(data_seed_ + 7919, static_cast<uint64_t>(id)));
+    seqs.push_back(generate(rng));
+  }
   return stack(seqs);
 }
 
@@ -102,6 +115,7 @@ std::vector<ParamDoc> ModSumTask::param_docs() {
           {"modulus", "10", "p: values and targets are in [0, p)"},
           {"max_depth", "4", "largest number of summed values (difficulty levels)"},
           {"eval_sequences", "512", "sequences in each of valid and test"},
+          {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
           {"data_seed", "1234", "seed of the fixed valid/test sets"}};
 }
 
@@ -150,6 +164,7 @@ std::vector<ParamDoc> PointerChaseTask::param_docs() {
           {"slots", "16", "size of the pointer table at the start of each sequence"},
           {"max_hops", "3", "largest number of hops (difficulty levels)"},
           {"eval_sequences", "512", "sequences in each of valid and test"},
+          {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
           {"data_seed", "1234", "seed of the fixed valid/test sets"}};
 }
 

@@ -2,6 +2,9 @@
 // Synthetic graded-difficulty tasks, generated from a seed. Training sequences are drawn
 // fresh for every (seed, step); valid and test are fixed sets drawn from data_seed.
 //
+// With train.sampling = epochs | curriculum, training uses a fixed pool of
+// `train_sequences` sequences drawn from data_seed (the same pool for every run seed).
+//
 // "mod_sum": tokens are values in [0, p); each position t carries a depth d_t in
 //   [1, max_depth] as an input feature; the target is (v_{t-d_t+1} + ... + v_t) mod p.
 //   Difficulty level = d_t - 1. Causal attention.
@@ -23,6 +26,8 @@ class SequenceTask : public Task {
   const TaskInfo& info() const override { return info_; }
   Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) override;
   std::vector<Batch> eval_batches(Split split, int64_t batch_size, int64_t max_batches) override;
+  int64_t num_train_samples() const override { return train_sequences_; }
+  Batch train_samples(const std::vector<int64_t>& ids) override;
 
  protected:
   SequenceTask(const PluginSpec& spec, int64_t default_len);
@@ -32,6 +37,7 @@ class SequenceTask : public Task {
   TaskInfo info_;
   int64_t num_features_ = 1;
   int64_t eval_sequences_;
+  int64_t train_sequences_;
   uint64_t data_seed_;
 };
 

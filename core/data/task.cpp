@@ -95,6 +95,27 @@ Batch StreamTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {
   return make_batch(s, starts);
 }
 
+Batch Task::train_samples(const std::vector<int64_t>& /*ids*/) {
+  TORCH_CHECK(false, "task '", info().name,
+              "' has no fixed training pool; use train.sampling = \"iid\"");
+}
+
+int64_t StreamTask::num_train_samples() const {
+  const int64_t n = static_cast<int64_t>(streams_[static_cast<int>(Split::kTrain)].tokens.size());
+  return n >= info_.seq_len ? (n - info_.seq_len) / info_.seq_len + 1 : 0;
+}
+
+Batch StreamTask::train_samples(const std::vector<int64_t>& ids) {
+  const int64_t size = num_train_samples();
+  std::vector<int64_t> starts;
+  for (int64_t id : ids) {
+    TORCH_CHECK(id >= 0 && id < size, "task '", info_.name, "': sample id ", id,
+                " outside the training pool [0, ", size, ")");
+    starts.push_back(id * info_.seq_len);
+  }
+  return make_batch(streams_[static_cast<int>(Split::kTrain)], starts);
+}
+
 std::vector<Batch> StreamTask::eval_batches(Split split, int64_t batch_size,
                                             int64_t max_batches) {
   const auto& s = streams_[static_cast<int>(split)];

@@ -52,6 +52,12 @@ class Task {
   /// The split in a fixed order; at most max_batches batches (0 = the whole split).
   virtual std::vector<Batch> eval_batches(Split split, int64_t batch_size,
                                           int64_t max_batches) = 0;
+
+  /// The training split as a fixed pool of samples (for epochs and the curriculum):
+  /// its size, and a batch of the samples with these ids (in [0, size)). Size 0 = the
+  /// task has no pool, and epoch-based sampling is refused.
+  virtual int64_t num_train_samples() const { return 0; }
+  virtual Batch train_samples(const std::vector<int64_t>& ids);
 };
 
 using TaskRegistry = Registry<Task, const PluginSpec&, const TaskContext&>;
@@ -78,6 +84,9 @@ class StreamTask : public Task {
   const TaskInfo& info() const override { return info_; }
   Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) override;
   std::vector<Batch> eval_batches(Split split, int64_t batch_size, int64_t max_batches) override;
+  /// Pool: the non-overlapping windows of the training stream, sample i at i * seq_len.
+  int64_t num_train_samples() const override;
+  Batch train_samples(const std::vector<int64_t>& ids) override;
 
  protected:
   Batch make_batch(const Stream& s, const std::vector<int64_t>& starts) const;

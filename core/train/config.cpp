@@ -74,7 +74,17 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.checkpoint = train.get<std::string>("checkpoint", t.checkpoint);
   t.checkpoint_every = train.get<int64_t>("checkpoint_every", t.checkpoint_every);
   t.resume = train.get<bool>("resume", t.resume);
+  t.sampling = train.get<std::string>("sampling", t.sampling);
+  t.curriculum_eps = train.get<double>("curriculum_eps", t.curriculum_eps);
+  t.target_loss = train.get<double>("target_loss", t.target_loss);
   train.check_all_read();
+  if (t.sampling != "iid" && t.sampling != "epochs" && t.sampling != "curriculum") {
+    train.fail("parameter 'sampling' expected one of [iid, epochs, curriculum], got '" +
+               t.sampling + "'");
+  }
+  if (t.curriculum_eps < 0 || t.target_loss < 0) {
+    train.fail("expected curriculum_eps >= 0 and target_loss >= 0");
+  }
   if (t.steps <= 0 || t.batch_size <= 0 || t.eval_batch_size <= 0 || t.lr <= 0) {
     train.fail("expected steps, batch_size, eval_batch_size and lr > 0");
   }

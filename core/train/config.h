@@ -7,7 +7,8 @@
 //   [model] d_model, layers, heads, ffn_hidden, activation, moe_every, dropout, attention_bias
 //   [moe]   num_experts, capacity_factor, router = {name, ...}, experts = {name, ...}
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
-//           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume
+//           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume,
+//           sampling (iid | epochs | curriculum), curriculum_eps, target_loss
 //   [loss]  coefficients of the routers' aux losses: balance, z, entropy
 // Every unknown key is an error naming the section, the key and the known keys.
 #include <nlohmann/json.hpp>
@@ -34,6 +35,15 @@ struct TrainOptions {
   std::string checkpoint;     ///< path; empty = none
   int64_t checkpoint_every = 0;
   bool resume = false;        ///< start from `checkpoint` if it exists
+  /// Where training batches come from: "iid" (fresh random samples every step),
+  /// "epochs" (the task's fixed training pool, reshuffled every epoch) or "curriculum"
+  /// (the pool; first epoch shuffled, each later one ordered by routing complexity,
+  /// methods.md §2; see core/train/curriculum.h).
+  std::string sampling = "iid";
+  double curriculum_eps = 1e-8;  ///< added to the cosine similarity's denominator
+  /// Valid loss to reach; the first evaluation at or below it records steps_to_target
+  /// and seconds_to_target (training seconds). 0 = off.
+  double target_loss = 0;
 };
 
 struct ModelSection {

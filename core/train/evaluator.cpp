@@ -20,6 +20,95 @@ torch::Tensor task_loss(const torch::Tensor& logits, const torch::Tensor& target
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
 }
 
+double spearman_from_table(const std::vector<std::vector<double>>& table) {
+  const size_t nx = table.size(), ny = nx ? table[0].size() : 0;
+  std::vector<double> row(nx, 0.0), col(ny, 0.0);
+  double n = 0;
+  for (size_t i = 0; i < nx; ++i) {
+    for (size_t j = 0; j < ny; ++j) {
+      row[i] += table[i][j];
+      col[j] += table[i][j];
+      n += table[i][j];
+    }
+  }
+  // Mean rank (1-based) of each value: the ranks before it plus the middle of its own.
+  auto mean_ranks = [](const std::vector<double>& counts) {
+    std::vector<double> r(counts.size());
+    double before = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      r[i] = before + (counts[i] + 1) / 2;
+      before += counts[i];
+    }
+    return r;
+  };
+  const auto rx = mean_ranks(row), ry = mean_ranks(col);
+  const double mean = (n + 1) / 2;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < nx; ++i) sxx += row[i] * (rx[i] - mean) * (rx[i] - mean);
+  for (size_t j = 0; j < ny; ++j) syy += col[j] * (ry[j] - mean) * (ry[j] - mean);
+  for (size_t i = 0; i < nx; ++i) {
+    for (size_t j = 0; j < ny; ++j) sxy += table[i][j] * (rx[i] - mean) * (ry[j] - mean);
+  }
+  if (sxx <= 0 || syy <= 0) return std::numeric_limits<double>::quiet_NaN();
+  return sxy / std::sqrt(sxx * syy);
+}
+
+namespace {
+
+/// tables[l][level][experts]: token counts; the last table sums experts over layers.
+using Tables = std::vector<std::vector<std::vector<double>>>;
+
+void add_to_table(std::vector<std::vector<double>>& table, const std::vector<int64_t>& level,
+                  const std::vector<int64_t>& experts) {
+  for (size_t t = 0; t < level.size(); ++t) {
+    auto& row = table[level[t]];
+    if (static_cast<int64_t>(row.size()) <= experts[t]) {
+      for (auto& r : table) r.resize(experts[t] + 1, 0.0);
+    }
+    row[experts[t]] += 1;
+  }
+}
+
+std::vector<int64_t> to_vector(const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+/// Counts (level, experts used) pairs of this batch's targeted tokens in every MoE layer.
+void add_routing_by_level(Transformer& model, const torch::Tensor& difficulty,
+                          const torch::Tensor& keep, Tables& tables, int64_t levels) {
+  auto layers = model->moe_layers();
+  if (layers.empty()) return;
+  auto diff = difficulty.reshape({-1});
+  if (diff.numel() != layers[0]->last_token_experts().numel()) return;  // e.g. cls tasks
+  auto valid = diff.ge(0).logical_and(keep.reshape({-1}));
+  if (tables.empty()) tables.assign(layers.size() + 1, std::vector<std::vector<double>>(levels));
+  const auto lv = to_vector(diff.masked_select(valid));
+  torch::Tensor total;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    auto used = layers[l]->last_token_experts().masked_select(valid);
+    total = total.defined() ? total + used : used;
+    add_to_table(tables[l], lv, to_vector(used));
+  }
+  add_to_table(tables.back(), lv, to_vector(total));
+}
+
+/// Mean of the column index (experts) in each row (level); NaN for empty rows.
+std::vector<double> row_means(const std::vector<std::vector<double>>& table) {
+  std::vector<double> out;
+  for (const auto& row : table) {
+    double n = 0, sum = 0;
+    for (size_t e = 0; e < row.size(); ++e) {
+      n += row[e];
+      sum += row[e] * static_cast<double>(e);
+    }
+    out.push_back(n > 0 ? sum / n : std::numeric_limits<double>::quiet_NaN());
+  }
+  return out;
+}
+
+}  // namespace
+
 EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_size,
                     int64_t max_batches, const torch::Device& device) {
   const bool was_training = model->is_training();
@@ -35,6 +124,7 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
   int64_t correct = 0;
   std::vector<int64_t> level_correct(levels, 0);
   r.level_count.assign(levels, 0);
+  Tables tables;
   const auto start = std::chrono::steady_clock::now();
   for (const auto& host : batches) {
     auto b = host.to(device);
@@ -62,6 +152,7 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
         r.level_count[i] += count[i].item<int64_t>();
         level_correct[i] += hit[i].item<int64_t>();
       }
+      add_routing_by_level(model, b.difficulty, keep, tables, levels);
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -74,6 +165,15 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
                                                 : std::numeric_limits<double>::quiet_NaN());
   }
   for (const auto& layer : model->moe_layers()) r.layers.push_back(layer->stats());
+  if (!tables.empty()) {
+    for (size_t l = 0; l + 1 < tables.size(); ++l) {
+      r.level_experts.push_back(row_means(tables[l]));
+      r.layer_difficulty_spearman.push_back(spearman_from_table(tables[l]));
+    }
+    r.level_experts_all = row_means(tables.back());
+    for (auto& v : r.level_experts_all) v /= static_cast<double>(tables.size() - 1);
+    r.difficulty_spearman = spearman_from_table(tables.back());
+  }
   model->set_collect_stats(false);
   const auto k = r.mean_experts();
   r.active_params = model->active_params(k);

@@ -3,6 +3,7 @@
 // the routing statistics of every MoE layer, from which active parameters are measured.
 #include <torch/types.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,13 @@ struct EvalResult {
   std::vector<double> level_accuracy;  ///< per difficulty level (NaN when a level is empty)
   std::vector<int64_t> level_count;
   std::vector<LayerStats> layers;  ///< one per MoE layer
+  /// Routing by difficulty, for tasks whose difficulty is given per token (else empty /
+  /// NaN). Counted over the tokens that have a target and a difficulty level.
+  std::vector<std::vector<double>> level_experts;  ///< [MoE layer][level] mean experts/token
+  std::vector<double> level_experts_all;  ///< [level] mean over MoE layers
+  std::vector<double> layer_difficulty_spearman;  ///< per layer: Spearman(level, experts)
+  /// Spearman(level, experts summed over all MoE layers), ties ranked by their mean rank.
+  double difficulty_spearman = std::numeric_limits<double>::quiet_NaN();
   double active_params = 0;        ///< measured from the routing on this split
   double flops_per_token = 0;
 
@@ -33,6 +41,11 @@ struct EvalResult {
 /// the model was training.
 EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_size,
                     int64_t max_batches, const torch::Device& device);
+
+/// Spearman rank correlation from a contingency table: table[x][y] = number of
+/// observations with the x-th smallest value of X and the y-th smallest value of Y.
+/// Tied observations get their mean rank; NaN when either variable is constant.
+double spearman_from_table(const std::vector<std::vector<double>>& table);
 
 /// Task loss: mean cross-entropy over targets != -100. logits [..., C], targets [...].
 torch::Tensor task_loss(const torch::Tensor& logits, const torch::Tensor& targets);

@@ -62,6 +62,8 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
   for (const auto& p : model_->parameters()) {
     if (p.requires_grad()) trainable.push_back(p);
   }
+  sampler_ = std::make_unique<BatchSampler>(*task_, config_.train, config_.seed,
+                                            static_cast<int64_t>(model_->moe_layers().size()));
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       trainable, torch::optim::AdamWOptions(config_.train.lr)
                      .betas({0.9, 0.98})
@@ -82,6 +84,7 @@ void Trainer::train_until(int64_t until) {
   model_->train();
   double window_loss = 0, window_seconds = 0, window_grad_norm = 0;
   int64_t window_steps = 0, window_tokens = 0;
+  std::vector<double> window_experts(model_->moe_layers().size(), 0.0);
   for (; step_ < until; ++step_) {
     if (sink_) sink_->poll();
     const auto start = std::chrono::steady_clock::now();
@@ -89,7 +92,7 @@ void Trainer::train_until(int64_t until) {
     for (auto& group : optimizer_->param_groups()) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     }
-    auto batch = task_->train_batch(config_.seed, step_, t.batch_size).to(device_);
+    auto batch = sampler_->batch(step_).to(device_);
     auto logits = model_->forward(batch.tokens, batch.features, batch.pad_mask);
     auto loss = task_loss(logits, batch.targets);
     auto total = loss;
@@ -100,6 +103,7 @@ void Trainer::train_until(int64_t until) {
                   "' that has no coefficient in [loss]");
       if (it->second != 0) total = total + it->second * kv.second;
     }
+    sampler_->record_routing(model_->moe_layers(), batch);
     optimizer_->zero_grad();
     total.backward();
     // Clipping at infinity measures the norm without changing anything.
@@ -120,6 +124,12 @@ void Trainer::train_until(int64_t until) {
     window_seconds += seconds;
     window_tokens += tokens;
     ++window_steps;
+    {
+      const auto layers = model_->moe_layers();
+      for (size_t l = 0; l < layers.size(); ++l) {
+        window_experts[l] += layers[l]->last_mean_experts().item<double>();
+      }
+    }
     const int64_t done = step_ + 1;
     print_progress(window_loss / window_steps, window_tokens / std::max(window_seconds, 1e-9),
                    false);
@@ -129,19 +139,27 @@ void Trainer::train_until(int64_t until) {
         sink_->metric(done, "train", "lr", lr);
         sink_->metric(done, "train", "grad_norm", window_grad_norm / window_steps);
         sink_->metric(done, "train", "tokens_per_s", window_tokens / window_seconds);
+        sink_->metric(done, "train", "step_seconds", window_seconds / window_steps);
+        sink_->metric(done, "train", "seconds", train_seconds_);
         for (const auto& kv : aux) sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
-        const auto layers = model_->moe_layers();
-        for (size_t l = 0; l < layers.size(); ++l) {
+        for (size_t l = 0; l < window_experts.size(); ++l) {
           sink_->layer_stat(done, "train", static_cast<int64_t>(l), "mean_experts",
-                            layers[l]->last_mean_experts().item<double>());
+                            window_experts[l] / window_steps);
         }
       }
+      std::fill(window_experts.begin(), window_experts.end(), 0.0);
       window_loss = window_seconds = window_grad_norm = 0;
       window_steps = window_tokens = 0;
     }
     if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) {
-      log_eval("valid", evaluate(model_, *task_, Split::kValid, t.eval_batch_size,
-                                 t.eval_batches, device_));
+      const auto r =
+          evaluate(model_, *task_, Split::kValid, t.eval_batch_size, t.eval_batches, device_);
+      log_eval("valid", r);
+      if (sink_) sink_->metric(done, "valid", "seconds", train_seconds_);
+      if (t.target_loss > 0 && steps_to_target_ < 0 && r.loss <= t.target_loss) {
+        steps_to_target_ = done;
+        seconds_to_target_ = train_seconds_;
+      }
     }
     if (!t.checkpoint.empty() && t.checkpoint_every > 0 && done % t.checkpoint_every == 0) {
       save(t.checkpoint);
@@ -161,6 +179,10 @@ TrainResult Trainer::run() {
   TrainResult result;
   result.valid = evaluate(model_, *task_, Split::kValid, t.eval_batch_size, 0, device_);
   log_eval("valid", result.valid);
+  if (t.target_loss > 0 && steps_to_target_ < 0 && result.valid.loss <= t.target_loss) {
+    steps_to_target_ = step_;
+    seconds_to_target_ = train_seconds_;
+  }
   result.test = evaluate(model_, *task_, Split::kTest, t.eval_batch_size, 0, device_);
   log_eval("test", result.test);
   auto& s = result.summary;
@@ -182,6 +204,14 @@ TrainResult Trainer::run() {
   double k = 0;
   for (double v : result.test.mean_experts()) k += v;
   if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();
+  if (!result.test.level_experts.empty()) {  // NaN when experts per token are constant
+    s["difficulty_spearman"] = result.test.difficulty_spearman;
+  }
+  if (t.target_loss > 0) {  // NaN when the target was never reached
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    s["steps_to_target"] = steps_to_target_ >= 0 ? static_cast<double>(steps_to_target_) : nan;
+    s["seconds_to_target"] = steps_to_target_ >= 0 ? seconds_to_target_ : nan;
+  }
   if (sink_) {
     for (const auto& kv : s) sink_->metric(step_, "final", kv.first, kv.second);
   }
@@ -198,6 +228,19 @@ void Trainer::log_eval(const std::string& split, const EvalResult& r) {
   const auto& levels = task_->info().difficulty_levels;
   for (size_t i = 0; i < levels.size(); ++i) {
     sink_->metric(step_, split, "accuracy/" + levels[i], r.level_accuracy[i]);
+  }
+  if (!r.level_experts_all.empty()) {
+    sink_->metric(step_, split, "difficulty_spearman", r.difficulty_spearman);
+    for (size_t i = 0; i < levels.size(); ++i) {
+      sink_->metric(step_, split, "mean_experts/" + levels[i], r.level_experts_all[i]);
+    }
+  }
+  for (size_t l = 0; l < r.level_experts.size(); ++l) {
+    const auto layer = static_cast<int64_t>(l);
+    sink_->layer_stat(step_, split, layer, "difficulty_spearman", r.layer_difficulty_spearman[l]);
+    for (size_t i = 0; i < levels.size(); ++i) {
+      sink_->layer_stat(step_, split, layer, "mean_experts/" + levels[i], r.level_experts[l][i]);
+    }
   }
   for (size_t l = 0; l < r.layers.size(); ++l) {
     const auto& st = r.layers[l];

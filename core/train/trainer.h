@@ -12,6 +12,7 @@
 #include "core/data/task.h"
 #include "core/train/config.h"
 #include "core/train/evaluator.h"
+#include "core/train/sampler.h"
 #include "core/transformer.h"
 
 namespace moe {
@@ -70,6 +71,10 @@ class Trainer {
   double train_seconds_ = 0;
   double last_grad_norm_ = 0;
   int64_t train_tokens_ = 0;
+  std::unique_ptr<BatchSampler> sampler_;
+  // Time to target (train.target_loss).
+  int64_t steps_to_target_ = -1;
+  double seconds_to_target_ = -1;
 };
 
 /// Builds the model a config and task describe.

@@ -109,6 +109,40 @@ TEST(Trainer, DenseModelTrains) {
   EXPECT_DOUBLE_EQ(result.summary.at("active_params"), result.summary.at("total_params"));
 }
 
+TEST(Trainer, DynamicRoutingRecordsDifficultyAndTimeToTarget) {
+  auto json = tiny_config_json();
+  json["moe"]["router"] = {{"name", "top_p"}, {"threshold", 0.4}};
+  json["train"]["eval_every"] = 10;
+  json["train"]["target_loss"] = 100.0;  // reached at the first evaluation
+  json["train"]["sampling"] = "curriculum";
+  json["task"]["train_sequences"] = 64;
+  RecordingSink sink;
+  Trainer trainer(ExperimentConfig::from_json(json, "tiny"), &sink);
+  auto result = trainer.run();
+  EXPECT_EQ(result.summary.at("steps_to_target"), 10);
+  EXPECT_GT(result.summary.at("seconds_to_target"), 0);
+  ASSERT_EQ(result.test.level_experts.size(), 2u);  // [MoE layer][level]
+  ASSERT_EQ(result.test.level_experts[0].size(), 2u);
+  EXPECT_TRUE(result.summary.count("difficulty_spearman"));
+  EXPECT_FALSE(sink.series("test/mean_experts/depth 2").empty());
+  EXPECT_FALSE(sink.series("train/seconds").empty());
+  // Per-level means average back to the layer's mean (both count the same tokens).
+  const auto& lv = result.test.level_experts[0];
+  const auto& n = result.test.level_count;
+  EXPECT_NEAR((lv[0] * n[0] + lv[1] * n[1]) / (n[0] + n[1]),
+              result.test.layers[0].mean_experts(), 0.5);
+
+  // The threshold of the trained model changes at evaluation; the parameters do not.
+  auto before = params_of(trainer);
+  for (auto& layer : trainer.model()->moe_layers()) {
+    layer->router->set_inference_option("threshold", 0.95);
+  }
+  auto wide = evaluate(trainer.model(), trainer.task(), Split::kTest, 16, 0, torch::kCPU);
+  EXPECT_GT(wide.mean_experts()[0], result.test.mean_experts()[0]);
+  auto after = params_of(trainer);
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
+}
+
 TEST(Device, CudaAbsentIsAClearError) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA present";
   expect_error([] { select_device("cuda"); }, "device 'cuda': CUDA is not available");

@@ -1,0 +1,75 @@
+#include "core/train/sampler.h"
+
+#include <torch/torch.h>
+
+#include <numeric>
+#include <random>
+
+#include "core/train/curriculum.h"
+
+namespace moe {
+
+BatchSampler::BatchSampler(Task& task, const TrainOptions& options, uint64_t seed,
+                           int64_t moe_layers)
+    : task_(task), options_(options), seed_(seed), layers_(moe_layers) {
+  if (options_.sampling == "iid") return;
+  pool_ = task_.num_train_samples();
+  TORCH_CHECK(pool_ > 0, "train.sampling = \"", options_.sampling, "\": task '",
+              task_.info().name, "' has no fixed training pool; use \"iid\"");
+  TORCH_CHECK(pool_ >= options_.batch_size, "train.sampling = \"", options_.sampling,
+              "\": the training pool (", pool_, " samples) is smaller than train.batch_size (",
+              options_.batch_size, ")");
+}
+
+void BatchSampler::start_epoch(int64_t epoch) {
+  std::vector<int64_t> base(pool_);
+  std::iota(base.begin(), base.end(), 0);
+  std::mt19937_64 rng(mix_seed(seed_ ^ 0x6570636fULL, static_cast<uint64_t>(epoch)));
+  std::shuffle(base.begin(), base.end(), rng);
+  const bool curriculum = options_.sampling == "curriculum" && layers_ > 0;
+  if (curriculum && complexity_.defined() && epoch == epoch_ + 1) {
+    // Samples the last epoch did not reach (the remainder of a partial batch) have no
+    // complexity: they go first, so they are not left out again.
+    std::vector<int64_t> unseen, seen;
+    for (int64_t id : base) (seen_[id] ? seen : unseen).push_back(id);
+    auto sub = complexity_.index_select(0, torch::tensor(seen, torch::kLong));
+    std::vector<int64_t> local(seen.size());
+    std::iota(local.begin(), local.end(), 0);
+    order_ = std::move(unseen);
+    for (int64_t i : curriculum_order(sub, options_.curriculum_eps, local)) {
+      order_.push_back(seen[i]);
+    }
+  } else {
+    order_ = std::move(base);
+  }
+  if (curriculum) {
+    complexity_ = torch::zeros({pool_, layers_}, torch::kFloat);
+    seen_.assign(pool_, false);
+  }
+  epoch_ = epoch;
+}
+
+Batch BatchSampler::batch(int64_t step) {
+  const int64_t b = options_.batch_size;
+  if (options_.sampling == "iid") return task_.train_batch(seed_, step, b);
+  const int64_t per_epoch = pool_ / b;
+  const int64_t epoch = step / per_epoch, at = (step % per_epoch) * b;
+  if (epoch != epoch_) start_epoch(epoch);
+  ids_.assign(order_.begin() + at, order_.begin() + at + b);
+  return task_.train_samples(ids_);
+}
+
+void BatchSampler::record_routing(const std::vector<MoELayer>& layers, const Batch& batch) {
+  if (options_.sampling != "curriculum" || layers.empty()) return;
+  TORCH_CHECK(static_cast<int64_t>(layers.size()) == layers_, "curriculum: expected ", layers_,
+              " MoE layers, got ", layers.size());
+  auto ids = torch::tensor(ids_, torch::kLong);
+  const int64_t b = batch.tokens.size(0);
+  for (int64_t l = 0; l < layers_; ++l) {
+    auto r = multi_expert_fraction(layers[l]->last_token_experts(), b, batch.pad_mask);
+    complexity_.select(1, l).index_copy_(0, ids, r.to(torch::kCPU));
+  }
+  for (int64_t id : ids_) seen_[id] = true;
+}
+
+}  // namespace moe
