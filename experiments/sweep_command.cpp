@@ -22,10 +22,12 @@
 #include <set>
 #include <thread>
 
+#include "core/train/checkpoint.h"
 #include "core/train/device.h"
 #include "core/train/trainer.h"
 #include "experiments/cli_args.h"
 #include "experiments/commands.h"
+#include "experiments/eval_command.h"
 #include "experiments/sweep_spec.h"
 #include "results/store.h"
 
@@ -200,9 +202,10 @@ int status_command(const std::vector<std::string>& args) {
 int worker_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep worker: run one planned trial (started by moe sweep run)");
-  std::string db, key, device;
+  std::string db, key, device, save_model_to;
   int64_t threads = 0;
   desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
+      "save-model", po::value(&save_model_to), "save the trained model here")(
       "run-key", po::value(&key)->required(), "run key")("device", po::value(&device), "device")(
       "threads", po::value(&threads), "CPU threads");
   po::variables_map vm;
@@ -240,6 +243,7 @@ int worker_command(const std::vector<std::string>& args) {
     StoreSink sink(store, run_id);
     Trainer trainer(config, &sink, nullptr);
     const auto result = trainer.run();
+    if (!save_model_to.empty()) save_model(save_model_to, trainer.model());
     const auto t = std::chrono::steady_clock::now();
     store.flush();
     const double flush =
@@ -362,6 +366,10 @@ int run_command(const std::vector<std::string>& args) {
         std::vector<std::string> argv_s = {"/proc/self/exe", "sweep",     "worker",
                                            "--db",           db,          "--run-key",
                                            t->run_key,       "--threads", std::to_string(threads)};
+        if (plan.keep_models) {
+          argv_s.push_back("--save-model");
+          argv_s.push_back(model_path(db, t->run_key));
+        }
         if (!device_list.empty()) {
           argv_s.push_back("--device");
           argv_s.push_back(device_list[slot]);
@@ -436,6 +444,12 @@ int run_command(const std::vector<std::string>& args) {
     std::cerr << "; " << failed_total - failed << " failed earlier (rerun with --retry-failed)";
   }
   std::cerr << "\n";
+  if (!plan.eval_option.empty()) {
+    std::cerr << "[" << plan.name << "] re-evaluating trained models at " << plan.eval_option
+              << " values (moe sweep eval)\n";
+    const auto n = evaluate_trials(trials, db, plan.eval_option, plan.eval_values, std::cerr);
+    std::cerr << "[" << plan.name << "] " << n << " evaluation(s) written\n";
+  }
   return failed_total > 0 ? 1 : 0;
 }
 
@@ -444,7 +458,11 @@ int run_command(const std::vector<std::string>& args) {
 int sweep_command(const std::vector<std::string>& args) {
   const std::string usage =
       "moe sweep: plan and run ablation sweeps\n\n"
-      "Usage: moe sweep <plan|run|status> FILE [options]   (moe sweep <sub> --help)\n";
+      "Usage: moe sweep <plan|run|status|eval> FILE [options]   (moe sweep <sub> --help)\n\n"
+      "  plan    print the trials (dry run)\n"
+      "  run     train every trial not done yet, then the [evaluate] re-evaluations\n"
+      "  status  count the runs by status\n"
+      "  eval    re-evaluate saved models at router inference settings\n";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << usage;
     return args.empty() ? 2 : 0;
@@ -454,6 +472,7 @@ int sweep_command(const std::vector<std::string>& args) {
   if (args[0] == "run") return run_command(rest);
   if (args[0] == "status") return status_command(rest);
   if (args[0] == "worker") return worker_command(rest);
+  if (args[0] == "eval") return eval_command(rest);
   std::cerr << "moe sweep: unknown sub-command '" << args[0] << "'\n" << usage;
   return 2;
 }

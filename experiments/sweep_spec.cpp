@@ -48,7 +48,10 @@ nlohmann::json nested(const nlohmann::json& table) {
 }
 
 std::string short_value(const nlohmann::json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump();
+  if (v.is_string()) return v.get<std::string>();
+  // A whole plugin block (task = {name = "mod_sum", ...}) is labelled by its name.
+  if (v.is_object() && v.contains("name") && v["name"].is_string()) return v["name"];
+  return v.dump();
 }
 
 struct Axis {
@@ -102,12 +105,13 @@ SweepPlan load_sweep(const std::string& path) {
     throw std::invalid_argument(m.str());
   }
   const std::set<std::string> known = {"name", "description", "base_config", "task", "seeds",
-                                       "base", "presets", "grid", "zip", "exclude"};
+                                       "base", "presets", "grid", "zip", "exclude",
+                                       "keep_models", "evaluate"};
   for (const auto& [k, v] : doc) {
     if (!known.count(std::string(k.str()))) {
       fail(path, &v, "unknown key '" + std::string(k.str()) +
-                         "'; known: [base, base_config, description, exclude, grid, name, "
-                         "presets, seeds, task, zip]");
+                         "'; known: [base, base_config, description, evaluate, exclude, grid, "
+                         "keep_models, name, presets, seeds, task, zip]");
     }
   }
   const auto j = parse_toml(plan.spec_text, path);
@@ -124,6 +128,25 @@ SweepPlan load_sweep(const std::string& path) {
   }
   for (const auto& s : j["seeds"]) {
     if (!s.is_number_integer()) fail(path, doc.get("seeds"), "key 'seeds' expected integers");
+  }
+  need_type("keep_models", j.value("keep_models", nlohmann::json(false)).is_boolean(), "true or false");
+  plan.keep_models = j.value("keep_models", false);
+  if (j.contains("evaluate")) {
+    const auto& e = j["evaluate"];
+    const bool ok = e.is_object() && e.size() == 2 && e.contains("option") &&
+                    e["option"].is_string() && e.contains("values") && e["values"].is_array() &&
+                    !e["values"].empty();
+    if (!ok) {
+      fail(path, doc.get("evaluate"),
+           "table 'evaluate' expected exactly option = \"<router inference option>\" and "
+           "values = [numbers...], e.g. option = \"threshold\", values = [0.1, 0.2]");
+    }
+    plan.eval_option = e["option"];
+    for (const auto& v : e["values"]) {
+      if (!v.is_number()) fail(path, doc.get("evaluate"), "evaluate.values expected numbers");
+      plan.eval_values.push_back(v.get<double>());
+    }
+    plan.keep_models = true;
   }
   for (const char* table : {"base", "presets", "grid", "zip"}) {
     need_type(table, j.contains(table) && j[table].is_object(), "a table");

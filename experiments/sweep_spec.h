@@ -13,6 +13,9 @@
 //                key with a list of values; the trials are their cartesian product
 //   [zip]        axes that vary together (equal lengths), crossed with the grid
 //   [[exclude]]  tables of axis = value; a trial matching every entry of one is dropped
+//   keep_models = true                 # save each trained model for re-evaluation
+//   [evaluate]   option = "threshold", values = [0.1, 0.2]: re-evaluate trained models
+//                with a router inference option set (moe sweep eval; run does it too)
 //
 // Every trial resolves to one canonical JSON config (keys sorted) that includes its seed;
 // its run key is a hash of that text, so it is stable under key order in the file and
@@ -34,6 +37,14 @@ struct Trial {
 struct SweepPlan {
   std::string name, description, path, spec_text;
   std::vector<Trial> trials;
+  /// keep_models = true: every worker saves its trained model (results/models/<key>.pt
+  /// next to the database) so it can be re-evaluated later.
+  bool keep_models = false;
+  /// [evaluate] option = "threshold", values = [...]: after training, every completed run
+  /// whose routers accept that inference option is re-evaluated on test at each value
+  /// (split "test@<option>=<value>"). Implies keep_models.
+  std::string eval_option;
+  std::vector<double> eval_values;
 };
 
 /// Reads, validates and expands a sweep file. Errors name the file, the key (with its

@@ -372,9 +372,10 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
       Db src(in, true);
       auto v = src.prepare("PRAGMA user_version");
       v.step();
-      if (v.get_int(0) != kSchemaVersion) {
+      // Versions 1..current share the tables (later versions only add views).
+      if (v.get_int(0) < 1 || v.get_int(0) > kSchemaVersion) {
         throw DbError("merge: '" + in + "' has schema version " + std::to_string(v.get_int(0)) +
-                      ", expected " + std::to_string(kSchemaVersion));
+                      ", expected 1.." + std::to_string(kSchemaVersion));
       }
     }
     db.prepare("ATTACH DATABASE ?1 AS src").bind(1, in).step();

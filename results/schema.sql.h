@@ -110,4 +110,23 @@ WHERE l.split = 'test'
 GROUP BY l.run_id, l.layer;
 )SQL";
 
+/// Version 2: re-evaluations of trained models at router inference settings
+/// (`moe sweep eval`, splits "test@<option>=<value>").
+constexpr const char* kSchemaV2 = R"SQL(
+CREATE VIEW reevals AS
+SELECT r.sweep, r.method, r.seed, r.run_key,
+  substr(m.split, 6, instr(m.split, '=') - 6) AS option,
+  max(CASE WHEN m.name = 'option_value' THEN m.value END) AS value,
+  max(CASE WHEN m.name = 'accuracy' THEN m.value END) AS test_accuracy,
+  max(CASE WHEN m.name = 'loss' THEN m.value END) AS test_loss,
+  max(CASE WHEN m.name = 'mean_experts' THEN m.value END) AS mean_experts,
+  max(CASE WHEN m.name = 'active_params' THEN m.value END) AS active_params,
+  max(CASE WHEN m.name = 'flops_per_token' THEN m.value END) AS flops_per_token,
+  max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) AS tokens_per_s,
+  max(CASE WHEN m.name = 'difficulty_spearman' THEN m.value END) AS difficulty_spearman
+FROM metrics m JOIN runs r ON r.id = m.run_id
+WHERE m.split LIKE 'test@%'
+GROUP BY m.run_id, m.split;
+)SQL";
+
 }  // namespace moe::results

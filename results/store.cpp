@@ -64,8 +64,9 @@ void Store::migrate() {
                   " is newer than this moe-lab's " + std::to_string(kSchemaVersion) +
                   "; use a newer moe");
   }
-  if (version == 0) {
-    db_->exec(kSchemaV1);
+  if (version < 1) db_->exec(kSchemaV1);
+  if (version < 2) db_->exec(kSchemaV2);
+  if (version < kSchemaVersion) {
     db_->exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
   }
   tx.commit();
@@ -200,6 +201,13 @@ void Store::add_layer_stat(int64_t run_id, int64_t step, const std::string& spli
                            const std::string& name, double value) {
   layer_buffer_.push_back({run_id, step, layer, split, name, value});
   if (metric_buffer_.size() + layer_buffer_.size() >= 200) flush();
+}
+
+bool Store::has_split(int64_t run_id, const std::string& split) {
+  flush();
+  auto s = db_->prepare("SELECT 1 FROM metrics WHERE run_id = ?1 AND split = ?2 LIMIT 1");
+  s.bind(1, run_id).bind(2, split);
+  return s.step();
 }
 
 void Store::flush() {

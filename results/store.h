@@ -16,7 +16,7 @@
 
 namespace moe::results {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 struct RunSpec {
   std::string run_key, sweep, method, config_json;
@@ -62,6 +62,8 @@ class Store {
   void add_layer_stat(int64_t run_id, int64_t step, const std::string& split, int64_t layer,
                       const std::string& name, double value);
   void flush();
+  /// Whether the run has any metric in this split (e.g. a re-evaluation "test@threshold=0.2").
+  bool has_split(int64_t run_id, const std::string& split);
 
   Db& db() { return *db_; }
 

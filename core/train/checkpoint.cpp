@@ -50,4 +50,27 @@ int64_t load_checkpoint(const std::string& path, Transformer& model,
   return step.item<int64_t>();
 }
 
+void save_model(const std::string& path, Transformer& model) {
+  if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) {
+    std::filesystem::create_directories(dir);
+  }
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  const std::string tmp = path + ".tmp";
+  archive.save_to(tmp);
+  std::filesystem::rename(tmp, path);
+}
+
+void load_model(const std::string& path, Transformer& model) {
+  TORCH_CHECK(std::filesystem::exists(path), "model '", path, "': file not found");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "model '", path, "': cannot be loaded into this model (different config?): ",
+                e.what_without_backtrace());
+  }
+}
+
 }  // namespace moe

@@ -18,4 +18,9 @@ void save_checkpoint(const std::string& path, Transformer& model, torch::optim::
 int64_t load_checkpoint(const std::string& path, Transformer& model,
                         torch::optim::Optimizer& opt);
 
+/// The model's parameters and buffers alone (for re-evaluation; no optimizer or RNG).
+void save_model(const std::string& path, Transformer& model);
+/// Loads into a model built from the same config; throws naming the file otherwise.
+void load_model(const std::string& path, Transformer& model);
+
 }  // namespace moe

@@ -218,45 +218,55 @@ TrainResult Trainer::run() {
   return result;
 }
 
-void Trainer::log_eval(const std::string& split, const EvalResult& r) {
-  if (!sink_) return;
-  sink_->metric(step_, split, "loss", r.loss);
-  sink_->metric(step_, split, "accuracy", r.accuracy);
-  if (task_->info().head == "lm") sink_->metric(step_, split, "perplexity", r.perplexity);
-  sink_->metric(step_, split, "active_params", r.active_params);
-  sink_->metric(step_, split, "tokens_per_s", r.tokens_per_s);
-  const auto& levels = task_->info().difficulty_levels;
+void write_eval(MetricSink& sink, int64_t step, const std::string& split, const EvalResult& r,
+                const TaskInfo& info) {
+  sink.metric(step, split, "loss", r.loss);
+  sink.metric(step, split, "accuracy", r.accuracy);
+  if (info.head == "lm") sink.metric(step, split, "perplexity", r.perplexity);
+  sink.metric(step, split, "active_params", r.active_params);
+  sink.metric(step, split, "tokens_per_s", r.tokens_per_s);
+  sink.metric(step, split, "flops_per_token", r.flops_per_token);
+  if (!r.layers.empty()) {
+    double k = 0;
+    for (double v : r.mean_experts()) k += v;
+    sink.metric(step, split, "mean_experts", k / r.layers.size());
+  }
+  const auto& levels = info.difficulty_levels;
   for (size_t i = 0; i < levels.size(); ++i) {
-    sink_->metric(step_, split, "accuracy/" + levels[i], r.level_accuracy[i]);
+    sink.metric(step, split, "accuracy/" + levels[i], r.level_accuracy[i]);
   }
   if (!r.level_experts_all.empty()) {
-    sink_->metric(step_, split, "difficulty_spearman", r.difficulty_spearman);
+    sink.metric(step, split, "difficulty_spearman", r.difficulty_spearman);
     for (size_t i = 0; i < levels.size(); ++i) {
-      sink_->metric(step_, split, "mean_experts/" + levels[i], r.level_experts_all[i]);
+      sink.metric(step, split, "mean_experts/" + levels[i], r.level_experts_all[i]);
     }
   }
   for (size_t l = 0; l < r.level_experts.size(); ++l) {
     const auto layer = static_cast<int64_t>(l);
-    sink_->layer_stat(step_, split, layer, "difficulty_spearman", r.layer_difficulty_spearman[l]);
+    sink.layer_stat(step, split, layer, "difficulty_spearman", r.layer_difficulty_spearman[l]);
     for (size_t i = 0; i < levels.size(); ++i) {
-      sink_->layer_stat(step_, split, layer, "mean_experts/" + levels[i], r.level_experts[l][i]);
+      sink.layer_stat(step, split, layer, "mean_experts/" + levels[i], r.level_experts[l][i]);
     }
   }
   for (size_t l = 0; l < r.layers.size(); ++l) {
     const auto& st = r.layers[l];
     const auto layer = static_cast<int64_t>(l);
-    sink_->layer_stat(step_, split, layer, "mean_experts", st.mean_experts());
-    sink_->layer_stat(step_, split, layer, "entropy", st.entropy());
-    sink_->layer_stat(step_, split, layer, "dropped_fraction", st.dropped_fraction());
+    sink.layer_stat(step, split, layer, "mean_experts", st.mean_experts());
+    sink.layer_stat(step, split, layer, "entropy", st.entropy());
+    sink.layer_stat(step, split, layer, "dropped_fraction", st.dropped_fraction());
     const auto load = st.load_fraction();
     for (size_t e = 0; e < load.size(); ++e) {
-      sink_->layer_stat(step_, split, layer, "load/" + std::to_string(e), load[e]);
+      sink.layer_stat(step, split, layer, "load/" + std::to_string(e), load[e]);
     }
     for (size_t k = 0; k < st.histogram.size(); ++k) {
-      sink_->layer_stat(step_, split, layer, "experts_hist/" + std::to_string(k),
+      sink.layer_stat(step, split, layer, "experts_hist/" + std::to_string(k),
                         st.tokens ? st.histogram[k] / st.tokens : 0.0);
     }
   }
+}
+
+void Trainer::log_eval(const std::string& split, const EvalResult& r) {
+  if (sink_) write_eval(*sink_, step_, split, r, task_->info());
 }
 
 void Trainer::print_progress(double loss, double tokens_per_s, bool force) {

@@ -77,6 +77,10 @@ class Trainer {
   double seconds_to_target_ = -1;
 };
 
+/// Sends an evaluation's metrics and per-layer statistics to the sink under `split`.
+void write_eval(MetricSink& sink, int64_t step, const std::string& split, const EvalResult& r,
+                const TaskInfo& info);
+
 /// Builds the model a config and task describe.
 Transformer build_model(const ExperimentConfig& config, const TaskInfo& info);
 

@@ -137,5 +137,39 @@ TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {
   EXPECT_EQ(moe("sweep run " + file + " --shard 2/2 --db " + path("x.sqlite")), 1);
 }
 
+TEST_F(SweepRun, EvaluateReevaluatesSavedModelsAtEachThreshold) {
+  std::ofstream(path("e.toml"))
+      << "name = \"ev\"\nseeds = [0]\n[evaluate]\noption = \"threshold\"\nvalues = [0.1, 0.9]\n"
+      << "[base]\ndevice = \"cpu\"\nthreads = 1\n"
+      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 }\n"
+      << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8 }\n"
+      << "moe = { num_experts = 4, experts = { name = \"ffn\", hidden = 8 } }\n"
+      << "train = { steps = 3, batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
+      << "[presets.dense]\n\"model.moe_every\" = 0\n"
+      << "[presets.top_p]\n\"moe.router\" = { name = \"top_p\", threshold = 0.3 }\n"
+      << "[grid]\nmethod = [\"dense\", \"top_p\"]\n";
+  const auto db = path("e.sqlite");
+  ASSERT_EQ(moe("sweep run " + path("e.toml") + " --db " + db), 0);
+  EXPECT_TRUE(std::filesystem::exists(path("models")));
+  const std::string per_split =
+      "SELECT r.method, m.split, m.value AS k FROM metrics m JOIN runs r ON r.id = m.run_id "
+      "WHERE m.split LIKE 'test@%' AND m.name = 'mean_experts' ORDER BY 1, 2";
+  const auto first = query(db, per_split);
+  EXPECT_NE(first.find("top_p,test@threshold=0.1,"), std::string::npos) << first;
+  EXPECT_NE(first.find("top_p,test@threshold=0.9,"), std::string::npos) << first;
+  EXPECT_EQ(first.find("dense"), std::string::npos) << "dense has no router to set";
+  // More experts at 0.9 than at 0.1, from the same weights.
+  EXPECT_EQ(query(db, "SELECT (SELECT value FROM metrics WHERE split = 'test@threshold=0.9' AND "
+                      "name = 'mean_experts') > (SELECT value FROM metrics WHERE split = "
+                      "'test@threshold=0.1' AND name = 'mean_experts') AS more"), "more\n1\n");
+  // Already stored values are skipped; new ones are added.
+  ASSERT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db), 0);
+  EXPECT_EQ(query(db, per_split), first);
+  ASSERT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db + " --values 0.5"), 0);
+  EXPECT_EQ(query(db, "SELECT count(DISTINCT split) AS n FROM metrics WHERE split LIKE 'test@%'"),
+            "n\n3\n");
+  EXPECT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db + " --values 0.5,x"), 1);
+}
+
 }  // namespace
 }  // namespace moe

@@ -123,5 +123,22 @@ TEST(SweepSpec, CheckedInSweepsPlan) {
   }
 }
 
+TEST(SweepSpec, EvaluateTableAndTaskTablesAsAxisValues) {
+  const std::string head = "name = \"v\"\nseeds = [0]\n[base]\nmodel = { d_model = 16, layers = 1, heads = 2 }\n";
+  auto plan = load_sweep(write_sweep(
+      "ev.toml", head + "[evaluate]\noption = \"threshold\"\nvalues = [0.1, 0.5]\n"
+                        "[grid]\ntask = [{ name = \"mod_sum\", seq_len = 12 }, { name = \"pointer_chase\" }]\n"));
+  EXPECT_EQ(plan.eval_option, "threshold");
+  EXPECT_EQ(plan.eval_values, (std::vector<double>{0.1, 0.5}));
+  EXPECT_TRUE(plan.keep_models);
+  ASSERT_EQ(plan.trials.size(), 2u);
+  EXPECT_EQ(plan.trials[0].method, "task=mod_sum");  // a plugin block is labelled by its name
+  EXPECT_EQ(plan.trials[0].config["task"]["seq_len"], 12);
+  expect_error([&] { load_sweep(write_sweep("ev2.toml", head + "[evaluate]\noption = \"threshold\"\n")); },
+               "table 'evaluate' expected exactly option");
+  expect_error([&] { load_sweep(write_sweep("ev3.toml", "keep_models = 1\n" + head)); },
+               "key 'keep_models' expected true or false");
+}
+
 }  // namespace
 }  // namespace moe

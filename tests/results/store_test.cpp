@@ -64,9 +64,19 @@ TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
   EXPECT_EQ(s.find_run("k")->attempts, 1);
   s.finish_run(id, "failed", "non-finite training loss");
   EXPECT_EQ(s.find_run("k")->error, "non-finite training loss");
-  auto v = s.db().prepare("PRAGMA user_version");
-  v.step();
-  EXPECT_EQ(v.get_int(0), kSchemaVersion);
+  {
+    auto v = s.db().prepare("PRAGMA user_version");
+    v.step();
+    EXPECT_EQ(v.get_int(0), kSchemaVersion);
+  }
+  // A version-1 file (no reevals view) is migrated when opened.
+  s.db().exec("DROP VIEW reevals; PRAGMA user_version = 1");
+  {
+    Store migrated(path("a.sqlite"));
+    auto n = migrated.db().prepare("SELECT count(*) FROM sqlite_master WHERE name = 'reevals'");
+    n.step();
+    EXPECT_EQ(n.get_int(0), 1);
+  }
   s.db().exec("PRAGMA user_version = 99");
   expect_error([&] { Store again(path("a.sqlite")); }, "schema version 99 is newer");
 }
@@ -128,10 +138,10 @@ TEST_F(StoreTest, MergePrefersCompletedAndNeverDuplicates) {
   EXPECT_EQ(out.str(), "run_key,status,test_accuracy,rows\nk1,completed,0.8,2\nk2,completed,0.9,2\nk3,completed,0.7,2\n");
   {
     Store c(path("c.sqlite"));
-    c.db().exec("PRAGMA user_version = 2");
+    c.db().exec("PRAGMA user_version = 3");
   }
   expect_error([&] { merge_databases(path("m.sqlite"), {path("c.sqlite")}); },
-               "has schema version 2, expected 1");
+               "has schema version 3, expected 1..2");
 }
 
 TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
