@@ -5,6 +5,9 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <map>
+#include <string>
+
 #include "core/dispatch.h"
 #include "core/plugin_spec.h"
 #include "core/registry.h"
@@ -25,6 +28,13 @@ class ExpertBankImpl : public torch::nn::Module {
   virtual int64_t params_per_expert() const = 0;
   /// Forward FLOPs of one expert on one token (2 per multiply-add).
   virtual int64_t flops_per_expert_token() const = 0;
+  /// Parameters every token uses besides its routed experts (HyperMoE's generated adapter).
+  virtual double extra_active_params() const { return 0; }
+  /// Forward FLOPs per token besides the routed experts (HyperMoE's adapter).
+  virtual double extra_flops_per_token() const { return 0; }
+  /// Bank-specific statistics of the last forward (e.g. "hyper_flops_per_token",
+  /// "distinct_sets"); the MoE layer averages them over an evaluation.
+  virtual std::map<std::string, double> last_stats() const { return {}; }
 
   const std::string& plugin_name() const { return plugin_name_; }
   void set_plugin_name(std::string name) { plugin_name_ = std::move(name); }

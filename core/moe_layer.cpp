@@ -12,6 +12,12 @@ std::vector<double> LayerStats::load_fraction() const {
   return out;
 }
 
+std::map<std::string, double> LayerStats::bank_stats() const {
+  std::map<std::string, double> out;
+  for (const auto& kv : bank_stats_sum) out[kv.first] = forwards ? kv.second / forwards : 0.0;
+  return out;
+}
+
 MoELayerImpl::MoELayerImpl(Router router_in, ExpertBank experts_in, MoELayerOptions options)
     : options_(options) {
   TORCH_CHECK(options_.num_experts() > 0, "moe layer: expected num_experts > 0, got ",
@@ -56,6 +62,8 @@ void MoELayerImpl::accumulate(const Routing& routing, const DispatchPlan& plan) 
   auto probs = routing.probs.detach().to(torch::kDouble);
   stats_.entropy_sum +=
       -(probs * torch::log(probs.clamp_min(1e-12))).sum().to(torch::kCPU).item<double>();
+  for (const auto& kv : experts->last_stats()) stats_.bank_stats_sum[kv.first] += kv.second;
+  ++stats_.forwards;
   stats_.tokens += routing.indices.size(0);
   stats_.selected_slots += plan.selected;
   stats_.dropped_slots += plan.dropped;

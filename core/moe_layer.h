@@ -21,6 +21,8 @@ struct LayerStats {
   double entropy_sum = 0;         ///< sum over tokens of -sum_i p_i log p_i
   std::vector<double> load;       ///< [E]: slots routed to each expert
   std::vector<double> histogram;  ///< [slots+1]: tokens by number of experts used
+  std::map<std::string, double> bank_stats_sum;  ///< the bank's last_stats(), summed
+  int64_t forwards = 0;                          ///< forwards accumulated
 
   double mean_experts() const { return tokens ? double(selected_slots) / tokens : 0.0; }
   double dropped_fraction() const {
@@ -29,6 +31,8 @@ struct LayerStats {
   double entropy() const { return tokens ? entropy_sum / tokens : 0.0; }
   /// Per-expert share of the selected slots, [E], sums to 1.
   std::vector<double> load_fraction() const;
+  /// The bank's statistics averaged over the accumulated forwards.
+  std::map<std::string, double> bank_stats() const;
 };
 
 struct MoELayerOptions {

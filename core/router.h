@@ -26,11 +26,16 @@ struct Routing {
 };
 
 /// Shapes every router and expert bank of one MoE layer agree on.
+class SharedModulesImpl;
+
 struct LayerContext {
   int64_t d_model = 0;
   int64_t num_experts = 0;
   int64_t layer_index = 0;  ///< 0-based position among all transformer layers
   int64_t num_layers = 0;
+  /// Modules shared by all MoE layers of the model (core/shared_modules.h); nullptr when
+  /// the plugin is built alone.
+  SharedModulesImpl* shared = nullptr;
 };
 
 class RouterImpl : public torch::nn::Module {

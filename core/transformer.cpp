@@ -50,7 +50,8 @@ torch::Tensor DenseFFNImpl::forward(const torch::Tensor& x) {
   return down(apply_activation(activation_, up(x)));
 }
 
-BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index) {
+BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
+                     SharedModulesImpl* shared) {
   ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
   ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
   attn = register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal(),
@@ -58,7 +59,7 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index) {
   drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
   const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
   if (is_moe) {
-    LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index, opt.layers()};
+    LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index, opt.layers(), shared};
     auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
     auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
     moe = register_module(
@@ -97,10 +98,12 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
     if (feat_emb) feat_emb->weight.normal_(0.0, 0.02);
   }
   blocks = register_module("blocks", torch::nn::ModuleList());
+  auto shared = SharedModules();
   for (int64_t l = 0; l < o.layers(); ++l) {
-    block_list_.push_back(Block(o, l));
+    block_list_.push_back(Block(o, l, shared.get()));
     blocks->push_back(block_list_.back());
   }
+  if (!shared->empty()) this->shared = register_module("shared", shared);
   ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model()})));
   if (o.head() != "lm") {
     head = register_module("head", torch::nn::Linear(o.d_model(), o.num_classes()));
@@ -168,12 +171,18 @@ int64_t TransformerImpl::trainable_params() const {
 
 double TransformerImpl::active_params(const std::vector<double>& mean_experts) const {
   double n = static_cast<double>(total_params());
+  // Shared generators (HyperMoE's hypernetwork) make weights once per distinct routing
+  // set; their parameters are not applied per token. The banks report what is.
+  if (shared) {
+    for (const auto& p : shared->parameters()) n -= static_cast<double>(p.numel());
+  }
   const auto layers = moe_layers();
   for (size_t l = 0; l < layers.size(); ++l) {
     int64_t bank = 0;
     for (const auto& p : layers[l]->experts->parameters()) bank += p.numel();
     const double k = l < mean_experts.size() ? mean_experts[l] : 0.0;
-    n += -static_cast<double>(bank) + k * layers[l]->experts->params_per_expert();
+    n += -static_cast<double>(bank) + k * layers[l]->experts->params_per_expert() +
+         layers[l]->experts->extra_active_params();
   }
   return n;
 }
@@ -188,7 +197,8 @@ double TransformerImpl::flops_per_token(const std::vector<double>& mean_experts,
     if (block->moe) {
       const double k = moe_index < mean_experts.size() ? mean_experts[moe_index] : 0.0;
       flops += 2 * d * block->moe->options().num_experts() +
-               k * block->moe->experts->flops_per_expert_token();
+               k * block->moe->experts->flops_per_expert_token() +
+               block->moe->experts->extra_flops_per_token();
       ++moe_index;
     } else {
       flops += 2 * static_cast<double>(block->ffn->up->weight.numel() +

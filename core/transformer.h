@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/moe_layer.h"
+#include "core/shared_modules.h"
 
 namespace moe {
 
@@ -80,7 +81,8 @@ TORCH_MODULE(DenseFFN);
 /// One pre-LN block; exactly one of ffn / moe is non-null.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const TransformerOptions& options, int64_t layer_index);
+  BlockImpl(const TransformerOptions& options, int64_t layer_index,
+            SharedModulesImpl* shared = nullptr);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
   torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
   Attention attn{nullptr};
@@ -106,7 +108,8 @@ class TransformerImpl : public torch::nn::Module {
 
   int64_t total_params() const;
   int64_t trainable_params() const;
-  /// Non-expert parameters + sum over MoE layers of mean_experts[l] * params_per_expert.
+  /// Non-expert parameters + sum over MoE layers of mean_experts[l] * params_per_expert
+  /// + the banks' extra_active_params; shared generator parameters are excluded.
   double active_params(const std::vector<double>& mean_experts) const;
   /// Forward FLOPs per token (2 per multiply-add) with mean_experts[l] experts per token.
   double flops_per_token(const std::vector<double>& mean_experts, int64_t seq_len) const;
@@ -117,6 +120,7 @@ class TransformerImpl : public torch::nn::Module {
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm ln_f{nullptr};
   torch::nn::Linear head{nullptr};  ///< null for the tied LM head
+  SharedModules shared{nullptr};    ///< modules shared by the MoE layers, if any
 
  private:
   std::vector<Block> block_list_;

@@ -36,12 +36,15 @@ int query_command(const std::vector<std::string>& args) {
 int plot_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
-      "Usage: moe plot pareto|layers|curves|difficulty|all [--db PATH] [--sweep NAME] [--out DIR]\n\n"
+      "Usage: moe plot pareto|layers|curves|difficulty|experts|reevals|all [--db PATH]\n"
+      "                [--sweep NAME] [--out DIR]\n\n"
       "  pareto      mean test accuracy vs mean active parameters per method, error bars over\n"
       "              seeds, and the Pareto front\n"
       "  layers      mean experts per token per MoE layer, and a layer x experts-used heatmap\n"
       "  curves      training loss against step for every run\n"
       "  difficulty  test accuracy per difficulty level for every method\n"
+      "  experts     experts per token during training (methods whose count changes)\n"
+      "  reevals     accuracy and eval tokens/s of re-evaluated models vs the option value\n"
       "  all         every plot that the database has data for\n\nOptions");
   std::string kind, db, sweep, out;
   desc.add_options()("help,h", "show this help")("kind", po::value(&kind), "plot kind")(
@@ -55,7 +58,8 @@ int plot_command(const std::vector<std::string>& args) {
   using Plot = std::string (*)(const std::string&, const std::string&, const std::string&);
   const std::vector<std::pair<std::string, Plot>> plots = {
       {"pareto", &results::plot_pareto}, {"layers", &results::plot_layers},
-      {"curves", &results::plot_curves}, {"difficulty", &results::plot_difficulty}};
+      {"curves", &results::plot_curves}, {"difficulty", &results::plot_difficulty},
+      {"experts", &results::plot_experts}, {"reevals", &results::plot_reevals}};
   bool found = false;
   for (const auto& [name, fn] : plots) {
     if (kind != name && kind != "all") continue;
@@ -69,7 +73,7 @@ int plot_command(const std::vector<std::string>& args) {
   }
   if (!found) {
     throw std::invalid_argument("unknown plot '" + kind +
-                                "'; known: [pareto, layers, curves, difficulty, all]");
+                                "'; known: [pareto, layers, curves, difficulty, experts, reevals, all]");
   }
   return 0;
 }

@@ -33,6 +33,17 @@ std::string plot_curves(const std::string& db_path, const std::string& sweep,
 std::string plot_difficulty(const std::string& db_path, const std::string& sweep,
                             const std::string& out_dir);
 
+/// <out_dir>/experts.{png,svg}: mean experts per token (mean over MoE layers and seeds)
+/// against training step, one line per method with a dynamic expert count.
+std::string plot_experts(const std::string& db_path, const std::string& sweep,
+                         const std::string& out_dir);
+
+/// <out_dir>/reevals.{png,svg}: re-evaluations of trained models (view reevals) against
+/// the inference option's value, mean over seeds: test accuracy (left) and evaluation
+/// tokens/s (right), one line per method.
+std::string plot_reevals(const std::string& db_path, const std::string& sweep,
+                         const std::string& out_dir);
+
 /// Joins shard databases into out (created if needed): per run key a completed run beats
 /// a failed or unfinished one; never duplicates; schema versions must match.
 /// Returns the number of runs copied.

@@ -204,6 +204,9 @@ TrainResult Trainer::run() {
   double k = 0;
   for (double v : result.test.mean_experts()) k += v;
   if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();
+  for (const auto& layer : result.test.layers) {  // e.g. hyper_flops_per_token, summed
+    for (const auto& kv : layer.bank_stats()) s[kv.first] += kv.second;
+  }
   if (!result.test.level_experts.empty()) {  // NaN when experts per token are constant
     s["difficulty_spearman"] = result.test.difficulty_spearman;
   }
@@ -216,53 +219,6 @@ TrainResult Trainer::run() {
     for (const auto& kv : s) sink_->metric(step_, "final", kv.first, kv.second);
   }
   return result;
-}
-
-void write_eval(MetricSink& sink, int64_t step, const std::string& split, const EvalResult& r,
-                const TaskInfo& info) {
-  sink.metric(step, split, "loss", r.loss);
-  sink.metric(step, split, "accuracy", r.accuracy);
-  if (info.head == "lm") sink.metric(step, split, "perplexity", r.perplexity);
-  sink.metric(step, split, "active_params", r.active_params);
-  sink.metric(step, split, "tokens_per_s", r.tokens_per_s);
-  sink.metric(step, split, "flops_per_token", r.flops_per_token);
-  if (!r.layers.empty()) {
-    double k = 0;
-    for (double v : r.mean_experts()) k += v;
-    sink.metric(step, split, "mean_experts", k / r.layers.size());
-  }
-  const auto& levels = info.difficulty_levels;
-  for (size_t i = 0; i < levels.size(); ++i) {
-    sink.metric(step, split, "accuracy/" + levels[i], r.level_accuracy[i]);
-  }
-  if (!r.level_experts_all.empty()) {
-    sink.metric(step, split, "difficulty_spearman", r.difficulty_spearman);
-    for (size_t i = 0; i < levels.size(); ++i) {
-      sink.metric(step, split, "mean_experts/" + levels[i], r.level_experts_all[i]);
-    }
-  }
-  for (size_t l = 0; l < r.level_experts.size(); ++l) {
-    const auto layer = static_cast<int64_t>(l);
-    sink.layer_stat(step, split, layer, "difficulty_spearman", r.layer_difficulty_spearman[l]);
-    for (size_t i = 0; i < levels.size(); ++i) {
-      sink.layer_stat(step, split, layer, "mean_experts/" + levels[i], r.level_experts[l][i]);
-    }
-  }
-  for (size_t l = 0; l < r.layers.size(); ++l) {
-    const auto& st = r.layers[l];
-    const auto layer = static_cast<int64_t>(l);
-    sink.layer_stat(step, split, layer, "mean_experts", st.mean_experts());
-    sink.layer_stat(step, split, layer, "entropy", st.entropy());
-    sink.layer_stat(step, split, layer, "dropped_fraction", st.dropped_fraction());
-    const auto load = st.load_fraction();
-    for (size_t e = 0; e < load.size(); ++e) {
-      sink.layer_stat(step, split, layer, "load/" + std::to_string(e), load[e]);
-    }
-    for (size_t k = 0; k < st.histogram.size(); ++k) {
-      sink.layer_stat(step, split, layer, "experts_hist/" + std::to_string(k),
-                        st.tokens ? st.histogram[k] / st.tokens : 0.0);
-    }
-  }
 }
 
 void Trainer::log_eval(const std::string& split, const EvalResult& r) {

@@ -12,23 +12,11 @@
 #include "core/data/task.h"
 #include "core/train/config.h"
 #include "core/train/evaluator.h"
+#include "core/train/metric_sink.h"
 #include "core/train/sampler.h"
 #include "core/transformer.h"
 
 namespace moe {
-
-/// Receives metric events. split: "train", "valid", "test".
-class MetricSink {
- public:
-  virtual ~MetricSink() = default;
-  virtual void metric(int64_t step, const std::string& split, const std::string& name,
-                      double value) = 0;
-  /// Per-MoE-layer statistic (layer = 0-based index among MoE layers).
-  virtual void layer_stat(int64_t step, const std::string& split, int64_t layer,
-                          const std::string& name, double value) = 0;
-  /// Called before every training step; may throw to stop the run (e.g. on a signal).
-  virtual void poll() {}
-};
 
 struct TrainResult {
   EvalResult valid, test;
@@ -76,10 +64,6 @@ class Trainer {
   int64_t steps_to_target_ = -1;
   double seconds_to_target_ = -1;
 };
-
-/// Sends an evaluation's metrics and per-layer statistics to the sink under `split`.
-void write_eval(MetricSink& sink, int64_t step, const std::string& split, const EvalResult& r,
-                const TaskInfo& info);
 
 /// Builds the model a config and task describe.
 Transformer build_model(const ExperimentConfig& config, const TaskInfo& info);

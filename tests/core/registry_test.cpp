@@ -17,7 +17,7 @@ using moe::testing::expect_error;
 TEST(Registry, GoldenNames) {
   EXPECT_EQ(router_registry().names(),
             (std::vector<std::string>{"adaptive", "top_k", "top_p"}));
-  EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn"}));
+  EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper"}));
   EXPECT_EQ(task_registry().names(),
             (std::vector<std::string>{"brown_lm", "brown_pos", "mod_sum", "pointer_chase"}));
 }
@@ -34,7 +34,7 @@ TEST(Registry, UnknownRouterListsKnown) {
   expect_error([&] { make_router(PluginSpec("router", "nope", {}), ctx); },
                "unknown router 'nope'; known: [adaptive, top_k, top_p]");
   expect_error([&] { make_expert_bank(PluginSpec("experts", "nope", {}), ctx); },
-               "unknown expert bank 'nope'; known: [ffn]");
+               "unknown expert bank 'nope'; known: [ffn, hyper]");
 }
 
 TEST(PluginSpec, UnknownKeyListsKnown) {

@@ -169,6 +169,9 @@ TEST_F(SweepRun, EvaluateReevaluatesSavedModelsAtEachThreshold) {
   EXPECT_EQ(query(db, "SELECT count(DISTINCT split) AS n FROM metrics WHERE split LIKE 'test@%'"),
             "n\n3\n");
   EXPECT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db + " --values 0.5,x"), 1);
+  ASSERT_EQ(moe("plot reevals --db " + db + " --out " + path("plots")), 0);
+  EXPECT_TRUE(std::filesystem::exists(path("plots/reevals.png")));
+  EXPECT_TRUE(std::filesystem::exists(path("plots/reevals.svg")));
 }
 
 }  // namespace

@@ -1,0 +1,173 @@
+#include "plugins/experts/hyper.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/grouped_ffn.h"
+#include "core/shared_modules.h"
+
+namespace moe {
+namespace {
+
+torch::nn::Linear tiny_head(int64_t in, int64_t out, double fan_in_main) {
+  auto head = torch::nn::Linear(in, out);
+  torch::NoGradGuard no_grad;
+  const double bound = 1e-3 * std::sqrt(3.0 / (static_cast<double>(in) * fan_in_main));
+  head->weight.uniform_(-bound, bound);
+  head->bias.zero_();
+  return head;
+}
+
+}  // namespace
+
+HyperNetworkImpl::HyperNetworkImpl(const HyperOptions& o) : o_(o) {
+  const int64_t d = o.d_model, r = o.bottleneck, h = o.hyper_hidden;
+  layer_emb = register_module("layer_emb", torch::nn::Embedding(o.num_layers, o.layer_embed));
+  trunk = register_module("trunk", torch::nn::Linear(o.hidden + o.layer_embed, h));
+  w_down = register_module("w_down", tiny_head(h, d * r, d));
+  b_down = register_module("b_down", tiny_head(h, r, d));
+  w_up = register_module("w_up", tiny_head(h, r * d, r));
+  b_up = register_module("b_up", tiny_head(h, d, r));
+}
+
+HyperNetworkImpl::Adapter HyperNetworkImpl::forward(const torch::Tensor& m, int64_t layer) {
+  const int64_t u = m.size(0), d = o_.d_model, r = o_.bottleneck;
+  auto l = layer_emb->weight[layer].unsqueeze(0).expand({u, o_.layer_embed});
+  auto z = torch::relu(trunk(torch::cat({m, l}, 1)));
+  return {w_down(z).view({u, d, r}), b_down(z), w_up(z).view({u, r, d}), b_up(z)};
+}
+
+double HyperNetworkImpl::flops_per_set() const {
+  const double d = o_.d_model, r = o_.bottleneck, h = o_.hyper_hidden;
+  return 2 * ((o_.hidden + o_.layer_embed) * h + h * (2 * d * r + d + r));
+}
+
+HyperExpertsImpl::HyperExpertsImpl(ExpertBank inner_in, const HyperOptions& o, int64_t layer,
+                                   HyperNetwork shared_hyper)
+    : o_(o), layer_(layer) {
+  TORCH_CHECK(o.num_experts <= 62, "expert bank 'hyper': at most 62 experts, got ", o.num_experts);
+  TORCH_CHECK(layer >= 0 && layer < o.num_layers, "expert bank 'hyper': layer ", layer,
+              " outside [0, ", o.num_layers, ")");
+  inner = register_module("inner", std::move(inner_in));
+  expert_emb = register_parameter("expert_emb", torch::randn({o.num_experts, o.embed_dim}) * 0.02);
+  mlp1 = register_module("mlp1", torch::nn::Linear(o.embed_dim, o.hidden));
+  mlp2 = register_module("mlp2", torch::nn::Linear(o.hidden, o.hidden));
+  if (shared_hyper) {
+    hyper = std::move(shared_hyper);  // owned (and registered) by the model
+  } else {
+    hyper = register_module("hyper", HyperNetwork(o));
+  }
+}
+
+torch::Tensor HyperExpertsImpl::selection_mask(const Routing& routing) const {
+  auto idx = routing.indices;
+  auto mask = torch::zeros({idx.size(0), o_.num_experts}, torch::kFloat).to(idx.device());
+  return mask.scatter_(1, idx.clamp_min(0), idx.ge(0).to(torch::kFloat));
+}
+
+torch::Tensor HyperExpertsImpl::selection_embedding(const torch::Tensor& selected) {
+  return (1 - selected).to(expert_emb.dtype()).matmul(expert_emb);  // sum of the unselected
+}
+
+HyperNetworkImpl::Adapter HyperExpertsImpl::generate(const torch::Tensor& selected) {
+  auto m = mlp2(torch::relu(mlp1(selection_embedding(selected))));
+  return hyper->forward(m, layer_);
+}
+
+torch::Tensor HyperExpertsImpl::adapter(const torch::Tensor& hidden,
+                                        const torch::Tensor& selected) {
+  // A set's code is its bitmask; tokens sharing a code share an adapter.
+  auto bits = torch::pow(2, torch::arange(o_.num_experts, selected.options().dtype(torch::kLong)));
+  auto code = (selected.to(torch::kLong) * bits).sum(1);
+  auto uniq = torch::_unique2(code, /*sorted=*/true, /*return_inverse=*/true,
+                              /*return_counts=*/false);
+  auto sets = std::get<0>(uniq);
+  auto inverse = std::get<1>(uniq);
+  const int64_t u = sets.size(0);
+  auto set_mask = sets.unsqueeze(1).bitwise_and(bits).ne(0).to(torch::kFloat);  // [U, N]
+  auto a = generate(set_mask);
+  // Tokens in set order, one contiguous block per set, one matmul per block.
+  auto order = std::get<1>(torch::sort(inverse, /*stable=*/true, 0, false));
+  auto counts_t = torch::bincount(inverse, {}, u).to(torch::kCPU);
+  std::vector<int64_t> counts(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + u);
+  auto ys = grouped_ffn(hidden.index_select(0, order), a.w_down, a.b_down, a.w_up, a.b_up,
+                        counts, "relu");
+  auto back = torch::empty_like(order).scatter_(0, order, torch::arange(order.size(0), order.options()));
+  last_stats_["distinct_sets"] = static_cast<double>(u);
+  last_stats_["adapter_flops_per_token"] = extra_flops_per_token();
+  last_stats_["hyper_flops_per_token"] =
+      u * (hyper->flops_per_set() + 2.0 * (o_.num_experts * o_.embed_dim + o_.embed_dim * o_.hidden +
+                                          o_.hidden * o_.hidden)) /
+      std::max<int64_t>(1, hidden.size(0));
+  return ys.index_select(0, back);
+}
+
+torch::Tensor HyperExpertsImpl::forward(const torch::Tensor& hidden, const Routing& routing,
+                                        const DispatchPlan& plan) {
+  TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == o_.d_model,
+              "expert bank 'hyper': expected hidden [tokens, ", o_.d_model, "], got ",
+              hidden.sizes());
+  auto y = inner->forward(hidden, routing, plan);
+  if (hidden.size(0) == 0) return y;
+  return y + adapter(hidden, selection_mask(routing));
+}
+
+double HyperExpertsImpl::extra_active_params() const {
+  const double d = o_.d_model, r = o_.bottleneck;
+  return 2 * d * r + d + r;
+}
+
+double HyperExpertsImpl::extra_flops_per_token() const {
+  return 2.0 * 2 * o_.d_model * o_.bottleneck;
+}
+
+std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
+                                                         const LayerContext& ctx) {
+  HyperOptions o;
+  o.d_model = ctx.d_model;
+  o.num_experts = ctx.num_experts;
+  o.num_layers = std::max<int64_t>(1, ctx.num_layers);
+  const int64_t small = std::min<int64_t>(128, std::max<int64_t>(8, ctx.d_model / 2));
+  o.embed_dim = spec.get<int64_t>("embed_dim", small);
+  o.hidden = spec.get<int64_t>("hidden", small);
+  o.hyper_hidden = spec.get<int64_t>("hyper_hidden", small);
+  o.bottleneck = spec.get<int64_t>("bottleneck", std::min<int64_t>(64, std::max<int64_t>(4, ctx.d_model / 4)));
+  o.layer_embed = spec.get<int64_t>("layer_embed", 10);
+  nlohmann::json inner_block = {{"name", "ffn"}};
+  if (spec.contains("inner")) inner_block = spec.block("inner");
+  spec.block("inner");
+  if (o.embed_dim <= 0 || o.hidden <= 0 || o.hyper_hidden <= 0 || o.bottleneck <= 0 ||
+      o.layer_embed <= 0) {
+    spec.fail("expected embed_dim, hidden, hyper_hidden, bottleneck, layer_embed > 0");
+  }
+  if (inner_block.value("name", "") == "hyper") spec.fail("parameter 'inner' cannot be 'hyper'");
+  if (ctx.num_experts > 62) spec.fail("at most 62 experts (sets are coded as bitmasks)");
+  auto inner = make_expert_bank(PluginSpec::from_block("experts.inner", inner_block), ctx);
+  HyperNetwork shared{nullptr};
+  if (ctx.shared) {
+    shared = HyperNetwork(std::dynamic_pointer_cast<HyperNetworkImpl>(ctx.shared->get_or_create(
+        "hyper", [&] { return std::make_shared<HyperNetworkImpl>(o); })));
+    const auto& s = shared->options();
+    if (s.d_model != o.d_model || s.hidden != o.hidden || s.hyper_hidden != o.hyper_hidden ||
+        s.bottleneck != o.bottleneck || s.layer_embed != o.layer_embed ||
+        s.num_layers != o.num_layers) {
+      spec.fail("every MoE layer of a model shares one hypernetwork: sizes must agree");
+    }
+  }
+  return std::make_shared<HyperExpertsImpl>(inner, o, ctx.layer_index, shared);
+}
+
+std::vector<ParamDoc> HyperExpertsImpl::param_docs() {
+  return {{"inner", "{name = \"ffn\"}", "the host expert bank (any but hyper)"},
+          {"embed_dim", "clamp(d/2, 8, 128)", "expert embedding size"},
+          {"hidden", "clamp(d/2, 8, 128)", "selection-embedding MLP width"},
+          {"hyper_hidden", "clamp(d/2, 8, 128)", "hypernetwork trunk width"},
+          {"bottleneck", "clamp(d/4, 4, 64)", "r: the generated adapter's bottleneck"},
+          {"layer_embed", "10", "layer embedding size"}};
+}
+
+MOE_REGISTER_EXPERTS("hyper", HyperExpertsImpl,
+                     "HyperMoE: host experts + an adapter generated from the unselected experts");
+
+}  // namespace moe

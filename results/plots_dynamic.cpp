@@ -1,0 +1,105 @@
+// Plots of dynamic routing: experts per token during training, re-evaluations.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "results/plot_util.h"
+#include "results/report.h"
+#include "results/store.h"
+
+namespace moe::results {
+using namespace detail;
+
+namespace {
+
+/// Writes one gnuplot data block per series: "label" then x y rows.
+void write_series(const std::string& path,
+                  const std::map<std::string, std::vector<std::pair<double, double>>>& series) {
+  std::ofstream dat(path);
+  for (const auto& [label, pts] : series) {
+    dat << "\"" << sanitize(label) << "\"\n";
+    for (const auto& [x, y] : pts) dat << x << "\t" << y << "\n";
+    dat << "\n\n";
+  }
+}
+
+}  // namespace
+
+std::string plot_experts(const std::string& db_path, const std::string& sweep,
+                         const std::string& out_dir) {
+  Db db = open_for_plot(db_path, out_dir);
+  const std::string base = (std::filesystem::path(out_dir) / "experts").string();
+  auto s = db.prepare(
+      "SELECT r.method, l.step, avg(l.value) FROM layer_stats l JOIN runs r ON r.id = l.run_id "
+      "WHERE l.split = 'train' AND l.name = 'mean_experts' AND r.status = 'completed' "
+      "AND (?1 = '' OR r.sweep = ?1) GROUP BY r.method, l.step ORDER BY r.method, l.step");
+  s.bind(1, sweep);
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  while (s.step()) series[s.get_text(0)].emplace_back(s.get_double(1), s.get_double(2));
+  // Fixed-k methods (top-1, top-2) are flat lines that hide the dynamic ones: keep those
+  // whose count moved during training.
+  for (auto it = series.begin(); it != series.end();) {
+    double lo = 1e300, hi = -1e300;
+    for (const auto& p : it->second) lo = std::min(lo, p.second), hi = std::max(hi, p.second);
+    it = hi - lo < 1e-9 ? series.erase(it) : std::next(it);
+  }
+  if (series.empty()) throw std::runtime_error("no method with a changing expert count in " + db_path);
+  write_series(base + ".dat", series);
+  std::ostringstream body;
+  body << "set title 'Experts per token during training (" << sweep_title(sweep)
+       << "), mean over MoE layers and seeds'\n"
+       << "set xlabel 'training step'\nset ylabel 'experts per token'\nset grid\nset key outside right\n"
+       << "plot for [i=0:" << series.size() - 1 << "] '" << base
+       << ".dat' index i using 1:2 with lines lw 2 title columnheader(1)\n";
+  run_gnuplot(base, body.str());
+  return base + ".png";
+}
+
+std::string plot_reevals(const std::string& db_path, const std::string& sweep,
+                         const std::string& out_dir) {
+  Db db = open_for_plot(db_path, out_dir);
+  const std::string base = (std::filesystem::path(out_dir) / "reevals").string();
+  auto s = db.prepare(
+      "SELECT r.method, m.split, max(CASE WHEN m.name = 'option_value' THEN m.value END), "
+      "max(CASE WHEN m.name = 'accuracy' THEN m.value END), "
+      "max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) "
+      "FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.split LIKE 'test@%' "
+      "AND (?1 = '' OR r.sweep = ?1) GROUP BY m.run_id, m.split");
+  s.bind(1, sweep);
+  std::map<std::string, std::map<double, std::pair<double, int>>> acc, tps;
+  std::string option;
+  while (s.step()) {
+    const auto split = s.get_text(1);
+    option = split.substr(5, split.find('=') - 5);
+    auto& a = acc[s.get_text(0)][s.get_double(2)];
+    a.first += s.get_double(3), a.second += 1;
+    auto& t = tps[s.get_text(0)][s.get_double(2)];
+    t.first += s.get_double(4), t.second += 1;
+  }
+  if (acc.empty()) throw std::runtime_error("no re-evaluations (moe sweep eval) in " + db_path);
+  auto means = [](const std::map<std::string, std::map<double, std::pair<double, int>>>& in) {
+    std::map<std::string, std::vector<std::pair<double, double>>> out;
+    for (const auto& [m, pts] : in) {
+      for (const auto& [x, v] : pts) out[m].emplace_back(x, v.first / v.second);
+    }
+    return out;
+  };
+  write_series(base + "_accuracy.dat", means(acc));
+  write_series(base + "_tokens.dat", means(tps));
+  std::ostringstream body;
+  body << "set multiplot layout 1,2 title 'Trained models re-evaluated at " << option << " ("
+       << sweep_title(sweep) << "), mean over seeds'\n"
+       << "set xlabel '" << option << " at evaluation'\nset grid\nset key bottom right font ',8'\n"
+       << "set ylabel 'test accuracy'\n"
+       << "plot for [i=0:" << acc.size() - 1 << "] '" << base
+       << "_accuracy.dat' index i using 1:2 with linespoints pt 7 title columnheader(1)\n"
+       << "set ylabel 'evaluation tokens/s'\nunset key\n"
+       << "plot for [i=0:" << acc.size() - 1 << "] '" << base
+       << "_tokens.dat' index i using 1:2 with linespoints pt 7 title columnheader(1)\n";
+  run_gnuplot(base, body.str());
+  return base + ".png";
+}
+
+}  // namespace moe::results

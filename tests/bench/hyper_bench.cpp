@@ -1,0 +1,129 @@
+// HyperMoE costs at realistic shapes (T=4096, d=256, N=8, k=2, r=64, 128-wide embeddings,
+// methods.md §4 sizes):
+//   BM_AdapterPerSet / BM_AdapterPerToken: generating and applying the HyperExpert once per
+//     distinct selected set (the plugin) vs once per token (the test reference), forward +
+//     backward; counter generated_MB = the generated adapter weights held per step.
+//   BM_HostMoE / BM_HyperMoE: the whole layer, top-2 FFN experts (h=1024) without and with
+//     the HyperExpert, forward + backward tokens/s.
+// Ratios (same process) are printed at the end.
+//   build/hyper_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "core/moe_layer.h"
+#include "core/train/device.h"
+#include "plugins/experts/hyper.h"
+#include "plugins/routers/top_k.h"
+#include "tests/plugins/hyper_reference.h"
+
+namespace {
+
+constexpr int64_t kT = 4096, kD = 256, kE = 8, kR = 64;
+const nlohmann::json kHyper = {{"bottleneck", kR}, {"embed_dim", 128}, {"hidden", 128},
+                               {"hyper_hidden", 128}, {"inner", {{"name", "ffn"}, {"hidden", 1024}}}};
+
+moe::ExpertBank make_bank(bool hyper) {
+  torch::manual_seed(0);
+  const moe::LayerContext ctx{kD, kE, 0, 4};
+  return hyper ? moe::make_expert_bank(moe::PluginSpec("experts", "hyper", kHyper), ctx)
+               : moe::make_expert_bank(moe::PluginSpec("experts", "ffn", {{"hidden", 1024}}), ctx);
+}
+
+moe::Router make_router() {
+  return moe::Router(std::shared_ptr<moe::RouterImpl>(
+      moe::TopKRouter(moe::TopKRouterOptions(kD, kE).k(2)).ptr()));
+}
+
+void adapter_bench(benchmark::State& state, bool per_token) {
+  auto bank = std::dynamic_pointer_cast<moe::HyperExpertsImpl>(make_bank(true).ptr());
+  auto router = make_router();
+  auto x = torch::randn({kT, kD}, torch::requires_grad());
+  auto mask = bank->selection_mask(router->forward(x.detach()));
+  auto grad = torch::randn({kT, kD});
+  auto step = [&] {
+    auto y = per_token ? moe::testing::hyper_adapter_per_token(*bank, x, mask)
+                       : bank->adapter(x, mask);
+    y.backward(grad);
+  };
+  step();
+  for (auto _ : state) {
+    bank->zero_grad();
+    step();
+  }
+  const double rows = per_token ? kT : bank->last_stats().at("distinct_sets");
+  state.counters["generated_MB"] = rows * (2 * kD * kR + kD + kR) * 4 / 1e6;
+  state.counters["sets"] = bank->last_stats().at("distinct_sets");
+  state.SetItemsProcessed(state.iterations() * kT);
+}
+void BM_AdapterPerSet(benchmark::State& state) { adapter_bench(state, false); }
+void BM_AdapterPerToken(benchmark::State& state) { adapter_bench(state, true); }
+
+void layer_bench(benchmark::State& state, bool hyper) {
+  moe::MoELayer layer(make_router(), make_bank(hyper), moe::MoELayerOptions(kE));
+  auto x = torch::randn({kT, kD}, torch::requires_grad());
+  auto grad = torch::randn({kT, kD});
+  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);
+  for (auto _ : state) {
+    layer->zero_grad();
+    layer->forward(x).backward(grad);
+  }
+  state.SetItemsProcessed(state.iterations() * kT);
+}
+void BM_HostMoE(benchmark::State& state) { layer_bench(state, false); }
+void BM_HyperMoE(benchmark::State& state) { layer_bench(state, true); }
+
+BENCHMARK(BM_AdapterPerSet)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AdapterPerToken)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HostMoE)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_HyperMoE)->Unit(benchmark::kMillisecond);
+
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& r : runs) {
+      std::string name = r.benchmark_name();
+      if (r.run_type == Run::RT_Aggregate) {
+        const auto cut = name.rfind("_median");
+        if (cut == std::string::npos) continue;
+        name.resize(cut);
+        median_.insert(name);
+      } else if (median_.count(name)) {
+        continue;
+      }
+      seconds_[name] = r.GetAdjustedRealTime();
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    auto ratio = [&](const char* a, const char* b) {
+      return seconds_.count(a) && seconds_.count(b) ? seconds_[a] / seconds_[b] : 0.0;
+    };
+    std::cout << std::fixed << std::setprecision(2) << "\nT=" << kT << " d=" << kD << " N=" << kE
+              << " k=2 r=" << kR << ", " << torch::get_num_threads() << " threads\n"
+              << "per-token / per-set adapter time:            " << ratio("BM_AdapterPerToken", "BM_AdapterPerSet") << "x\n"
+              << "HyperMoE / host MoE layer time (fwd+bwd):    " << ratio("BM_HyperMoE", "BM_HostMoE") << "x\n";
+  }
+
+ private:
+  std::map<std::string, double> seconds_;
+  std::set<std::string> median_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  moe::configure_threads(0);
+  moe::configure_allocator();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
