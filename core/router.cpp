@@ -1,6 +1,7 @@
 #include "core/router.h"
 
 #include <c10/util/Exception.h>
+#include <torch/torch.h>
 
 namespace moe {
 
@@ -9,6 +10,18 @@ void RouterImpl::set_inference_option(const std::string& key, double /*value*/) 
   for (const auto& k : inference_options()) list += (list.size() > 1 ? ", " : "") + k;
   TORCH_CHECK(false, "router '", plugin_name_, "': no inference option '", key,
               "'; known: ", list, "]");
+}
+
+torch::nn::Linear make_router_gate(int64_t d_model, int64_t num_experts) {
+  torch::nn::Linear gate(torch::nn::LinearOptions(d_model, num_experts).bias(false));
+  torch::NoGradGuard no_grad;
+  gate->weight.normal_(0.0, 0.02);
+  return gate;
+}
+
+torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden) {
+  auto logits = gate(hidden);
+  return logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
 }
 
 RouterRegistry& router_registry() {

@@ -1,6 +1,7 @@
 #pragma once
 // Router interface: maps hidden states to a sparse (or soft) assignment over experts.
 #include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
@@ -56,6 +57,11 @@ class RouterImpl : public torch::nn::Module {
   std::string plugin_name_;
 };
 TORCH_MODULE(Router);
+
+/// The router projection of methods.md: W_r [d, N], no bias, initialised N(0, 0.02).
+torch::nn::Linear make_router_gate(int64_t d_model, int64_t num_experts);
+/// gate(hidden) in float32 (or double when the model is double): logits [T, N].
+torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden);
 
 using RouterRegistry = Registry<RouterImpl, const PluginSpec&, const LayerContext&>;
 RouterRegistry& router_registry();

@@ -154,8 +154,10 @@ void Trainer::train_until(int64_t until) {
     if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) {
       const auto r =
           evaluate(model_, *task_, Split::kValid, t.eval_batch_size, t.eval_batches, device_);
-      log_eval("valid", r);
-      if (sink_) sink_->metric(done, "valid", "seconds", train_seconds_);
+      if (sink_) {  // at `done` (step_ is still the step in progress)
+        write_eval(*sink_, done, "valid", r, task_->info());
+        sink_->metric(done, "valid", "seconds", train_seconds_);
+      }
       if (t.target_loss > 0 && steps_to_target_ < 0 && r.loss <= t.target_loss) {
         steps_to_target_ = done;
         seconds_to_target_ = train_seconds_;

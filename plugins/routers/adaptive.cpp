@@ -25,19 +25,14 @@ AdaptiveRouterImpl::AdaptiveRouterImpl(AdaptiveRouterOptions options) : options_
               options_.threshold());
   check_choice("gap", options_.gap(), {"pair", "raw"});
   check_choice("combine", options_.combine(), {"mixed", "raw", "renorm"});
-  gate = register_module(
-      "gate", torch::nn::Linear(
-                  torch::nn::LinearOptions(options_.d_model(), options_.num_experts()).bias(false)));
-  torch::NoGradGuard no_grad;
-  gate->weight.normal_(0.0, 0.02);
+  gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
 Routing AdaptiveRouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'adaptive': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  auto logits = gate(hidden);
-  if (logits.scalar_type() != torch::kDouble) logits = logits.to(torch::kFloat);
+  auto logits = router_logits(gate, hidden);
   auto probs = torch::softmax(logits, -1);
   auto sorted = torch::sort(probs.detach(), /*stable=*/true, /*dim=*/-1, /*descending=*/true);
   auto top2 = std::get<1>(sorted).narrow(1, 0, 2);  // [T, 2]

@@ -12,19 +12,14 @@ TopKRouterImpl::TopKRouterImpl(TopKRouterOptions options) : options_(options) {
               "), got k = ", options_.k());
   TORCH_CHECK(options_.noise_std() >= 0, "router 'top_k': expected noise_std >= 0, got ",
               options_.noise_std());
-  gate = register_module(
-      "gate", torch::nn::Linear(
-                  torch::nn::LinearOptions(options_.d_model(), options_.num_experts()).bias(false)));
-  torch::NoGradGuard no_grad;
-  gate->weight.normal_(0.0, 0.02);
+  gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
 Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'top_k': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  auto logits = gate(hidden);
-  if (logits.scalar_type() != torch::kDouble) logits = logits.to(torch::kFloat);
+  auto logits = router_logits(gate, hidden);
   if (is_training() && options_.noise_std() > 0) {
     logits = logits + torch::randn_like(logits) * options_.noise_std();
   }

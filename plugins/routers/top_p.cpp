@@ -33,19 +33,14 @@ TopPRouterImpl::TopPRouterImpl(TopPRouterOptions options) : options_(options) {
   TORCH_CHECK(options_.max_experts() >= 0 && options_.max_experts() <= options_.num_experts(),
               "router 'top_p': expected 0 <= max_experts <= num_experts (",
               options_.num_experts(), "), got ", options_.max_experts());
-  gate = register_module(
-      "gate", torch::nn::Linear(
-                  torch::nn::LinearOptions(options_.d_model(), options_.num_experts()).bias(false)));
-  torch::NoGradGuard no_grad;
-  gate->weight.normal_(0.0, 0.02);
+  gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
 Routing TopPRouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'top_p': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  auto logits = gate(hidden);
-  if (logits.scalar_type() != torch::kDouble) logits = logits.to(torch::kFloat);
+  auto logits = router_logits(gate, hidden);
   auto probs = torch::softmax(logits, -1);
   auto selection = top_p_select(probs, options_.threshold(), options_.max_experts());
   Routing routing;
