@@ -1,7 +1,7 @@
 #pragma once
 // Per-token HyperMoE adapter generation: the reference the per-set implementation is
 // checked (tests) and timed (benchmark) against. Never used by the library.
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "plugins/experts/hyper.h"
 
