@@ -63,6 +63,11 @@ void MoELayerImpl::accumulate(const Routing& routing, const DispatchPlan& plan) 
   stats_.entropy_sum +=
       -(probs * torch::log(probs.clamp_min(1e-12))).sum().to(torch::kCPU).item<double>();
   for (const auto& kv : experts->last_stats()) stats_.bank_stats_sum[kv.first] += kv.second;
+  for (const auto& kv : routing.extras) {  // router statistics, "stat.<name>" scalars
+    if (kv.first.rfind("stat.", 0) == 0 && kv.second.numel() == 1) {
+      stats_.bank_stats_sum[kv.first.substr(5)] += kv.second.item<double>();
+    }
+  }
   ++stats_.forwards;
   stats_.tokens += routing.indices.size(0);
   stats_.selected_slots += plan.selected;

@@ -21,7 +21,8 @@ struct LayerStats {
   double entropy_sum = 0;         ///< sum over tokens of -sum_i p_i log p_i
   std::vector<double> load;       ///< [E]: slots routed to each expert
   std::vector<double> histogram;  ///< [slots+1]: tokens by number of experts used
-  std::map<std::string, double> bank_stats_sum;  ///< the bank's last_stats(), summed
+  /// The bank's last_stats() and the router's "stat.*" extras, summed per forward.
+  std::map<std::string, double> bank_stats_sum;
   int64_t forwards = 0;                          ///< forwards accumulated
 
   double mean_experts() const { return tokens ? double(selected_slots) / tokens : 0.0; }

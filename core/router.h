@@ -23,6 +23,7 @@ struct Routing {
   /// applies the coefficients from the config.
   std::map<std::string, torch::Tensor> aux_losses;
   /// Method-specific tensors for banks that need more than an index (∞-MoE's samples).
+  /// Scalars named "stat.<name>" are averaged into the layer statistics as <name>.
   std::map<std::string, torch::Tensor> extras;
 };
 

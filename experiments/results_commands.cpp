@@ -44,7 +44,7 @@ int plot_command(const std::vector<std::string>& args) {
       "  curves      training loss against step for every run\n"
       "  difficulty  test accuracy per difficulty level for every method\n"
       "  experts     experts per token during training (methods whose count changes)\n"
-      "  reevals     accuracy and eval tokens/s of re-evaluated models vs the option value\n"
+      "  reevals     accuracy and eval latency of re-evaluated models vs the option value\n"
       "  all         every plot that the database has data for\n\nOptions");
   std::string kind, db, sweep, out;
   desc.add_options()("help,h", "show this help")("kind", po::value(&kind), "plot kind")(

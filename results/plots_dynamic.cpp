@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <sstream>
 
@@ -45,12 +46,14 @@ std::string plot_experts(const std::string& db_path, const std::string& sweep,
     for (const auto& p : it->second) lo = std::min(lo, p.second), hi = std::max(hi, p.second);
     it = hi - lo < 1e-9 ? series.erase(it) : std::next(it);
   }
-  if (series.empty()) throw std::runtime_error("no method with a changing expert count in " + db_path);
+  if (series.empty())
+    throw std::runtime_error("no method with a changing expert count in " + db_path);
   write_series(base + ".dat", series);
   std::ostringstream body;
   body << "set title 'Experts per token during training (" << sweep_title(sweep)
        << "), mean over MoE layers and seeds'\n"
-       << "set xlabel 'training step'\nset ylabel 'experts per token'\nset grid\nset key outside right\n"
+       << "set xlabel 'training step'\nset ylabel 'experts per token'\nset grid\nset key outside "
+          "right\n"
        << "plot for [i=0:" << series.size() - 1 << "] '" << base
        << ".dat' index i using 1:2 with lines lw 2 title columnheader(1)\n";
   run_gnuplot(base, body.str());
@@ -75,8 +78,8 @@ std::string plot_reevals(const std::string& db_path, const std::string& sweep,
     option = split.substr(5, split.find('=') - 5);
     auto& a = acc[s.get_text(0)][s.get_double(2)];
     a.first += s.get_double(3), a.second += 1;
-    auto& t = tps[s.get_text(0)][s.get_double(2)];
-    t.first += s.get_double(4), t.second += 1;
+    auto& t = tps[s.get_text(0)][s.get_double(2)];  // latency: ms per 1000 tokens
+    t.first += s.get_double(4) > 0 ? 1e6 / s.get_double(4) : 0.0, t.second += 1;
   }
   if (acc.empty()) throw std::runtime_error("no re-evaluations (moe sweep eval) in " + db_path);
   auto means = [](const std::map<std::string, std::map<double, std::pair<double, int>>>& in) {
@@ -86,18 +89,28 @@ std::string plot_reevals(const std::string& db_path, const std::string& sweep,
     }
     return out;
   };
-  write_series(base + "_accuracy.dat", means(acc));
-  write_series(base + "_tokens.dat", means(tps));
+  // Accuracy as the change from each method's first value, in points: methods (tasks)
+  // of very different accuracy then share one axis; the label keeps the level.
+  std::map<std::string, std::vector<std::pair<double, double>>> delta;
+  for (auto& [m, pts] : means(acc)) {
+    std::ostringstream label;
+    label << m << " (" << std::fixed << std::setprecision(4) << pts.front().second << " at "
+          << option << "=" << std::defaultfloat << pts.front().first << ")";
+    for (const auto& [x, y] : pts)
+      delta[label.str()].emplace_back(x, 100 * (y - pts.front().second));
+  }
+  write_series(base + "_accuracy.dat", delta);
+  write_series(base + "_latency.dat", means(tps));
   std::ostringstream body;
   body << "set multiplot layout 1,2 title 'Trained models re-evaluated at " << option << " ("
        << sweep_title(sweep) << "), mean over seeds'\n"
-       << "set xlabel '" << option << " at evaluation'\nset grid\nset key bottom right font ',8'\n"
-       << "set ylabel 'test accuracy'\n"
+       << "set xlabel '" << option << " at evaluation'\nset grid\nset key top left font ',8'\n"
+       << "set ylabel 'test accuracy change from the first value (points)'\n"
        << "plot for [i=0:" << acc.size() - 1 << "] '" << base
        << "_accuracy.dat' index i using 1:2 with linespoints pt 7 title columnheader(1)\n"
-       << "set ylabel 'evaluation tokens/s'\nunset key\n"
+       << "set ylabel 'evaluation latency, ms per 1000 tokens'\nunset key\n"
        << "plot for [i=0:" << acc.size() - 1 << "] '" << base
-       << "_tokens.dat' index i using 1:2 with linespoints pt 7 title columnheader(1)\n";
+       << "_latency.dat' index i using 1:2 with linespoints pt 7 title columnheader(1)\n";
   run_gnuplot(base, body.str());
   return base + ".png";
 }

@@ -1,7 +1,7 @@
 #include "results/report.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,14 +18,17 @@ namespace {
 
 std::string cell(const Stmt& s, int i) {
   switch (s.type(i)) {
-    case SQLITE_NULL: return "NULL";
-    case SQLITE_INTEGER: return std::to_string(s.get_int(i));
+    case SQLITE_NULL:
+      return "NULL";
+    case SQLITE_INTEGER:
+      return std::to_string(s.get_int(i));
     case SQLITE_FLOAT: {
       std::ostringstream o;
       o << std::setprecision(6) << s.get_double(i);
       return o.str();
     }
-    default: return s.get_text(i);
+    default:
+      return s.get_text(i);
   }
 }
 
@@ -71,10 +74,10 @@ void run_gnuplot(const std::string& base, const std::string& body) {
   {
     std::ofstream gp(base + ".gp");
     for (const auto& [term, ext] :
-         {std::pair<std::string, std::string>{"pngcairo size 900,600", "png"},
-          {"svg size 900,600", "svg"}}) {
-      gp << "set terminal " << term << "\nset output '" << base << "." << ext << "'\n" << body
-         << "\nunset multiplot\n";
+         {std::pair<std::string, std::string>{"pngcairo noenhanced size 900,600", "png"},
+          {"svg noenhanced size 900,600", "svg"}}) {  // labels print as written (a_b)
+      gp << "set terminal " << term << "\nset output '" << base << "." << ext << "'\n"
+         << body << "\nunset multiplot\n";
     }
   }
   const std::string cmd = "gnuplot '" + base + ".gp' 2>&1";
@@ -131,12 +134,14 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
   if (!raw) throw DbError("empty statement");
   for (const char* p = tail; p && *p; ++p) {
     if (!std::isspace(static_cast<unsigned char>(*p)) && *p != ';') {
-      throw DbError("one statement at a time, got more after '" + sql.substr(0, tail - sql.c_str()) + "'");
+      throw DbError("one statement at a time, got more after '" +
+                    sql.substr(0, tail - sql.c_str()) + "'");
     }
   }
   if (!stmt.read_only()) {
-    throw DbError("refusing a statement that writes to the database; queries are "
-                  "read-only (use the sqlite3 shell to change a database by hand)");
+    throw DbError(
+        "refusing a statement that writes to the database; queries are "
+        "read-only (use the sqlite3 shell to change a database by hand)");
   }
   std::vector<std::string> header;
   for (int i = 0; i < stmt.columns(); ++i) header.push_back(stmt.column_name(i));
@@ -156,7 +161,8 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
     for (size_t i = 0; i < header.size(); ++i) out << (i ? "," : "") << csv_quote(header[i]);
     out << "\n";
     for (const auto& r : rows) {
-      for (size_t i = 0; i < r.size(); ++i) out << (i ? "," : "") << (r[i] == "NULL" ? "" : csv_quote(r[i]));
+      for (size_t i = 0; i < r.size(); ++i)
+        out << (i ? "," : "") << (r[i] == "NULL" ? "" : csv_quote(r[i]));
       out << "\n";
     }
   } else if (format == QueryFormat::kJson) {
@@ -165,7 +171,7 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
       out << (k ? ",\n " : "\n ") << "{";
       for (size_t i = 0; i < header.size(); ++i) {
         const int t = types[k][i];
-        const std::string v = t == SQLITE_NULL ? "null"
+        const std::string v = t == SQLITE_NULL                             ? "null"
                               : (t == SQLITE_INTEGER || t == SQLITE_FLOAT) ? rows[k][i]
                                                                            : json_quote(rows[k][i]);
         out << (i ? ", " : "") << json_quote(header[i]) << ": " << v;
@@ -229,11 +235,14 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
           "FROM src.runs WHERE id IN (SELECT src_id FROM take)");
       db.exec(
           "INSERT INTO main.metrics SELECT m.id, x.step, x.split, x.name, x.value, x.value_text "
-          "FROM src.metrics x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key = s.run_key "
+          "FROM src.metrics x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key = "
+          "s.run_key "
           "WHERE x.run_id IN (SELECT src_id FROM take)");
       db.exec(
-          "INSERT INTO main.layer_stats SELECT m.id, x.step, x.split, x.layer, x.name, x.value, x.value_text "
-          "FROM src.layer_stats x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key = s.run_key "
+          "INSERT INTO main.layer_stats SELECT m.id, x.step, x.split, x.layer, x.name, x.value, "
+          "x.value_text "
+          "FROM src.layer_stats x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key "
+          "= s.run_key "
           "WHERE x.run_id IN (SELECT src_id FROM take)");
       {
         auto n = db.prepare("SELECT count(*) FROM take");

@@ -206,8 +206,13 @@ TrainResult Trainer::run() {
   double k = 0;
   for (double v : result.test.mean_experts()) k += v;
   if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();
-  for (const auto& layer : result.test.layers) {  // e.g. hyper_flops_per_token, summed
-    for (const auto& kv : layer.bank_stats()) s[kv.first] += kv.second;
+  // Layer statistics: per-token counts (hyper_flops_per_token, union_units) are summed over
+  // layers; names ending in "_mean" (sigma_mean) are averaged over them.
+  for (const auto& layer : result.test.layers) {
+    for (const auto& kv : layer.bank_stats()) {
+      const bool mean = kv.first.size() > 5 && kv.first.rfind("_mean") == kv.first.size() - 5;
+      s[kv.first] += mean ? kv.second / result.test.layers.size() : kv.second;
+    }
   }
   if (!result.test.level_experts.empty()) {  // NaN when experts per token are constant
     s["difficulty_spearman"] = result.test.difficulty_spearman;

@@ -1,0 +1,195 @@
+#include "plugins/routers/inf_moe.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+
+namespace moe {
+namespace {
+
+const std::vector<std::string> kScores = {"linear", "positions"};
+const std::vector<std::string> kWeights = {"sigmoid", "softmax", "straight_through", "hard"};
+
+bool one_of(const std::string& v, const std::vector<std::string>& list) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+
+std::string join(const std::vector<std::string>& list) {
+  std::string out;
+  for (const auto& s : list) out += (out.empty() ? "" : " | ") + s;
+  return out;
+}
+
+}  // namespace
+
+InfMoERouterImpl::InfMoERouterImpl(InfMoERouterOptions options) : options_(std::move(options)) {
+  const auto& o = options_;
+  TORCH_CHECK(o.d_z() > 0, "router 'inf_moe': expected d_z > 0, got ", o.d_z());
+  TORCH_CHECK(o.r() > 0 && o.r() <= 1, "router 'inf_moe': expected 0 < r <= 1, got ", o.r());
+  TORCH_CHECK(o.K() >= 1, "router 'inf_moe': expected K >= 1, got ", o.K());
+  TORCH_CHECK(one_of(o.score(), kScores), "router 'inf_moe': unknown score '", o.score(),
+              "'; known: ", join(kScores));
+  TORCH_CHECK(one_of(o.weight(), kWeights), "router 'inf_moe': unknown weight '", o.weight(),
+              "'; known: ", join(kWeights));
+  TORCH_CHECK(o.sigma_init() > 0 && o.log_sigma_min() <= o.log_sigma_max(),
+              "router 'inf_moe': expected sigma_init > 0 and log_sigma_min <= log_sigma_max");
+  if (o.weight() == "hard") {
+    TORCH_WARN(
+        "router 'inf_moe': weight = hard passes no gradient to the router; mu, sigma "
+        "and the scores keep their initial values");
+  }
+  mu = register_module("mu", torch::nn::Linear(o.d_model(), o.d_z()));
+  log_sigma = register_module("log_sigma", torch::nn::Linear(o.d_model(), o.d_z()));
+  torch::NoGradGuard no_grad;
+  log_sigma->weight.normal_(0.0, 0.02);
+  log_sigma->bias.fill_(std::log(o.sigma_init()));
+  auto map = torch::randn({o.num_experts(), o.d_z()});
+  if (o.score() == "linear") map.div_(std::sqrt(static_cast<double>(o.d_z())));
+  score_map = register_parameter("score_map", map);
+  seed_ = static_cast<uint64_t>(
+      torch::randint(std::numeric_limits<int32_t>::max(), {1}, torch::kLong).item<int64_t>());
+  generator_ = at::detail::createCPUGenerator(seed_);
+}
+
+int64_t InfMoERouterImpl::kept_blocks() const {
+  const auto n = std::llround(options_.r() * static_cast<double>(options_.num_experts()));
+  return std::max<int64_t>(1, std::min<int64_t>(n, options_.num_experts()));
+}
+
+torch::Tensor InfMoERouterImpl::scores(const torch::Tensor& z) const {
+  if (options_.score() == "linear") return torch::matmul(z, score_map.t());
+  // -||z - c||^2 = 2 z.c - |z|^2 - |c|^2
+  return 2 * torch::matmul(z, score_map.t()) - z.pow(2).sum(-1, true) - score_map.pow(2).sum(-1);
+}
+
+Routing InfMoERouterImpl::route_samples(const torch::Tensor& z) const {
+  TORCH_CHECK(z.dim() == 3 && z.size(2) == options_.d_z(),
+              "router 'inf_moe': expected z [K, tokens, ", options_.d_z(), "], got ", z.sizes());
+  const int64_t n = kept_blocks(), samples = z.size(0), blocks = options_.num_experts();
+  auto s = scores(z);  // [K, T, G]
+  // Stable descending sort: among equal scores the lower block index is kept.
+  auto order = std::get<1>(torch::sort(s.detach(), /*stable=*/true, -1, /*descending=*/true));
+  auto kept = order.narrow(-1, 0, n);
+  auto mask = torch::zeros_like(s).scatter_(-1, kept, 1.0);
+  torch::Tensor w;
+  const auto& mode = options_.weight();
+  if (mode == "sigmoid") {
+    w = torch::sigmoid(s);
+  } else if (mode == "softmax") {
+    w = static_cast<double>(n) * torch::softmax(s.masked_fill(mask.eq(0), -INFINITY), -1);
+  } else if (mode == "straight_through") {
+    auto sg = torch::sigmoid(s);
+    w = sg - sg.detach() + 1.0;
+  } else {
+    w = torch::ones_like(s.detach());
+  }
+  auto a = (mask * w).sum(0) / static_cast<double>(samples);  // [T, G]
+  auto in_union = mask.amax(0).gt(0);                         // [T, G]
+  const int64_t tokens = a.size(0);
+  const int64_t slots =
+      tokens > 0 ? std::max<int64_t>(1, in_union.sum(1).max().item<int64_t>()) : 1;
+  auto uorder =
+      std::get<1>(torch::sort(in_union.to(torch::kByte), /*stable=*/true, -1, /*descending=*/true));
+  auto idx = uorder.narrow(1, 0, std::min(slots, blocks));
+  auto valid = in_union.gather(1, idx);
+  Routing routing;
+  routing.indices = idx.masked_fill(valid.logical_not(), -1);
+  routing.weights = a.gather(1, idx) * valid.to(a.dtype());
+  routing.probs = a.detach() / a.detach().sum(1, true).clamp_min(1e-12);
+  routing.extras["z"] = z;
+  routing.extras["stat.nominal_experts"] = torch::tensor(static_cast<double>(samples * n));
+  return routing;
+}
+
+Routing InfMoERouterImpl::forward(const torch::Tensor& hidden) {
+  TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
+              "router 'inf_moe': expected hidden [tokens, ", options_.d_model(), "], got ",
+              hidden.sizes());
+  auto m = mu(hidden);
+  auto ls = log_sigma(hidden).clamp(options_.log_sigma_min(), options_.log_sigma_max());
+  auto sigma = ls.exp();
+  torch::Tensor z;
+  if (options_.deterministic()) {
+    z = m.unsqueeze(0);
+  } else {
+    if (!is_training()) generator_ = at::detail::createCPUGenerator(seed_);
+    // Drawn in float32 whatever the model's dtype, so a converted model sees the same noise.
+    auto eps = torch::randn({options_.K(), hidden.size(0), options_.d_z()}, generator_,
+                            torch::TensorOptions().dtype(torch::kFloat))
+                   .to(m.device(), m.scalar_type());
+    z = m.unsqueeze(0) + sigma.unsqueeze(0) * eps;
+  }
+  Routing routing = route_samples(z);
+  routing.extras["mu"] = m;
+  routing.extras["sigma"] = sigma;
+  routing.extras["stat.sigma_mean"] = sigma.detach().mean();
+  return routing;
+}
+
+void InfMoERouterImpl::set_inference_option(const std::string& key, double value) {
+  if (key == "K") {
+    TORCH_CHECK(value >= 0 && value == std::floor(value),
+                "router 'inf_moe': inference option K expects an integer >= 0 (0 = "
+                "deterministic z = mu), got ",
+                value);
+    options_.deterministic(value == 0);
+    if (value > 0) options_.K(static_cast<int64_t>(value));
+    return;
+  }
+  if (key == "deterministic") {
+    options_.deterministic(value != 0);
+    return;
+  }
+  RouterImpl::set_inference_option(key, value);
+}
+
+std::shared_ptr<RouterImpl> InfMoERouterImpl::create(const PluginSpec& spec,
+                                                     const LayerContext& ctx) {
+  auto o = InfMoERouterOptions(ctx.d_model, ctx.num_experts)
+               .d_z(spec.get<int64_t>("d_z", 16))
+               .r(spec.get<double>("r", 0.25))
+               .K(spec.get<int64_t>("K", 2))
+               .score(spec.get<std::string>("score", "linear"))
+               .weight(spec.get<std::string>("weight", "sigmoid"))
+               .deterministic(spec.get<bool>("deterministic", false))
+               .sigma_init(spec.get<double>("sigma_init", 1.0))
+               .log_sigma_min(spec.get<double>("log_sigma_min", -5.0))
+               .log_sigma_max(spec.get<double>("log_sigma_max", 2.0));
+  if (o.d_z() <= 0) spec.fail("parameter 'd_z' expected > 0");
+  if (o.r() <= 0 || o.r() > 1) spec.fail("parameter 'r' expected in (0, 1]");
+  if (o.K() < 1) spec.fail("parameter 'K' expected >= 1");
+  if (!one_of(o.score(), kScores)) {
+    spec.fail("parameter 'score' = '" + o.score() + "'; valid: " + join(kScores));
+  }
+  if (!one_of(o.weight(), kWeights)) {
+    spec.fail("parameter 'weight' = '" + o.weight() + "'; valid: " + join(kWeights));
+  }
+  if (o.sigma_init() <= 0) spec.fail("parameter 'sigma_init' expected > 0");
+  if (o.log_sigma_min() > o.log_sigma_max()) {
+    spec.fail("parameters 'log_sigma_min' > 'log_sigma_max'");
+  }
+  return std::make_shared<InfMoERouterImpl>(o);
+}
+
+std::vector<ParamDoc> InfMoERouterImpl::param_docs() {
+  return {{"d_z", "16", "dimension of the continuous expert index z"},
+          {"r", "0.25", "fraction of the num_experts blocks each sample keeps"},
+          {"K", "2", "samples per token (also an inference option; 0 there = z = mu)"},
+          {"score", "linear", "linear (s = A z) | positions (s_g = -||z - c_g||^2)"},
+          {"weight", "sigmoid",
+           "soft weight on kept blocks: sigmoid | softmax | straight_through | hard (no "
+           "router gradient; warns)"},
+          {"deterministic", "false", "z = mu (one pass, no noise)"},
+          {"sigma_init", "1.0", "initial sigma (bias of the log-sigma map)"},
+          {"log_sigma_min", "-5.0", "lower clamp of log sigma"},
+          {"log_sigma_max", "2.0", "upper clamp of log sigma"}};
+}
+
+MOE_REGISTER_ROUTER("inf_moe", InfMoERouterImpl,
+                    "∞-MoE: Gaussian continuous expert index, K samples, top-r blocks of one "
+                    "large FFN (use with experts inf_ffn)");
+
+}  // namespace moe
