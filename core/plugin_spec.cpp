@@ -28,6 +28,14 @@ template <>
 bool matches<double>(const nlohmann::json& v) { return v.is_number(); }
 template <>
 bool matches<std::string>(const nlohmann::json& v) { return v.is_string(); }
+template <>
+bool matches<std::vector<std::string>>(const nlohmann::json& v) {
+  if (!v.is_array()) return false;
+  for (const auto& e : v) {
+    if (!e.is_string()) return false;
+  }
+  return true;
+}
 
 template <class T>
 const char* expected_name();
@@ -41,6 +49,8 @@ template <>
 const char* expected_name<double>() { return "a number"; }
 template <>
 const char* expected_name<std::string>() { return "a string"; }
+template <>
+const char* expected_name<std::vector<std::string>>() { return "an array of strings"; }
 
 }  // namespace
 
@@ -95,5 +105,7 @@ template int64_t PluginSpec::convert<int64_t>(const std::string&) const;
 template int PluginSpec::convert<int>(const std::string&) const;
 template double PluginSpec::convert<double>(const std::string&) const;
 template std::string PluginSpec::convert<std::string>(const std::string&) const;
+template std::vector<std::string> PluginSpec::convert<std::vector<std::string>>(
+    const std::string&) const;
 
 }  // namespace moe

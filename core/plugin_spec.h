@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <set>
+#include <vector>
 #include <string>
 
 namespace moe {

@@ -6,7 +6,22 @@
 
 namespace moe {
 
-AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi)
+namespace {
+
+torch::Tensor adapt(Adapter& adapter, const torch::Tensor& in, const torch::Tensor& out) {
+  return adapter ? adapter(in, out) : out;
+}
+
+double flops_of(std::initializer_list<const Adapter*> adapters) {
+  double f = 0;
+  for (const auto* a : adapters) f += *a ? (*a)->flops_per_token() : 0.0;
+  return f;
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi,
+                             const PeftOptions& peft)
     : heads_(heads), causal_(causal), alibi_(alibi) {
   TORCH_CHECK(heads > 0 && d_model % heads == 0, "model: expected d_model (", d_model,
               ") divisible by heads (", heads, ")");
@@ -14,12 +29,26 @@ AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool a
   k = register_module("k", torch::nn::Linear(d_model, d_model));
   v = register_module("v", torch::nn::Linear(d_model, d_model));
   o = register_module("o", torch::nn::Linear(d_model, d_model));
+  if (peft.deltas()) {
+    q_adapter = register_module("q_adapter", Adapter(peft, d_model, d_model));
+    o_adapter = register_module("o_adapter", Adapter(peft, d_model, d_model));
+  }
+  if (peft.deltas() || peft.scales()) {
+    k_adapter = register_module("k_adapter", Adapter(peft, d_model, d_model));
+    v_adapter = register_module("v_adapter", Adapter(peft, d_model, d_model));
+  }
+}
+
+double AttentionImpl::adapter_flops_per_token() const {
+  return flops_of({&q_adapter, &k_adapter, &v_adapter, &o_adapter});
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
   const int64_t b = x.size(0), s = x.size(1), d = x.size(2), dh = d / heads_;
   auto split = [&](const torch::Tensor& t) { return t.view({b, s, heads_, dh}).transpose(1, 2); };
-  auto qh = split(q(x)), kh = split(k(x)), vh = split(v(x));
+  auto qh = split(adapt(q_adapter, x, q(x)));
+  auto kh = split(adapt(k_adapter, x, k(x)));
+  auto vh = split(adapt(v_adapter, x, v(x)));
   auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
   if (alibi_) {
     auto pos = torch::arange(s, x.options());
@@ -36,18 +65,31 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                                 -std::numeric_limits<float>::infinity());
   }
   auto attn = torch::softmax(scores, -1);
-  return o(torch::matmul(attn, vh).transpose(1, 2).reshape({b, s, d}));
+  auto mixed = torch::matmul(attn, vh).transpose(1, 2).reshape({b, s, d});
+  return adapt(o_adapter, mixed, o(mixed));
 }
 
-DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation)
+DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation,
+                           const PeftOptions& peft)
     : activation_(std::move(activation)) {
   const int64_t width = activation_ == "swiglu" ? 2 * hidden : hidden;
   up = register_module("up", torch::nn::Linear(d_model, width));
   down = register_module("down", torch::nn::Linear(hidden, d_model));
+  if (peft.deltas()) {
+    up_adapter = register_module("up_adapter", Adapter(peft, d_model, width));
+    down_adapter = register_module("down_adapter", Adapter(peft, hidden, d_model));
+  }
+  if (peft.scales()) mid_adapter = register_module("mid_adapter", Adapter(peft, hidden, hidden));
 }
 
 torch::Tensor DenseFFNImpl::forward(const torch::Tensor& x) {
-  return down(apply_activation(activation_, up(x)));
+  auto h = apply_activation(activation_, adapt(up_adapter, x, up(x)));
+  h = adapt(mid_adapter, h, h);
+  return adapt(down_adapter, h, down(h));
+}
+
+double DenseFFNImpl::adapter_flops_per_token() const {
+  return flops_of({&up_adapter, &mid_adapter, &down_adapter});
 }
 
 BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
@@ -55,7 +97,7 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
   ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
   ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
   attn = register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal(),
-                                           opt.attention_bias() == "alibi"));
+                                           opt.attention_bias() == "alibi", opt.peft()));
   drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
   const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
   if (is_moe) {
@@ -67,7 +109,8 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
                         MoELayerOptions(opt.moe().num_experts)
                             .capacity_factor(opt.moe().capacity_factor)));
   } else {
-    ffn = register_module("ffn", DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation()));
+    ffn = register_module(
+        "ffn", DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation(), opt.peft()));
   }
 }
 
@@ -194,6 +237,8 @@ double TransformerImpl::flops_per_token(const std::vector<double>& mean_experts,
   size_t moe_index = 0;
   for (const auto& block : block_list_) {
     flops += 2 * 4 * d * d + 2 * 2 * seq_len * d;  // projections; scores and weighted sum
+    flops += block->attn->adapter_flops_per_token();
+    if (block->ffn) flops += block->ffn->adapter_flops_per_token();
     if (block->moe) {
       const double k = moe_index < mean_experts.size() ? mean_experts[moe_index] : 0.0;
       flops += 2 * d * block->moe->options().num_experts() +

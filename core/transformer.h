@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/adapters.h"
 #include "core/moe_layer.h"
 #include "core/shared_modules.h"
 
@@ -49,15 +50,21 @@ struct TransformerOptions {
   /// positions. Head h's slope is 2^(-8 (h + 1) / heads).
   TORCH_ARG(std::string, attention_bias) = "none";
   TORCH_ARG(MoEConfig, moe) = {};
+  /// Adapters at the projection sites (core/adapters.h); method "" = none.
+  TORCH_ARG(PeftOptions, peft) = {};
 };
 
 /// Multi-head self-attention with explicit q/k/v/o projections.
 class AttentionImpl : public torch::nn::Module {
  public:
-  AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi = false);
+  AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi = false,
+                const PeftOptions& peft = {});
   /// x: [B, S, d]; pad_mask: optional [B, S] bool, true = padding (never attended to).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
+  /// Null unless peft puts an adapter there (ia3/mov: k, v; lora/molora: all four).
+  Adapter q_adapter{nullptr}, k_adapter{nullptr}, v_adapter{nullptr}, o_adapter{nullptr};
+  double adapter_flops_per_token() const;
 
  private:
   int64_t heads_;
@@ -69,9 +76,13 @@ TORCH_MODULE(Attention);
 /// Dense FFN baseline: act(x up + b) down + b.
 class DenseFFNImpl : public torch::nn::Module {
  public:
-  DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation);
+  DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation,
+               const PeftOptions& peft = {});
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear up{nullptr}, down{nullptr};
+  /// ia3/mov: mid (the intermediate activation); lora/molora: up and down.
+  Adapter up_adapter{nullptr}, mid_adapter{nullptr}, down_adapter{nullptr};
+  double adapter_flops_per_token() const;
 
  private:
   std::string activation_;
@@ -111,7 +122,8 @@ class TransformerImpl : public torch::nn::Module {
   /// Non-expert parameters + sum over MoE layers of mean_experts[l] * params_per_expert
   /// + the banks' extra_active_params; shared generator parameters are excluded.
   double active_params(const std::vector<double>& mean_experts) const;
-  /// Forward FLOPs per token (2 per multiply-add) with mean_experts[l] experts per token.
+  /// Forward FLOPs per token (2 per multiply-add) with mean_experts[l] experts per token,
+  /// adapters included.
   double flops_per_token(const std::vector<double>& mean_experts, int64_t seq_len) const;
 
   const TransformerOptions& options() const { return options_; }

@@ -129,8 +129,8 @@ std::vector<Trial> shard_of(const SweepPlan& plan, const std::string& shard) {
     throw std::invalid_argument("--shard '" + shard + "': expected I/N with 0 <= I < N (e.g. 0/4)");
   }
   std::vector<Trial> out;
-  for (size_t t = 0; t < plan.trials.size(); ++t) {
-    if (static_cast<int64_t>(t % n) == i) out.push_back(plan.trials[t]);
+  for (size_t t = 0; t < plan.trials.size(); ++t) {  // every shard needs the pretraining
+    if (plan.trials[t].pretrain || static_cast<int64_t>(t % n) == i) out.push_back(plan.trials[t]);
   }
   return out;
 }
@@ -239,6 +239,16 @@ int worker_command(const std::vector<std::string>& args) {
   });
   std::string status = "completed", error;
   try {
+    // A sweep's fine-tuning trials name their pretraining run: "run:<key>".
+    if (json.contains("train") && json["train"].value("init_from", "").rfind("run:", 0) == 0) {
+      const std::string pre = json["train"]["init_from"].get<std::string>().substr(4);
+      const auto path = model_path(db, pre);
+      if (!std::filesystem::exists(path)) {
+        throw std::invalid_argument("pretraining run " + pre + " has no saved model (" + path +
+                                    "); rerun the sweep to train it");
+      }
+      json["train"]["init_from"] = path;
+    }
     auto config = ExperimentConfig::from_json(json, "run " + key);
     StoreSink sink(store, run_id);
     Trainer trainer(config, &sink, nullptr);
@@ -345,12 +355,12 @@ int run_command(const std::vector<std::string>& args) {
   std::map<pid_t, std::pair<const Trial*, int64_t>> running;  // pid -> trial, slot
   std::vector<bool> slot_busy(workers, false);
   size_t next = 0;
-  int64_t done = 0, failed = 0;
+  int64_t done = 0, failed = 0, blocked = 0;
   const auto start = std::chrono::steady_clock::now();
   auto progress = [&] {
     const double el =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const int64_t finished = done + failed;
+    const int64_t finished = done + failed + blocked;
     const double eta = finished ? el / finished * (todo.size() - finished) : 0;
     std::cerr << "[" << plan.name << "] " << done << " done, " << failed << " failed, "
               << running.size() << " running, " << todo.size() - finished - running.size()
@@ -360,13 +370,22 @@ int run_command(const std::vector<std::string>& args) {
   for (;;) {
     while ((next < todo.size() && !g_signal) || !running.empty()) {
       while (!g_signal && next < todo.size() && static_cast<int64_t>(running.size()) < workers) {
+        const Trial* t = todo[next];
+        if (!t->depends_on.empty()) {  // wait for the pretraining run; skip if it failed
+          const auto dep = store.find_run(t->depends_on);
+          if (dep && dep->status == "failed") {
+            ++blocked, ++next;
+            continue;
+          }
+          if (!dep || dep->status != "completed") break;
+        }
+        ++next;
         int64_t slot = 0;
         while (slot_busy[slot]) ++slot;
-        const Trial* t = todo[next++];
         std::vector<std::string> argv_s = {"/proc/self/exe", "sweep",     "worker",
                                            "--db",           db,          "--run-key",
                                            t->run_key,       "--threads", std::to_string(threads)};
-        if (plan.keep_models) {
+        if (plan.keep_models || t->pretrain) {
           argv_s.push_back("--save-model");
           argv_s.push_back(model_path(db, t->run_key));
         }
@@ -385,6 +404,10 @@ int run_command(const std::vector<std::string>& args) {
                   << t->run_key << ")\n";
         slot_busy[slot] = true;
         running[pid] = {t, slot};
+      }
+      if (running.empty()) {  // the pretraining run is held by another process
+        std::this_thread::sleep_for(std::chrono::seconds(2));
+        continue;
       }
       int wstatus = 0;
       const pid_t pid = waitpid(-1, &wstatus, 0);
@@ -443,6 +466,7 @@ int run_command(const std::vector<std::string>& args) {
   if (failed_total > failed) {
     std::cerr << "; " << failed_total - failed << " failed earlier (rerun with --retry-failed)";
   }
+  if (blocked > 0) std::cerr << "; " << blocked << " not run: their pretraining run failed";
   std::cerr << "\n";
   if (!plan.eval_option.empty()) {
     std::cerr << "[" << plan.name << "] re-evaluating trained models at " << plan.eval_option
@@ -450,7 +474,7 @@ int run_command(const std::vector<std::string>& args) {
     const auto n = evaluate_trials(trials, db, plan.eval_option, plan.eval_values, std::cerr);
     std::cerr << "[" << plan.name << "] " << n << " evaluation(s) written\n";
   }
-  return failed_total > 0 ? 1 : 0;
+  return failed_total > 0 || blocked > 0 ? 1 : 0;
 }
 
 }  // namespace
@@ -460,7 +484,8 @@ int sweep_command(const std::vector<std::string>& args) {
       "moe sweep: plan and run ablation sweeps\n\n"
       "Usage: moe sweep <plan|run|status|eval> FILE [options]   (moe sweep <sub> --help)\n\n"
       "  plan    print the trials (dry run)\n"
-      "  run     train every trial not done yet, then the [evaluate] re-evaluations\n"
+      "  run     train every trial not done yet ([pretrain] first), then the [evaluate]\n"
+      "          re-evaluations\n"
       "  status  count the runs by status\n"
       "  eval    re-evaluate saved models at router inference settings\n";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {

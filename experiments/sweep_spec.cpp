@@ -106,12 +106,12 @@ SweepPlan load_sweep(const std::string& path) {
   }
   const std::set<std::string> known = {"name", "description", "base_config", "task", "seeds",
                                        "base", "presets", "grid", "zip", "exclude",
-                                       "keep_models", "evaluate"};
+                                       "keep_models", "evaluate", "pretrain"};
   for (const auto& [k, v] : doc) {
     if (!known.count(std::string(k.str()))) {
       fail(path, &v, "unknown key '" + std::string(k.str()) +
                          "'; known: [base, base_config, description, evaluate, exclude, grid, "
-                         "keep_models, name, presets, seeds, task, zip]");
+                         "keep_models, name, presets, pretrain, seeds, task, zip]");
     }
   }
   const auto j = parse_toml(plan.spec_text, path);
@@ -234,6 +234,38 @@ SweepPlan load_sweep(const std::string& path) {
     points = next;
   }
 
+  // Validate a trial's config now, not hours into the sweep.
+  auto validate = [&](const nlohmann::json& config, const std::string& label) {
+    try {
+      auto parsed = ExperimentConfig::from_json(config, path + " (trial '" + label + "')");
+      const std::string task = parsed.task["name"];
+      if (!task_registry().has(task)) task_registry().entry(task);
+      if (parsed.model.moe_every > 0) {
+        router_registry().entry(parsed.moe.router.value("name", ""));
+        expert_registry().entry(parsed.moe.experts.value("name", ""));
+      }
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(path + ": trial '" + label + "': " + e.what());
+    }
+  };
+  std::string pretrain_key;
+  if (j.contains("pretrain")) {
+    need_type("pretrain", j["pretrain"].is_object(), "a table of config keys");
+    const auto& pre = j["pretrain"];
+    need_type("pretrain", pre.value("seed", nlohmann::json(0)).is_number_integer(),
+              "an integer pretrain.seed");
+    Trial t;
+    t.pretrain = true;
+    t.method = "pretrain";
+    t.seed = pre.value("seed", j["seeds"][0].get<int64_t>());
+    t.config = base;
+    merge_into(t.config, nested(pre));
+    t.config["seed"] = t.seed;
+    t.run_key = pretrain_key = run_key_of(t.config);
+    validate(t.config, t.method);
+    plan.trials.push_back(std::move(t));
+  }
+
   std::set<std::string> seen;
   for (const auto& point : points) {
     bool excluded = false;
@@ -265,19 +297,12 @@ SweepPlan load_sweep(const std::string& path) {
       t.method = label;
       t.config = config;
       t.config["seed"] = t.seed;
-      t.run_key = run_key_of(t.config);
-      // Validate now, not hours into the sweep.
-      try {
-        auto parsed = ExperimentConfig::from_json(t.config, path + " (trial '" + label + "')");
-        const std::string task = parsed.task["name"];
-        if (!task_registry().has(task)) task_registry().entry(task);
-        if (parsed.model.moe_every > 0) {
-          router_registry().entry(parsed.moe.router.value("name", ""));
-          expert_registry().entry(parsed.moe.experts.value("name", ""));
-        }
-      } catch (const std::invalid_argument& e) {
-        throw std::invalid_argument(path + ": trial '" + label + "': " + e.what());
+      if (!pretrain_key.empty()) {
+        set_dotted(t.config, "train.init_from", "run:" + pretrain_key);
+        t.depends_on = pretrain_key;
       }
+      t.run_key = run_key_of(t.config);
+      validate(t.config, label);
       if (seen.insert(t.run_key).second) plan.trials.push_back(std::move(t));
     }
   }

@@ -16,6 +16,10 @@
 //   keep_models = true                 # save each trained model for re-evaluation
 //   [evaluate]   option = "threshold", values = [0.1, 0.2]: re-evaluate trained models
 //                with a router inference option set (moe sweep eval; run does it too)
+//   [pretrain]   config keys over [base] (and `seed`, default the first of seeds) for one
+//                pretraining trial (method "pretrain", model always kept) run before all
+//                others; every other trial starts from it: train.init_from =
+//                "run:<its run key>", resolved to its saved model by the worker
 //
 // Every trial resolves to one canonical JSON config (keys sorted) that includes its seed;
 // its run key is a hash of that text, so it is stable under key order in the file and
@@ -32,6 +36,8 @@ struct Trial {
   std::string method;   ///< label: preset name plus non-method axis values
   int64_t seed = 0;
   nlohmann::json config;  ///< canonical resolved config (seed included)
+  bool pretrain = false;   ///< the [pretrain] trial (every shard includes it)
+  std::string depends_on;  ///< run key that must complete first (the pretraining trial)
 };
 
 struct SweepPlan {

@@ -77,6 +77,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.sampling = train.get<std::string>("sampling", t.sampling);
   t.curriculum_eps = train.get<double>("curriculum_eps", t.curriculum_eps);
   t.target_loss = train.get<double>("target_loss", t.target_loss);
+  t.init_from = train.get<std::string>("init_from", t.init_from);
+  t.trainable = train.get<std::vector<std::string>>("trainable", t.trainable);
   train.check_all_read();
   if (t.sampling != "iid" && t.sampling != "epochs" && t.sampling != "curriculum") {
     train.fail("parameter 'sampling' expected one of [iid, epochs, curriculum], got '" +
@@ -89,6 +91,20 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
     train.fail("expected steps, batch_size, eval_batch_size and lr > 0");
   }
   if (t.log_every <= 0) train.fail("parameter 'log_every' expected > 0");
+
+  PluginSpec peft(family, "peft", top.block("peft"));
+  auto& pe = c.peft;
+  pe.method = peft.get<std::string>("method", pe.method);
+  pe.experts = peft.get<int64_t>("experts", pe.experts);
+  pe.rank = peft.get<int64_t>("rank", pe.rank);
+  pe.alpha = peft.get<double>("alpha", pe.alpha);
+  pe.top_k = peft.get<int64_t>("top_k", pe.top_k);
+  peft.check_all_read();
+  try {
+    check_peft(pe);
+  } catch (const std::invalid_argument& e) {
+    peft.fail(e.what());
+  }
 
   PluginSpec loss(family, "loss", top.block("loss"));
   for (auto& kv : c.loss_coefs) kv.second = loss.get<double>(kv.first, kv.second);

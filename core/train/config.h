@@ -8,13 +8,16 @@
 //   [moe]   num_experts, capacity_factor, router = {name, ...}, experts = {name, ...}
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
 //           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume,
-//           sampling (iid | epochs | curriculum), curriculum_eps, target_loss
+//           sampling (iid | epochs | curriculum), curriculum_eps, target_loss,
+//           init_from, trainable (fine-tuning: core/train/finetune.h)
 //   [loss]  coefficients of the routers' aux losses: balance, z, entropy
+//   [peft]  method (ia3 | mov | lora | molora), experts, rank, alpha, top_k (core/adapters.h)
 // Every unknown key is an error naming the section, the key and the known keys.
 #include <nlohmann/json.hpp>
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/transformer.h"
 
@@ -44,6 +47,12 @@ struct TrainOptions {
   /// Valid loss to reach; the first evaluation at or below it records steps_to_target
   /// and seconds_to_target (training seconds). 0 = off.
   double target_loss = 0;
+  /// A model saved by save_model to start from (matching names and shapes are copied,
+  /// the rest stays freshly initialised); empty = train from scratch.
+  std::string init_from;
+  /// Globs over parameter names (fnmatch); only matching parameters train, the rest are
+  /// frozen. Empty = everything trains.
+  std::vector<std::string> trainable;
 };
 
 struct ModelSection {
@@ -61,6 +70,7 @@ struct ExperimentConfig {
   nlohmann::json task = {{"name", "brown_pos"}};
   ModelSection model;
   MoEConfig moe;
+  PeftOptions peft;
   TrainOptions train;
   std::map<std::string, double> loss_coefs = {{"balance", 1e-2}, {"z", 1e-3}, {"entropy", 1e-4}};
   nlohmann::json resolved;  ///< the input JSON the config was parsed from

@@ -13,6 +13,7 @@
 
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
+#include "core/train/finetune.h"
 
 namespace moe {
 namespace {
@@ -44,7 +45,8 @@ Transformer build_model(const ExperimentConfig& c, const TaskInfo& info) {
                      .moe_every(c.model.moe_every)
                      .dropout(c.model.dropout)
                      .attention_bias(c.model.attention_bias)
-                     .moe(c.moe);
+                     .moe(c.moe)
+                     .peft(c.peft);
   return Transformer(options);
 }
 
@@ -58,6 +60,17 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
   task_ = make_task(PluginSpec::from_block("task", config_.task), TaskContext{config_.data_dir});
   model_ = build_model(config_, task_->info());
   model_->to(device_);
+  if (!config_.train.init_from.empty()) {
+    const auto report = init_from_model(config_.train.init_from, *model_);
+    if (progress_) {
+      *progress_ << "init_from " << config_.train.init_from << ": " << report.loaded
+                 << " tensors loaded, " << report.fresh.size() + report.reshaped.size()
+                 << " fresh";
+      for (const auto& n : report.reshaped) *progress_ << " " << n << " (shape differs)";
+      *progress_ << "\n";
+    }
+  }
+  apply_trainable(*model_, config_.train.trainable, "train.trainable");
   std::vector<torch::Tensor> trainable;
   for (const auto& p : model_->parameters()) {
     if (p.requires_grad()) trainable.push_back(p);
@@ -198,6 +211,7 @@ TrainResult Trainer::run() {
   }
   s["total_params"] = static_cast<double>(model_->total_params());
   s["trainable_params"] = static_cast<double>(model_->trainable_params());
+  s["trainable_percent"] = 100.0 * s["trainable_params"] / std::max(1.0, s["total_params"]);
   s["active_params"] = result.test.active_params;
   s["flops_per_token"] = result.test.flops_per_token;
   s["train_tokens_per_s"] = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0;

@@ -38,6 +38,7 @@ class Trainer {
   void load(const std::string& path);
 
   Transformer& model() { return model_; }
+  const torch::optim::AdamW& optimizer() const { return *optimizer_; }
   Task& task() { return *task_; }
   int64_t step() const { return step_; }
   const torch::Device& device() const { return device_; }
