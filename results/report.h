@@ -39,10 +39,16 @@ std::string plot_experts(const std::string& db_path, const std::string& sweep,
                          const std::string& out_dir);
 
 /// <out_dir>/reevals.{png,svg}: re-evaluations of trained models (view reevals) against
-/// the inference option's value, mean over seeds: test accuracy (left) and evaluation
-/// tokens/s (right), one line per method.
+/// the inference option's value, mean over seeds: test accuracy change from the first
+/// value (left) and evaluation latency (right), one line per method.
 std::string plot_reevals(const std::string& db_path, const std::string& sweep,
                          const std::string& out_dir);
+
+/// <out_dir>/trainable.{png,svg}: mean test accuracy (± std over seeds) against the mean
+/// trainable-parameter percentage per method (log x), one panel per non-method label
+/// (e.g. task=...); the pretraining run is left out.
+std::string plot_trainable(const std::string& db_path, const std::string& sweep,
+                           const std::string& out_dir);
 
 /// Joins shard databases into out (created if needed): per run key a completed run beats
 /// a failed or unfinished one; never duplicates; schema versions must match.

@@ -13,6 +13,12 @@
 #include <unordered_map>
 
 namespace moe {
+std::string lower(const std::string& s) {
+  std::string out = s;
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 namespace {
 
 constexpr const char* kFetchHint = "fetch it with: bash experiments/fetch_data.sh";
@@ -30,12 +36,6 @@ std::string normalise_tag(std::string tag) {
   return tag;
 }
 
-std::string lower(const std::string& s) {
-  std::string out = s;
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 BrownCorpus parse(const std::string& data_dir) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(data_dir) / "brown";
@@ -50,8 +50,8 @@ BrownCorpus parse(const std::string& data_dir) {
       }
     }
   }
-  TORCH_CHECK(files.size() == 500, "brown corpus: expected 500 files ca01..cr09 in '",
-              dir.string(), "', found ", files.size(), "; ", kFetchHint);
+  TORCH_CHECK(files.size() == 500, "brown corpus: expected 500 files ca01..cr09 in '", dir.string(),
+              "', found ", files.size(), "; ", kFetchHint);
   std::sort(files.begin(), files.end());
   BrownCorpus corpus;
   for (size_t i = 0; i < files.size(); ++i) {
@@ -66,8 +66,8 @@ BrownCorpus parse(const std::string& data_dir) {
       while (words >> tok) {
         const auto slash = tok.rfind('/');
         TORCH_CHECK(slash != std::string::npos && slash > 0 && slash + 1 < tok.size(),
-                    "brown corpus: '", (dir / files[i]).string(), "' line ", line_no,
-                    ": token '", tok, "' is not word/tag; the file is corrupt, ", kFetchHint);
+                    "brown corpus: '", (dir / files[i]).string(), "' line ", line_no, ": token '",
+                    tok, "' is not word/tag; the file is corrupt, ", kFetchHint);
         sentence.emplace_back(tok.substr(0, slash), normalise_tag(tok.substr(slash + 1)));
       }
       if (!sentence.empty()) corpus.splits[static_cast<int>(split)].push_back(std::move(sentence));
@@ -133,7 +133,14 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
   const int64_t suffix_min = spec.get<int64_t>("suffix_min_count", 5);
   word_dropout_ = spec.get<double>("word_dropout", 0.05);
   const bool features = spec.get<bool>("features", true);
-  if (word_dropout_ < 0 || word_dropout_ >= 1) spec.fail("parameter 'word_dropout' expected [0, 1)");
+  const auto vocab_kind = spec.get<std::string>("vocab", "own");
+  const int64_t lm_vocab_size = spec.get<int64_t>("lm_vocab_size", 10000);
+  if (vocab_kind != "own" && vocab_kind != "lm") {
+    spec.fail("parameter 'vocab' = '" + vocab_kind + "'; valid: own | lm");
+  }
+  if (lm_vocab_size < 10) spec.fail("parameter 'lm_vocab_size' expected >= 10");
+  if (word_dropout_ < 0 || word_dropout_ >= 1)
+    spec.fail("parameter 'word_dropout' expected [0, 1)");
   const auto& corpus = load_brown(ctx.data_dir);
   const auto& train = corpus.splits[static_cast<int>(Split::kTrain)];
 
@@ -161,6 +168,17 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
   s3.build(suf3, suffix_min);
   s2.build(suf2, suffix_min);
   info_.vocab_size = wv.size;
+  // vocab = "lm": brown_lm's word ids (<unk> = 0), so a pretrained LM's embeddings apply.
+  std::unordered_map<std::string, int64_t> lm_ids;
+  if (vocab_kind == "lm") {
+    lm_ids = brown_lm_vocab(corpus, lm_vocab_size);
+    info_.vocab_size = static_cast<int64_t>(lm_ids.size()) + 2;
+  }
+  auto word_id = [&](const std::string& lw) {
+    if (vocab_kind == "own") return wv.id(lw);
+    auto it = lm_ids.find(lw);
+    return it == lm_ids.end() ? int64_t{0} : it->second;
+  };
   info_.num_classes = static_cast<int64_t>(tag_ids.size());
   info_.feature_vocab = features ? s3.size + s2.size + 16 : 0;
   info_.difficulty_levels = {"1 tag", "2 tags", "3 tags", "4+ tags", "unseen"};
@@ -172,7 +190,7 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
     for (const auto& s : corpus.splits[split]) {
       for (const auto& [w, t] : s) {
         const auto lw = lower(w);
-        st.tokens.push_back(wv.id(lw));
+        st.tokens.push_back(word_id(lw));
         if (features) {
           st.features.push_back(s3.id(suffix(lw, 3)));
           st.features.push_back(s3.size + s2.id(suffix(lw, 2)));
@@ -185,9 +203,9 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
         if (split == static_cast<int>(Split::kTest)) {
           std::string guess = "nn";
           if (it != tags_of.end()) {
-            guess = std::max_element(it->second.begin(), it->second.end(),
-                                     [](auto& a, auto& b) { return a.second < b.second; })
-                        ->first;
+            guess = std::max_element(it->second.begin(), it->second.end(), [](auto& a, auto& b) {
+                      return a.second < b.second;
+                    })->first;
           }
           mft_right += guess == t;
           ++mft_total;
@@ -195,7 +213,8 @@ BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
       }
     }
   }
-  info_.notes["baseline: most-frequent-tag test accuracy"] = double(mft_right) / std::max<int64_t>(mft_total, 1);
+  info_.notes["baseline: most-frequent-tag test accuracy"] =
+      double(mft_right) / std::max<int64_t>(mft_total, 1);
 }
 
 Batch BrownPosTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {
@@ -211,6 +230,23 @@ Batch BrownPosTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size)
   return batch;
 }
 
+std::unordered_map<std::string, int64_t> brown_lm_vocab(const BrownCorpus& corpus,
+                                                        int64_t vocab_size) {
+  std::unordered_map<std::string, int64_t> counts;
+  for (const auto& s : corpus.splits[static_cast<int>(Split::kTrain)]) {
+    for (const auto& wt : s) ++counts[lower(wt.first)];
+  }
+  std::vector<std::pair<int64_t, std::string>> ranked;
+  for (const auto& kv : counts) ranked.emplace_back(-kv.second, kv.first);
+  std::sort(ranked.begin(), ranked.end());
+  // id 0 = <unk>, 1 = </s>, then words by descending frequency (ties: alphabetical).
+  std::unordered_map<std::string, int64_t> ids;
+  for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(ids.size()) < vocab_size - 2; ++i) {
+    ids[ranked[i].second] = static_cast<int64_t>(ids.size()) + 2;
+  }
+  return ids;
+}
+
 BrownLMTask::BrownLMTask(const PluginSpec& spec, const TaskContext& ctx) {
   info_.name = spec.name();
   info_.head = "lm";
@@ -219,18 +255,7 @@ BrownLMTask::BrownLMTask(const PluginSpec& spec, const TaskContext& ctx) {
   const int64_t vocab = spec.get<int64_t>("vocab_size", 10000);
   if (vocab < 10) spec.fail("parameter 'vocab_size' expected >= 10");
   const auto& corpus = load_brown(ctx.data_dir);
-  std::unordered_map<std::string, int64_t> counts;
-  for (const auto& s : corpus.splits[static_cast<int>(Split::kTrain)]) {
-    for (const auto& wt : s) ++counts[lower(wt.first)];
-  }
-  std::vector<std::pair<int64_t, std::string>> ranked;
-  for (const auto& kv : counts) ranked.emplace_back(-kv.second, kv.first);
-  std::sort(ranked.begin(), ranked.end());
-  // id 0 = <unk>, 1 = </s>, then words by descending frequency.
-  std::unordered_map<std::string, int64_t> ids;
-  for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(ids.size()) < vocab - 2; ++i) {
-    ids[ranked[i].second] = static_cast<int64_t>(ids.size()) + 2;
-  }
+  const auto ids = brown_lm_vocab(corpus, vocab);
   info_.vocab_size = static_cast<int64_t>(ids.size()) + 2;
   info_.num_classes = info_.vocab_size;
   info_.difficulty_levels = {"top 100", "top 1k", "rare", "unk"};
@@ -263,7 +288,11 @@ std::vector<ParamDoc> BrownPosTask::param_docs() {
           {"min_count", "2", "training count for a word to get its own id"},
           {"suffix_min_count", "5", "training count for a suffix to get its own id"},
           {"word_dropout", "0.05", "training probability of replacing a word id by <unk>"},
-          {"features", "true", "add suffix and shape features to the word id"}};
+          {"features", "true", "add suffix and shape features to the word id"},
+          {"vocab", "own",
+           "own (words seen min_count times) | lm (brown_lm's ids, to "
+           "fine-tune a pretrained brown_lm model)"},
+          {"lm_vocab_size", "10000", "brown_lm's vocab_size, with vocab = lm"}};
 }
 std::vector<ParamDoc> BrownLMTask::param_docs() {
   return {{"seq_len", "64", "tokens per window"},

@@ -12,7 +12,9 @@
 //   unseen words from their suffix and shape.
 // "brown_lm": word-level causal LM over lower-cased words with a sentence-end token.
 //   Difficulty = frequency rank of the target word: top 100, top 1k, rest, <unk>.
+// brown_pos with vocab = "lm" uses brown_lm's word ids instead of its own.
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -22,12 +24,20 @@ namespace moe {
 
 struct BrownCorpus {
   using Sentence = std::vector<std::pair<std::string, std::string>>;  // (word, tag)
-  std::vector<Sentence> splits[3];  // indexed by Split
+  std::vector<Sentence> splits[3];                                    // indexed by Split
 };
 
 /// Parses <data_dir>/brown once per process (cached). Throws naming the missing or corrupt
 /// file and how to fetch it.
 const BrownCorpus& load_brown(const std::string& data_dir);
+
+/// brown_lm's vocabulary: the vocab_size - 2 most frequent lower-cased training words
+/// (ties alphabetical) -> ids from 2; 0 = <unk>, 1 = </s>. brown_pos (vocab = "lm") and
+/// wordnet_sst share it so a pretrained brown_lm model's embeddings carry over.
+std::unordered_map<std::string, int64_t> brown_lm_vocab(const BrownCorpus& corpus,
+                                                        int64_t vocab_size);
+/// Lower-cases ASCII letters.
+std::string lower(const std::string& s);
 
 class BrownPosTask : public StreamTask {
  public:

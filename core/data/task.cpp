@@ -32,6 +32,7 @@ TaskRegistry& task_registry() {
     auto* r = new TaskRegistry("task");
     register_synthetic_tasks(*r);
     register_brown_tasks(*r);
+    register_wordnet_tasks(*r);
     return r;
   }();
   return *registry;

@@ -66,6 +66,7 @@ using TaskRegistry = Registry<Task, const PluginSpec&, const TaskContext&>;
 TaskRegistry& task_registry();
 void register_synthetic_tasks(TaskRegistry& registry);
 void register_brown_tasks(TaskRegistry& registry);
+void register_wordnet_tasks(TaskRegistry& registry);
 
 /// Creates the task named by spec; rejects unknown parameters.
 std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx);

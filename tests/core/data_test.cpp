@@ -6,6 +6,7 @@
 
 #include "core/data/brown.h"
 #include "core/data/task.h"
+#include "core/data/wordnet.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -56,7 +57,8 @@ TEST(Tasks, BatchesAreAFunctionOfSeedAndStep) {
   EXPECT_TRUE(torch::equal(t->train_batch(1, 3, 8).tokens, t->train_batch(1, 3, 8).tokens));
   EXPECT_FALSE(torch::equal(t->train_batch(1, 3, 8).tokens, t->train_batch(1, 4, 8).tokens));
   EXPECT_FALSE(torch::equal(t->train_batch(1, 3, 8).tokens, t->train_batch(2, 3, 8).tokens));
-  auto valid = t->eval_batches(Split::kValid, 100, 0), again = t->eval_batches(Split::kValid, 100, 0);
+  auto valid = t->eval_batches(Split::kValid, 100, 0),
+       again = t->eval_batches(Split::kValid, 100, 0);
   ASSERT_EQ(valid.size(), 6u);  // 512 sequences in batches of 100
   EXPECT_TRUE(torch::equal(valid[0].tokens, again[0].tokens));
   EXPECT_FALSE(torch::equal(valid[0].tokens, t->eval_batches(Split::kTest, 100, 1)[0].tokens));
@@ -64,7 +66,11 @@ TEST(Tasks, BatchesAreAFunctionOfSeedAndStep) {
 
 TEST(Tasks, UnknownTaskAndParameterAreNamed) {
   expect_error([] { task("nope", {}); }, "unknown task 'nope'; known: [brown_lm, brown_pos");
-  expect_error([] { task("mod_sum", {{"depth", 3}}); }, "task 'mod_sum': unknown parameter 'depth'");
+  expect_error(
+      [] {
+        task("mod_sum", {{"depth", 3}});
+      },
+      "task 'mod_sum': unknown parameter 'depth'");
 }
 
 // A miniature Brown corpus in the corpus' own format: 500 files, one sentence each.
@@ -99,6 +105,56 @@ TEST_F(BrownFixture, PosTaskSplitsTagsAndDifficulty) {
   EXPECT_EQ(b.features.size(2), 3);
   EXPECT_GT(info.notes.at("baseline: most-frequent-tag test accuracy"), 0.5);
   EXPECT_EQ(load_brown(dir_.string()).splits[0].size(), 2u * 400);  // 400 training files
+}
+
+TEST(WordNet, ParsesLexFileAndGloss) {
+  std::vector<std::string> words;
+  int64_t lex = -1;
+  ASSERT_TRUE(WordNetSSTTask::parse_line(
+      "00005930 03 n 01 dwarf 0 001 @ 00004475 n 0000 | a plant or animal that is atypically "
+      "small; \"Dwarf's hat\"  ",
+      words, lex));
+  EXPECT_EQ(lex, 3);  // noun.animal
+  EXPECT_EQ(words,
+            (std::vector<std::string>{"a", "plant", "or", "animal", "that", "is", "atypically",
+                                      "small", ";", "\"", "dwarf's", "hat", "\""}));
+  EXPECT_FALSE(WordNetSSTTask::parse_line("  1 This software and database is ...", words, lex));
+}
+
+TEST_F(BrownFixture, SharedVocabularyAcrossLMPosAndWordNet) {
+  const auto ids = brown_lm_vocab(load_brown(dir_.string()), 10000);
+  // brown_pos with vocab = lm uses brown_lm's ids ("the" is the first word: "The/at" twice).
+  auto pos = task("brown_pos", {{"seq_len", 8}, {"vocab", "lm"}}, dir_.string());
+  EXPECT_EQ(pos->info().vocab_size, static_cast<int64_t>(ids.size()) + 2);
+  auto b = pos->eval_batches(Split::kTest, 1, 1)[0];
+  EXPECT_EQ(b.tokens[0][0].item<int64_t>(), ids.at("the"));
+  EXPECT_EQ(b.tokens[0][1].item<int64_t>(), ids.at("dog"));
+  // A miniature WordNet: 10 synsets per file, labels 0..3; the gloss maps to the same ids.
+  const auto wn = dir_ / "wordnet";
+  std::filesystem::create_directories(wn);
+  int file = 0;
+  for (const char* name : {"data.adj", "data.adv", "data.noun", "data.verb"}) {
+    std::ofstream out(wn / name);
+    out << "  1 licence header\n";
+    for (int i = 0; i < 10; ++i) {
+      out << "0000000" << i << " 0" << file << " n 01 x 0 000 | the dog runs zebra\n";
+    }
+    ++file;
+  }
+  auto sst = task("wordnet_sst", {{"seq_len", 3}, {"wordnet_dir", wn.string()}}, dir_.string());
+  EXPECT_EQ(sst->info().head, "cls");
+  EXPECT_EQ(sst->info().num_classes, 45);
+  EXPECT_EQ(sst->num_train_samples(), 32);               // 40 synsets, index % 10 >= 2
+  auto batches = sst->eval_batches(Split::kTest, 8, 0);  // synsets 0, 10, 20, 30
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_TRUE(torch::equal(batches[0].targets, torch::tensor({0, 1, 2, 3}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(batches[0].tokens[0], torch::tensor({ids.at("the"), ids.at("dog"),
+                                                                ids.at("runs")})));  // cut at 3
+  expect_error(
+      [&] {
+        task("wordnet_sst", {{"wordnet_dir", "/nonexistent"}}, dir_.string());
+      },
+      "install WordNet with: apt-get install wordnet-base");
 }
 
 TEST_F(BrownFixture, MissingCorpusSaysHowToFetch) {

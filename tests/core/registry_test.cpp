@@ -19,7 +19,8 @@ TEST(Registry, GoldenNames) {
             (std::vector<std::string>{"adaptive", "inf_moe", "top_k", "top_p"}));
   EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper", "inf_ffn"}));
   EXPECT_EQ(task_registry().names(),
-            (std::vector<std::string>{"brown_lm", "brown_pos", "mod_sum", "pointer_chase"}));
+            (std::vector<std::string>{"brown_lm", "brown_pos", "mod_sum", "pointer_chase",
+                                      "wordnet_sst"}));
 }
 
 TEST(Registry, DuplicateNameThrows) {

@@ -110,7 +110,7 @@ TEST(SweepSpec, BadFilesNameFileKeyAndChoices) {
   expect_error([] { load_sweep(write_sweep("r.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"moe.router\" = { name = \"top_q\" }\n")); },
                "unknown router 'top_q'; known: [adaptive, inf_moe, top_k, top_p]");
   expect_error([] { load_sweep(write_sweep("t.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_summ\"\n")); },
-               "unknown task 'mod_summ'; known: [brown_lm, brown_pos, mod_sum, pointer_chase]");
+               "unknown task 'mod_summ'; known: [brown_lm, brown_pos, mod_sum, pointer_chase, wordnet_sst]");
   expect_error([] { load_sweep(write_sweep("k.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.stepz\" = 1\n")); },
                "section 'train': unknown parameter 'stepz'");
   expect_error([] { load_sweep(write_sweep("w.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.steps\" = \"many\"\n")); },

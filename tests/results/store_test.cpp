@@ -165,5 +165,31 @@ TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
                "no completed runs in sweep 'nope'");
 }
 
+TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
+  {
+    Store s(path("f.sqlite"));
+    int i = 0;
+    for (const char* m : {"full task=a", "mov task=a", "mov task=b", "pretrain"}) {
+      for (int seed = 0; seed < 2; ++seed) {
+        const std::string key = "k" + std::to_string(i++);
+        s.ensure_run({key, "sw", m, "{}", seed});
+        const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
+        s.add_metric(id, 10, "final", "test_accuracy", 0.5 + 0.1 * seed);
+        s.add_metric(id, 10, "final", "trainable_percent", m[0] == 'f' ? 100.0 : 2.0);
+        s.flush();
+        s.finish_run(id, "completed", "");
+      }
+    }
+  }
+  plot_trainable(path("f.sqlite"), "", path("plots"));
+  std::ifstream dat(path("plots/trainable.dat"));
+  std::string all((std::istreambuf_iterator<char>(dat)), {});
+  // Two panels (task=a: full and mov; task=b: mov), mean 0.55 and std 0.0707; no pretrain.
+  EXPECT_NE(all.find("# task=a\n\"full\"\t100\t0.55\t0.0707"), std::string::npos) << all;
+  EXPECT_NE(all.find("# task=b\n\"mov\"\t2\t0.55"), std::string::npos) << all;
+  EXPECT_EQ(all.find("pretrain"), std::string::npos) << all;
+}
+
 }  // namespace
 }  // namespace moe::results
