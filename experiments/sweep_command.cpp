@@ -382,9 +382,10 @@ int run_command(const std::vector<std::string>& args) {
         ++next;
         int64_t slot = 0;
         while (slot_busy[slot]) ++slot;
-        std::vector<std::string> argv_s = {"/proc/self/exe", "sweep",     "worker",
-                                           "--db",           db,          "--run-key",
-                                           t->run_key,       "--threads", std::to_string(threads)};
+        // Every other trial waits for the pretraining run: it gets all the cores.
+        const auto n_threads = std::to_string(t->pretrain ? cores : threads);
+        std::vector<std::string> argv_s = {"/proc/self/exe", "sweep",    "worker",    "--db",   db,
+                                           "--run-key",      t->run_key, "--threads", n_threads};
         if (plan.keep_models || t->pretrain) {
           argv_s.push_back("--save-model");
           argv_s.push_back(model_path(db, t->run_key));
