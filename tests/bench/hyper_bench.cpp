@@ -12,20 +12,22 @@
 
 #include <iomanip>
 #include <iostream>
-#include <map>
-#include <set>
 
 #include "core/moe_layer.h"
 #include "core/train/device.h"
 #include "plugins/experts/hyper.h"
 #include "plugins/routers/top_k.h"
+#include "tests/bench/bench_util.h"
 #include "tests/plugins/hyper_reference.h"
 
 namespace {
 
 constexpr int64_t kT = 4096, kD = 256, kE = 8, kR = 64;
-const nlohmann::json kHyper = {{"bottleneck", kR}, {"embed_dim", 128}, {"hidden", 128},
-                               {"hyper_hidden", 128}, {"inner", {{"name", "ffn"}, {"hidden", 1024}}}};
+const nlohmann::json kHyper = {{"bottleneck", kR},
+                               {"embed_dim", 128},
+                               {"hidden", 128},
+                               {"hyper_hidden", 128},
+                               {"inner", {{"name", "ffn"}, {"hidden", 1024}}}};
 
 moe::ExpertBank make_bank(bool hyper) {
   torch::manual_seed(0);
@@ -35,8 +37,8 @@ moe::ExpertBank make_bank(bool hyper) {
 }
 
 moe::Router make_router() {
-  return moe::Router(std::shared_ptr<moe::RouterImpl>(
-      moe::TopKRouter(moe::TopKRouterOptions(kD, kE).k(2)).ptr()));
+  return moe::Router(
+      std::shared_ptr<moe::RouterImpl>(moe::TopKRouter(moe::TopKRouterOptions(kD, kE).k(2)).ptr()));
 }
 
 void adapter_bench(benchmark::State& state, bool per_token) {
@@ -48,8 +50,8 @@ void adapter_bench(benchmark::State& state, bool per_token) {
   bank->adapter(x.detach(), mask);  // records the number of distinct sets
   const double sets = bank->last_stats().at("distinct_sets");
   auto step = [&] {
-    auto y = per_token ? moe::testing::hyper_adapter_per_token(*bank, x, mask)
-                       : bank->adapter(x, mask);
+    auto y =
+        per_token ? moe::testing::hyper_adapter_per_token(*bank, x, mask) : bank->adapter(x, mask);
     y.backward(grad);
   };
   step();
@@ -67,14 +69,7 @@ void BM_AdapterPerToken(benchmark::State& state) { adapter_bench(state, true); }
 
 void layer_bench(benchmark::State& state, bool hyper) {
   moe::MoELayer layer(make_router(), make_bank(hyper), moe::MoELayerOptions(kE));
-  auto x = torch::randn({kT, kD}, torch::requires_grad());
-  auto grad = torch::randn({kT, kD});
-  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);
-  for (auto _ : state) {
-    layer->zero_grad();
-    layer->forward(x).backward(grad);
-  }
-  state.SetItemsProcessed(state.iterations() * kT);
+  moe::bench::run_fwd_bwd(state, layer, kT, kD);
 }
 void BM_HostMoE(benchmark::State& state) { layer_bench(state, false); }
 void BM_HyperMoE(benchmark::State& state) { layer_bench(state, true); }
@@ -84,37 +79,18 @@ BENCHMARK(BM_AdapterPerToken)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HostMoE)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HyperMoE)->Unit(benchmark::kMillisecond);
 
-class RatioReporter : public benchmark::ConsoleReporter {
+class RatioReporter : public moe::bench::MedianReporter {
  public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs) {
-      std::string name = r.benchmark_name();
-      if (r.run_type == Run::RT_Aggregate) {
-        const auto cut = name.rfind("_median");
-        if (cut == std::string::npos) continue;
-        name.resize(cut);
-        median_.insert(name);
-      } else if (median_.count(name)) {
-        continue;
-      }
-      seconds_[name] = r.GetAdjustedRealTime();
-    }
-  }
   void Finalize() override {
     ConsoleReporter::Finalize();
-    auto ratio = [&](const char* a, const char* b) {
-      return seconds_.count(a) && seconds_.count(b) ? seconds_[a] / seconds_[b] : 0.0;
-    };
+    auto ratio = [&](const char* a, const char* b) { return speedup(b, a); };  // a's time / b's
     std::cout << std::fixed << std::setprecision(2) << "\nT=" << kT << " d=" << kD << " N=" << kE
               << " k=2 r=" << kR << ", " << torch::get_num_threads() << " threads\n"
-              << "per-token / per-set adapter time:            " << ratio("BM_AdapterPerToken", "BM_AdapterPerSet") << "x\n"
-              << "HyperMoE / host MoE layer time (fwd+bwd):    " << ratio("BM_HyperMoE", "BM_HostMoE") << "x\n";
+              << "per-token / per-set adapter time:            "
+              << ratio("BM_AdapterPerToken", "BM_AdapterPerSet") << "x\n"
+              << "HyperMoE / host MoE layer time (fwd+bwd):    "
+              << ratio("BM_HyperMoE", "BM_HostMoE") << "x\n";
   }
-
- private:
-  std::map<std::string, double> seconds_;
-  std::set<std::string> median_;
 };
 
 }  // namespace

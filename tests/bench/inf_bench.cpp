@@ -14,31 +14,16 @@
 
 #include <iomanip>
 #include <iostream>
-#include <map>
-#include <set>
 
 #include "core/moe_layer.h"
 #include "core/train/device.h"
 #include "core/transformer.h"
 #include "plugins/experts/inf_ffn.h"
+#include "tests/bench/bench_util.h"
 
 namespace {
 
 constexpr int64_t kT = 4096, kD = 256;
-
-template <class Layer>
-void run_fwd_bwd(benchmark::State& state, Layer& layer) {
-  torch::manual_seed(0);
-  auto x = torch::randn({kT, kD}, torch::requires_grad());
-  auto grad = torch::randn({kT, kD});
-  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);  // warm-up
-  for (auto _ : state) {
-    layer->zero_grad();
-    x.mutable_grad() = torch::Tensor();
-    layer->forward(x).backward(grad);
-  }
-  state.SetItemsProcessed(state.iterations() * kT);
-}
 
 moe::MoELayer inf_layer(int64_t blocks, int64_t samples, const std::string& compute) {
   torch::manual_seed(0);
@@ -56,7 +41,7 @@ void inf_bench(benchmark::State& state, const std::string& compute, int64_t samp
   layer->forward(torch::randn({kT, kD}));
   state.counters["union_units"] = layer->stats().bank_stats().at("union_units");
   layer->set_collect_stats(false);
-  run_fwd_bwd(state, layer);
+  moe::bench::run_fwd_bwd(state, layer, kT, kD);
 }
 
 void BM_InfGather(benchmark::State& state) { inf_bench(state, "gather", state.range(1)); }
@@ -70,13 +55,13 @@ void BM_Top2of4(benchmark::State& state) {
       moe::make_expert_bank(
           moe::PluginSpec::from_block("experts", {{"name", "ffn"}, {"hidden", 2 * kD}}), ctx),
       moe::MoELayerOptions(4));
-  run_fwd_bwd(state, layer);
+  moe::bench::run_fwd_bwd(state, layer, kT, kD);
 }
 
 void BM_DenseFFN(benchmark::State& state) {
   torch::manual_seed(0);
   moe::DenseFFN ffn(kD, state.range(0), "gelu");
-  run_fwd_bwd(state, ffn);
+  moe::bench::run_fwd_bwd(state, ffn, kT, kD);
 }
 
 BENCHMARK(BM_DenseFFN)->ArgName("hidden")->Arg(1024)->Unit(benchmark::kMillisecond);
@@ -91,28 +76,11 @@ BENCHMARK(BM_InfGather)
     ->Args({128, 2})
     ->Unit(benchmark::kMillisecond);
 
-class RatioReporter : public benchmark::ConsoleReporter {
+class RatioReporter : public moe::bench::MedianReporter {
  public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs) {
-      std::string name = r.benchmark_name();
-      if (r.run_type == Run::RT_Aggregate) {
-        const auto cut = name.rfind("_median");
-        if (cut == std::string::npos) continue;
-        name.resize(cut);
-        median_.insert(name);
-      } else if (median_.count(name)) {
-        continue;
-      }
-      seconds_[name] = r.GetAdjustedRealTime();
-    }
-  }
   void Finalize() override {
     ConsoleReporter::Finalize();
-    auto speed = [&](const std::string& a, const std::string& b) {  // tokens/s of a over b
-      return seconds_.count(a) && seconds_.count(b) ? seconds_[b] / seconds_[a] : 0.0;
-    };
+    auto speed = [&](const std::string& a, const std::string& b) { return speedup(a, b); };
     const std::string g = "BM_InfGather/G:32/K:2";
     std::cout << std::fixed << std::setprecision(2) << "\nT=" << kT << " d=" << kD
               << " D=2048 r=0.25, " << torch::get_num_threads() << " threads; tokens/s ratios\n"
@@ -127,10 +95,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
               << "x, " << speed("BM_InfGather/G:32/K:4", g) << "x, "
               << speed("BM_InfGather/G:32/K:8", g) << "x\n";
   }
-
- private:
-  std::map<std::string, double> seconds_;
-  std::set<std::string> median_;
 };
 
 }  // namespace

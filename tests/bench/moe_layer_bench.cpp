@@ -20,39 +20,29 @@
 #include "core/transformer.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
+#include "tests/bench/bench_util.h"
 
 namespace {
 
 constexpr int64_t kT = 4096, kD = 256;
 
-template <class Layer>
-void run_fwd_bwd(benchmark::State& state, Layer& layer) {
-  torch::manual_seed(0);
-  auto x = torch::randn({kT, kD}, torch::requires_grad());
-  auto grad = torch::randn({kT, kD});
-  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);  // warm-up
-  for (auto _ : state) {
-    layer->zero_grad();
-    x.mutable_grad() = torch::Tensor();
-    layer->forward(x).backward(grad);
-  }
-  state.SetItemsProcessed(state.iterations() * kT);
-}
-
 // args: hidden
 void BM_DenseFFN(benchmark::State& state) {
   torch::manual_seed(0);
   moe::DenseFFN ffn(kD, state.range(0), "gelu");
-  run_fwd_bwd(state, ffn);
+  moe::bench::run_fwd_bwd(state, ffn, kT, kD);
 }
 
 // args: E, k, h
 void BM_MoE(benchmark::State& state) {
   torch::manual_seed(0);
   const int64_t e = state.range(0), k = state.range(1), h = state.range(2);
-  moe::MoELayer layer(moe::Router(std::shared_ptr<moe::RouterImpl>(moe::TopKRouter(moe::TopKRouterOptions(kD, e).k(k)).ptr())),
-                      moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(moe::FFNExperts(moe::FFNExpertsOptions(kD, e, h)).ptr())), moe::MoELayerOptions(e));
-  run_fwd_bwd(state, layer);
+  moe::MoELayer layer(moe::Router(std::shared_ptr<moe::RouterImpl>(
+                          moe::TopKRouter(moe::TopKRouterOptions(kD, e).k(k)).ptr())),
+                      moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(
+                          moe::FFNExperts(moe::FFNExpertsOptions(kD, e, h)).ptr())),
+                      moe::MoELayerOptions(e));
+  moe::bench::run_fwd_bwd(state, layer, kT, kD);
 }
 
 BENCHMARK(BM_DenseFFN)->ArgName("hidden")->Arg(2048)->Arg(1024)->Unit(benchmark::kMillisecond);
@@ -74,9 +64,10 @@ void BM_DynamicVsDense(benchmark::State& state) {
                                     ? nlohmann::json{{"name", "top_p"}, {"threshold", 0.4}}
                                     : nlohmann::json{{"name", "adaptive"}, {"threshold", 0.1}};
   const moe::LayerContext ctx{kD, e, 0, 1};
-  moe::MoELayer layer(moe::make_router(moe::PluginSpec::from_block("router", router), ctx),
-                      moe::make_expert_bank(moe::PluginSpec("experts", "ffn", {{"hidden", h}}), ctx),
-                      moe::MoELayerOptions(e));
+  moe::MoELayer layer(
+      moe::make_router(moe::PluginSpec::from_block("router", router), ctx),
+      moe::make_expert_bank(moe::PluginSpec("experts", "ffn", {{"hidden", h}}), ctx),
+      moe::MoELayerOptions(e));
   {
     torch::NoGradGuard g;
     for (auto& p : layer->router->parameters()) p.normal_(0.0, 0.5);
@@ -113,51 +104,34 @@ BENCHMARK(BM_DynamicVsDense)
     ->Unit(benchmark::kMillisecond);
 
 /// Console output plus a ratio table: MoE tokens/s over the dense FFN with hidden = k * h.
-class RatioReporter : public benchmark::ConsoleReporter {
+class RatioReporter : public moe::bench::MedianReporter {
  public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs) {
-      auto it = r.counters.find("items_per_second");
-      if (it == r.counters.end()) continue;
-      // With --benchmark_repetitions the median aggregate stands for the case.
-      std::string name = r.benchmark_name();
-      const std::string median = "_median";
-      if (r.run_type == Run::RT_Aggregate) {
-        if (name.size() <= median.size() || name.compare(name.size() - median.size(), median.size(), median) != 0) continue;
-        name.resize(name.size() - median.size());
-      } else if (rate_.count(name + "#median")) {
-        continue;
-      }
-      rate_[name] = it->second.value;
-      if (r.run_type == Run::RT_Aggregate) rate_[name + "#median"] = 1;
-    }
-  }
   void Finalize() override {
     ConsoleReporter::Finalize();
-    struct Case { const char* moe; const char* dense; double target; };
+    struct Case {
+      const char* moe;
+      const char* dense;
+      double target;
+    };
     const Case cases[] = {{"BM_MoE/E:8/k:2/h:1024", "BM_DenseFFN/hidden:2048", 0.9},
                           {"BM_MoE/E:64/k:8/h:128", "BM_DenseFFN/hidden:1024", 0.6}};
     std::cout << "\nforward+backward tokens/s, T=" << kT << " d=" << kD << ", "
               << torch::get_num_threads() << " threads\n";
     for (const auto& c : cases) {
-      if (!rate_.count(c.moe) || !rate_.count(c.dense)) continue;
-      const double ratio = rate_[c.moe] / rate_[c.dense];
+      if (rate(c.moe) <= 0 || rate(c.dense) <= 0) continue;
+      const double ratio = rate(c.moe) / rate(c.dense);
       std::cout << std::left << std::setw(34) << c.moe << std::fixed << std::setprecision(0)
-                << rate_[c.moe] << " tok/s vs " << std::setw(24) << c.dense << rate_[c.dense]
-                << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= "
-                << c.target << ") " << (ratio >= c.target ? "ok" : "BELOW TARGET") << "\n";
+                << rate(c.moe) << " tok/s vs " << std::setw(24) << c.dense << rate(c.dense)
+                << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= " << c.target
+                << ") " << (ratio >= c.target ? "ok" : "BELOW TARGET") << "\n";
     }
   }
-
- private:
-  std::map<std::string, double> rate_;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  moe::configure_threads(0);  // all cores, as training does (LibTorch's default here is 1)
+  moe::configure_threads(0);   // all cores, as training does (LibTorch's default here is 1)
   moe::configure_allocator();  // as the moe binary does: no page faults on reused buffers
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

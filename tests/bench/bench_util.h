@@ -1,0 +1,68 @@
+#pragma once
+// Shared by the Google Benchmark binaries (tests/bench): the timed forward + backward loop
+// and a console reporter that remembers every case (its median aggregate under
+// --benchmark_repetitions) so a subclass can print ratios measured in the same process.
+#include <benchmark/benchmark.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace moe::bench {
+
+/// Times layer->forward(x).backward(grad) on x [tokens, d] after two warm-up passes;
+/// items = tokens per iteration.
+template <class Layer>
+void run_fwd_bwd(benchmark::State& state, Layer& layer, int64_t tokens, int64_t d) {
+  torch::manual_seed(0);
+  auto x = torch::randn({tokens, d}, torch::requires_grad());
+  auto grad = torch::randn({tokens, d});
+  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);
+  for (auto _ : state) {
+    layer->zero_grad();
+    x.mutable_grad() = torch::Tensor();
+    layer->forward(x).backward(grad);
+  }
+  state.SetItemsProcessed(state.iterations() * tokens);
+}
+
+class MedianReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& r : runs) {
+      std::string name = r.benchmark_name();
+      if (r.run_type == Run::RT_Aggregate) {
+        const auto cut = name.rfind("_median");
+        if (cut == std::string::npos || cut + 7 != name.size()) continue;
+        name.resize(cut);
+        median_.insert(name);
+      } else if (median_.count(name)) {
+        continue;
+      }
+      time_[name] = r.GetAdjustedRealTime();
+      auto it = r.counters.find("items_per_second");
+      if (it != r.counters.end()) rate_[name] = it->second.value;
+    }
+  }
+
+ protected:
+  bool has(const std::string& name) const { return time_.count(name) > 0; }
+  /// Time per iteration in the case's time unit; 0 when the case did not run.
+  double time(const std::string& name) const { return has(name) ? time_.at(name) : 0.0; }
+  /// Items (tokens) per second; 0 when absent.
+  double rate(const std::string& name) const { return rate_.count(name) ? rate_.at(name) : 0.0; }
+  /// How many times faster a runs than b (b's time over a's; both in the same unit).
+  double speedup(const std::string& a, const std::string& b) const {
+    return has(a) && has(b) ? time(b) / time(a) : 0.0;
+  }
+
+ private:
+  std::map<std::string, double> time_, rate_;
+  std::set<std::string> median_;
+};
+
+}  // namespace moe::bench
