@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core/train/device.h"
+
 namespace moe::bench {
 
 /// Times layer->forward(x).backward(grad) on x [tokens, d] after two warm-up passes;
@@ -64,5 +66,19 @@ class MedianReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> time_, rate_;
   std::set<std::string> median_;
 };
+
+/// main() of a benchmark binary: all cores and the allocator policy the moe binary uses
+/// (no page faults on reused buffers), then every benchmark through Reporter.
+template <class Reporter>
+int run_main(int argc, char** argv) {
+  moe::configure_threads(0);
+  moe::configure_allocator();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  Reporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
 
 }  // namespace moe::bench

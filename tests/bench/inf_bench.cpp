@@ -99,13 +99,4 @@ class RatioReporter : public moe::bench::MedianReporter {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  moe::configure_threads(0);
-  moe::configure_allocator();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return moe::bench::run_main<RatioReporter>(argc, argv); }
