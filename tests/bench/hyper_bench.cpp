@@ -14,7 +14,6 @@
 #include <iostream>
 
 #include "core/moe_layer.h"
-#include "core/train/device.h"
 #include "plugins/experts/hyper.h"
 #include "plugins/routers/top_k.h"
 #include "tests/bench/bench_util.h"

@@ -16,7 +16,6 @@
 #include <iostream>
 
 #include "core/moe_layer.h"
-#include "core/train/device.h"
 #include "core/transformer.h"
 #include "plugins/experts/inf_ffn.h"
 #include "tests/bench/bench_util.h"

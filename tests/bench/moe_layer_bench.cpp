@@ -16,7 +16,6 @@
 #include <map>
 
 #include "core/moe_layer.h"
-#include "core/train/device.h"
 #include "core/transformer.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
