@@ -1,20 +1,17 @@
-// moe sweep plan|run|status|worker: the resumable, process-isolated sweep runner.
+// moe sweep plan|run|status: the resumable, process-isolated sweep runner (the worker that
+// trains one trial is experiments/sweep_worker.cpp).
 //
 // `run` plans the trials, records them as queued, and starts one worker process per trial
 // (`moe sweep worker`), at most --workers at a time. A worker trains one trial and writes
 // its metrics; an exception, NaN loss or out-of-memory marks that run failed with its
 // message. A worker killed outright leaves 'running' behind: the parent marks it failed,
 // and if the parent itself was killed, the stale heartbeat tells the next run to redo it.
-#include <c10/util/Exception.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <torch/torch.h>
 #include <unistd.h>
 #include <boost/program_options.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -22,13 +19,12 @@
 #include <set>
 #include <thread>
 
-#include "core/train/checkpoint.h"
 #include "core/train/device.h"
-#include "core/train/trainer.h"
 #include "experiments/cli_args.h"
 #include "experiments/commands.h"
 #include "experiments/eval_command.h"
 #include "experiments/sweep_spec.h"
+#include "experiments/sweep_worker.h"
 #include "results/store.h"
 
 extern char** environ;
@@ -36,50 +32,6 @@ namespace po = boost::program_options;
 
 namespace moe {
 namespace {
-
-std::atomic<int> g_signal{0};
-void on_signal(int sig) { g_signal = sig; }
-
-void install_signal_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted by a signal") {}
-};
-
-/// Streams metric events into the store; stops the trial when a signal arrived. Times
-/// itself: the harness's own cost per run is stored as final metric harness_seconds.
-class StoreSink : public MetricSink {
- public:
-  StoreSink(results::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
-  void metric(int64_t step, const std::string& split, const std::string& name,
-              double value) override {
-    if (g_signal) throw Interrupted();
-    const auto t = std::chrono::steady_clock::now();
-    store_.add_metric(run_id_, step, split, name, value);
-    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
-                  double value) override {
-    const auto t = std::chrono::steady_clock::now();
-    store_.add_layer_stat(run_id_, step, split, layer, name, value);
-    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-  void poll() override {
-    if (g_signal) throw Interrupted();
-  }
-  double seconds() const { return seconds_; }
-
- private:
-  results::Store& store_;
-  int64_t run_id_;
-  double seconds_ = 0;
-};
 
 std::string default_db() { return "results/moe.sqlite"; }
 
@@ -89,12 +41,6 @@ std::string fmt_eta(double s) {
   if (t >= 3600) o << t / 3600 << "h";
   o << (t / 60) % 60 << "m" << t % 60 << "s";
   return o.str();
-}
-
-std::string hostname() {
-  char buf[256] = {0};
-  gethostname(buf, sizeof(buf) - 1);
-  return buf;
 }
 
 enum class Need { kDone, kRun, kWait };
@@ -107,7 +53,7 @@ Need need_of(const results::RunRow& r, bool retry_failed) {
   if (r.status == "running") {
     if (results::now_seconds() - r.heartbeat > results::kStaleSeconds) return Need::kRun;
     // A worker of this host whose process is gone died without saying so.
-    if (r.host == hostname() && r.pid > 0 && kill(static_cast<pid_t>(r.pid), 0) != 0 &&
+    if (r.host == host_name() && r.pid > 0 && kill(static_cast<pid_t>(r.pid), 0) != 0 &&
         errno == ESRCH) {
       return Need::kRun;
     }
@@ -199,86 +145,6 @@ int status_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-int worker_command(const std::vector<std::string>& args) {
-  po::options_description desc(
-      "moe sweep worker: run one planned trial (started by moe sweep run)");
-  std::string db, key, device, save_model_to;
-  int64_t threads = 0;
-  desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
-      "save-model", po::value(&save_model_to), "save the trained model here")(
-      "run-key", po::value(&key)->required(), "run key")("device", po::value(&device), "device")(
-      "threads", po::value(&threads), "CPU threads");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
-  po::notify(vm);
-  prctl(PR_SET_PDEATHSIG, SIGTERM);  // die with the sweep process
-  install_signal_handlers();
-  results::Store store(db);
-  auto row = store.find_run(key);
-  if (!row) throw std::invalid_argument("no run '" + key + "' in " + db);
-  auto json = nlohmann::json::parse(row->config_json);
-  if (!device.empty()) json["device"] = device;
-  if (vm.count("threads")) json["threads"] = threads;
-  const auto t_start = std::chrono::steady_clock::now();
-  const int64_t run_id = store.start_run(key, hostname(), getpid(), json.value("device", "auto"),
-                                         libtorch_version(), MOE_CODE_VERSION);
-  const double startup_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  std::atomic<bool> done{false};
-  std::thread beat([&] {
-    results::Store hb(db);
-    while (!done) {
-      for (int i = 0; i < 100 && !done; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (!done) hb.heartbeat(run_id);
-    }
-  });
-  std::string status = "completed", error;
-  try {
-    // A sweep's fine-tuning trials name their pretraining run: "run:<key>".
-    if (json.contains("train") && json["train"].value("init_from", "").rfind("run:", 0) == 0) {
-      const std::string pre = json["train"]["init_from"].get<std::string>().substr(4);
-      const auto path = model_path(db, pre);
-      if (!std::filesystem::exists(path)) {
-        throw std::invalid_argument("pretraining run " + pre + " has no saved model (" + path +
-                                    "); rerun the sweep to train it");
-      }
-      json["train"]["init_from"] = path;
-    }
-    auto config = ExperimentConfig::from_json(json, "run " + key);
-    StoreSink sink(store, run_id);
-    Trainer trainer(config, &sink, nullptr);
-    const auto result = trainer.run();
-    if (!save_model_to.empty()) save_model(save_model_to, trainer.model());
-    const auto t = std::chrono::steady_clock::now();
-    store.flush();
-    const double flush =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    store.add_metric(run_id, trainer.step(), "final", "harness_seconds",
-                     sink.seconds() + flush + startup_seconds);
-  } catch (const Interrupted&) {
-    status = "interrupted";
-    error = "stopped by signal " + std::to_string(g_signal.load());
-  } catch (const c10::Error& e) {
-    status = "failed";
-    error = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    status = "failed";
-    error = e.what();
-  }
-  done = true;
-  beat.join();
-  if (status != "completed" && error.find("out of memory") != std::string::npos) {
-    error = "out of memory: " + error;
-  }
-  store.finish_run(run_id, status, error);
-  return status == "completed" ? 0 : 1;
-}
-
 int run_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep run: train every trial of a sweep that is not done yet\n\n"
@@ -349,7 +215,7 @@ int run_command(const std::vector<std::string>& args) {
             << " already done or failed, " << waiting << " running elsewhere, " << todo.size()
             << " to run, " << workers << " worker(s), database " << db << " (planned in "
             << std::fixed << std::setprecision(0) << plan_ms << " ms)\n";
-  install_signal_handlers();
+  install_sweep_signal_handlers();
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = std::max<int64_t>(1, cores / workers);
   std::map<pid_t, std::pair<const Trial*, int64_t>> running;  // pid -> trial, slot
@@ -368,8 +234,9 @@ int run_command(const std::vector<std::string>& args) {
   };
   int64_t last_waiting = -1;
   for (;;) {
-    while ((next < todo.size() && !g_signal) || !running.empty()) {
-      while (!g_signal && next < todo.size() && static_cast<int64_t>(running.size()) < workers) {
+    while ((next < todo.size() && !sweep_signal()) || !running.empty()) {
+      while (!sweep_signal() && next < todo.size() &&
+             static_cast<int64_t>(running.size()) < workers) {
         const Trial* t = todo[next];
         if (!t->depends_on.empty()) {  // wait for the pretraining run; skip if it failed
           const auto dep = store.find_run(t->depends_on);
@@ -430,7 +297,7 @@ int run_command(const std::vector<std::string>& args) {
             WIFSIGNALED(wstatus)
                 ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
                 : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
-        store.finish_run(row->id, g_signal ? "interrupted" : "failed", why);
+        store.finish_run(row->id, sweep_signal() ? "interrupted" : "failed", why);
         row = store.find_run(t->run_key);
       }
       if (row && row->status == "completed") {
@@ -442,7 +309,7 @@ int run_command(const std::vector<std::string>& args) {
       }
       progress();
     }
-    if (g_signal) break;
+    if (sweep_signal()) break;
     // Trials another process held when we looked may have finished, or died, since.
     collect();
     if (next < todo.size()) continue;
@@ -454,7 +321,7 @@ int run_command(const std::vector<std::string>& args) {
     }
     std::this_thread::sleep_for(std::chrono::seconds(2));
   }
-  if (g_signal) {
+  if (sweep_signal()) {
     std::cerr << "[" << plan.name
               << "] stopped by signal; completed runs are kept, rerun to "
                  "finish the rest\n";
@@ -497,7 +364,7 @@ int sweep_command(const std::vector<std::string>& args) {
   if (args[0] == "plan") return plan_command(rest);
   if (args[0] == "run") return run_command(rest);
   if (args[0] == "status") return status_command(rest);
-  if (args[0] == "worker") return worker_command(rest);
+  if (args[0] == "worker") return sweep_worker_command(rest);
   if (args[0] == "eval") return eval_command(rest);
   std::cerr << "moe sweep: unknown sub-command '" << args[0] << "'\n" << usage;
   return 2;

@@ -1,0 +1,164 @@
+// moe sweep worker: trains one planned trial into the results store (started by moe sweep
+// run, one process per trial). An exception, NaN loss or out-of-memory marks the run failed
+// with its message; SIGINT/SIGTERM mark it interrupted.
+#include "experiments/sweep_worker.h"
+
+#include <c10/util/Exception.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <torch/torch.h>
+#include <unistd.h>
+#include <boost/program_options.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "core/train/checkpoint.h"
+#include "core/train/device.h"
+#include "core/train/trainer.h"
+#include "experiments/eval_command.h"
+#include "results/store.h"
+
+namespace po = boost::program_options;
+
+namespace moe {
+namespace {
+
+std::atomic<int> g_signal{0};
+void on_signal(int sig) { g_signal = sig; }
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted by a signal") {}
+};
+
+/// Streams metric events into the store; stops the trial when a signal arrived. Times
+/// itself: the harness's own cost per run is stored as final metric harness_seconds.
+class StoreSink : public MetricSink {
+ public:
+  StoreSink(results::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
+  void metric(int64_t step, const std::string& split, const std::string& name,
+              double value) override {
+    if (g_signal) throw Interrupted();
+    const auto t = std::chrono::steady_clock::now();
+    store_.add_metric(run_id_, step, split, name, value);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
+                  double value) override {
+    const auto t = std::chrono::steady_clock::now();
+    store_.add_layer_stat(run_id_, step, split, layer, name, value);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+  void poll() override {
+    if (g_signal) throw Interrupted();
+  }
+  double seconds() const { return seconds_; }
+
+ private:
+  results::Store& store_;
+  int64_t run_id_;
+  double seconds_ = 0;
+};
+
+}  // namespace
+
+int sweep_signal() { return g_signal.load(); }
+
+void install_sweep_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+int sweep_worker_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe sweep worker: run one planned trial (started by moe sweep run)");
+  std::string db, key, device, save_model_to;
+  int64_t threads = 0;
+  desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
+      "save-model", po::value(&save_model_to), "save the trained model here")(
+      "run-key", po::value(&key)->required(), "run key")("device", po::value(&device), "device")(
+      "threads", po::value(&threads), "CPU threads");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  po::notify(vm);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);  // die with the sweep process
+  install_sweep_signal_handlers();
+  results::Store store(db);
+  auto row = store.find_run(key);
+  if (!row) throw std::invalid_argument("no run '" + key + "' in " + db);
+  auto json = nlohmann::json::parse(row->config_json);
+  if (!device.empty()) json["device"] = device;
+  if (vm.count("threads")) json["threads"] = threads;
+  const auto t_start = std::chrono::steady_clock::now();
+  const int64_t run_id = store.start_run(key, host_name(), getpid(), json.value("device", "auto"),
+                                         libtorch_version(), MOE_CODE_VERSION);
+  const double startup_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  std::atomic<bool> done{false};
+  std::thread beat([&] {
+    results::Store hb(db);
+    while (!done) {
+      for (int i = 0; i < 100 && !done; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!done) hb.heartbeat(run_id);
+    }
+  });
+  std::string status = "completed", error;
+  try {
+    // A sweep's fine-tuning trials name their pretraining run: "run:<key>".
+    if (json.contains("train") && json["train"].value("init_from", "").rfind("run:", 0) == 0) {
+      const std::string pre = json["train"]["init_from"].get<std::string>().substr(4);
+      const auto path = model_path(db, pre);
+      if (!std::filesystem::exists(path)) {
+        throw std::invalid_argument("pretraining run " + pre + " has no saved model (" + path +
+                                    "); rerun the sweep to train it");
+      }
+      json["train"]["init_from"] = path;
+    }
+    auto config = ExperimentConfig::from_json(json, "run " + key);
+    StoreSink sink(store, run_id);
+    Trainer trainer(config, &sink, nullptr);
+    const auto result = trainer.run();
+    if (!save_model_to.empty()) save_model(save_model_to, trainer.model());
+    const auto t = std::chrono::steady_clock::now();
+    store.flush();
+    const double flush =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    store.add_metric(run_id, trainer.step(), "final", "harness_seconds",
+                     sink.seconds() + flush + startup_seconds);
+  } catch (const Interrupted&) {
+    status = "interrupted";
+    error = "stopped by signal " + std::to_string(g_signal.load());
+  } catch (const c10::Error& e) {
+    status = "failed";
+    error = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    status = "failed";
+    error = e.what();
+  }
+  done = true;
+  beat.join();
+  if (status != "completed" && error.find("out of memory") != std::string::npos) {
+    error = "out of memory: " + error;
+  }
+  store.finish_run(run_id, status, error);
+  return status == "completed" ? 0 : 1;
+}
+
+}  // namespace moe
