@@ -53,12 +53,10 @@ torch::Tensor InfFFNExpertsImpl::forward(const torch::Tensor& hidden, const Rout
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "expert bank 'inf_ffn': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  {
-    torch::NoGradGuard no_grad;
-    last_union_ = routing.indices.ge(0).sum(1).to(torch::kDouble).mean() * double(block_);
-    auto it = routing.extras.find("stat.nominal_experts");
-    last_nominal_ = it == routing.extras.end() ? torch::Tensor() : it->second * double(block_);
-  }
+  // Kept for last_stats(), which only evaluations call: no work here in training.
+  last_indices_ = routing.indices.detach();
+  auto it = routing.extras.find("stat.nominal_experts");
+  last_nominal_ = it == routing.extras.end() ? torch::Tensor() : it->second;
   if (options_.compute() == "dense") return dense_forward(hidden, routing);
   if (plan.token_index.numel() == 0) return torch::zeros_like(hidden) + b2;
   auto xs = gather_rows(hidden, plan);
@@ -69,8 +67,11 @@ torch::Tensor InfFFNExpertsImpl::forward(const torch::Tensor& hidden, const Rout
 
 std::map<std::string, double> InfFFNExpertsImpl::last_stats() const {
   std::map<std::string, double> out;
-  if (last_union_.defined()) out["union_units"] = last_union_.item<double>();
-  if (last_nominal_.defined()) out["nominal_units"] = last_nominal_.item<double>();
+  if (last_indices_.defined()) {
+    out["union_units"] =
+        last_indices_.ge(0).sum(1).to(torch::kDouble).mean().item<double>() * double(block_);
+  }
+  if (last_nominal_.defined()) out["nominal_units"] = last_nominal_.item<double>() * double(block_);
   return out;
 }
 

@@ -52,7 +52,7 @@ class InfFFNExpertsImpl : public ExpertBankImpl {
 
   InfFFNExpertsOptions options_;
   int64_t block_ = 0;
-  torch::Tensor last_union_, last_nominal_;  // detached, read only by last_stats()
+  torch::Tensor last_indices_, last_nominal_;  // detached, read only by last_stats()
 };
 TORCH_MODULE(InfFFNExperts);
 
