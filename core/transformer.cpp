@@ -61,8 +61,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
   if (pad_mask.defined()) {
-    scores = scores.masked_fill(pad_mask.view({b, 1, 1, s}),
-                                -std::numeric_limits<float>::infinity());
+    scores =
+        scores.masked_fill(pad_mask.view({b, 1, 1, s}), -std::numeric_limits<float>::infinity());
   }
   auto attn = torch::softmax(scores, -1);
   auto mixed = torch::matmul(attn, vh).transpose(1, 2).reshape({b, s, d});
@@ -105,12 +105,13 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
     auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
     auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
     moe = register_module(
-        "moe", MoELayer(router, bank,
-                        MoELayerOptions(opt.moe().num_experts)
-                            .capacity_factor(opt.moe().capacity_factor)));
+        "moe",
+        MoELayer(
+            router, bank,
+            MoELayerOptions(opt.moe().num_experts).capacity_factor(opt.moe().capacity_factor)));
   } else {
-    ffn = register_module(
-        "ffn", DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation(), opt.peft()));
+    ffn = register_module("ffn",
+                          DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation(), opt.peft()));
   }
 }
 
@@ -126,9 +127,10 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
   TORCH_CHECK(o.head() == "lm" || o.head() == "tag" || o.head() == "cls",
               "model: expected head one of [lm, tag, cls], got '", o.head(), "'");
   TORCH_CHECK(o.attention_bias() == "none" || o.attention_bias() == "alibi",
-              "model: expected attention_bias one of [none, alibi], got '", o.attention_bias(), "'");
-  TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0,
-              "model: head '", o.head(), "' expected num_classes > 0");
+              "model: expected attention_bias one of [none, alibi], got '", o.attention_bias(),
+              "'");
+  TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0, "model: head '", o.head(),
+              "' expected num_classes > 0");
   tok_emb = register_module("tok_emb", torch::nn::Embedding(o.vocab_size(), o.d_model()));
   pos_emb = register_module("pos_emb", torch::nn::Embedding(o.max_len(), o.d_model()));
   if (o.feature_vocab() > 0) {
@@ -230,29 +232,40 @@ double TransformerImpl::active_params(const std::vector<double>& mean_experts) c
   return n;
 }
 
+int64_t TransformerImpl::embedding_params() const {
+  int64_t n = tok_emb->weight.numel() + pos_emb->weight.numel();
+  if (feat_emb) n += feat_emb->weight.numel();
+  return n;
+}
+
 double TransformerImpl::flops_per_token(const std::vector<double>& mean_experts,
                                         int64_t seq_len) const {
+  return flops_breakdown(mean_experts, seq_len).total();
+}
+
+FlopsBreakdown TransformerImpl::flops_breakdown(const std::vector<double>& mean_experts,
+                                                int64_t seq_len) const {
   const double d = static_cast<double>(options_.d_model());
-  double flops = 0;
+  FlopsBreakdown f;
   size_t moe_index = 0;
   for (const auto& block : block_list_) {
-    flops += 2 * 4 * d * d + 2 * 2 * seq_len * d;  // projections; scores and weighted sum
-    flops += block->attn->adapter_flops_per_token();
-    if (block->ffn) flops += block->ffn->adapter_flops_per_token();
+    f.attention += 2 * 4 * d * d + 2 * 2 * seq_len * d;  // projections; scores and weighted sum
+    f.adapters += block->attn->adapter_flops_per_token();
+    if (block->ffn) f.adapters += block->ffn->adapter_flops_per_token();
     if (block->moe) {
       const double k = moe_index < mean_experts.size() ? mean_experts[moe_index] : 0.0;
-      flops += 2 * d * block->moe->options().num_experts() +
-               k * block->moe->experts->flops_per_expert_token() +
+      f.router += 2 * d * block->moe->options().num_experts();
+      f.ffn += k * block->moe->experts->flops_per_expert_token() +
                block->moe->experts->extra_flops_per_token();
       ++moe_index;
     } else {
-      flops += 2 * static_cast<double>(block->ffn->up->weight.numel() +
+      f.ffn += 2 * static_cast<double>(block->ffn->up->weight.numel() +
                                        block->ffn->down->weight.numel());
     }
   }
-  const double classes =
-      options_.head() == "lm" ? options_.vocab_size() : options_.num_classes();
-  return flops + 2 * d * classes;
+  const double classes = options_.head() == "lm" ? options_.vocab_size() : options_.num_classes();
+  f.head = 2 * d * classes;
+  return f;
 }
 
 }  // namespace moe

@@ -39,8 +39,8 @@ struct TransformerOptions {
   TORCH_ARG(int64_t, heads) = 4;
   TORCH_ARG(int64_t, max_len) = 128;
   TORCH_ARG(bool, causal) = true;
-  TORCH_ARG(std::string, head) = "lm";  ///< lm | tag | cls
-  TORCH_ARG(int64_t, num_classes) = 0;  ///< for tag and cls heads
+  TORCH_ARG(std::string, head) = "lm";   ///< lm | tag | cls
+  TORCH_ARG(int64_t, num_classes) = 0;   ///< for tag and cls heads
   TORCH_ARG(int64_t, ffn_hidden) = 512;  ///< dense FFN width
   TORCH_ARG(std::string, activation) = "gelu";
   TORCH_ARG(int64_t, moe_every) = 0;  ///< MoE in layers l with (l+1) % moe_every == 0; 0 = dense
@@ -103,6 +103,16 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
+/// Forward FLOPs per token (2 per multiply-add) by part; total() = flops_per_token().
+struct FlopsBreakdown {
+  double attention = 0;  ///< q/k/v/o projections, scores and the weighted sum
+  double ffn = 0;        ///< dense FFNs, or the selected experts (and the banks' extras)
+  double router = 0;     ///< the routers' gate projections
+  double adapters = 0;   ///< PEFT adapters at every site
+  double head = 0;       ///< output projection (tied or not)
+  double total() const { return attention + ffn + router + adapters + head; }
+};
+
 class TransformerImpl : public torch::nn::Module {
  public:
   explicit TransformerImpl(TransformerOptions options);
@@ -122,9 +132,14 @@ class TransformerImpl : public torch::nn::Module {
   /// Non-expert parameters + sum over MoE layers of mean_experts[l] * params_per_expert
   /// + the banks' extra_active_params; shared generator parameters are excluded.
   double active_params(const std::vector<double>& mean_experts) const;
+  /// Embedding tables (token, position, feature): what the non-embedding counts leave out
+  /// (Kaplan et al. 2020). The tied LM head is the token table, so it is left out too; an
+  /// untied tag/cls head counts.
+  int64_t embedding_params() const;
   /// Forward FLOPs per token (2 per multiply-add) with mean_experts[l] experts per token,
   /// adapters included.
   double flops_per_token(const std::vector<double>& mean_experts, int64_t seq_len) const;
+  FlopsBreakdown flops_breakdown(const std::vector<double>& mean_experts, int64_t seq_len) const;
 
   const TransformerOptions& options() const { return options_; }
 

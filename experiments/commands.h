@@ -12,6 +12,8 @@ int sweep_command(const std::vector<std::string>& args);
 int query_command(const std::vector<std::string>& args);
 int plot_command(const std::vector<std::string>& args);
 int merge_command(const std::vector<std::string>& args);
+int compare_command(const std::vector<std::string>& args);
+int report_command(const std::vector<std::string>& args);
 int eval_command(const std::vector<std::string>& args);  ///< moe sweep eval
 
 }  // namespace moe

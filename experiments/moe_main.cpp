@@ -1,6 +1,6 @@
 // moe: the moe-lab command line.
-#include <boost/program_options/errors.hpp>
 #include <c10/util/Exception.h>
+#include <boost/program_options/errors.hpp>
 
 #include <iostream>
 #include <map>
@@ -20,6 +20,8 @@ constexpr const char* kUsage =
     "  sweep     plan / run / status of a sweep file (resumable, parallel, sharded)\n"
     "  query     read-only SQL over a results database (views: final, by_method, pareto, layers)\n"
     "  plot      figures from a results database (gnuplot, PNG + SVG)\n"
+    "  compare   per-method 95% CIs and paired tests against a baseline over seeds\n"
+    "  report    one self-contained HTML page per sweep (tables, plots, config diff)\n"
     "  merge     join shard databases\n"
     "  plugins   list the registered routers, expert banks and tasks\n";
 
@@ -27,9 +29,10 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
-      {"train", &moe::train_command},  {"plugins", &moe::plugins_command},
-      {"sweep", &moe::sweep_command},  {"query", &moe::query_command},
-      {"plot", &moe::plot_command},    {"merge", &moe::merge_command}};
+      {"train", &moe::train_command},     {"plugins", &moe::plugins_command},
+      {"sweep", &moe::sweep_command},     {"query", &moe::query_command},
+      {"plot", &moe::plot_command},       {"merge", &moe::merge_command},
+      {"compare", &moe::compare_command}, {"report", &moe::report_command}};
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;

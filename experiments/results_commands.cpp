@@ -1,10 +1,14 @@
 // moe query | plot | merge: the results layer's commands (no training here).
 #include <boost/program_options.hpp>
 
+#include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include "experiments/cli_args.h"
 #include "experiments/commands.h"
+#include "results/compare.h"
+#include "results/html_report.h"
 #include "results/report.h"
 
 namespace po = boost::program_options;
@@ -36,31 +40,46 @@ int query_command(const std::vector<std::string>& args) {
 int plot_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
-      "Usage: moe plot pareto|layers|curves|difficulty|experts|reevals|trainable|all\n"
+      "Usage: moe plot pareto|layers|load|curves|difficulty|experts|reevals|trainable|all\n"
       "                [--db PATH] [--sweep NAME] [--out DIR]\n\n"
       "  pareto      mean test accuracy vs mean active parameters per method, error bars over\n"
       "              seeds, and the Pareto front\n"
       "  layers      mean experts per token per MoE layer, and a layer x experts-used heatmap\n"
+      "  load        per-expert routing load per method and layer (heatmap; 0 = dead expert)\n"
       "  curves      training loss against step for every run\n"
       "  difficulty  test accuracy per difficulty level for every method\n"
       "  experts     experts per token during training (methods whose count changes)\n"
       "  reevals     accuracy and eval latency of re-evaluated models vs the option value\n"
       "  trainable   test accuracy vs trainable-parameter percentage (fine-tuning sweeps)\n"
-      "  all         every plot that the database has data for\n\nOptions");
-  std::string kind, db, sweep, out;
+      "  all         every plot that the database has data for\n\n"
+      "pareto's x-axis (--x): nonembed_active_params (default: active parameters per token\n"
+      "without the embedding tables, Kaplan et al.), active_params, flops_per_token; its\n"
+      "error bars (--error): ci95 (default, Student t over seeds) or std.\n\nOptions");
+  std::string kind, db, sweep, out, x, error;
   desc.add_options()("help,h", "show this help")("kind", po::value(&kind), "plot kind")(
       "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
       "sweep", po::value(&sweep)->default_value(""), "only this sweep (default: all)")(
-      "out", po::value(&out)->default_value("results/plots"), "output directory");
+      "out", po::value(&out)->default_value("results/plots"), "output directory")(
+      "x", po::value(&x)->default_value("nonembed_active_params"),
+      "pareto x-axis: nonembed_active_params | active_params | flops_per_token")(
+      "error", po::value(&error)->default_value("ci95"), "pareto error bars: ci95 | std");
   po::positional_options_description pos;
   pos.add("kind", 1);
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, "kind"); rc >= 0) return rc;
-  using Plot = std::string (*)(const std::string&, const std::string&, const std::string&);
+  using Plot =
+      std::function<std::string(const std::string&, const std::string&, const std::string&)>;
+  auto pareto = [&](const std::string& d, const std::string& s, const std::string& o) {
+    return results::plot_pareto(d, s, o, x, error);
+  };
   const std::vector<std::pair<std::string, Plot>> plots = {
-      {"pareto", &results::plot_pareto},      {"layers", &results::plot_layers},
-      {"curves", &results::plot_curves},      {"difficulty", &results::plot_difficulty},
-      {"experts", &results::plot_experts},    {"reevals", &results::plot_reevals},
+      {"pareto", pareto},
+      {"layers", &results::plot_layers},
+      {"load", &results::plot_load},
+      {"curves", &results::plot_curves},
+      {"difficulty", &results::plot_difficulty},
+      {"experts", &results::plot_experts},
+      {"reevals", &results::plot_reevals},
       {"trainable", &results::plot_trainable}};
   bool found = false;
   for (const auto& [name, fn] : plots) {
@@ -76,8 +95,68 @@ int plot_command(const std::vector<std::string>& args) {
   if (!found) {
     throw std::invalid_argument(
         "unknown plot '" + kind +
-        "'; known: [pareto, layers, curves, difficulty, experts, reevals, trainable, all]");
+        "'; known: [pareto, layers, load, curves, difficulty, experts, reevals, trainable, all]");
   }
+  return 0;
+}
+
+int compare_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe compare: per-method mean and 95% CI over seeds, and paired comparisons against a\n"
+      "baseline method (same seed = same data order and initialisation)\n\n"
+      "Usage: moe compare [--db PATH] [--sweep NAME] [--baseline METHOD]\n"
+      "                   [--metric NAME] [--csv | --json]\n\n"
+      "Per method: n runs, mean, 95% CI (Student t); against the baseline over the seeds both\n"
+      "have: the mean paired difference (method - baseline), its 95% CI, the two-sided paired\n"
+      "t-test p, and p adjusted over all methods compared (Holm). verdict: better / worse\n"
+      "(adjusted p < 0.05, in the metric's direction: loss, perplexity, seconds and steps are\n"
+      "lower-is-better) or n.s. Reads completed runs' final metrics only.\n\nOptions");
+  std::string db, sweep, baseline, metric, direction;
+  desc.add_options()("help,h", "show this help")(
+      "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
+      "sweep", po::value(&sweep)->default_value(""),
+      "sweep name (default: the database's only sweep)")(
+      "baseline", po::value(&baseline)->default_value(""),
+      "method to compare against (default: the first 'dense*' method, else the first)")(
+      "metric", po::value(&metric)->default_value("test_accuracy"),
+      "final metric: test_accuracy, test_loss, test_perplexity, valid_accuracy, ...")(
+      "direction", po::value(&direction)->default_value("auto"),
+      "auto | higher | lower: which way is better")("csv", "CSV output")("json", "JSON output");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (const int rc = parse_args(args, desc, pos, vm, ""); rc >= 0) return rc;
+  const auto format = vm.count("csv")    ? results::QueryFormat::kCsv
+                      : vm.count("json") ? results::QueryFormat::kJson
+                                         : results::QueryFormat::kTable;
+  const auto c = results::compare_methods(db, sweep, baseline, metric, direction);
+  results::print_comparison(c, format, std::cout);
+  return 0;
+}
+
+int report_command(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "moe report: write one self-contained HTML page per sweep (opens offline, fetches\n"
+      "nothing): trial status with failure messages, the per-method table (mean, 95% CI,\n"
+      "paired difference against the baseline, p and Holm-adjusted p), inline SVG plots\n"
+      "(Pareto, layers, load, curves, difficulty, ...), the configuration keys that differ\n"
+      "between methods, and the environment. Reads only the database.\n\n"
+      "Usage: moe report [--db PATH] [--sweep NAME ...] [--baseline METHOD] [--out "
+      "FILE]\n\nOptions");
+  std::string db, baseline, out;
+  std::vector<std::string> sweeps;
+  desc.add_options()("help,h", "show this help")(
+      "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
+      "sweep", po::value(&sweeps)->multitoken(), "sweep(s) to report (default: every sweep)")(
+      "baseline", po::value(&baseline)->default_value(""),
+      "method to compare against (default: the first 'dense*' method, else the first)")(
+      "out", po::value(&out)->default_value(""),
+      "output file (default: results/report/<sweep>.html)");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (const int rc = parse_args(args, desc, pos, vm, ""); rc >= 0) return rc;
+  const auto path = results::write_report({db, sweeps, baseline, out});
+  std::cout << "wrote " << path << " (" << std::filesystem::file_size(path) / 1024
+            << " KiB; open it in any browser, no network needed)\n";
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <boost/program_options.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -23,6 +24,7 @@
 #include "experiments/cli_args.h"
 #include "experiments/commands.h"
 #include "experiments/eval_command.h"
+#include "experiments/param_counts.h"
 #include "experiments/sweep_spec.h"
 #include "experiments/sweep_worker.h"
 #include "results/store.h"
@@ -89,16 +91,21 @@ void ensure_parent_dir(const std::string& path) {
 int plan_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep plan: print the trials of a sweep file (dry run)\n\n"
-      "Usage: moe sweep plan FILE [--db PATH]\n\nOptions");
+      "Usage: moe sweep plan FILE [--db PATH] [--params]\n\n"
+      "--params builds each trial's model on the CPU and adds its non-embedding total and\n"
+      "nominal active parameters per token (top_k: k experts; '-' for routers whose count\n"
+      "is measured): how matched baselines are checked.\n\nOptions");
   std::string file, db;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
       "db", po::value(&db)->default_value(default_db()),
-      "results database to check for done trials");
+      "results database to check for done trials")(
+      "params", "add non-embedding total / active parameters per trial");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
   auto plan = load_sweep(file);
+  const bool params = vm.count("params") > 0;
   std::map<std::string, std::string> status;
   if (std::filesystem::exists(db)) {
     results::Store store(db);
@@ -106,11 +113,19 @@ int plan_command(const std::vector<std::string>& args) {
   }
   std::cout << "sweep '" << plan.name << "': " << plan.trials.size() << " trials\n";
   std::cout << std::left << std::setw(18) << "run_key" << std::setw(32) << "method" << std::setw(6)
-            << "seed"
-            << "status\n";
+            << "seed" << std::setw(12) << "status"
+            << (params ? "nonembed_total  nonembed_active" : "") << "\n";
   for (const auto& t : plan.trials) {
     std::cout << std::setw(18) << t.run_key << std::setw(32) << t.method << std::setw(6) << t.seed
-              << (status.count(t.run_key) ? status[t.run_key] : "new") << "\n";
+              << std::setw(12) << (status.count(t.run_key) ? status[t.run_key] : "new");
+    if (params) {
+      const auto c = nominal_param_counts(t.config);
+      std::cout << std::setw(16) << static_cast<int64_t>(c.nonembed_total)
+                << (std::isnan(c.nonembed_active)
+                        ? std::string("-")
+                        : std::to_string(static_cast<int64_t>(c.nonembed_active)));
+    }
+    std::cout << "\n";
   }
   return 0;
 }
@@ -187,20 +202,26 @@ int run_command(const std::vector<std::string>& args) {
   store.upsert_sweep(plan.name, plan.spec_text);
   const bool retry_failed = vm.count("retry-failed") > 0;
   std::vector<const Trial*> todo;
-  std::set<std::string> taken;  // run keys this invocation started (each at most once)
-  int64_t skipped = 0, waiting = 0;
+  std::set<std::string> taken;   // run keys this invocation claimed (each at most once)
+  std::set<std::string> queued;  // run keys in todo[next..], not claimed yet
+  std::set<std::string> done_before;
+  int64_t skipped = 0, waiting = 0, lost = 0;
   for (const auto& t : trials)
     store.ensure_run({t.run_key, plan.name, t.method, t.config.dump(), t.seed});
-  // Trials that need a run and that this invocation has not started; counts the ones a
-  // live worker elsewhere holds.
+  for (const auto& r : store.runs(plan.name))
+    if (r.status == "completed") done_before.insert(r.run_key);
+  auto claimable = [&](const results::RunRow& r) { return need_of(r, retry_failed) == Need::kRun; };
+  size_t next = 0;
+  // Trials that need a run, that this invocation has not claimed and are not queued here;
+  // counts the ones a live worker elsewhere holds. Claims happen at start (claim_run).
   auto collect = [&] {
     waiting = 0;
     for (const auto& t : trials) {
-      if (taken.count(t.run_key)) continue;
+      if (taken.count(t.run_key) || queued.count(t.run_key)) continue;
       const Need need = need_of(*store.find_run(t.run_key), retry_failed);
       if (need == Need::kRun) {
         todo.push_back(&t);
-        taken.insert(t.run_key);
+        queued.insert(t.run_key);
       } else if (need == Need::kWait) {
         ++waiting;
       }
@@ -220,17 +241,17 @@ int run_command(const std::vector<std::string>& args) {
   const int64_t threads = std::max<int64_t>(1, cores / workers);
   std::map<pid_t, std::pair<const Trial*, int64_t>> running;  // pid -> trial, slot
   std::vector<bool> slot_busy(workers, false);
-  size_t next = 0;
   int64_t done = 0, failed = 0, blocked = 0;
   const auto start = std::chrono::steady_clock::now();
   auto progress = [&] {
     const double el =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int64_t finished = done + failed + blocked;
-    const double eta = finished ? el / finished * (todo.size() - finished) : 0;
+    const double eta = finished ? el / finished * (queued.size() + running.size()) : 0;
     std::cerr << "[" << plan.name << "] " << done << " done, " << failed << " failed, "
-              << running.size() << " running, " << todo.size() - finished - running.size()
-              << " waiting" << (finished ? ", ETA " + fmt_eta(eta) : "") << "\n";
+              << running.size() << " running, " << queued.size() << " waiting"
+              << (lost ? ", " + std::to_string(lost) + " taken by other runners" : "")
+              << (finished ? ", ETA " + fmt_eta(eta) : "") << "\n";
   };
   int64_t last_waiting = -1;
   for (;;) {
@@ -247,12 +268,29 @@ int run_command(const std::vector<std::string>& args) {
           if (!dep || dep->status != "completed") break;
         }
         ++next;
+        queued.erase(t->run_key);
+        // The claim is atomic: if another runner took the trial since we looked, move on.
+        const auto claim = store.claim_run(t->run_key, host_name(), getpid(), claimable);
+        if (!claim) {
+          ++lost;
+          continue;
+        }
+        taken.insert(t->run_key);
         int64_t slot = 0;
         while (slot_busy[slot]) ++slot;
         // Every other trial waits for the pretraining run: it gets all the cores.
         const auto n_threads = std::to_string(t->pretrain ? cores : threads);
-        std::vector<std::string> argv_s = {"/proc/self/exe", "sweep",    "worker",    "--db",   db,
-                                           "--run-key",      t->run_key, "--threads", n_threads};
+        std::vector<std::string> argv_s = {"/proc/self/exe",
+                                           "sweep",
+                                           "worker",
+                                           "--db",
+                                           db,
+                                           "--run-key",
+                                           t->run_key,
+                                           "--threads",
+                                           n_threads,
+                                           "--attempt",
+                                           std::to_string(claim->attempt)};
         if (plan.keep_models || t->pretrain) {
           argv_s.push_back("--save-model");
           argv_s.push_back(model_path(db, t->run_key));
@@ -327,10 +365,15 @@ int run_command(const std::vector<std::string>& args) {
                  "finish the rest\n";
     return 130;
   }
-  int64_t failed_total = 0;
-  for (const auto& t : trials) failed_total += store.find_run(t.run_key)->status == "failed";
-  std::cerr << "[" << plan.name << "] finished: " << done << " completed, " << failed << " failed, "
-            << skipped << " skipped";
+  int64_t failed_total = 0, by_others = 0;
+  for (const auto& t : trials) {
+    const auto row = store.find_run(t.run_key);
+    failed_total += row->status == "failed";
+    by_others +=
+        row->status == "completed" && !taken.count(t.run_key) && !done_before.count(t.run_key);
+  }
+  std::cerr << "[" << plan.name << "] finished: " << done << " completed here, " << by_others
+            << " by other processes, " << failed << " failed, " << skipped << " skipped";
   if (failed_total > failed) {
     std::cerr << "; " << failed_total - failed << " failed earlier (rerun with --retry-failed)";
   }

@@ -29,6 +29,8 @@ namespace {
 
 std::atomic<int> g_signal{0};
 void on_signal(int sig) { g_signal = sig; }
+/// Set by the heartbeat thread when the run's current attempt is no longer ours.
+std::atomic<bool> superseded{false};
 
 struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted by a signal") {}
@@ -54,6 +56,7 @@ class StoreSink : public MetricSink {
   }
   void poll() override {
     if (g_signal) throw Interrupted();
+    if (superseded) throw results::Superseded("another process took this run over");
   }
   double seconds() const { return seconds_; }
 
@@ -85,11 +88,12 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep worker: run one planned trial (started by moe sweep run)");
   std::string db, key, device, save_model_to;
-  int64_t threads = 0;
+  int64_t threads = 0, attempt = 0;
   desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
       "save-model", po::value(&save_model_to), "save the trained model here")(
       "run-key", po::value(&key)->required(), "run key")("device", po::value(&device), "device")(
-      "threads", po::value(&threads), "CPU threads");
+      "threads", po::value(&threads), "CPU threads")("attempt", po::value(&attempt)->required(),
+                                                     "the attempt the runner claimed");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   if (vm.count("help")) {
@@ -106,17 +110,20 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   if (!device.empty()) json["device"] = device;
   if (vm.count("threads")) json["threads"] = threads;
   const auto t_start = std::chrono::steady_clock::now();
-  const int64_t run_id = store.start_run(key, host_name(), getpid(), json.value("device", "auto"),
-                                         libtorch_version(), MOE_CODE_VERSION);
+  // Throws Superseded (exit 1, nothing written) if another process took the run over.
+  const int64_t run_id =
+      store.start_attempt(key, attempt, host_name(), getpid(), json.value("device", "auto"),
+                          libtorch_version(), MOE_CODE_VERSION);
   const double startup_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   std::atomic<bool> done{false};
+  superseded = false;
   std::thread beat([&] {
     results::Store hb(db);
     while (!done) {
       for (int i = 0; i < 100 && !done; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (!done) hb.heartbeat(run_id);
+      if (!done && !hb.heartbeat(run_id, attempt)) superseded = true;
     }
   });
   std::string status = "completed", error;
@@ -142,6 +149,11 @@ int sweep_worker_command(const std::vector<std::string>& args) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     store.add_metric(run_id, trainer.step(), "final", "harness_seconds",
                      sink.seconds() + flush + startup_seconds);
+  } catch (const results::Superseded& e) {  // not ours any more: write nothing
+    std::cerr << "moe sweep worker: " << e.what() << "\n";
+    done = true;
+    beat.join();
+    return 1;
   } catch (const Interrupted&) {
     status = "interrupted";
     error = "stopped by signal " + std::to_string(g_signal.load());
@@ -157,7 +169,12 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   if (status != "completed" && error.find("out of memory") != std::string::npos) {
     error = "out of memory: " + error;
   }
-  store.finish_run(run_id, status, error);
+  try {
+    if (!store.finish_run(run_id, status, error)) return 1;  // another process took it over
+  } catch (const results::Superseded& e) {
+    std::cerr << "moe sweep worker: " << e.what() << "\n";
+    return 1;
+  }
   return status == "completed" ? 0 : 1;
 }
 

@@ -1,5 +1,5 @@
-#include <boost/program_options.hpp>
 #include <torch/torch.h>
+#include <boost/program_options.hpp>
 
 #include <fstream>
 #include <iomanip>
@@ -28,8 +28,11 @@ class JsonlSink : public MetricSink {
   }
   void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
                   double value) override {
-    out_ << nlohmann::json{{"step", step}, {"split", split}, {"layer", layer},
-                           {"name", name}, {"value", value}}
+    out_ << nlohmann::json{{"step", step},
+                           {"split", split},
+                           {"layer", layer},
+                           {"name", name},
+                           {"value", value}}
          << "\n";
   }
 
@@ -60,16 +63,30 @@ void print_summary(const Trainer& trainer, const TrainResult& r, std::ostream& o
   }
   out << std::setw(26) << "valid accuracy" << pct(s.at("valid_accuracy")) << "\n";
   out << std::setw(26) << "test loss" << s.at("test_loss") << "\n";
-  if (s.count("test_perplexity")) out << std::setw(26) << "test perplexity" << s.at("test_perplexity") << "\n";
+  if (s.count("test_perplexity"))
+    out << std::setw(26) << "test perplexity" << s.at("test_perplexity") << "\n";
   for (const auto& kv : info.notes) {
     out << kv.first << "  " << std::setprecision(4) << kv.second << "\n";
   }
   out << std::setw(26) << "total params" << static_cast<int64_t>(s.at("total_params")) << "\n";
-  out << std::setw(26) << "trainable params" << static_cast<int64_t>(s.at("trainable_params")) << "\n";
-  out << std::setw(26) << "active params/token" << static_cast<int64_t>(s.at("active_params")) << "\n";
-  out << std::setw(26) << "FLOPs/token (forward)" << static_cast<int64_t>(s.at("flops_per_token")) << "\n";
-  out << std::setw(26) << "train tokens/s" << static_cast<int64_t>(s.at("train_tokens_per_s")) << "\n";
-  out << std::setw(26) << "eval tokens/s" << static_cast<int64_t>(s.at("eval_tokens_per_s")) << "\n";
+  out << std::setw(26) << "trainable params" << static_cast<int64_t>(s.at("trainable_params"))
+      << "\n";
+  out << std::setw(26) << "active params/token" << static_cast<int64_t>(s.at("active_params"))
+      << "\n";
+  out << std::setw(26) << "  non-embedding total"
+      << static_cast<int64_t>(s.at("nonembed_total_params")) << "\n";
+  out << std::setw(26) << "  non-embedding active"
+      << static_cast<int64_t>(s.at("nonembed_active_params")) << "\n";
+  out << std::setw(26) << "FLOPs/token (forward)" << static_cast<int64_t>(s.at("flops_per_token"))
+      << "  (attention " << static_cast<int64_t>(s.at("flops_per_token/attention"))
+      << ", FFN/experts " << static_cast<int64_t>(s.at("flops_per_token/ffn")) << ", router "
+      << static_cast<int64_t>(s.at("flops_per_token/router")) << ", adapters "
+      << static_cast<int64_t>(s.at("flops_per_token/adapters")) << ", head "
+      << static_cast<int64_t>(s.at("flops_per_token/head")) << ")\n";
+  out << std::setw(26) << "train tokens/s" << static_cast<int64_t>(s.at("train_tokens_per_s"))
+      << "\n";
+  out << std::setw(26) << "eval tokens/s" << static_cast<int64_t>(s.at("eval_tokens_per_s"))
+      << "\n";
   out << std::setw(26) << "train time" << s.at("train_seconds") << " s\n";
   const auto k = r.test.mean_experts();
   if (!k.empty()) {
@@ -101,11 +118,13 @@ int train_command(const std::vector<std::string>& args) {
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   po::notify(vm);
   if (vm.count("help")) {
-    std::cout << desc << "\nThe final summary prints test accuracy overall and per difficulty "
-                         "level, total, trainable and active parameters, FLOPs and tokens/s.\n";
+    std::cout << desc
+              << "\nThe final summary prints test accuracy overall and per difficulty "
+                 "level, total, trainable and active parameters, FLOPs and tokens/s.\n";
     return 0;
   }
-  if (config_path.empty()) throw std::invalid_argument("moe train: --config FILE is required (see --help)");
+  if (config_path.empty())
+    throw std::invalid_argument("moe train: --config FILE is required (see --help)");
   auto json = load_config(config_path, sets);
   if (!device.empty()) json["device"] = device;
   if (threads >= 0) json["threads"] = threads;

@@ -1,53 +1,111 @@
 // Plots of sweep results: Pareto front, layers, training curves, difficulty.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "results/plot_util.h"
 #include "results/report.h"
+#include "results/stats.h"
 #include "results/store.h"
 
 namespace moe::results {
 using namespace detail;
 
+const std::vector<std::string>& pareto_x_choices() {
+  static const std::vector<std::string> k = {"nonembed_active_params", "active_params",
+                                             "flops_per_token"};
+  return k;
+}
+
 std::string plot_pareto(const std::string& db_path, const std::string& sweep,
-                        const std::string& out_dir) {
+                        const std::string& out_dir, const std::string& x,
+                        const std::string& error) {
+  const auto& xs = pareto_x_choices();
+  if (std::find(xs.begin(), xs.end(), x) == xs.end()) {
+    throw std::invalid_argument("--x '" + x +
+                                "': expected one of [nonembed_active_params, active_params, "
+                                "flops_per_token]");
+  }
+  if (error != "ci95" && error != "std") {
+    throw std::invalid_argument("--error '" + error + "': expected one of [ci95, std]");
+  }
   Db db = open_for_plot(db_path, out_dir);
   const std::string base = (std::filesystem::path(out_dir) / "pareto").string();
-  auto s = db.prepare(
-      "SELECT method, n, active_params, test_accuracy, test_accuracy_std "
-      "FROM by_method WHERE (?1 = '' OR sweep = ?1) ORDER BY active_params");
+  // x is one of three column names checked above, never user text.
+  auto s = db.prepare("SELECT coalesce(sweep, ''), method, test_accuracy, " + x +
+                      " FROM final WHERE status = 'completed' AND test_accuracy IS NOT NULL "
+                      "AND " +
+                      x + " IS NOT NULL AND (?1 = '' OR sweep = ?1)");
   s.bind(1, sweep);
-  std::ofstream dat(base + ".dat");
-  dat << "# method\tactive_params\ttest_accuracy\tstd\tn\n";
-  int64_t points = 0;
+  std::map<std::pair<std::string, std::string>, std::pair<std::vector<double>, std::vector<double>>>
+      runs;
+  std::set<std::string> sweeps;
   while (s.step()) {
-    dat << "\"" << sanitize(s.get_text(0)) << "\"\t" << s.get_double(2) << "\t" << s.get_double(3)
-        << "\t" << s.get_double(4) << "\t" << s.get_int(1) << "\n";
-    ++points;
+    auto& r = runs[{s.get_text(0), s.get_text(1)}];
+    r.first.push_back(s.get_double(2));
+    r.second.push_back(s.get_double(3));
+    sweeps.insert(s.get_text(0));
+  }
+  if (runs.empty()) {
+    throw std::runtime_error("no completed runs with " + x +
+                             (sweep.empty() ? "" : " in sweep '" + sweep + "'") + " in " + db_path +
+                             (x == "nonembed_active_params"
+                                  ? " (runs before moe-lab recorded it: use --x active_params)"
+                                  : ""));
+  }
+  struct Point {
+    std::string label;
+    double x, y, err;
+    size_t n;
+  };
+  std::vector<Point> pts;
+  for (const auto& [key, v] : runs) {
+    const auto acc = mean_ci95(v.first);
+    const double err = error == "std" ? acc.sd : (acc.n > 1 ? acc.hi - acc.mean : 0.0);
+    pts.push_back({sweeps.size() > 1 ? key.first + "/" + key.second : key.second,
+                   mean_ci95(v.second).mean, acc.mean, err, acc.n});
+  }
+  std::sort(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.x < b.x; });
+  std::ofstream dat(base + ".dat");
+  dat << "# method\t" << x << "\ttest_accuracy\t" << error << "\tn\n";
+  for (const auto& p : pts) {
+    dat << "\"" << sanitize(p.label) << "\"\t" << p.x << "\t" << p.y << "\t" << p.err << "\t" << p.n
+        << "\n";
   }
   dat.close();
-  if (points == 0) {
-    throw std::runtime_error("no completed runs" + (sweep.empty() ? "" : " in sweep '" + sweep + "'") +
-                             " in " + db_path);
-  }
-  auto f = db.prepare(
-      "SELECT active_params, test_accuracy FROM pareto WHERE (?1 = '' OR sweep = ?1) "
-      "ORDER BY active_params");
-  f.bind(1, sweep);
+  // The front: methods no other method beats on both axes (ties on x keep the best).
   std::ofstream front(base + "_front.dat");
-  while (f.step()) front << f.get_double(0) << "\t" << f.get_double(1) << "\n";
+  double best = -INFINITY;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    bool dominated = pts[i].y <= best;
+    for (size_t j = i + 1; j < pts.size() && pts[j].x == pts[i].x; ++j)
+      dominated |= pts[j].y > pts[i].y;
+    if (!dominated) {
+      front << pts[i].x << "\t" << pts[i].y << "\n";
+      best = pts[i].y;
+    }
+  }
   front.close();
+  const std::string xlabel =
+      x == "nonembed_active_params" ? "non-embedding active parameters per token"
+      : x == "active_params"        ? "active parameters per token (embeddings included)"
+                                    : "forward FLOPs per token";
+  const std::string bars = error == "std" ? "std over seeds" : "95% CI over seeds (Student t)";
   std::ostringstream body;
-  body << "set title 'Accuracy vs active parameters (" << sweep_title(sweep)
-       << "); error bars: std over seeds'\n"
-       << "set xlabel 'active parameters per token'\nset ylabel 'test accuracy'\n"
-       << "set format x '%.3s%c'\nset grid\nset key bottom right\n"
+  body << "set title 'Accuracy vs " << (x == "flops_per_token" ? "compute" : "active parameters")
+       << " (" << sweep_title(sweep) << "); error bars: " << bars << "'\n"
+       << "set xlabel '" << xlabel << "'\nset ylabel 'test accuracy'\n"
+       << "set format x '%.0s%c'\nset grid\nset key bottom right\n"
        << "set offsets graph 0.08, graph 0.08, graph 0.1, graph 0.1\n"
-       << "plot '" << base << "_front.dat' using 1:2 with lines dt 2 lc rgb '#888888' title 'Pareto front', \\\n"
-       << "     '" << base << ".dat' using 2:3:4 with yerrorbars pt 7 ps 1.3 title 'method (mean ± std)', \\\n"
+       << "plot '" << base
+       << "_front.dat' using 1:2 with lines dt 2 lc rgb '#888888' title 'Pareto front', \\\n"
+       << "     '" << base << ".dat' using 2:3:4 with yerrorbars pt 7 ps 1.3 title 'method (mean, "
+       << (error == "std" ? "± std" : "95% CI") << ")', \\\n"
        << "     '" << base << ".dat' using 2:3:1 with labels offset 0,1.2 notitle\n";
   run_gnuplot(base, body.str());
   return base + ".png";
@@ -78,7 +136,7 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
   // Heatmap rows: method/layer; columns: share of tokens using n experts.
   auto h = db.prepare(
       "SELECT r.method, l.layer, CAST(substr(l.name, 14) AS INTEGER) AS n, avg(l.value) "
-      "FROM layer_stats l JOIN runs r ON r.id = l.run_id "
+      "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
       "WHERE l.split = 'test' AND l.name LIKE 'experts_hist/%' AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, n ORDER BY r.method, l.layer, n");
   h.bind(1, sweep);
@@ -115,7 +173,62 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
        << "unset grid\nset xlabel 'experts used by a token'\nset ylabel ''\n"
        << "set ytics (" << ytics.str() << ")\nset cblabel 'share of tokens'\n"
        << "set cbrange [0:1]\nset palette defined (0 'white', 1 '#1b6ca8')\n"
-       << "plot '" << base << "_hist.dat' using 1:2:3 with image notitle\n";
+       << "plot '" << base << "_hist.dat' using 1:2:3 with image pixels notitle\n";
+  run_gnuplot(base, body.str());
+  return base + ".png";
+}
+
+std::string plot_load(const std::string& db_path, const std::string& sweep,
+                      const std::string& out_dir) {
+  Db db = open_for_plot(db_path, out_dir);
+  const std::string base = (std::filesystem::path(out_dir) / "load").string();
+  // Share of selected slots per expert at the test evaluation, mean over seeds.
+  auto h = db.prepare(
+      "SELECT r.method, l.layer, CAST(substr(l.name, 6) AS INTEGER) AS e, avg(l.value) "
+      "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
+      "WHERE l.split = 'test' AND l.name LIKE 'load/%' AND r.status = 'completed' "
+      "AND (?1 = '' OR r.sweep = ?1) "
+      "GROUP BY r.method, l.layer, e ORDER BY r.method, l.layer, e");
+  h.bind(1, sweep);
+  std::vector<std::string> rows;
+  std::map<std::string, std::map<int64_t, double>> cells;
+  int64_t max_e = 0;
+  while (h.step()) {
+    const std::string label = sanitize(h.get_text(0)) + "/L" + std::to_string(h.get_int(1));
+    if (rows.empty() || rows.back() != label) rows.push_back(label);
+    cells[label][h.get_int(2)] = h.get_double(3);
+    max_e = std::max(max_e, h.get_int(2));
+  }
+  if (rows.empty()) {
+    throw std::runtime_error("no per-expert load (MoE runs) in " + db_path +
+                             (sweep.empty() ? "" : " for sweep '" + sweep + "'"));
+  }
+  std::ofstream dat(base + ".dat");
+  for (size_t row = 0; row < rows.size(); ++row) {
+    for (int64_t e = 0; e <= max_e; ++e) {
+      const auto& r = cells[rows[row]];
+      // Relative to a uniform share (1 = balanced, 0 = dead); NaN (blank) past a
+      // method's own expert count.
+      const double experts = static_cast<double>(r.empty() ? 1 : r.rbegin()->first + 1);
+      dat << e << "\t" << row << "\t";
+      if (r.count(e)) {
+        dat << r.at(e) * experts << "\n";
+      } else {
+        dat << "NaN\n";
+      }
+    }
+    dat << "\n";
+  }
+  dat.close();
+  std::ostringstream ytics;
+  for (size_t i = 0; i < rows.size(); ++i) ytics << (i ? ", " : "") << "'" << rows[i] << "' " << i;
+  std::ostringstream body;
+  body << "set title 'Routing load per expert (" << sweep_title(sweep)
+       << ", test split, mean over seeds); 1 = uniform share, 0 = dead'\n"
+       << "set xlabel 'expert'\nset ytics (" << ytics.str() << ")\nset xtics 1\n"
+       << "set cblabel 'load / uniform load (2+ = dark)'\nset cbrange [0:2]\n"
+       << "set palette defined (0 '#b2182b', 1 'white', 2 '#2166ac')\n"
+       << "plot '" << base << ".dat' using 1:2:3 with image pixels notitle\n";
   run_gnuplot(base, body.str());
   return base + ".png";
 }
@@ -126,7 +239,8 @@ std::string plot_curves(const std::string& db_path, const std::string& sweep,
   const std::string base = (std::filesystem::path(out_dir) / "curves").string();
   auto s = db.prepare(
       "SELECT r.method || ' seed ' || r.seed, m.step, m.value FROM metrics m "
-      "JOIN runs r ON r.id = m.run_id WHERE m.split = 'train' AND m.name = 'loss' "
+      "JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts WHERE m.split = 'train' AND "
+      "m.name = 'loss' "
       "AND (?1 = '' OR r.sweep = ?1) ORDER BY r.method, r.seed, m.step");
   s.bind(1, sweep);
   std::ofstream dat(base + ".dat");
@@ -161,7 +275,7 @@ std::string plot_difficulty(const std::string& db_path, const std::string& sweep
   // the task's order (first appearance).
   auto s = db.prepare(
       "SELECT r.method, substr(m.name, 10) AS level, avg(m.value), min(m.rowid) AS o "
-      "FROM metrics m JOIN runs r ON r.id = m.run_id "
+      "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
       "WHERE m.split = 'test' AND m.name LIKE 'accuracy/%' AND r.status = 'completed' "
       "AND (?1 = '' OR r.sweep = ?1) GROUP BY r.method, level ORDER BY r.method, o");
   s.bind(1, sweep);
@@ -184,7 +298,8 @@ std::string plot_difficulty(const std::string& db_path, const std::string& sweep
   }
   dat.close();
   std::ostringstream xtics;
-  for (size_t i = 0; i < levels.size(); ++i) xtics << (i ? ", " : "") << "'" << levels[i] << "' " << i;
+  for (size_t i = 0; i < levels.size(); ++i)
+    xtics << (i ? ", " : "") << "'" << levels[i] << "' " << i;
   std::ostringstream body;
   body << "set title 'Test accuracy by difficulty level (" << sweep_title(sweep)
        << "), mean over seeds'\n"

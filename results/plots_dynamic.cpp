@@ -33,7 +33,8 @@ std::string plot_experts(const std::string& db_path, const std::string& sweep,
   Db db = open_for_plot(db_path, out_dir);
   const std::string base = (std::filesystem::path(out_dir) / "experts").string();
   auto s = db.prepare(
-      "SELECT r.method, l.step, avg(l.value) FROM layer_stats l JOIN runs r ON r.id = l.run_id "
+      "SELECT r.method, l.step, avg(l.value) FROM layer_stats l JOIN runs r ON r.id = l.run_id AND "
+      "l.attempt = r.attempts "
       "WHERE l.split = 'train' AND l.name = 'mean_experts' AND r.status = 'completed' "
       "AND (?1 = '' OR r.sweep = ?1) GROUP BY r.method, l.step ORDER BY r.method, l.step");
   s.bind(1, sweep);
@@ -68,7 +69,8 @@ std::string plot_reevals(const std::string& db_path, const std::string& sweep,
       "SELECT r.method, m.split, max(CASE WHEN m.name = 'option_value' THEN m.value END), "
       "max(CASE WHEN m.name = 'accuracy' THEN m.value END), "
       "max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) "
-      "FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.split LIKE 'test@%' "
+      "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts WHERE m.split LIKE "
+      "'test@%' "
       "AND (?1 = '' OR r.sweep = ?1) GROUP BY m.run_id, m.split");
   s.bind(1, sweep);
   std::map<std::string, std::map<double, std::pair<double, int>>> acc, tps;

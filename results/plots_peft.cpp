@@ -19,7 +19,8 @@ std::string plot_trainable(const std::string& db_path, const std::string& sweep,
   auto s = db.prepare(
       "SELECT r.method, max(CASE WHEN m.name = 'test_accuracy' THEN m.value END), "
       "max(CASE WHEN m.name = 'trainable_percent' THEN m.value END) "
-      "FROM runs r JOIN metrics m ON m.run_id = r.id AND m.split = 'final' "
+      "FROM runs r JOIN metrics m ON m.run_id = r.id AND m.attempt = r.attempts AND m.split = "
+      "'final' "
       "WHERE r.status = 'completed' AND r.method != 'pretrain' AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.id");
   s.bind(1, sweep);

@@ -76,7 +76,8 @@ void run_gnuplot(const std::string& base, const std::string& body) {
     for (const auto& [term, ext] :
          {std::pair<std::string, std::string>{"pngcairo noenhanced size 900,600", "png"},
           {"svg noenhanced size 900,600", "svg"}}) {  // labels print as written (a_b)
-      gp << "set terminal " << term << "\nset output '" << base << "." << ext << "'\n"
+      // reset: the second terminal's pass must not inherit the first pass's settings.
+      gp << "reset\nset terminal " << term << "\nset output '" << base << "." << ext << "'\n"
          << body << "\nunset multiplot\n";
     }
   }
@@ -157,6 +158,12 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
     rows.push_back(r);
     types.push_back(t);
   }
+  print_rows(header, rows, types, format, out);
+}
+
+void print_rows(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows,
+                const std::vector<std::vector<int>>& types, QueryFormat format, std::ostream& out) {
   if (format == QueryFormat::kCsv) {
     for (size_t i = 0; i < header.size(); ++i) out << (i ? "," : "") << csv_quote(header[i]);
     out << "\n";
@@ -206,11 +213,13 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
   int64_t copied = 0;
   for (const auto& in : inputs) {
     if (!std::filesystem::exists(in)) throw DbError("merge: input '" + in + "' does not exist");
+    int64_t version = 0;
     {
       Db src(in, true);
       auto v = src.prepare("PRAGMA user_version");
       v.step();
-      // Versions 1..current share the tables (later versions only add views).
+      version = v.get_int(0);
+      // Versions 1..current share the tables (version 3 added the rows' attempt).
       if (v.get_int(0) < 1 || v.get_int(0) > kSchemaVersion) {
         throw DbError("merge: '" + in + "' has schema version " + std::to_string(v.get_int(0)) +
                       ", expected 1.." + std::to_string(kSchemaVersion));
@@ -233,17 +242,23 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
           "SELECT run_key, sweep, method, seed, config, status, error, attempts, heartbeat, "
           "started_at, finished_at, wall_seconds, host, pid, device, libtorch, code_version "
           "FROM src.runs WHERE id IN (SELECT src_id FROM take)");
+      // Only the rows of each run's current attempt (before version 3: all of them).
+      const std::string current = version >= 3 ? " AND x.attempt = s.attempts" : "";
       db.exec(
-          "INSERT INTO main.metrics SELECT m.id, x.step, x.split, x.name, x.value, x.value_text "
+          "INSERT INTO main.metrics(run_id, step, split, name, value, value_text, attempt) "
+          "SELECT m.id, x.step, x.split, x.name, x.value, x.value_text, m.attempts "
           "FROM src.metrics x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key = "
           "s.run_key "
-          "WHERE x.run_id IN (SELECT src_id FROM take)");
+          "WHERE x.run_id IN (SELECT src_id FROM take)" +
+          current);
       db.exec(
-          "INSERT INTO main.layer_stats SELECT m.id, x.step, x.split, x.layer, x.name, x.value, "
-          "x.value_text "
+          "INSERT INTO main.layer_stats(run_id, step, split, layer, name, value, value_text, "
+          "attempt) SELECT m.id, x.step, x.split, x.layer, x.name, x.value, x.value_text, "
+          "m.attempts "
           "FROM src.layer_stats x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key "
           "= s.run_key "
-          "WHERE x.run_id IN (SELECT src_id FROM take)");
+          "WHERE x.run_id IN (SELECT src_id FROM take)" +
+          current);
       {
         auto n = db.prepare("SELECT count(*) FROM take");
         n.step();

@@ -13,17 +13,31 @@ enum class QueryFormat { kTable, kCsv, kJson };
 void run_query(const std::string& db_path, const std::string& sql, QueryFormat format,
                std::ostream& out);
 
+/// Prints rows as an aligned table, CSV or JSON. types[r][c] is an SQLite type code
+/// (SQLITE_NULL / INTEGER / FLOAT / TEXT): numbers are bare in JSON, NULL is null / empty.
+void print_rows(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows,
+                const std::vector<std::vector<int>>& types, QueryFormat format, std::ostream& out);
+
 /// Writes <out_dir>/pareto.{png,svg} (+ the .gp script and .dat data beside them):
-/// mean test accuracy vs mean active parameters per method, error bars = std over seeds,
-/// and the Pareto front. sweep empty = every sweep. Throws when gnuplot is missing or the
-/// database has no completed runs. Returns the PNG path.
+/// mean test accuracy vs the mean of `x` per method (nonembed_active_params | active_params
+/// | flops_per_token), error bars `error` (ci95: Student-t 95% CI over seeds | std), and
+/// the Pareto front. sweep empty = every sweep. Throws when gnuplot is missing, for an
+/// unknown x or error, or when no completed run has x. Returns the PNG path.
 std::string plot_pareto(const std::string& db_path, const std::string& sweep,
-                        const std::string& out_dir);
+                        const std::string& out_dir, const std::string& x = "nonembed_active_params",
+                        const std::string& error = "ci95");
+const std::vector<std::string>& pareto_x_choices();
 
 /// <out_dir>/layers.{png,svg}: mean experts per token per MoE layer for each method, and a
 /// (method/layer x experts used) heatmap of the share of tokens, at the test evaluation.
 std::string plot_layers(const std::string& db_path, const std::string& sweep,
                         const std::string& out_dir);
+
+/// <out_dir>/load.{png,svg}: per (method, MoE layer) the share of selected slots each
+/// expert received at the test evaluation, relative to a uniform share (heatmap).
+std::string plot_load(const std::string& db_path, const std::string& sweep,
+                      const std::string& out_dir);
 
 /// <out_dir>/curves.{png,svg}: training loss against step, one line per run.
 std::string plot_curves(const std::string& db_path, const std::string& sweep,

@@ -1,8 +1,10 @@
 #pragma once
-// Schema version 1 of the results store (documented in results/README.md).
+// The results store's schema (documented in results/README.md). Tables are created at
+// version 1 and moved forward by the migrations below; the views are always those of the
+// current version: every migration drops and recreates them (kViews).
 namespace moe::results {
 
-inline constexpr const char* kSchemaV1 = R"SQL(
+inline constexpr const char* kTablesV1 = R"SQL(
 CREATE TABLE sweeps(
   name TEXT PRIMARY KEY,
   spec TEXT NOT NULL,
@@ -46,6 +48,30 @@ CREATE TABLE layer_stats(
 ) STRICT;
 CREATE INDEX layer_stats_run ON layer_stats(run_id, split, layer, name);
 
+)SQL";
+
+/// Version 3: every metric and layer-statistic row belongs to one attempt of its run
+/// (runs.attempts when it was written). Rows already present belong to their run's last
+/// attempt.
+inline constexpr const char* kMigrateV3 = R"SQL(
+ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE layer_stats ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+UPDATE metrics SET attempt = coalesce((SELECT max(attempts, 1) FROM runs WHERE runs.id = metrics.run_id), 1);
+UPDATE layer_stats SET attempt = coalesce((SELECT max(attempts, 1) FROM runs WHERE runs.id = layer_stats.run_id), 1);
+)SQL";
+
+/// Version 4: non-embedding parameter counts in final / by_method, the pareto view on
+/// non-embedding active parameters, and the paired view (views only).
+///
+/// The views of the current version. They read only the rows of each run's current
+/// attempt (metrics.attempt = runs.attempts).
+inline constexpr const char* kViews = R"SQL(
+DROP VIEW IF EXISTS final;
+DROP VIEW IF EXISTS by_method;
+DROP VIEW IF EXISTS pareto;
+DROP VIEW IF EXISTS layers;
+DROP VIEW IF EXISTS reevals;
+DROP VIEW IF EXISTS paired;
 CREATE VIEW final AS
 SELECT r.id AS run_id, r.run_key, r.sweep, r.method, r.seed, r.status,
   max(CASE WHEN m.name = 'test_accuracy' THEN m.value END) AS test_accuracy,
@@ -53,7 +79,9 @@ SELECT r.id AS run_id, r.run_key, r.sweep, r.method, r.seed, r.status,
   max(CASE WHEN m.name = 'test_perplexity' THEN m.value END) AS test_perplexity,
   max(CASE WHEN m.name = 'valid_accuracy' THEN m.value END) AS valid_accuracy,
   max(CASE WHEN m.name = 'active_params' THEN m.value END) AS active_params,
+  max(CASE WHEN m.name = 'nonembed_active_params' THEN m.value END) AS nonembed_active_params,
   max(CASE WHEN m.name = 'total_params' THEN m.value END) AS total_params,
+  max(CASE WHEN m.name = 'nonembed_total_params' THEN m.value END) AS nonembed_total_params,
   max(CASE WHEN m.name = 'trainable_params' THEN m.value END) AS trainable_params,
   max(CASE WHEN m.name = 'flops_per_token' THEN m.value END) AS flops_per_token,
   max(CASE WHEN m.name = 'mean_experts' THEN m.value END) AS mean_experts,
@@ -61,15 +89,15 @@ SELECT r.id AS run_id, r.run_key, r.sweep, r.method, r.seed, r.status,
   max(CASE WHEN m.name = 'eval_tokens_per_s' THEN m.value END) AS eval_tokens_per_s,
   max(CASE WHEN m.name = 'harness_seconds' THEN m.value END) AS harness_seconds,
   r.wall_seconds
-FROM runs r LEFT JOIN metrics m ON m.run_id = r.id AND m.split = 'final'
+FROM runs r LEFT JOIN metrics m ON m.run_id = r.id AND m.split = 'final' AND m.attempt = r.attempts
 GROUP BY r.id;
 
 CREATE VIEW by_method AS
 SELECT sweep, method, n,
   printf('%.4f ± %.4f', test_accuracy, test_accuracy_std) AS test_accuracy_mean_std,
   test_accuracy, test_accuracy_std, test_loss, test_perplexity, active_params,
-  active_params_std, total_params, flops_per_token, mean_experts, train_tokens_per_s,
-  wall_seconds
+  active_params_std, nonembed_active_params, total_params, nonembed_total_params,
+  flops_per_token, mean_experts, train_tokens_per_s, wall_seconds
 FROM (
   SELECT sweep, method, count(*) AS n,
     avg(test_accuracy) AS test_accuracy,
@@ -82,7 +110,9 @@ FROM (
     CASE WHEN count(*) > 1 THEN sqrt(max((sum(active_params * active_params)
          - sum(active_params) * sum(active_params) / count(*)) / (count(*) - 1), 0))
          ELSE 0 END AS active_params_std,
+    avg(nonembed_active_params) AS nonembed_active_params,
     avg(total_params) AS total_params,
+    avg(nonembed_total_params) AS nonembed_total_params,
     avg(flops_per_token) AS flops_per_token,
     avg(mean_experts) AS mean_experts,
     avg(train_tokens_per_s) AS train_tokens_per_s,
@@ -91,28 +121,24 @@ FROM (
   GROUP BY sweep, method);
 
 CREATE VIEW pareto AS
-SELECT a.sweep, a.method, a.n, a.test_accuracy, a.test_accuracy_std, a.active_params
+SELECT a.sweep, a.method, a.n, a.test_accuracy, a.test_accuracy_std, a.nonembed_active_params,
+  a.active_params
 FROM by_method a
-WHERE NOT EXISTS (
+WHERE a.nonembed_active_params IS NOT NULL AND NOT EXISTS (
   SELECT 1 FROM by_method b
   WHERE b.sweep IS a.sweep AND b.test_accuracy >= a.test_accuracy
-    AND b.active_params <= a.active_params
-    AND (b.test_accuracy > a.test_accuracy OR b.active_params < a.active_params))
-ORDER BY a.sweep, a.active_params;
+    AND b.nonembed_active_params <= a.nonembed_active_params
+    AND (b.test_accuracy > a.test_accuracy OR b.nonembed_active_params < a.nonembed_active_params))
+ORDER BY a.sweep, a.nonembed_active_params;
 
 CREATE VIEW layers AS
 SELECT r.sweep, r.method, r.seed, r.run_key, l.layer,
   max(CASE WHEN l.name = 'mean_experts' THEN l.value END) AS mean_experts,
   max(CASE WHEN l.name = 'entropy' THEN l.value END) AS entropy,
   max(CASE WHEN l.name = 'dropped_fraction' THEN l.value END) AS dropped_fraction
-FROM layer_stats l JOIN runs r ON r.id = l.run_id
+FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts
 WHERE l.split = 'test'
 GROUP BY l.run_id, l.layer;
-)SQL";
-
-/// Version 2: re-evaluations of trained models at router inference settings
-/// (`moe sweep eval`, splits "test@<option>=<value>").
-constexpr const char* kSchemaV2 = R"SQL(
 CREATE VIEW reevals AS
 SELECT r.sweep, r.method, r.seed, r.run_key,
   substr(m.split, 6, instr(m.split, '=') - 6) AS option,
@@ -124,9 +150,32 @@ SELECT r.sweep, r.method, r.seed, r.run_key,
   max(CASE WHEN m.name = 'flops_per_token' THEN m.value END) AS flops_per_token,
   max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) AS tokens_per_s,
   max(CASE WHEN m.name = 'difficulty_spearman' THEN m.value END) AS difficulty_spearman
-FROM metrics m JOIN runs r ON r.id = m.run_id
+FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts
 WHERE m.split LIKE 'test@%'
 GROUP BY m.run_id, m.split;
+
+CREATE VIEW paired AS
+SELECT sweep, method, baseline, n, n - 1 AS df,
+  accuracy_diff, accuracy_diff_sd,
+  CASE WHEN n > 1 AND accuracy_diff_sd > 0 THEN accuracy_diff / (accuracy_diff_sd / sqrt(n)) END
+    AS accuracy_t,
+  loss_diff, loss_diff_sd,
+  CASE WHEN n > 1 AND loss_diff_sd > 0 THEN loss_diff / (loss_diff_sd / sqrt(n)) END AS loss_t
+FROM (
+  SELECT a.sweep, a.method, b.method AS baseline, count(*) AS n,
+    avg(a.test_accuracy - b.test_accuracy) AS accuracy_diff,
+    CASE WHEN count(*) > 1 THEN sqrt(max((sum((a.test_accuracy - b.test_accuracy)
+         * (a.test_accuracy - b.test_accuracy)) - sum(a.test_accuracy - b.test_accuracy)
+         * sum(a.test_accuracy - b.test_accuracy) / count(*)) / (count(*) - 1), 0)) END
+      AS accuracy_diff_sd,
+    avg(a.test_loss - b.test_loss) AS loss_diff,
+    CASE WHEN count(*) > 1 THEN sqrt(max((sum((a.test_loss - b.test_loss)
+         * (a.test_loss - b.test_loss)) - sum(a.test_loss - b.test_loss)
+         * sum(a.test_loss - b.test_loss) / count(*)) / (count(*) - 1), 0)) END
+      AS loss_diff_sd
+  FROM final a JOIN final b ON a.sweep IS b.sweep AND a.seed = b.seed AND a.method != b.method
+  WHERE a.status = 'completed' AND b.status = 'completed'
+  GROUP BY a.sweep, a.method, b.method);
 )SQL";
 
 }  // namespace moe::results

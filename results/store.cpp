@@ -64,9 +64,10 @@ void Store::migrate() {
                   " is newer than this moe-lab's " + std::to_string(kSchemaVersion) +
                   "; use a newer moe");
   }
-  if (version < 1) db_->exec(kSchemaV1);
-  if (version < 2) db_->exec(kSchemaV2);
+  if (version < 1) db_->exec(kTablesV1);
+  if (version < 3) db_->exec(kMigrateV3);
   if (version < kSchemaVersion) {
+    db_->exec(kViews);
     db_->exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
   }
   tx.commit();
@@ -138,22 +139,50 @@ std::vector<RunRow> Store::runs(const std::string& sweep) {
   return out;
 }
 
-int64_t Store::start_run(const std::string& run_key, const std::string& host, int64_t pid,
-                         const std::string& device, const std::string& libtorch,
-                         const std::string& code_version) {
+std::optional<Store::Claim> Store::claim_run(const std::string& run_key, const std::string& host,
+                                             int64_t pid,
+                                             const std::function<bool(const RunRow&)>& claimable) {
+  flush();
+  Transaction tx(*db_);  // BEGIN IMMEDIATE: no other writer between the read and the update
+  auto row = find_run(run_key);
+  if (!row) throw DbError("database '" + db_->path() + "': no run '" + run_key + "'");
+  if (!claimable(*row)) return std::nullopt;
+  const double now = now_seconds();
+  auto up = db_->prepare(
+      "UPDATE runs SET status = 'running', error = NULL, attempts = attempts + 1, "
+      "heartbeat = ?3, started_at = ?3, finished_at = NULL, wall_seconds = NULL, host = ?4, "
+      "pid = ?5 WHERE id = ?1 AND attempts = ?2 AND status = ?6");
+  up.bind(1, row->id)
+      .bind(2, row->attempts)
+      .bind(3, now)
+      .bind(4, host)
+      .bind(5, pid)
+      .bind(6, row->status);
+  up.step();
+  if (sqlite3_changes(db_->handle()) != 1) return std::nullopt;  // someone else's claim won
+  db_->prepare("DELETE FROM metrics WHERE run_id = ?1").bind(1, row->id).step();
+  db_->prepare("DELETE FROM layer_stats WHERE run_id = ?1").bind(1, row->id).step();
+  tx.commit();
+  attempt_[row->id] = row->attempts + 1;
+  return Claim{row->id, row->attempts + 1};
+}
+
+int64_t Store::start_attempt(const std::string& run_key, int64_t attempt, const std::string& host,
+                             int64_t pid, const std::string& device, const std::string& libtorch,
+                             const std::string& code_version) {
   Transaction tx(*db_);
-  auto find = db_->prepare("SELECT id FROM runs WHERE run_key = ?1");
-  find.bind(1, run_key);
-  if (!find.step()) throw DbError("database '" + db_->path() + "': no run '" + run_key + "'");
-  const int64_t id = find.get_int(0);
-  db_->prepare("DELETE FROM metrics WHERE run_id = ?1").bind(1, id).step();
-  db_->prepare("DELETE FROM layer_stats WHERE run_id = ?1").bind(1, id).step();
+  auto row = find_run(run_key);
+  if (!row) throw DbError("database '" + db_->path() + "': no run '" + run_key + "'");
+  if (row->attempts != attempt || row->status != "running") {
+    throw Superseded("run " + run_key + ": attempt " + std::to_string(attempt) +
+                     " is not current (the run is " + row->status + " at attempt " +
+                     std::to_string(row->attempts) + "); another process took it over");
+  }
   const double now = now_seconds();
   db_->prepare(
-         "UPDATE runs SET status = 'running', error = NULL, attempts = attempts + 1, "
-         "heartbeat = ?2, started_at = ?2, finished_at = NULL, wall_seconds = NULL, host = ?3, "
-         "device = ?4, libtorch = ?5, code_version = ?6, pid = ?7 WHERE id = ?1")
-      .bind(1, id)
+         "UPDATE runs SET heartbeat = ?2, started_at = ?2, host = ?3, device = ?4, "
+         "libtorch = ?5, code_version = ?6, pid = ?7 WHERE id = ?1")
+      .bind(1, row->id)
       .bind(2, now)
       .bind(3, host)
       .bind(4, device)
@@ -162,33 +191,60 @@ int64_t Store::start_run(const std::string& run_key, const std::string& host, in
       .bind(7, pid)
       .step();
   tx.commit();
-  return id;
+  attempt_[row->id] = attempt;
+  return row->id;
 }
 
-void Store::heartbeat(int64_t run_id) {
+int64_t Store::start_run(const std::string& run_key, const std::string& host, int64_t pid,
+                         const std::string& device, const std::string& libtorch,
+                         const std::string& code_version) {
+  const auto claim = claim_run(run_key, host, pid, [](const RunRow&) { return true; });
+  if (!claim)
+    throw DbError("database '" + db_->path() + "': run '" + run_key + "' was claimed concurrently");
+  return start_attempt(run_key, claim->attempt, host, pid, device, libtorch, code_version);
+}
+
+int64_t Store::attempt_of(int64_t run_id) {
+  auto it = attempt_.find(run_id);
+  if (it != attempt_.end()) return it->second;
+  auto s = db_->prepare("SELECT attempts FROM runs WHERE id = ?1");
+  s.bind(1, run_id);
+  if (!s.step())
+    throw DbError("database '" + db_->path() + "': no run with id " + std::to_string(run_id));
+  return attempt_[run_id] = s.get_int(0);
+}
+
+bool Store::heartbeat(int64_t run_id, int64_t attempt) {
   Transaction tx(*db_);
-  db_->prepare("UPDATE runs SET heartbeat = ?2 WHERE id = ?1")
+  db_->prepare(
+         "UPDATE runs SET heartbeat = ?2 WHERE id = ?1 AND attempts = ?3 AND status = 'running'")
       .bind(1, run_id)
       .bind(2, now_seconds())
+      .bind(3, attempt)
       .step();
+  const bool ok = sqlite3_changes(db_->handle()) == 1;
   tx.commit();
+  return ok;
 }
 
-void Store::finish_run(int64_t run_id, const std::string& status, const std::string& error) {
+bool Store::finish_run(int64_t run_id, const std::string& status, const std::string& error) {
   flush();
+  const int64_t attempt = attempt_of(run_id);
   Transaction tx(*db_);
   const double now = now_seconds();
   auto s = db_->prepare(
       "UPDATE runs SET status = ?2, error = ?3, heartbeat = ?4, finished_at = ?4, "
-      "wall_seconds = ?4 - started_at WHERE id = ?1");
-  s.bind(1, run_id).bind(2, status).bind(4, now);
+      "wall_seconds = ?4 - started_at WHERE id = ?1 AND attempts = ?5 AND status = 'running'");
+  s.bind(1, run_id).bind(2, status).bind(4, now).bind(5, attempt);
   if (error.empty()) {
     s.bind_null(3);
   } else {
     s.bind(3, error);
   }
   s.step();
+  const bool ok = sqlite3_changes(db_->handle()) == 1;
   tx.commit();
+  return ok;
 }
 
 void Store::add_metric(int64_t run_id, int64_t step, const std::string& split,
@@ -205,28 +261,54 @@ void Store::add_layer_stat(int64_t run_id, int64_t step, const std::string& spli
 
 bool Store::has_split(int64_t run_id, const std::string& split) {
   flush();
-  auto s = db_->prepare("SELECT 1 FROM metrics WHERE run_id = ?1 AND split = ?2 LIMIT 1");
+  auto s = db_->prepare(
+      "SELECT 1 FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
+      "WHERE m.run_id = ?1 AND m.split = ?2 LIMIT 1");
   s.bind(1, run_id).bind(2, split);
   return s.step();
 }
 
 void Store::flush() {
   if (metric_buffer_.empty() && layer_buffer_.empty()) return;
+  std::map<int64_t, int64_t> attempts;  // run id -> attempt these rows belong to
+  for (const auto* buf : {&metric_buffer_, &layer_buffer_}) {
+    for (const auto& r : *buf) attempts.emplace(r.run_id, attempt_of(r.run_id));
+  }
   Transaction tx(*db_);
+  for (const auto& [run_id, attempt] : attempts) {
+    auto c = db_->prepare("SELECT attempts FROM runs WHERE id = ?1");
+    c.bind(1, run_id);
+    if (!c.step() || c.get_int(0) != attempt) {
+      metric_buffer_.clear();
+      layer_buffer_.clear();
+      throw Superseded("database '" + db_->path() + "': run id " + std::to_string(run_id) +
+                       " attempt " + std::to_string(attempt) +
+                       " is no longer current; another process took the run over");
+    }
+  }
   auto m = db_->prepare(
-      "INSERT INTO metrics(run_id, step, split, name, value, value_text) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      "INSERT INTO metrics(run_id, step, split, name, value, value_text, attempt) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   for (const auto& r : metric_buffer_) {
-    m.bind(1, r.run_id).bind(2, r.step).bind(3, r.split).bind(4, r.name);
+    m.bind(1, r.run_id)
+        .bind(2, r.step)
+        .bind(3, r.split)
+        .bind(4, r.name)
+        .bind(7, attempts[r.run_id]);
     bind_value(m, 5, r.value);
     m.step();
     m.reset();
   }
   auto l = db_->prepare(
-      "INSERT INTO layer_stats(run_id, step, split, layer, name, value, value_text) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      "INSERT INTO layer_stats(run_id, step, split, layer, name, value, value_text, attempt) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   for (const auto& r : layer_buffer_) {
-    l.bind(1, r.run_id).bind(2, r.step).bind(3, r.split).bind(4, r.layer).bind(5, r.name);
+    l.bind(1, r.run_id)
+        .bind(2, r.step)
+        .bind(3, r.split)
+        .bind(4, r.layer)
+        .bind(5, r.name)
+        .bind(8, attempts[r.run_id]);
     bind_value(l, 6, r.value);
     l.step();
     l.reset();

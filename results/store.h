@@ -6,6 +6,7 @@
 // write transaction. Metric rows are buffered and written 200 per transaction.
 // Non-finite values: SQLite stores NaN as NULL, so `value` is NULL and `value_text` holds
 // 'nan', 'inf' or '-inf'.
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,7 +17,7 @@
 
 namespace moe::results {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 4;
 
 struct RunSpec {
   std::string run_key, sweep, method, config_json;
@@ -35,6 +36,18 @@ constexpr double kStaleSeconds = 90;
 
 double now_seconds();
 
+/// Thrown to a worker whose attempt is no longer the run's current one (another process
+/// claimed the run since): what it buffered is dropped, nothing it would write lands.
+struct Superseded : DbError {
+  using DbError::DbError;
+};
+
+/// Claims and attempts. A run is started only through claim_run: one BEGIN IMMEDIATE
+/// transaction that checks the run is claimable, moves it to 'running' as attempt n + 1
+/// of this host/pid, and deletes every row an earlier attempt wrote. Every metric and
+/// layer-statistic row is tagged with the attempt that wrote it, and a flush first checks,
+/// in its transaction, that the attempt is still the run's current one: two processes can
+/// never both write into one run, and a completed run's rows come from one attempt.
 class Store {
  public:
   /// Opens (creating) the database and migrates it to kSchemaVersion. Throws if the file
@@ -48,17 +61,36 @@ class Store {
   std::optional<RunRow> find_run(const std::string& run_key);
   std::vector<RunRow> runs(const std::string& sweep);
 
-  /// Marks the run running (attempts + 1, heartbeat now, host/pid/device/versions); clears its
-  /// metrics from any earlier attempt. Returns the run id.
+  struct Claim {
+    int64_t run_id = 0, attempt = 0;
+  };
+  /// Atomically claims the run if `claimable(current row)` holds: status 'running',
+  /// attempts + 1, host/pid/heartbeat set, the earlier attempts' rows deleted. Returns
+  /// nothing when the run is not claimable or another process claimed it first.
+  std::optional<Claim> claim_run(const std::string& run_key, const std::string& host, int64_t pid,
+                                 const std::function<bool(const RunRow&)>& claimable);
+  /// The worker of a claimed attempt takes it over: records its pid, device and versions
+  /// and restarts the clock. Throws Superseded if `attempt` is no longer the run's current
+  /// running attempt. Returns the run id; later writes of this Store carry `attempt`.
+  int64_t start_attempt(const std::string& run_key, int64_t attempt, const std::string& host,
+                        int64_t pid, const std::string& device, const std::string& libtorch,
+                        const std::string& code_version);
+  /// claim_run (unconditionally) + start_attempt: for single-process use and tests.
   int64_t start_run(const std::string& run_key, const std::string& host, int64_t pid,
                     const std::string& device, const std::string& libtorch,
                     const std::string& code_version);
-  void heartbeat(int64_t run_id);
-  /// status: completed | failed | interrupted. Flushes buffered metrics first.
-  void finish_run(int64_t run_id, const std::string& status, const std::string& error);
+  /// False when the attempt is no longer current (nothing written).
+  bool heartbeat(int64_t run_id, int64_t attempt);
+  /// status: completed | failed | interrupted. Flushes buffered metrics first (throwing
+  /// Superseded if the attempt is no longer current). Applies only while the run is still
+  /// 'running' at this Store's attempt; returns whether it did.
+  bool finish_run(int64_t run_id, const std::string& status, const std::string& error);
+  /// The attempt this Store writes for the run: the one it claimed or started, else the
+  /// run's current attempt (re-evaluations of a completed run).
+  int64_t attempt_of(int64_t run_id);
 
-  void add_metric(int64_t run_id, int64_t step, const std::string& split,
-                  const std::string& name, double value);
+  void add_metric(int64_t run_id, int64_t step, const std::string& split, const std::string& name,
+                  double value);
   void add_layer_stat(int64_t run_id, int64_t step, const std::string& split, int64_t layer,
                       const std::string& name, double value);
   void flush();
@@ -76,6 +108,7 @@ class Store {
     double value;
   };
   std::vector<Row> metric_buffer_, layer_buffer_;
+  std::map<int64_t, int64_t> attempt_;  ///< run id -> the attempt this Store writes
 };
 
 /// Reads a metric value back: NULL + value_text -> NaN / +-inf.

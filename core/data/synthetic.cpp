@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
 namespace moe {
 
 SequenceTask::SequenceTask(const PluginSpec& spec, int64_t default_len)
@@ -24,8 +28,7 @@ Batch SequenceTask::stack(const std::vector<Sequence>& seqs) const {
   auto feats = torch::empty({b, s, num_features_}, torch::kLong);
   for (int64_t i = 0; i < b; ++i) {
     std::copy(seqs[i].tokens.begin(), seqs[i].tokens.end(), tokens.data_ptr<int64_t>() + i * s);
-    std::copy(seqs[i].targets.begin(), seqs[i].targets.end(),
-              targets.data_ptr<int64_t>() + i * s);
+    std::copy(seqs[i].targets.begin(), seqs[i].targets.end(), targets.data_ptr<int64_t>() + i * s);
     std::copy(seqs[i].difficulty.begin(), seqs[i].difficulty.end(),
               diff.data_ptr<int64_t>() + i * s);
     std::copy(seqs[i].features.begin(), seqs[i].features.end(),
@@ -168,11 +171,74 @@ std::vector<ParamDoc> PointerChaseTask::param_docs() {
           {"data_seed", "1234", "seed of the fixed valid/test sets"}};
 }
 
+FactsTask::FactsTask(const PluginSpec& spec)
+    : SequenceTask(spec, 32),
+      keys_(spec.get<int64_t>("keys", 128)),
+      values_(spec.get<int64_t>("values", 16)) {
+  const double zipf = spec.get<double>("zipf", 0.0);
+  if (keys_ < 2 || keys_ > 4096) spec.fail("parameter 'keys' expected 2..4096");
+  if (values_ < 2) spec.fail("parameter 'values' expected >= 2");
+  if (!(zipf >= 0 && zipf <= 4)) spec.fail("parameter 'zipf' expected 0..4");
+  info_.vocab_size = keys_;
+  info_.num_classes = values_;
+  info_.feature_vocab = 0;
+  info_.difficulty_levels = {"top 25% facts", "25-50%", "50-75%", "rarest 25%"};
+  std::mt19937_64 rng(mix_seed(data_seed_, 77));
+  std::uniform_int_distribution<int64_t> value(0, values_ - 1);
+  const int64_t n = keys_ * keys_;
+  table_.resize(n);
+  for (auto& v : table_) v = value(rng);
+  for (int64_t k = 0; k < keys_; ++k) key_weights_.push_back(std::pow(k + 1.0, -zipf));
+  // Frequency quartile of each fact: rank the pairs by (a + 1)(b + 1) (their probability is
+  // decreasing in it); ties keep index order, so uniform keys split the table evenly.
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return (x / keys_ + 1) * (x % keys_ + 1) < (y / keys_ + 1) * (y % keys_ + 1);
+  });
+  quartile_.resize(n);
+  for (int64_t r = 0; r < n; ++r) quartile_[order[r]] = std::min<int64_t>(3, 4 * r / n);
+}
+
+SequenceTask::Sequence FactsTask::generate(std::mt19937_64& rng) const {
+  std::discrete_distribution<int64_t> key(key_weights_.begin(), key_weights_.end());
+  Sequence q;
+  for (int64_t t = 0; t < info_.seq_len; ++t) {
+    q.tokens.push_back(key(rng));
+    q.features.push_back(0);
+    if (t == 0) {
+      q.targets.push_back(-100);
+      q.difficulty.push_back(-1);
+      continue;
+    }
+    const int64_t fact = q.tokens[t - 1] * keys_ + q.tokens[t];
+    q.targets.push_back(table_[fact]);
+    q.difficulty.push_back(quartile_[fact]);
+  }
+  return q;
+}
+
+std::shared_ptr<Task> FactsTask::create(const PluginSpec& spec, const TaskContext&) {
+  return std::make_shared<FactsTask>(spec);
+}
+
+std::vector<ParamDoc> FactsTask::param_docs() {
+  return {{"seq_len", "32", "tokens per sequence"},
+          {"keys", "128", "K: token vocabulary; the table holds K^2 facts f(previous, current)"},
+          {"values", "16", "classes a fact can take"},
+          {"zipf", "0", "keys drawn with P(k) ~ (k + 1)^-zipf (0 = uniform)"},
+          {"eval_sequences", "512", "sequences in each of valid and test"},
+          {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
+          {"data_seed", "1234", "seed of the fact table and of the fixed valid/test sets"}};
+}
+
 void register_synthetic_tasks(TaskRegistry& registry) {
   registry.add({"mod_sum", "variable-depth modular sum; difficulty = number of summed values",
                 ModSumTask::param_docs(), &ModSumTask::create});
   registry.add({"pointer_chase", "variable-hop pointer chasing; difficulty = number of hops",
                 PointerChaseTask::param_docs(), &PointerChaseTask::create});
+  registry.add({"facts", "associative recall of a fixed table of key-pair facts (capacity-bound)",
+                FactsTask::param_docs(), &FactsTask::create});
 }
 
 }  // namespace moe

@@ -11,6 +11,13 @@
 // "pointer_chase": the first `slots` positions hold a random map f: [0, slots) -> [0, slots)
 //   (token at position i is f(i)); each later position holds a start s (token) and a hop
 //   count h in [1, max_hops] (feature); its target is f^h(s). Difficulty level = h - 1.
+// "facts": associative recall of a fixed table of keys^2 facts f(a, b) in [0, values),
+//   drawn once from data_seed and shared by train, valid and test. Tokens are keys drawn
+//   i.i.d. with P(k) ~ (k + 1)^-zipf; the target at t >= 1 is f(x_{t-1}, x_t). Nothing in
+//   the context determines a fact: the model must store the table in its weights, so it is
+//   capacity-bound (where experts' extra parameters help at equal active compute; Jelassi
+//   et al. 2024, "Mixture of Parrots"). Difficulty level = the fact's frequency quartile
+//   (level 0 = the most frequent quarter of the facts).
 #include <random>
 
 #include "core/data/task.h"
@@ -65,6 +72,21 @@ class PointerChaseTask : public SequenceTask {
 
  private:
   int64_t slots_, max_hops_;
+};
+
+class FactsTask : public SequenceTask {
+ public:
+  explicit FactsTask(const PluginSpec& spec);
+  static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
+  static std::vector<ParamDoc> param_docs();
+
+ protected:
+  Sequence generate(std::mt19937_64& rng) const override;
+
+ private:
+  int64_t keys_, values_;
+  std::vector<int64_t> table_, quartile_;  ///< [keys * keys]: the fact, its frequency level
+  std::vector<double> key_weights_;
 };
 
 }  // namespace moe

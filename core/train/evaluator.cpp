@@ -134,8 +134,7 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
     auto keep = targets.ne(-100);
     auto ce = torch::nn::functional::cross_entropy(
         flat_logits, targets,
-        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(
-            torch::kSum));
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
     auto right = flat_logits.argmax(-1).eq(targets).logical_and(keep);
     loss_sum += ce.item<double>();
     correct += right.sum().item<int64_t>();
@@ -146,8 +145,8 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
       auto valid = diff.ge(0).logical_and(keep);
       auto lv = diff.masked_select(valid);
       auto count = torch::bincount(lv, {}, levels).to(torch::kCPU);
-      auto hit = torch::bincount(diff.masked_select(valid.logical_and(right)), {}, levels)
-                     .to(torch::kCPU);
+      auto hit =
+          torch::bincount(diff.masked_select(valid.logical_and(right)), {}, levels).to(torch::kCPU);
       for (int64_t i = 0; i < levels; ++i) {
         r.level_count[i] += count[i].item<int64_t>();
         level_correct[i] += hit[i].item<int64_t>();
@@ -177,7 +176,9 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
   model->set_collect_stats(false);
   const auto k = r.mean_experts();
   r.active_params = model->active_params(k);
-  r.flops_per_token = model->flops_per_token(k, info.seq_len);
+  r.nonembed_active_params = r.active_params - static_cast<double>(model->embedding_params());
+  r.flops = model->flops_breakdown(k, info.seq_len);
+  r.flops_per_token = r.flops.total();
   if (was_training) model->train();
   return r;
 }

@@ -14,7 +14,7 @@
 namespace moe {
 
 struct EvalResult {
-  double loss = 0;        ///< mean cross-entropy per target
+  double loss = 0;  ///< mean cross-entropy per target
   double accuracy = 0;
   double perplexity = 0;  ///< exp(loss); meaningful for "lm" tasks
   int64_t targets = 0;
@@ -27,12 +27,14 @@ struct EvalResult {
   /// Routing by difficulty, for tasks whose difficulty is given per token (else empty /
   /// NaN). Counted over the tokens that have a target and a difficulty level.
   std::vector<std::vector<double>> level_experts;  ///< [MoE layer][level] mean experts/token
-  std::vector<double> level_experts_all;  ///< [level] mean over MoE layers
-  std::vector<double> layer_difficulty_spearman;  ///< per layer: Spearman(level, experts)
+  std::vector<double> level_experts_all;           ///< [level] mean over MoE layers
+  std::vector<double> layer_difficulty_spearman;   ///< per layer: Spearman(level, experts)
   /// Spearman(level, experts summed over all MoE layers), ties ranked by their mean rank.
   double difficulty_spearman = std::numeric_limits<double>::quiet_NaN();
-  double active_params = 0;        ///< measured from the routing on this split
+  double active_params = 0;           ///< measured from the routing on this split
+  double nonembed_active_params = 0;  ///< active_params less the embedding tables
   double flops_per_token = 0;
+  FlopsBreakdown flops;  ///< flops_per_token by part
 
   std::vector<double> mean_experts() const;
 };

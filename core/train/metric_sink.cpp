@@ -8,6 +8,7 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
   sink.metric(step, split, "accuracy", r.accuracy);
   if (info.head == "lm") sink.metric(step, split, "perplexity", r.perplexity);
   sink.metric(step, split, "active_params", r.active_params);
+  sink.metric(step, split, "nonembed_active_params", r.nonembed_active_params);
   sink.metric(step, split, "tokens_per_s", r.tokens_per_s);
   sink.metric(step, split, "flops_per_token", r.flops_per_token);
   if (!r.layers.empty()) {
@@ -45,7 +46,7 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
     }
     for (size_t k = 0; k < st.histogram.size(); ++k) {
       sink.layer_stat(step, split, layer, "experts_hist/" + std::to_string(k),
-                        st.tokens ? st.histogram[k] / st.tokens : 0.0);
+                      st.tokens ? st.histogram[k] / st.tokens : 0.0);
     }
   }
 }

@@ -64,8 +64,7 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
     const auto report = init_from_model(config_.train.init_from, *model_);
     if (progress_) {
       *progress_ << "init_from " << config_.train.init_from << ": " << report.loaded
-                 << " tensors loaded, " << report.fresh.size() + report.reshaped.size()
-                 << " fresh";
+                 << " tensors loaded, " << report.fresh.size() + report.reshaped.size() << " fresh";
       for (const auto& n : report.reshaped) *progress_ << " " << n << " (shape differs)";
       *progress_ << "\n";
     }
@@ -77,10 +76,10 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
   }
   sampler_ = std::make_unique<BatchSampler>(*task_, config_.train, config_.seed,
                                             static_cast<int64_t>(model_->moe_layers().size()));
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      trainable, torch::optim::AdamWOptions(config_.train.lr)
-                     .betas({0.9, 0.98})
-                     .weight_decay(config_.train.weight_decay));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(trainable,
+                                                     torch::optim::AdamWOptions(config_.train.lr)
+                                                         .betas({0.9, 0.98})
+                                                         .weight_decay(config_.train.weight_decay));
 }
 
 double Trainer::lr_at(int64_t step) const {
@@ -125,8 +124,8 @@ void Trainer::train_until(int64_t until) {
     optimizer_->step();
     const double loss_value = loss.item<double>();
     last_grad_norm_ = grad_norm;
-    TORCH_CHECK(std::isfinite(loss_value), "non-finite training loss (", loss_value,
-                ") at step ", step_ + 1, "; lower train.lr or set train.clip");
+    TORCH_CHECK(std::isfinite(loss_value), "non-finite training loss (", loss_value, ") at step ",
+                step_ + 1, "; lower train.lr or set train.clip");
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int64_t tokens = batch.tokens.numel();
@@ -154,7 +153,8 @@ void Trainer::train_until(int64_t until) {
         sink_->metric(done, "train", "tokens_per_s", window_tokens / window_seconds);
         sink_->metric(done, "train", "step_seconds", window_seconds / window_steps);
         sink_->metric(done, "train", "seconds", train_seconds_);
-        for (const auto& kv : aux) sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
+        for (const auto& kv : aux)
+          sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
         for (size_t l = 0; l < window_experts.size(); ++l) {
           sink_->layer_stat(done, "train", static_cast<int64_t>(l), "mean_experts",
                             window_experts[l] / window_steps);
@@ -213,7 +213,15 @@ TrainResult Trainer::run() {
   s["trainable_params"] = static_cast<double>(model_->trainable_params());
   s["trainable_percent"] = 100.0 * s["trainable_params"] / std::max(1.0, s["total_params"]);
   s["active_params"] = result.test.active_params;
+  s["nonembed_active_params"] = result.test.nonembed_active_params;
+  s["nonembed_total_params"] =
+      static_cast<double>(model_->total_params() - model_->embedding_params());
   s["flops_per_token"] = result.test.flops_per_token;
+  s["flops_per_token/attention"] = result.test.flops.attention;
+  s["flops_per_token/ffn"] = result.test.flops.ffn;
+  s["flops_per_token/router"] = result.test.flops.router;
+  s["flops_per_token/adapters"] = result.test.flops.adapters;
+  s["flops_per_token/head"] = result.test.flops.head;
   s["train_tokens_per_s"] = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0;
   s["eval_tokens_per_s"] = result.test.tokens_per_s;
   s["train_seconds"] = train_seconds_;
@@ -262,9 +270,9 @@ void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   last = now;
   const double eta = train_seconds_ / done * (total - done);
   std::ostringstream line;
-  line << "step " << done << "/" << total << "  loss " << std::fixed << std::setprecision(4)
-       << loss << "  |g| " << std::setprecision(2) << last_grad_norm_ << "  tok/s " << std::setprecision(0) << tokens_per_s << "  ETA "
-       << format_duration(eta);
+  line << "step " << done << "/" << total << "  loss " << std::fixed << std::setprecision(4) << loss
+       << "  |g| " << std::setprecision(2) << last_grad_norm_ << "  tok/s " << std::setprecision(0)
+       << tokens_per_s << "  ETA " << format_duration(eta);
   *progress_ << (tty ? "\r" : "") << line.str() << (tty ? "   " : "\n") << std::flush;
 }
 

@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "core/data/brown.h"
 #include "core/data/task.h"
@@ -50,6 +52,42 @@ TEST(PointerChase, TargetsFollowTheHops) {
       EXPECT_EQ(b.difficulty[i][s].item<int64_t>(), hops - 1);
     }
   }
+}
+
+TEST(Facts, TargetsAreOneFixedTableOfKeyPairs) {
+  auto t = task("facts", {{"seq_len", 16}, {"keys", 4}, {"values", 5}});
+  // The table is the same for every batch and split: collect f(a, b) and check consistency.
+  std::map<int64_t, int64_t> seen;
+  std::map<int64_t, std::set<int64_t>> level;
+  auto check = [&](const Batch& b) {
+    for (int64_t i = 0; i < b.tokens.size(0); ++i) {
+      EXPECT_EQ(b.targets[i][0].item<int64_t>(), -100);
+      for (int64_t s = 1; s < 16; ++s) {
+        const int64_t a = b.tokens[i][s - 1].item<int64_t>(), c = b.tokens[i][s].item<int64_t>();
+        const int64_t f = b.targets[i][s].item<int64_t>(), pair = a * 4 + c;
+        ASSERT_GE(f, 0);
+        ASSERT_LT(f, 5);
+        auto [it, fresh] = seen.emplace(pair, f);
+        EXPECT_EQ(it->second, f) << "fact (" << a << ", " << c << ") changed";
+        level[b.difficulty[i][s].item<int64_t>()].insert(pair);
+      }
+    }
+  };
+  check(t->train_batch(1, 0, 8));
+  check(t->train_batch(2, 9, 8));
+  check(t->eval_batches(Split::kTest, 8, 1)[0]);
+  EXPECT_EQ(seen.size(), 16u) << "all 16 pairs appear in 8 * 3 sequences of 16";
+  // Frequency quartiles by (a + 1)(b + 1), ties in index order: 4 facts per level; pair
+  // (0, 0) is the most frequent, (3, 3) the rarest.
+  ASSERT_EQ(level.size(), 4u);
+  for (const auto& kv : level) EXPECT_EQ(kv.second.size(), 4u);
+  EXPECT_TRUE(level[0].count(0));
+  EXPECT_TRUE(level[3].count(15));
+  // zipf > 0 makes low keys more frequent.
+  auto z = task("facts", {{"seq_len", 64}, {"keys", 8}, {"zipf", 1.5}});
+  auto tokens = z->train_batch(3, 0, 64).tokens;
+  EXPECT_GT((tokens == 0).sum().item<int64_t>(), 3 * (tokens == 7).sum().item<int64_t>());
+  expect_error([] { task("facts", {{"keys", 1}}); }, "parameter 'keys' expected 2..4096");
 }
 
 TEST(Tasks, BatchesAreAFunctionOfSeedAndStep) {

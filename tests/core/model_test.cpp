@@ -46,8 +46,8 @@ TEST(Transformer, CausalAttentionIgnoresTheFuture) {
   b[0][5] = (a[0][5].item<int64_t>() + 1) % 11;
   EXPECT_TRUE(torch::allclose(causal->forward(a).narrow(1, 0, 5),
                               causal->forward(b).narrow(1, 0, 5), 1e-5, 1e-6));
-  EXPECT_FALSE(torch::allclose(bidir->forward(a).narrow(1, 0, 5),
-                               bidir->forward(b).narrow(1, 0, 5), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(bidir->forward(a).narrow(1, 0, 5), bidir->forward(b).narrow(1, 0, 5),
+                               1e-5, 1e-6));
 }
 
 TEST(Attention, AlibiBiasMatchesHandComputedWeights) {
@@ -101,7 +101,7 @@ TEST(Transformer, MoeEveryPlacesLayers) {
   EXPECT_EQ(every2->moe_layers().size(), 1u);
   auto first = every2->blocks->ptr<BlockImpl>(0);
   auto second = every2->blocks->ptr<BlockImpl>(1);
-  EXPECT_TRUE(first->ffn && !first->moe);  // layer 0 dense
+  EXPECT_TRUE(first->ffn && !first->moe);    // layer 0 dense
   EXPECT_TRUE(second->moe && !second->ffn);  // layer 1 MoE
 }
 
@@ -120,6 +120,31 @@ TEST(Transformer, FlopsCountDenseLayers) {
   // Per layer: 2*4*d^2 + 2*2*S*d + 2*(d*h + h*d); head 2*d*V. d=8, S=6, h=16, V=11.
   const double per_layer = 2 * 4 * 64 + 2 * 2 * 6 * 8 + 2 * (8 * 16 + 16 * 8);
   EXPECT_DOUBLE_EQ(dense->flops_per_token({}, 6), 2 * per_layer + 2 * 8 * 11);
+}
+
+TEST(Transformer, NonEmbeddingCountsAndFlopsByPartByHand) {
+  // d = 8, V = 11, max_len 6, feature vocab 5: embeddings 11*8 + 6*8 + 5*8 = 176.
+  Transformer dense(small("lm", true, 0));
+  EXPECT_EQ(dense->embedding_params(), 176);
+  // Per layer: LN 2*16, attention 4*(64+8) = 288, FFN 8*16+16 + 16*8+8 = 280 -> 600;
+  // final LN 16; tied head: nothing of its own. 2 * 600 + 16 = 1216.
+  EXPECT_EQ(dense->total_params() - dense->embedding_params(), 1216);
+  // An untied tag head (8*3 + 3 = 27) counts.
+  Transformer tag(small("tag", false, 0));
+  EXPECT_EQ(tag->total_params() - tag->embedding_params(), 1216 + 27);
+  // MoE, 2 of 4 experts of 144 params, router 8*4 (no bias): per layer 32 + 288 + 32 + 2*144.
+  Transformer sparse(small("lm", true, 1));
+  EXPECT_DOUBLE_EQ(sparse->active_params({2.0, 2.0}) - sparse->embedding_params(),
+                   2 * (32 + 288 + 32 + 2 * 144) + 16);
+  // FLOPs by part at S = 6 with 2 experts per token: attention 2*4*64 + 2*2*6*8 per layer,
+  // experts 2 * (2 * (8*8 + 8*8)), router 2*8*4, head 2*8*11.
+  const auto f = sparse->flops_breakdown({2.0, 2.0}, 6);
+  EXPECT_DOUBLE_EQ(f.attention, 2 * (2 * 4 * 64 + 2 * 2 * 6 * 8));
+  EXPECT_DOUBLE_EQ(f.ffn, 2 * 2 * (2 * (8 * 8 + 8 * 8)));
+  EXPECT_DOUBLE_EQ(f.router, 2 * (2 * 8 * 4));
+  EXPECT_DOUBLE_EQ(f.adapters, 0);
+  EXPECT_DOUBLE_EQ(f.head, 2 * 8 * 11);
+  EXPECT_DOUBLE_EQ(f.total(), sparse->flops_per_token({2.0, 2.0}, 6));
 }
 
 }  // namespace

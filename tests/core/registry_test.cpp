@@ -19,15 +19,18 @@ TEST(Registry, GoldenNames) {
             (std::vector<std::string>{"adaptive", "inf_moe", "top_k", "top_p"}));
   EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper", "inf_ffn"}));
   EXPECT_EQ(task_registry().names(),
-            (std::vector<std::string>{"brown_lm", "brown_pos", "mod_sum", "pointer_chase",
+            (std::vector<std::string>{"brown_lm", "brown_pos", "facts", "mod_sum", "pointer_chase",
                                       "wordnet_sst"}));
 }
 
 TEST(Registry, DuplicateNameThrows) {
   Registry<int> r("widget");
   r.add({"a", "", {}, [] { return std::make_shared<int>(1); }});
-  expect_error([&] { r.add({"a", "", {}, [] { return std::make_shared<int>(2); }}); },
-               "widget 'a' is registered twice");
+  expect_error(
+      [&] {
+        r.add({"a", "", {}, [] { return std::make_shared<int>(2); }});
+      },
+      "widget 'a' is registered twice");
 }
 
 TEST(Registry, UnknownRouterListsKnown) {
@@ -40,8 +43,11 @@ TEST(Registry, UnknownRouterListsKnown) {
 
 TEST(PluginSpec, UnknownKeyListsKnown) {
   LayerContext ctx{8, 4, 0, 1};
-  expect_error([&] { make_router(PluginSpec("router", "top_k", {{"kk", 2}}), ctx); },
-               "router 'top_k': unknown parameter 'kk'; known: [k, noise_std, normalize]");
+  expect_error(
+      [&] {
+        make_router(PluginSpec("router", "top_k", {{"kk", 2}}), ctx);
+      },
+      "router 'top_k': unknown parameter 'kk'; known: [k, noise_std, normalize]");
 }
 
 TEST(PluginSpec, WrongTypeNamesKeyAndType) {

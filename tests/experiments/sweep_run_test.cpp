@@ -6,6 +6,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -24,11 +26,14 @@ class SweepRun : public ::testing::Test {
   std::string sweep(int64_t steps, bool with_bad) {
     std::ostringstream s;
     s << "name = \"e2e\"\nseeds = [0, 1]\n[base]\ndevice = \"cpu\"\nthreads = 1\n"
-      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 }\n"
+      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 "
+         "}\n"
       << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8 }\n"
       << "moe = { num_experts = 2, experts = { name = \"ffn\", hidden = 8 } }\n"
-      << "train = { steps = " << steps << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
-      << "[presets.dense]\n\"model.moe_every\" = 0\n[presets.switch]\n\"moe.router\" = { name = \"top_k\", k = 1 }\n"
+      << "train = { steps = " << steps
+      << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
+      << "[presets.dense]\n\"model.moe_every\" = 0\n[presets.switch]\n\"moe.router\" = { name = "
+         "\"top_k\", k = 1 }\n"
       << "[presets.bad]\n\"task.max_depth\" = 99\n"
       << "[grid]\nmethod = [\"dense\", \"switch\"" << (with_bad ? ", \"bad\"" : "") << "]\n";
     std::ofstream(path("s.toml")) << s.str();
@@ -36,7 +41,8 @@ class SweepRun : public ::testing::Test {
   }
 
   int moe(const std::string& args) {
-    const std::string cmd = std::string(MOE_BINARY) + " " + args + " > " + path("log.txt") + " 2>&1";
+    const std::string cmd =
+        std::string(MOE_BINARY) + " " + args + " > " + path("log.txt") + " 2>&1";
     const int rc = std::system(cmd.c_str());
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   }
@@ -47,15 +53,51 @@ class SweepRun : public ::testing::Test {
     return out.str();
   }
 
+  /// Starts `moe sweep run FILE --db DB [extra]` in its own process group, output to log.
+  pid_t spawn_runner(const std::string& file, const std::string& db,
+                     const std::string& extra = "") {
+    const std::string log = path("runner.log");
+    const pid_t pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      const std::string cmd = std::string("exec ") + MOE_BINARY + " sweep run " + file + " --db " +
+                              db + " " + extra + " >> " + log + " 2>&1";
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+      _exit(127);
+    }
+    return pid;
+  }
+
+  /// Exactly one set of rows per run: no run key twice, no (run, step, split, name) twice,
+  /// every row from the run's current attempt.
+  void expect_no_duplicates(const std::string& db) {
+    EXPECT_EQ(query(db, "SELECT count(*) - count(DISTINCT run_key) AS d FROM runs"), "d\n0\n");
+    EXPECT_EQ(query(db,
+                    "SELECT count(*) - count(DISTINCT run_id || '/' || step || '/' || split "
+                    "|| '/' || name) AS d FROM metrics"),
+              "d\n0\n");
+    EXPECT_EQ(query(db,
+                    "SELECT count(*) - count(DISTINCT run_id || '/' || step || '/' || split "
+                    "|| '/' || layer || '/' || name) AS d FROM layer_stats"),
+              "d\n0\n");
+    EXPECT_EQ(query(db,
+                    "SELECT count(*) AS n FROM metrics m JOIN runs r ON r.id = m.run_id "
+                    "WHERE m.attempt != r.attempts"),
+              "n\n0\n");
+  }
+
   moe::testing::TempDir tmp_;
 };
 
 TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {
   const auto file = sweep(3, true);
-  EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1) << "a failed trial -> exit 1";
-  EXPECT_EQ(query(path("r.sqlite"), "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status"),
+  EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1)
+      << "a failed trial -> exit 1";
+  EXPECT_EQ(query(path("r.sqlite"),
+                  "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status"),
             "status,n\ncompleted,4\nfailed,2\n");
-  const auto err = query(path("r.sqlite"), "SELECT DISTINCT error FROM runs WHERE status = 'failed'");
+  const auto err =
+      query(path("r.sqlite"), "SELECT DISTINCT error FROM runs WHERE status = 'failed'");
   EXPECT_NE(err.find("parameter 'max_depth' expected 1..seq_len"), std::string::npos) << err;
   // Rerun: nothing to do without --retry-failed; failures are still reported.
   EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1);
@@ -65,15 +107,20 @@ TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {
   // Per-step metrics, final metrics, layer stats and run metadata are all there.
   EXPECT_EQ(query(path("r.sqlite"),
                   "SELECT count(*) > 0 AS ok FROM metrics m JOIN runs r ON r.id = m.run_id "
-                  "WHERE r.method = 'switch' AND m.split = 'train' AND m.name = 'loss'"), "ok\n1\n");
+                  "WHERE r.method = 'switch' AND m.split = 'train' AND m.name = 'loss'"),
+            "ok\n1\n");
   EXPECT_EQ(query(path("r.sqlite"),
-                  "SELECT count(*) AS n FROM final WHERE status = 'completed' AND test_accuracy IS NOT NULL "
-                  "AND active_params > 0 AND flops_per_token > 0"), "n\n4\n");
-  EXPECT_EQ(query(path("r.sqlite"), "SELECT count(DISTINCT run_id) AS n FROM layer_stats WHERE split = 'test'"),
+                  "SELECT count(*) AS n FROM final WHERE status = 'completed' AND test_accuracy IS "
+                  "NOT NULL "
+                  "AND active_params > 0 AND flops_per_token > 0"),
+            "n\n4\n");
+  EXPECT_EQ(query(path("r.sqlite"),
+                  "SELECT count(DISTINCT run_id) AS n FROM layer_stats WHERE split = 'test'"),
             "n\n2\n");
   EXPECT_EQ(query(path("r.sqlite"),
                   "SELECT count(*) AS n FROM runs WHERE host != '' AND libtorch LIKE 'LibTorch%' "
-                  "AND code_version != '' AND wall_seconds > 0 AND status = 'completed'"), "n\n4\n");
+                  "AND code_version != '' AND wall_seconds > 0 AND status = 'completed'"),
+            "n\n4\n");
   EXPECT_EQ(moe("sweep status " + file + " --db " + path("r.sqlite")), 0);
 }
 
@@ -100,27 +147,121 @@ TEST_F(SweepRun, KillDashNineThenRerunCompletesOnlyTheMissingTrials) {
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the orphaned worker stops
-  const auto before = query(db, "SELECT run_key FROM runs WHERE status = 'completed' ORDER BY run_key");
+  const auto before =
+      query(db, "SELECT run_key FROM runs WHERE status = 'completed' ORDER BY run_key");
   ASSERT_NE(before, "run_key\n");
   EXPECT_NE(query(db, "SELECT count(*) AS n FROM runs WHERE status = 'completed'"), "n\n4\n")
       << "the kill came too late to test resuming";
   EXPECT_EQ(moe("sweep run " + file + " --db " + db), 0);
-  EXPECT_EQ(query(db, "SELECT count(*) AS n, sum(status = 'completed') AS c FROM runs"), "n,c\n4,4\n");
+  EXPECT_EQ(query(db, "SELECT count(*) AS n, sum(status = 'completed') AS c FROM runs"),
+            "n,c\n4,4\n");
   // Runs completed before the kill were not redone.
-  EXPECT_EQ(query(db, "SELECT run_key FROM runs WHERE status = 'completed' AND attempts = 1 "
-                      "AND run_key IN (" + [&] {
-                        std::string keys, line;
-                        std::istringstream in(before);
-                        std::getline(in, line);
-                        while (std::getline(in, line)) keys += (keys.empty() ? "'" : ",'") + line + "'";
-                        return keys;
-                      }() + ") ORDER BY run_key"),
+  EXPECT_EQ(query(
+                db,
+                "SELECT run_key FROM runs WHERE status = 'completed' AND attempts = 1 "
+                "AND run_key IN (" +
+                    [&] {
+                      std::string keys, line;
+                      std::istringstream in(before);
+                      std::getline(in, line);
+                      while (std::getline(in, line))
+                        keys += (keys.empty() ? "'" : ",'") + line + "'";
+                      return keys;
+                    }() +
+                    ") ORDER BY run_key"),
             before);
+}
+
+TEST_F(SweepRun, TwoRunnersOnOneDatabaseRunEachTrialOnce) {
+  const auto file = sweep(20, false);
+  const std::string db = path("two.sqlite");
+  const pid_t a = spawn_runner(file, db, "--workers 1");
+  const pid_t b = spawn_runner(file, db, "--workers 1");
+  int sa = 0, sb = 0;
+  waitpid(a, &sa, 0);
+  waitpid(b, &sb, 0);
+  EXPECT_TRUE(WIFEXITED(sa) && WEXITSTATUS(sa) == 0);
+  EXPECT_TRUE(WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
+  EXPECT_EQ(query(db,
+                  "SELECT count(*) AS n, sum(status = 'completed') AS c, max(attempts) AS a "
+                  "FROM runs"),
+            "n,c,a\n4,4,1\n");
+  expect_no_duplicates(db);
+  std::ifstream in(path("runner.log"));
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("by other processes"), std::string::npos) << log;
+}
+
+// SIGKILL the runner at several points (MOE_KILL_SOAK=N for N points; 3 by default), resuming
+// after each; then SIGKILL a worker. Nothing is run twice once completed, nothing is lost.
+TEST_F(SweepRun, KillNineAnywhereLosesNothing) {
+  const char* soak = std::getenv("MOE_KILL_SOAK");
+  const int kills = soak ? std::max(1, std::atoi(soak)) : 3;
+  const auto file = sweep(60, false);
+  int round = 0, points = 0;
+  std::string db = path("kill0.sqlite");
+  std::mt19937 rng(42);
+  auto completed = [&] {
+    std::map<std::string, std::string> out;  // run key -> attempts, of completed runs
+    if (!std::filesystem::exists(db)) return out;
+    std::istringstream in(
+        query(db, "SELECT run_key, attempts FROM runs WHERE status = 'completed'"));
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) out[line.substr(0, line.find(','))] = line;
+    return out;
+  };
+  while (points < kills) {
+    const auto before = completed();
+    const pid_t pid = spawn_runner(file, db);
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<>(100, 2500)(rng)));
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    ++points;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the orphaned worker stops
+    for (const auto& [key, row] : before) EXPECT_EQ(completed()[key], row) << "redone: " << key;
+    if (completed().size() == 4 || points == kills) {  // finish this database, check it
+      ASSERT_EQ(moe("sweep run " + file + " --db " + db), 0);
+      for (const auto& [key, row] : before) EXPECT_EQ(completed()[key], row) << "redone: " << key;
+      EXPECT_EQ(completed().size(), 4u);
+      expect_no_duplicates(db);
+      db = path("kill" + std::to_string(++round) + ".sqlite");
+    }
+  }
+  // A worker killed outright is recorded as failed with the signal; --retry-failed redoes it.
+  const std::string wdb = path("worker.sqlite");
+  const pid_t pid = spawn_runner(file, wdb);
+  bool killed = false;
+  for (int i = 0; i < 400 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    if (!std::filesystem::exists(wdb)) continue;
+    try {
+      const auto q = query(wdb, "SELECT pid FROM runs WHERE status = 'running' AND pid != " +
+                                    std::to_string(pid) + " LIMIT 1");
+      if (q.size() > 4) killed = kill(std::stoi(q.substr(4)), SIGKILL) == 0;
+    } catch (...) {
+    }
+  }
+  ASSERT_TRUE(killed);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  EXPECT_EQ(query(wdb, "SELECT error FROM runs WHERE status = 'failed'"),
+            "error\nworker killed by signal 9\n");
+  EXPECT_EQ(moe("sweep run " + file + " --db " + wdb + " --retry-failed"), 0);
+  EXPECT_EQ(query(wdb, "SELECT count(*) AS n, sum(status = 'completed') AS c FROM runs"),
+            "n,c\n4,4\n");
+  expect_no_duplicates(wdb);
+  std::cerr
+      << "kill test: " << points << " runner kill point(s) over " << round
+      << " database(s) of 4 trials, 1 worker kill; duplicates found: 0 unless reported above\n";
 }
 
 TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {
   const auto file = sweep(3, false);
-  std::thread a([&] { EXPECT_EQ(moe("sweep run " + file + " --shard 0/2 --db " + path("s0.sqlite")), 0); });
+  std::thread a(
+      [&] { EXPECT_EQ(moe("sweep run " + file + " --shard 0/2 --db " + path("s0.sqlite")), 0); });
   std::thread b([&] {
     const std::string cmd = std::string(MOE_BINARY) + " sweep run " + file + " --shard 1/2 --db " +
                             path("s1.sqlite") + " > " + path("log1.txt") + " 2>&1";
@@ -129,8 +270,11 @@ TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {
   a.join();
   b.join();
   EXPECT_EQ(query(path("s0.sqlite"), "SELECT count(*) AS n FROM runs"), "n\n2\n");
-  EXPECT_EQ(moe("merge " + path("all.sqlite") + " " + path("s0.sqlite") + " " + path("s1.sqlite")), 0);
-  EXPECT_EQ(query(path("all.sqlite"), "SELECT count(*) AS n, count(DISTINCT run_key) AS k FROM runs WHERE status = 'completed'"),
+  EXPECT_EQ(moe("merge " + path("all.sqlite") + " " + path("s0.sqlite") + " " + path("s1.sqlite")),
+            0);
+  EXPECT_EQ(query(path("all.sqlite"),
+                  "SELECT count(*) AS n, count(DISTINCT run_key) AS k FROM runs WHERE status = "
+                  "'completed'"),
             "n,k\n4,4\n");
   EXPECT_EQ(query(path("all.sqlite"), "SELECT method, n FROM by_method ORDER BY method"),
             "method,n\ndense,2\nswitch,2\n");
@@ -141,7 +285,8 @@ TEST_F(SweepRun, EvaluateReevaluatesSavedModelsAtEachThreshold) {
   std::ofstream(path("e.toml"))
       << "name = \"ev\"\nseeds = [0]\n[evaluate]\noption = \"threshold\"\nvalues = [0.1, 0.9]\n"
       << "[base]\ndevice = \"cpu\"\nthreads = 1\n"
-      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 }\n"
+      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 "
+         "}\n"
       << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8 }\n"
       << "moe = { num_experts = 4, experts = { name = \"ffn\", hidden = 8 } }\n"
       << "train = { steps = 3, batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
@@ -159,9 +304,11 @@ TEST_F(SweepRun, EvaluateReevaluatesSavedModelsAtEachThreshold) {
   EXPECT_NE(first.find("top_p,test@threshold=0.9,"), std::string::npos) << first;
   EXPECT_EQ(first.find("dense"), std::string::npos) << "dense has no router to set";
   // More experts at 0.9 than at 0.1, from the same weights.
-  EXPECT_EQ(query(db, "SELECT (SELECT value FROM metrics WHERE split = 'test@threshold=0.9' AND "
-                      "name = 'mean_experts') > (SELECT value FROM metrics WHERE split = "
-                      "'test@threshold=0.1' AND name = 'mean_experts') AS more"), "more\n1\n");
+  EXPECT_EQ(query(db,
+                  "SELECT (SELECT value FROM metrics WHERE split = 'test@threshold=0.9' AND "
+                  "name = 'mean_experts') > (SELECT value FROM metrics WHERE split = "
+                  "'test@threshold=0.1' AND name = 'mean_experts') AS more"),
+            "more\n1\n");
   // Already stored values are skipped; new ones are added.
   ASSERT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db), 0);
   EXPECT_EQ(query(db, per_split), first);

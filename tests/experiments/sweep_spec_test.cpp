@@ -99,43 +99,84 @@ TEST(SweepSpec, BadFilesNameFileKeyAndChoices) {
                "u.toml:3: unknown key 'seedz'; known: [base, base_config");
   expect_error([] { load_sweep(write_sweep("s.toml", "name = \"x\"\nseeds = \"0\"\n")); },
                "s.toml:2: key 'seeds' expected a non-empty array of integers");
-  expect_error([] { load_sweep(write_sweep("e.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[grid]\n\"train.lr\" = []\n")); },
-               "grid axis 'train.lr' expected a non-empty array");
-  expect_error([] { load_sweep(write_sweep("x.toml", std::string(kSweep) + "[[exclude]]\nmethod = \"switch\"\n[[exclude]]\nmethod = \"dense\"\n")); },
-               "the sweep expands to no trials");
-  expect_error([] { load_sweep(write_sweep("p.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[grid]\nmethod = [\"gshard\"]\n[presets.dense]\n\"model.moe_every\" = 0\n")); },
-               "grid axis 'method': unknown preset \"gshard\"; known: [dense]");
-  expect_error([] { load_sweep(write_sweep("d.toml", "name = \"x\"\nseeds = [0]\n[presets.a]\nx = 1\n[presets.a]\ny = 2\n")); },
-               "d.toml:5:");  // toml++: the table is defined twice
-  expect_error([] { load_sweep(write_sweep("r.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"moe.router\" = { name = \"top_q\" }\n")); },
-               "unknown router 'top_q'; known: [adaptive, inf_moe, top_k, top_p]");
-  expect_error([] { load_sweep(write_sweep("t.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_summ\"\n")); },
-               "unknown task 'mod_summ'; known: [brown_lm, brown_pos, mod_sum, pointer_chase, wordnet_sst]");
-  expect_error([] { load_sweep(write_sweep("k.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.stepz\" = 1\n")); },
-               "section 'train': unknown parameter 'stepz'");
-  expect_error([] { load_sweep(write_sweep("w.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.steps\" = \"many\"\n")); },
-               "parameter 'steps' expected an integer, got string 'many'");
+  expect_error(
+      [] {
+        load_sweep(write_sweep(
+            "e.toml",
+            "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[grid]\n\"train.lr\" = []\n"));
+      },
+      "grid axis 'train.lr' expected a non-empty array");
+  expect_error(
+      [] {
+        load_sweep(write_sweep(
+            "x.toml", std::string(kSweep) +
+                          "[[exclude]]\nmethod = \"switch\"\n[[exclude]]\nmethod = \"dense\"\n"));
+      },
+      "the sweep expands to no trials");
+  expect_error(
+      [] {
+        load_sweep(write_sweep("p.toml",
+                               "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[grid]\nmethod = "
+                               "[\"gshard\"]\n[presets.dense]\n\"model.moe_every\" = 0\n"));
+      },
+      "grid axis 'method': unknown preset \"gshard\"; known: [dense]");
+  expect_error(
+      [] {
+        load_sweep(write_sweep(
+            "d.toml", "name = \"x\"\nseeds = [0]\n[presets.a]\nx = 1\n[presets.a]\ny = 2\n"));
+      },
+      "d.toml:5:");  // toml++: the table is defined twice
+  expect_error(
+      [] {
+        load_sweep(write_sweep("r.toml",
+                               "name = \"x\"\nseeds = [0]\ntask = "
+                               "\"mod_sum\"\n[base]\n\"moe.router\" = { name = \"top_q\" }\n"));
+      },
+      "unknown router 'top_q'; known: [adaptive, inf_moe, top_k, top_p]");
+  expect_error(
+      [] { load_sweep(write_sweep("t.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_summ\"\n")); },
+      "unknown task 'mod_summ'; known: [brown_lm, brown_pos, facts, mod_sum, pointer_chase, "
+      "wordnet_sst]");
+  expect_error(
+      [] {
+        load_sweep(write_sweep(
+            "k.toml",
+            "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.stepz\" = 1\n"));
+      },
+      "section 'train': unknown parameter 'stepz'");
+  expect_error(
+      [] {
+        load_sweep(write_sweep(
+            "w.toml",
+            "name = \"x\"\nseeds = [0]\ntask = \"mod_sum\"\n[base]\n\"train.steps\" = \"many\"\n"));
+      },
+      "parameter 'steps' expected an integer, got string 'many'");
 }
 
 TEST(SweepSpec, CheckedInSweepsPlan) {
   for (const char* name : {"quick.toml", "brown_pos_baselines.toml"}) {
-    EXPECT_NO_THROW(load_sweep(std::string(MOE_SOURCE_DIR) + "/experiments/sweeps/" + name)) << name;
+    EXPECT_NO_THROW(load_sweep(std::string(MOE_SOURCE_DIR) + "/experiments/sweeps/" + name))
+        << name;
   }
 }
 
 TEST(SweepSpec, EvaluateTableAndTaskTablesAsAxisValues) {
-  const std::string head = "name = \"v\"\nseeds = [0]\n[base]\nmodel = { d_model = 16, layers = 1, heads = 2 }\n";
+  const std::string head =
+      "name = \"v\"\nseeds = [0]\n[base]\nmodel = { d_model = 16, layers = 1, heads = 2 }\n";
   auto plan = load_sweep(write_sweep(
-      "ev.toml", head + "[evaluate]\noption = \"threshold\"\nvalues = [0.1, 0.5]\n"
-                        "[grid]\ntask = [{ name = \"mod_sum\", seq_len = 12 }, { name = \"pointer_chase\" }]\n"));
+      "ev.toml",
+      head +
+          "[evaluate]\noption = \"threshold\"\nvalues = [0.1, 0.5]\n"
+          "[grid]\ntask = [{ name = \"mod_sum\", seq_len = 12 }, { name = \"pointer_chase\" }]\n"));
   EXPECT_EQ(plan.eval_option, "threshold");
   EXPECT_EQ(plan.eval_values, (std::vector<double>{0.1, 0.5}));
   EXPECT_TRUE(plan.keep_models);
   ASSERT_EQ(plan.trials.size(), 2u);
   EXPECT_EQ(plan.trials[0].method, "task=mod_sum");  // a plugin block is labelled by its name
   EXPECT_EQ(plan.trials[0].config["task"]["seq_len"], 12);
-  expect_error([&] { load_sweep(write_sweep("ev2.toml", head + "[evaluate]\noption = \"threshold\"\n")); },
-               "table 'evaluate' expected exactly option");
+  expect_error(
+      [&] { load_sweep(write_sweep("ev2.toml", head + "[evaluate]\noption = \"threshold\"\n")); },
+      "table 'evaluate' expected exactly option");
   expect_error([&] { load_sweep(write_sweep("ev3.toml", "keep_models = 1\n" + head)); },
                "key 'keep_models' expected true or false");
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "results/report.h"
+#include "results/schema.sql.h"
 #include "tests/test_util.h"
 
 namespace moe::results {
@@ -26,6 +27,7 @@ class StoreTest : public ::testing::Test {
     const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
     s.add_metric(id, 10, "final", "test_accuracy", acc);
     s.add_metric(id, 10, "final", "active_params", active);
+    s.add_metric(id, 10, "final", "nonembed_active_params", active / 2);
     s.add_layer_stat(id, 10, "test", 0, "mean_experts", 1.5);
     s.finish_run(id, status, status == "failed" ? "boom" : "");
   }
@@ -69,16 +71,79 @@ TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
     v.step();
     EXPECT_EQ(v.get_int(0), kSchemaVersion);
   }
-  // A version-1 file (no reevals view) is migrated when opened.
-  s.db().exec("DROP VIEW reevals; PRAGMA user_version = 1");
-  {
-    Store migrated(path("a.sqlite"));
-    auto n = migrated.db().prepare("SELECT count(*) FROM sqlite_master WHERE name = 'reevals'");
-    n.step();
-    EXPECT_EQ(n.get_int(0), 1);
-  }
   s.db().exec("PRAGMA user_version = 99");
   expect_error([&] { Store again(path("a.sqlite")); }, "schema version 99 is newer");
+}
+
+TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
+  // A version-2 file as moe-lab wrote it: the version-1 tables (no attempt column).
+  {
+    Db old(path("old.sqlite"), false);
+    old.exec(kTablesV1);
+    old.exec(
+        "INSERT INTO runs(id, run_key, sweep, method, seed, config, status, attempts) VALUES "
+        "(1, 'k1', 'sw', 'm', 0, '{}', 'completed', 2), (2, 'k2', 'sw', 'm', 1, '{}', 'queued', 0);"
+        "INSERT INTO metrics(run_id, step, split, name, value) VALUES "
+        "(1, 5, 'final', 'test_accuracy', 0.75), (1, 5, 'final', 'active_params', 10);"
+        "INSERT INTO layer_stats(run_id, step, split, layer, name, value) VALUES "
+        "(1, 5, 'test', 0, 'mean_experts', 2);"
+        "PRAGMA user_version = 2");
+  }
+  Store s(path("old.sqlite"));
+  auto v = s.db().prepare("PRAGMA user_version");
+  v.step();
+  EXPECT_EQ(v.get_int(0), kSchemaVersion);
+  std::ostringstream out;
+  run_query(path("old.sqlite"),
+            "SELECT (SELECT min(attempt) || '/' || count(*) FROM metrics) AS m, "
+            "(SELECT attempt FROM layer_stats) AS l, "
+            "(SELECT test_accuracy FROM final WHERE run_key = 'k1') AS acc, "
+            "(SELECT mean_experts FROM layers) AS k, "
+            "(SELECT count(*) FROM sqlite_master WHERE type = 'view') AS views",
+            QueryFormat::kCsv, out);
+  EXPECT_EQ(out.str(), "m,l,acc,k,views\n2/2,2,0.75,2,6\n");
+}
+
+TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
+  Store a(path("c.sqlite")), b(path("c.sqlite"));  // two processes' connections
+  a.ensure_run({"k", "sw", "m", "{}", 0});
+  auto queued = [](const RunRow& r) { return r.status == "queued"; };
+  const auto ca = a.claim_run("k", "h", 11, queued);
+  ASSERT_TRUE(ca);
+  EXPECT_EQ(ca->attempt, 1);
+  EXPECT_FALSE(b.claim_run("k", "h", 12, queued)) << "the run is no longer queued";
+  const auto id = a.start_attempt("k", 1, "h", 13, "cpu", "t", "v");
+  EXPECT_EQ(a.find_run("k")->pid, 13);
+  a.add_metric(id, 1, "train", "loss", 1.0);
+  a.flush();
+  // b takes the run over (as for a stale heartbeat): a's rows are deleted in the same
+  // transaction, and a can write nothing more.
+  const auto cb = b.claim_run("k", "h2", 14, [](const RunRow&) { return true; });
+  ASSERT_TRUE(cb);
+  EXPECT_EQ(cb->attempt, 2);
+  auto count = [&] {
+    auto q = b.db().prepare("SELECT count(*) FROM metrics");
+    q.step();
+    return q.get_int(0);
+  };
+  EXPECT_EQ(count(), 0);
+  a.add_metric(id, 2, "train", "loss", 2.0);
+  expect_error([&] { a.flush(); }, "attempt 1 is no longer current");
+  EXPECT_FALSE(a.heartbeat(id, 1));
+  EXPECT_FALSE(a.finish_run(id, "completed", ""));
+  expect_error([&] { a.start_attempt("k", 1, "h", 15, "cpu", "t", "v"); },
+               "attempt 1 is not current (the run is running at attempt 2)");
+  EXPECT_EQ(b.start_attempt("k", 2, "h2", 16, "cpu", "t", "v"), id);
+  b.add_metric(id, 1, "train", "loss", 3.0);
+  EXPECT_TRUE(b.heartbeat(id, 2));
+  EXPECT_TRUE(b.finish_run(id, "completed", ""));
+  EXPECT_EQ(count(), 1);
+  auto q = b.db().prepare("SELECT attempt, value FROM metrics");
+  ASSERT_TRUE(q.step());
+  EXPECT_EQ(q.get_int(0), 2);
+  EXPECT_EQ(q.get_double(1), 3.0);
+  EXPECT_EQ(b.find_run("k")->status, "completed");
+  EXPECT_EQ(b.find_run("k")->attempts, 2);
 }
 
 TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
@@ -87,7 +152,7 @@ TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
     add_run(s, "a0", "A", 0, 0.80, 100);
     add_run(s, "a1", "A", 1, 0.90, 100);
     add_run(s, "b0", "B", 0, 0.70, 50);
-    add_run(s, "c0", "C", 0, 0.60, 80);  // dominated by B? no: B is cheaper and better
+    add_run(s, "c0", "C", 0, 0.60, 80);             // dominated by B? no: B is cheaper and better
     add_run(s, "f0", "A", 2, 0.10, 100, "failed");  // failed runs are not averaged
   }
   std::ostringstream out;
@@ -95,8 +160,9 @@ TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
             "SELECT method, n, test_accuracy_mean_std FROM by_method ORDER BY method",
             QueryFormat::kCsv, out);
   // A: mean 0.85, sample std sqrt(((0.05)^2 * 2) / 1) = 0.0707
-  EXPECT_EQ(out.str(), "method,n,test_accuracy_mean_std\nA,2,0.8500 ± 0.0707\nB,1,0.7000 ± 0.0000\n"
-                       "C,1,0.6000 ± 0.0000\n");
+  EXPECT_EQ(out.str(),
+            "method,n,test_accuracy_mean_std\nA,2,0.8500 ± 0.0707\nB,1,0.7000 ± 0.0000\n"
+            "C,1,0.6000 ± 0.0000\n");
   std::ostringstream front;
   run_query(path("a.sqlite"), "SELECT method FROM pareto", QueryFormat::kCsv, front);
   EXPECT_EQ(front.str(), "method\nB\nA\n");
@@ -111,8 +177,9 @@ TEST_F(StoreTest, QueryRefusesWrites) {
   std::ostringstream out;
   expect_error([&] { run_query(path("a.sqlite"), "DELETE FROM runs", QueryFormat::kTable, out); },
                "refusing a statement that writes");
-  expect_error([&] { run_query(path("a.sqlite"), "SELECT 1; DROP TABLE runs", QueryFormat::kTable, out); },
-               "one statement at a time");
+  expect_error(
+      [&] { run_query(path("a.sqlite"), "SELECT 1; DROP TABLE runs", QueryFormat::kTable, out); },
+      "one statement at a time");
   expect_error([&] { run_query(path("missing.sqlite"), "SELECT 1", QueryFormat::kTable, out); },
                "no such file");
   run_query(path("a.sqlite"), "SELECT 1 AS one, 'x' AS s", QueryFormat::kTable, out);
@@ -133,15 +200,18 @@ TEST_F(StoreTest, MergePrefersCompletedAndNeverDuplicates) {
   EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 0);
   std::ostringstream out;
   run_query(path("m.sqlite"),
-            "SELECT run_key, status, test_accuracy, (SELECT count(*) FROM metrics m WHERE m.run_id = final.run_id) AS rows FROM final ORDER BY run_key",
+            "SELECT run_key, status, test_accuracy, (SELECT count(*) FROM metrics m WHERE m.run_id "
+            "= final.run_id) AS rows FROM final ORDER BY run_key",
             QueryFormat::kCsv, out);
-  EXPECT_EQ(out.str(), "run_key,status,test_accuracy,rows\nk1,completed,0.8,2\nk2,completed,0.9,2\nk3,completed,0.7,2\n");
+  EXPECT_EQ(out.str(),
+            "run_key,status,test_accuracy,rows\nk1,completed,0.8,3\nk2,completed,0.9,3\nk3,"
+            "completed,0.7,3\n");
   {
     Store c(path("c.sqlite"));
-    c.db().exec("PRAGMA user_version = 3");
+    c.db().exec("PRAGMA user_version = 5");
   }
   expect_error([&] { merge_databases(path("m.sqlite"), {path("c.sqlite")}); },
-               "has schema version 3, expected 1..2");
+               "has schema version 5, expected 1..4");
 }
 
 TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
@@ -160,9 +230,16 @@ TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
   EXPECT_GT(std::filesystem::file_size(path("plots/pareto.svg")), 1000u);
   std::ifstream dat(path("plots/pareto.dat"));
   std::string all((std::istreambuf_iterator<char>(dat)), {});
-  EXPECT_NE(all.find("\"A\"\t100\t0.8"), std::string::npos) << all;
+  EXPECT_NE(all.find("\"A\"\t50\t0.8\t0\t1"), std::string::npos) << "non-embedding x" << all;
+  plot_pareto(path("a.sqlite"), "sw", path("plots"), "active_params", "std");
+  std::ifstream dat2(path("plots/pareto.dat"));
+  std::string all2((std::istreambuf_iterator<char>(dat2)), {});
+  EXPECT_NE(all2.find("\"A\"\t100\t0.8"), std::string::npos) << all2;
   expect_error([&] { plot_pareto(path("a.sqlite"), "nope", path("plots")); },
-               "no completed runs in sweep 'nope'");
+               "no completed runs with nonembed_active_params in sweep 'nope'");
+  expect_error(
+      [&] { plot_pareto(path("a.sqlite"), "", path("plots"), "params"); },
+      "--x 'params': expected one of [nonembed_active_params, active_params, flops_per_token]");
 }
 
 TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
