@@ -278,8 +278,14 @@ int run_command(const std::vector<std::string>& args) {
         taken.insert(t->run_key);
         int64_t slot = 0;
         while (slot_busy[slot]) ++slot;
-        // Every other trial waits for the pretraining run: it gets all the cores.
-        const auto n_threads = std::to_string(t->pretrain ? cores : threads);
+        // Every other trial waits for the pretraining run: it gets all the cores. Workers of
+        // other runners on this host share the cores too (two runners started on one
+        // machine would otherwise each take them all, and OpenMP threads oversubscribed
+        // 2x run several times slower).
+        const int64_t elsewhere = std::max<int64_t>(
+            0, store.running_on_host(host_name()) - static_cast<int64_t>(running.size()) - 1);
+        const int64_t share = std::max<int64_t>(1, cores / (workers + elsewhere));
+        const auto n_threads = std::to_string(t->pretrain ? cores : std::min(threads, share));
         std::vector<std::string> argv_s = {"/proc/self/exe",
                                            "sweep",
                                            "worker",

@@ -214,6 +214,13 @@ int64_t Store::attempt_of(int64_t run_id) {
   return attempt_[run_id] = s.get_int(0);
 }
 
+int64_t Store::running_on_host(const std::string& host) {
+  auto s = db_->prepare("SELECT count(*) FROM runs WHERE status = 'running' AND host = ?1");
+  s.bind(1, host);
+  s.step();
+  return s.get_int(0);
+}
+
 bool Store::heartbeat(int64_t run_id, int64_t attempt) {
   Transaction tx(*db_);
   db_->prepare(

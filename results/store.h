@@ -79,6 +79,8 @@ class Store {
   int64_t start_run(const std::string& run_key, const std::string& host, int64_t pid,
                     const std::string& device, const std::string& libtorch,
                     const std::string& code_version);
+  /// Runs of any sweep in this database that are 'running' on `host`.
+  int64_t running_on_host(const std::string& host);
   /// False when the attempt is no longer current (nothing written).
   bool heartbeat(int64_t run_id, int64_t attempt);
   /// status: completed | failed | interrupted. Flushes buffered metrics first (throwing
