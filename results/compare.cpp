@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "results/plot_util.h"
 #include "results/store.h"
 
 namespace moe::results {
@@ -56,6 +57,7 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
                                 direction + "'");
   }
   Db db(db_path, true);
+  detail::require_current_schema(db);
   Comparison c;
   c.metric = metric;
   c.higher_is_better =

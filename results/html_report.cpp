@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "results/compare.h"
+#include "results/plot_util.h"
 #include "results/report.h"
 #include "results/store.h"
 
@@ -139,14 +140,22 @@ std::string comparison_section(const std::string& db, const std::string& sweep,
 
 using PlotFn = std::string (*)(const std::string&, const std::string&, const std::string&);
 
+/// Non-embedding active parameters; runs recorded before moe-lab stored them fall back to
+/// active parameters (embeddings included), and the axis label says so.
 std::string pareto_default(const std::string& d, const std::string& s, const std::string& o) {
-  return plot_pareto(d, s, o);
+  try {
+    return plot_pareto(d, s, o);
+  } catch (const std::runtime_error&) {
+    return plot_pareto(d, s, o, "active_params");
+  }
 }
 
 std::string plots_section(const std::string& db, const std::string& sweep, const std::string& tmp,
                           int& plot_id) {
   const std::vector<std::tuple<std::string, std::string, PlotFn>> plots = {
-      {"pareto", "Accuracy against non-embedding active parameters (95% CI over seeds)",
+      {"pareto",
+       "Accuracy against active parameters per token (95% CI over seeds; the x-axis names the "
+       "count)",
        &pareto_default},
       {"layers", "Experts per token by MoE layer", &plot_layers},
       {"load", "Routing load per expert", &plot_load},
@@ -377,6 +386,7 @@ std::string write_report(const ReportOptions& opt) {
     throw DbError("database '" + opt.db + "': no such file (run a sweep first)");
   }
   Db db(opt.db, true);
+  detail::require_current_schema(db);
   std::vector<std::string> known;
   {
     auto s = db.prepare("SELECT DISTINCT coalesce(sweep, '') FROM runs ORDER BY 1");

@@ -95,11 +95,28 @@ std::string sanitize(std::string label) {
   return label;
 }
 
+void require_current_schema(Db& db) {
+  auto v = db.prepare("PRAGMA user_version");
+  v.step();
+  const int64_t version = v.get_int(0);
+  if (version < kSchemaVersion) {
+    throw DbError("database '" + db.path() + "' has schema version " + std::to_string(version) +
+                  " of " + std::to_string(kSchemaVersion) +
+                  "; readers never migrate: any command that writes to it (e.g. moe sweep "
+                  "status FILE --db " +
+                  db.path() + ") migrates it, keeping its data");
+  }
+}
+
 Db open_for_plot(const std::string& db_path, const std::string& out_dir) {
   require_gnuplot();
   if (!std::filesystem::exists(db_path)) throw DbError("database '" + db_path + "': no such file");
   std::filesystem::create_directories(out_dir);
-  return Db(db_path, true);
+  {
+    Db check(db_path, true);
+    require_current_schema(check);
+  }
+  return Db(db_path, true);  // Db is neither copyable nor movable
 }
 
 std::string sweep_title(const std::string& sweep) {

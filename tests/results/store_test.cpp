@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "results/compare.h"
 #include "results/report.h"
 #include "results/schema.sql.h"
 #include "tests/test_util.h"
@@ -89,6 +90,9 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
         "(1, 5, 'test', 0, 'mean_experts', 2);"
         "PRAGMA user_version = 2");
   }
+  // Readers never migrate; they say how.
+  expect_error([&] { compare_methods(path("old.sqlite"), "", "", "test_accuracy"); },
+               "has schema version 2 of 4; readers never migrate");
   Store s(path("old.sqlite"));
   auto v = s.db().prepare("PRAGMA user_version");
   v.step();
