@@ -14,6 +14,16 @@
 namespace po = boost::program_options;
 
 namespace moe {
+namespace {
+
+/// --csv / --json / an aligned table.
+results::QueryFormat output_format(const po::variables_map& vm) {
+  return vm.count("csv")    ? results::QueryFormat::kCsv
+         : vm.count("json") ? results::QueryFormat::kJson
+                            : results::QueryFormat::kTable;
+}
+
+}  // namespace
 
 int query_command(const std::vector<std::string>& args) {
   po::options_description desc(
@@ -30,9 +40,7 @@ int query_command(const std::vector<std::string>& args) {
   pos.add("sql", 1);
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, "sql"); rc >= 0) return rc;
-  const auto format = vm.count("csv")    ? results::QueryFormat::kCsv
-                      : vm.count("json") ? results::QueryFormat::kJson
-                                         : results::QueryFormat::kTable;
+  const auto format = output_format(vm);
   results::run_query(db, sql, format, std::cout);
   return 0;
 }
@@ -42,8 +50,8 @@ int plot_command(const std::vector<std::string>& args) {
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
       "Usage: moe plot pareto|layers|load|curves|difficulty|experts|reevals|trainable|all\n"
       "                [--db PATH] [--sweep NAME] [--out DIR]\n\n"
-      "  pareto      mean test accuracy vs mean active parameters per method, error bars over\n"
-      "              seeds, and the Pareto front\n"
+      "  pareto      mean test accuracy vs mean non-embedding active parameters per method,\n"
+      "              95% CI bars over seeds, and the Pareto front (--x, --error below)\n"
       "  layers      mean experts per token per MoE layer, and a layer x experts-used heatmap\n"
       "  load        per-expert routing load per method and layer (heatmap; 0 = dead expert)\n"
       "  curves      training loss against step for every run\n"
@@ -125,9 +133,7 @@ int compare_command(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, ""); rc >= 0) return rc;
-  const auto format = vm.count("csv")    ? results::QueryFormat::kCsv
-                      : vm.count("json") ? results::QueryFormat::kJson
-                                         : results::QueryFormat::kTable;
+  const auto format = output_format(vm);
   const auto c = results::compare_methods(db, sweep, baseline, metric, direction);
   results::print_comparison(c, format, std::cout);
   return 0;
