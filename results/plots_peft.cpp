@@ -36,6 +36,14 @@ std::string plot_trainable(const std::string& db_path, const std::string& sweep,
   if (runs.empty()) {
     throw std::runtime_error("no completed runs with trainable_percent in " + db_path);
   }
+  bool frozen = false;  // a sweep where everything trains has nothing to show here
+  for (const auto& [panel, methods] : runs)
+    for (const auto& [method, pts] : methods)
+      for (const auto& pt : pts) frozen |= pt.first < 100;
+  if (!frozen) {
+    throw std::runtime_error("no fine-tuning runs (every run trains all its parameters)" +
+                             (sweep.empty() ? "" : " in sweep '" + sweep + "'"));
+  }
   std::ofstream dat(base + ".dat");
   for (const auto& [panel, methods] : runs) {
     dat << "# " << panel << "\n";

@@ -270,6 +270,18 @@ TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
   EXPECT_NE(all.find("# task=a\n\"full\"\t100\t0.55\t0.0707"), std::string::npos) << all;
   EXPECT_NE(all.find("# task=b\n\"mov\"\t2\t0.55"), std::string::npos) << all;
   EXPECT_EQ(all.find("pretrain"), std::string::npos) << all;
+  // A sweep where every run trains everything has nothing to plot.
+  {
+    Store s(path("g.sqlite"));
+    add_run(s, "x", "dense", 0, 0.5, 10);
+    s.ensure_run({"y", "sw", "switch", "{}", 0});
+    const auto id = s.start_run("y", "host", 1, "cpu", "LibTorch", "v");
+    s.add_metric(id, 10, "final", "test_accuracy", 0.6);
+    s.add_metric(id, 10, "final", "trainable_percent", 100.0);
+    s.finish_run(id, "completed", "");
+  }
+  expect_error([&] { plot_trainable(path("g.sqlite"), "sw", path("plots")); },
+               "no fine-tuning runs (every run trains all its parameters) in sweep 'sw'");
 }
 
 }  // namespace
