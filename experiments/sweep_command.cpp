@@ -247,7 +247,9 @@ int run_command(const std::vector<std::string>& args) {
     const double el =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int64_t finished = done + failed + blocked;
-    const double eta = finished ? el / finished * (queued.size() + running.size()) : 0;
+    // Other runners take part of the queue: scale by the share of claims this one won.
+    const double share = lost ? double(taken.size()) / double(taken.size() + lost) : 1.0;
+    const double eta = finished ? el / finished * (share * queued.size() + running.size()) : 0;
     std::cerr << "[" << plan.name << "] " << done << " done, " << failed << " failed, "
               << running.size() << " running, " << queued.size() << " waiting"
               << (lost ? ", " + std::to_string(lost) + " taken by other runners" : "")
