@@ -167,7 +167,9 @@ int run_command(const std::vector<std::string>& args) {
       "                          [--retry-failed]\n\n"
       "Completed trials are skipped; failed ones are rerun only with --retry-failed; trials of\n"
       "a killed run (stale heartbeat) or interrupted ones are redone. Exit status 1 if any\n"
-      "trial failed.\n\nOptions");
+      "trial failed. Several runners may share one database (each trial is claimed\n"
+      "atomically and runs once); on a cluster without a lockable shared file system, give\n"
+      "each job its own --shard database and `moe merge` them.\n\nOptions");
   std::string file, db, devices, shard;
   int64_t workers = 1;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
