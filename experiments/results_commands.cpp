@@ -94,7 +94,8 @@ int plot_command(const std::vector<std::string>& args) {
     if (kind != name && kind != "all") continue;
     found = true;
     try {
-      std::cout << "wrote " << fn(db, sweep, out) << " (and .svg)\n";
+      const auto png = fn(db, sweep, out);  // a plot that throws prints no "wrote"
+      std::cout << "wrote " << png << " (and .svg)\n";
     } catch (const std::runtime_error& e) {
       if (kind != "all") throw;
       std::cout << "skipped " << name << ": " << e.what() << "\n";

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -15,6 +16,45 @@
 
 namespace moe::results {
 using namespace detail;
+
+namespace detail {
+
+std::string tic_label(const std::string& label) {
+  std::string out;
+  for (char c : label)
+    out += c == '%' ? std::string("%%") : c == '\'' ? std::string("''") : std::string(1, c);
+  return out;
+}
+
+Heatmap read_heatmap(Stmt& s) {
+  Heatmap h;
+  while (s.step()) {
+    const std::string label = sanitize(s.get_text(0)) + "/L" + std::to_string(s.get_int(1));
+    if (h.rows.empty() || h.rows.back() != label) h.rows.push_back(label);
+    h.cells[label][s.get_int(2)] = s.get_double(3);
+    h.max_col = std::max(h.max_col, s.get_int(2));
+  }
+  return h;
+}
+
+std::string write_heatmap(
+    const std::string& path, const Heatmap& h,
+    const std::function<std::string(const std::map<int64_t, double>&, int64_t)>& cell) {
+  std::ofstream dat(path);
+  static const std::map<int64_t, double> kEmpty;
+  for (size_t row = 0; row < h.rows.size(); ++row) {
+    auto it = h.cells.find(h.rows[row]);
+    const auto& r = it == h.cells.end() ? kEmpty : it->second;
+    for (int64_t c = 0; c <= h.max_col; ++c) dat << c << "\t" << row << "\t" << cell(r, c) << "\n";
+    dat << "\n";
+  }
+  std::ostringstream ytics;
+  for (size_t i = 0; i < h.rows.size(); ++i)
+    ytics << (i ? ", " : "") << "'" << tic_label(h.rows[i]) << "' " << i;
+  return ytics.str();
+}
+
+}  // namespace detail
 
 const std::vector<std::string>& pareto_x_choices() {
   static const std::vector<std::string> k = {"nonembed_active_params", "active_params",
@@ -140,29 +180,11 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
       "WHERE l.split = 'test' AND l.name LIKE 'experts_hist/%' AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, n ORDER BY r.method, l.layer, n");
   h.bind(1, sweep);
-  // `with image` needs a full grid: every row gets every column, 0 where absent.
-  std::vector<std::string> row_labels;
-  std::map<std::string, std::map<int64_t, double>> cells;
-  int64_t max_n = 0;
-  while (h.step()) {
-    const std::string label = sanitize(h.get_text(0)) + "/L" + std::to_string(h.get_int(1));
-    if (row_labels.empty() || row_labels.back() != label) row_labels.push_back(label);
-    cells[label][h.get_int(2)] = h.get_double(3);
-    max_n = std::max(max_n, h.get_int(2));
-  }
-  std::ofstream hist(base + "_hist.dat");
-  for (size_t row = 0; row < row_labels.size(); ++row) {
-    for (int64_t n = 0; n <= max_n; ++n) {
-      const auto& r = cells[row_labels[row]];
-      hist << n << "\t" << row << "\t" << (r.count(n) ? r.at(n) : 0.0) << "\n";
-    }
-    hist << "\n";
-  }
-  hist.close();
-  std::ostringstream ytics;
-  for (size_t i = 0; i < row_labels.size(); ++i) {
-    ytics << (i ? ", " : "") << "'" << row_labels[i] << "' " << i;
-  }
+  const auto grid = read_heatmap(h);
+  const std::string ytics =
+      write_heatmap(base + "_hist.dat", grid, [](const std::map<int64_t, double>& r, int64_t n) {
+        return std::to_string(r.count(n) ? r.at(n) : 0.0);  // 0 where absent
+      });
   std::ostringstream body;
   body << "set multiplot layout 1,2 title 'Experts per token by layer (" << sweep_title(sweep)
        << ", test split)'\n"
@@ -171,7 +193,7 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
        << "plot for [i=0:" << lines.size() - 1 << "] '" << base
        << ".dat' index i using 1:2 with linespoints pt 7 title columnheader(1)\n"
        << "unset grid\nset xlabel 'experts used by a token'\nset ylabel ''\n"
-       << "set ytics (" << ytics.str() << ")\nset cblabel 'share of tokens'\n"
+       << "set ytics (" << ytics << ")\nset cblabel 'share of tokens'\n"
        << "set cbrange [0:1]\nset palette defined (0 'white', 1 '#1b6ca8')\n"
        << "plot '" << base << "_hist.dat' using 1:2:3 with image pixels notitle\n";
   run_gnuplot(base, body.str());
@@ -190,42 +212,22 @@ std::string plot_load(const std::string& db_path, const std::string& sweep,
       "AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, e ORDER BY r.method, l.layer, e");
   h.bind(1, sweep);
-  std::vector<std::string> rows;
-  std::map<std::string, std::map<int64_t, double>> cells;
-  int64_t max_e = 0;
-  while (h.step()) {
-    const std::string label = sanitize(h.get_text(0)) + "/L" + std::to_string(h.get_int(1));
-    if (rows.empty() || rows.back() != label) rows.push_back(label);
-    cells[label][h.get_int(2)] = h.get_double(3);
-    max_e = std::max(max_e, h.get_int(2));
-  }
-  if (rows.empty()) {
+  const auto grid = read_heatmap(h);
+  if (grid.rows.empty()) {
     throw std::runtime_error("no per-expert load (MoE runs) in " + db_path +
                              (sweep.empty() ? "" : " for sweep '" + sweep + "'"));
   }
-  std::ofstream dat(base + ".dat");
-  for (size_t row = 0; row < rows.size(); ++row) {
-    for (int64_t e = 0; e <= max_e; ++e) {
-      const auto& r = cells[rows[row]];
-      // Relative to a uniform share (1 = balanced, 0 = dead); NaN (blank) past a
-      // method's own expert count.
-      const double experts = static_cast<double>(r.empty() ? 1 : r.rbegin()->first + 1);
-      dat << e << "\t" << row << "\t";
-      if (r.count(e)) {
-        dat << r.at(e) * experts << "\n";
-      } else {
-        dat << "NaN\n";
-      }
-    }
-    dat << "\n";
-  }
-  dat.close();
-  std::ostringstream ytics;
-  for (size_t i = 0; i < rows.size(); ++i) ytics << (i ? ", " : "") << "'" << rows[i] << "' " << i;
+  // Relative to a uniform share (1 = balanced, 0 = dead); NaN (blank) past a method's own
+  // expert count.
+  const std::string ytics =
+      write_heatmap(base + ".dat", grid, [](const std::map<int64_t, double>& r, int64_t e) {
+        const double experts = static_cast<double>(r.empty() ? 1 : r.rbegin()->first + 1);
+        return r.count(e) ? std::to_string(r.at(e) * experts) : std::string("NaN");
+      });
   std::ostringstream body;
   body << "set title 'Routing load per expert (" << sweep_title(sweep)
        << ", test split, mean over seeds); 1 = uniform share, 0 = dead'\n"
-       << "set xlabel 'expert'\nset ytics (" << ytics.str() << ")\nset xtics 1\n"
+       << "set xlabel 'expert'\nset ytics (" << ytics << ")\nset xtics 1\n"
        << "set cblabel 'load / uniform load (2+ = dark)'\nset cbrange [0:2]\n"
        << "set palette defined (0 '#b2182b', 1 'white', 2 '#2166ac')\n"
        << "plot '" << base << ".dat' using 1:2:3 with image pixels notitle\n";
@@ -299,7 +301,7 @@ std::string plot_difficulty(const std::string& db_path, const std::string& sweep
   dat.close();
   std::ostringstream xtics;
   for (size_t i = 0; i < levels.size(); ++i)
-    xtics << (i ? ", " : "") << "'" << levels[i] << "' " << i;
+    xtics << (i ? ", " : "") << "'" << tic_label(levels[i]) << "' " << i;
   std::ostringstream body;
   body << "set title 'Test accuracy by difficulty level (" << sweep_title(sweep)
        << "), mean over seeds'\n"

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "results/compare.h"
+#include "results/plot_util.h"
 #include "results/report.h"
 #include "results/schema.sql.h"
 #include "tests/test_util.h"
@@ -244,6 +245,11 @@ TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
   expect_error(
       [&] { plot_pareto(path("a.sqlite"), "", path("plots"), "params"); },
       "--x 'params': expected one of [nonembed_active_params, active_params, flops_per_token]");
+}
+
+TEST(PlotUtil, TicLabelsAreLiteral) {
+  // Level names such as facts' "top 25% facts" are gnuplot formats unless escaped.
+  EXPECT_EQ(detail::tic_label("top 25% it's"), "top 25%% it''s");
 }
 
 TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
