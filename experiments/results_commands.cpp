@@ -119,7 +119,12 @@ int compare_command(const std::vector<std::string>& args) {
       "have: the mean paired difference (method - baseline), its 95% CI, the two-sided paired\n"
       "t-test p, and p adjusted over all methods compared (Holm). verdict: better / worse\n"
       "(adjusted p < 0.05, in the metric's direction: loss, perplexity, seconds and steps are\n"
-      "lower-is-better) or n.s. Reads completed runs' final metrics only.\n\nOptions");
+      "lower-is-better) or n.s. Reads completed runs' final metrics only.\n\n"
+      "A method is the sweep's method axis (preset). Other grid axes make contexts (e.g.\n"
+      "task.name=mod_sum): each context is compared to its own baseline row, Holm within it.\n"
+      "Sweeps with [tune] axes compare each method at its chosen value (the best mean\n"
+      "validation metric over seeds, recorded by `moe sweep run` in table selections): see\n"
+      "columns tuned and tuned_score.\n\nOptions");
   std::string db, sweep, baseline, metric, direction;
   desc.add_options()("help,h", "show this help")(
       "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(

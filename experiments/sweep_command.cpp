@@ -18,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "core/train/device.h"
@@ -27,6 +28,7 @@
 #include "experiments/param_counts.h"
 #include "experiments/sweep_spec.h"
 #include "experiments/sweep_worker.h"
+#include "results/compare.h"
 #include "results/store.h"
 
 extern char** environ;
@@ -201,7 +203,7 @@ int run_command(const std::vector<std::string>& args) {
   auto trials = shard_of(plan, shard);
   ensure_parent_dir(db);
   results::Store store(db);
-  store.upsert_sweep(plan.name, plan.spec_text);
+  store.upsert_sweep(plan.name, plan.spec_text, plan.tune_metric);
   const bool retry_failed = vm.count("retry-failed") > 0;
   std::vector<const Trial*> todo;
   std::set<std::string> taken;   // run keys this invocation claimed (each at most once)
@@ -209,7 +211,8 @@ int run_command(const std::vector<std::string>& args) {
   std::set<std::string> done_before;
   int64_t skipped = 0, waiting = 0, lost = 0;
   for (const auto& t : trials)
-    store.ensure_run({t.run_key, plan.name, t.method, t.config.dump(), t.seed});
+    store.ensure_run(
+        {t.run_key, plan.name, t.method, t.config.dump(), t.seed, t.preset, t.context, t.tune});
   for (const auto& r : store.runs(plan.name))
     if (r.status == "completed") done_before.insert(r.run_key);
   auto claimable = [&](const results::RunRow& r) { return need_of(r, retry_failed) == Need::kRun; };
@@ -389,6 +392,19 @@ int run_command(const std::vector<std::string>& args) {
   }
   if (blocked > 0) std::cerr << "; " << blocked << " not run: their pretraining run failed";
   std::cerr << "\n";
+  if (!plan.tune_metric.empty()) {
+    const auto chosen = results::record_selections(store.db(), plan.name);
+    std::cerr << "[" << plan.name << "] tuned on " << plan.tune_metric
+              << " (mean over seeds; table selections):";
+    for (const auto& c : chosen) {
+      std::ostringstream score;
+      score << std::setprecision(6) << c.score;
+      std::cerr << "\n  " << c.preset << (c.context.empty() ? "" : " " + c.context) << ": "
+                << c.tune << " (" << score.str() << ", n = " << c.n << " of " << c.candidates
+                << " values)";
+    }
+    std::cerr << "\n";
+  }
   if (!plan.eval_option.empty()) {
     std::cerr << "[" << plan.name << "] re-evaluating trained models at " << plan.eval_option
               << " values (moe sweep eval)\n";

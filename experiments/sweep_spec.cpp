@@ -104,19 +104,21 @@ SweepPlan load_sweep(const std::string& path) {
       << e.description();
     throw std::invalid_argument(m.str());
   }
-  const std::set<std::string> known = {"name", "description", "base_config", "task", "seeds",
-                                       "base", "presets", "grid", "zip", "exclude",
-                                       "keep_models", "evaluate", "pretrain"};
+  const std::set<std::string> known = {
+      "name", "description", "base_config", "task",        "seeds",    "base",     "presets",
+      "grid", "zip",         "exclude",     "keep_models", "evaluate", "pretrain", "tune"};
   for (const auto& [k, v] : doc) {
     if (!known.count(std::string(k.str()))) {
-      fail(path, &v, "unknown key '" + std::string(k.str()) +
-                         "'; known: [base, base_config, description, evaluate, exclude, grid, "
-                         "keep_models, name, presets, pretrain, seeds, task, zip]");
+      fail(path, &v,
+           "unknown key '" + std::string(k.str()) +
+               "'; known: [base, base_config, description, evaluate, exclude, grid, "
+               "keep_models, name, presets, pretrain, seeds, task, tune, zip]");
     }
   }
   const auto j = parse_toml(plan.spec_text, path);
   auto need_type = [&](const char* key, bool ok, const char* what) {
-    if (j.contains(key) && !ok) fail(path, doc.get(key), "key '" + std::string(key) + "' expected " + what);
+    if (j.contains(key) && !ok)
+      fail(path, doc.get(key), "key '" + std::string(key) + "' expected " + what);
   };
   need_type("name", j.contains("name") && j["name"].is_string(), "a string");
   if (!j.contains("name")) fail(path, nullptr, "missing key 'name' (the sweep's name)");
@@ -124,12 +126,14 @@ SweepPlan load_sweep(const std::string& path) {
   need_type("description", j.value("description", nlohmann::json("")).is_string(), "a string");
   plan.description = j.value("description", std::string());
   if (!j.contains("seeds") || !j["seeds"].is_array() || j["seeds"].empty()) {
-    fail(path, doc.get("seeds"), "key 'seeds' expected a non-empty array of integers, e.g. seeds = [0, 1]");
+    fail(path, doc.get("seeds"),
+         "key 'seeds' expected a non-empty array of integers, e.g. seeds = [0, 1]");
   }
   for (const auto& s : j["seeds"]) {
     if (!s.is_number_integer()) fail(path, doc.get("seeds"), "key 'seeds' expected integers");
   }
-  need_type("keep_models", j.value("keep_models", nlohmann::json(false)).is_boolean(), "true or false");
+  need_type("keep_models", j.value("keep_models", nlohmann::json(false)).is_boolean(),
+            "true or false");
   plan.keep_models = j.value("keep_models", false);
   if (j.contains("evaluate")) {
     const auto& e = j["evaluate"];
@@ -148,7 +152,7 @@ SweepPlan load_sweep(const std::string& path) {
     }
     plan.keep_models = true;
   }
-  for (const char* table : {"base", "presets", "grid", "zip"}) {
+  for (const char* table : {"base", "presets", "grid", "zip", "tune"}) {
     need_type(table, j.contains(table) && j[table].is_object(), "a table");
   }
 
@@ -167,7 +171,8 @@ SweepPlan load_sweep(const std::string& path) {
   std::map<std::string, nlohmann::json> presets;
   if (j.contains("presets")) {
     for (auto it = j["presets"].begin(); it != j["presets"].end(); ++it) {
-      if (!it.value().is_object()) fail(path, doc.get("presets"), "preset '" + it.key() + "' expected a table");
+      if (!it.value().is_object())
+        fail(path, doc.get("presets"), "preset '" + it.key() + "' expected a table");
       presets[it.key()] = nested(it.value());
     }
   }
@@ -181,12 +186,14 @@ SweepPlan load_sweep(const std::string& path) {
     for (auto it = j[table].begin(); it != j[table].end(); ++it) {
       const auto* node = doc[table][it.key()].node();
       if (!it.value().is_array() || it.value().empty()) {
-        fail(path, node, std::string(table) + " axis '" + it.key() + "' expected a non-empty array");
+        fail(path, node,
+             std::string(table) + " axis '" + it.key() + "' expected a non-empty array");
       }
       Axis a{it.key(), {}};
       for (const auto& v : it.value()) {
         if (a.key == "method" && (!v.is_string() || !presets.count(v.get<std::string>()))) {
-          fail(path, node, "grid axis 'method': unknown preset " + v.dump() + "; known: " + preset_list);
+          fail(path, node,
+               "grid axis 'method': unknown preset " + v.dump() + "; known: " + preset_list);
         }
         a.values.push_back(v);
       }
@@ -196,16 +203,51 @@ SweepPlan load_sweep(const std::string& path) {
   };
   auto grid = read_axes("grid");
   auto zip = read_axes("zip");
+  // [tune]: axes crossed like the grid's, one value chosen per method (and per value of
+  // the other axes) on the validation split; metric = "..." names what is compared.
+  std::vector<Axis> tune;
+  if (j.contains("tune")) {
+    nlohmann::json t = j["tune"];
+    plan.tune_metric = "valid_loss";
+    if (t.contains("metric")) {
+      if (!t["metric"].is_string() || t["metric"].get<std::string>().rfind("valid_", 0) != 0) {
+        fail(path, doc["tune"]["metric"].node(),
+             "tune.metric expected the name of a validation metric (valid_loss, valid_accuracy, "
+             "valid_perplexity, ...), got " +
+                 t["metric"].dump());
+      }
+      plan.tune_metric = t["metric"];
+      t.erase("metric");
+    }
+    if (t.empty())
+      fail(path, doc.get("tune"),
+           "table 'tune' expected at least one axis, e.g. \"train.lr\" = [1e-3, 3e-3]");
+    for (auto it = t.begin(); it != t.end(); ++it) {
+      const auto* node = doc["tune"][it.key()].node();
+      if (it.key() == "method")
+        fail(path, node, "tune axis 'method': methods are compared, not tuned; put it in [grid]");
+      if (!it.value().is_array() || it.value().empty()) {
+        fail(path, node, "tune axis '" + it.key() + "' expected a non-empty array");
+      }
+      for (const auto& a : grid) {
+        if (a.key == it.key())
+          fail(path, node, "axis '" + it.key() + "' is in both [grid] and [tune]");
+      }
+      tune.push_back(Axis{it.key(), {it.value().begin(), it.value().end()}});
+    }
+  }
   for (const auto& a : zip) {
     if (a.values.size() != zip.front().values.size()) {
-      fail(path, doc["zip"][a.key].node(), "zip axis '" + a.key + "' has " +
-               std::to_string(a.values.size()) + " values, but '" + zip.front().key + "' has " +
-               std::to_string(zip.front().values.size()) + "; zipped axes need equal lengths");
+      fail(path, doc["zip"][a.key].node(),
+           "zip axis '" + a.key + "' has " + std::to_string(a.values.size()) + " values, but '" +
+               zip.front().key + "' has " + std::to_string(zip.front().values.size()) +
+               "; zipped axes need equal lengths");
     }
   }
   std::vector<nlohmann::json> excludes;
   if (j.contains("exclude")) {
-    if (!j["exclude"].is_array()) fail(path, doc.get("exclude"), "key 'exclude' expected an array of tables ([[exclude]])");
+    if (!j["exclude"].is_array())
+      fail(path, doc.get("exclude"), "key 'exclude' expected an array of tables ([[exclude]])");
     for (const auto& e : j["exclude"]) excludes.push_back(e);
   }
 
@@ -228,6 +270,19 @@ SweepPlan load_sweep(const std::string& path) {
       for (size_t i = 0; i < zip.front().values.size(); ++i) {
         auto q = p;
         for (const auto& a : zip) q.emplace_back(a.key, a.values[i]);
+        next.push_back(q);
+      }
+    }
+    points = next;
+  }
+  // The tune axes, marked so that labels can tell them apart.
+  const size_t tune_from = points.empty() ? 0 : points.front().size();
+  for (const auto& a : tune) {
+    std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
+    for (const auto& p : points) {
+      for (const auto& v : a.values) {
+        auto q = p;
+        q.emplace_back(a.key, v);
         next.push_back(q);
       }
     }
@@ -280,21 +335,30 @@ SweepPlan load_sweep(const std::string& path) {
     }
     if (excluded) continue;
     nlohmann::json config = base;
-    std::string label;
-    for (const auto& [k, v] : point) {
+    std::string preset, context, tuned;
+    for (size_t i = 0; i < point.size(); ++i) {
+      const auto& [k, v] = point[i];
       if (k == "method") {
         merge_into(config, presets[v.get<std::string>()]);
-        label = v.get<std::string>() + (label.empty() ? "" : " " + label);
+        preset = v.get<std::string>();
       } else {
         set_dotted(config, k, v);
-        label += (label.empty() ? "" : " ") + k + "=" + short_value(v);
+        auto& part = i >= tune_from ? tuned : context;
+        part += (part.empty() ? "" : " ") + k + "=" + short_value(v);
       }
+    }
+    std::string label = preset;
+    for (const auto* part : {&context, &tuned}) {
+      if (!part->empty()) label += (label.empty() ? "" : " ") + *part;
     }
     if (label.empty()) label = plan.name;
     for (const auto& s : j["seeds"]) {
       Trial t;
       t.seed = s.get<int64_t>();
       t.method = label;
+      t.preset = preset;
+      t.context = context;
+      t.tune = tuned;
       t.config = config;
       t.config["seed"] = t.seed;
       if (!pretrain_key.empty()) {

@@ -34,8 +34,11 @@ namespace moe {
 struct Trial {
   std::string run_key;  ///< 16 hex digits
   std::string method;   ///< label: preset name plus non-method axis values
+  /// The label's parts: the method axis value (the preset; "" without one), the other grid
+  /// and zip axes ("task.name=mod_sum ..."), the [tune] axes ("train.lr=0.003").
+  std::string preset, context, tune;
   int64_t seed = 0;
-  nlohmann::json config;  ///< canonical resolved config (seed included)
+  nlohmann::json config;   ///< canonical resolved config (seed included)
   bool pretrain = false;   ///< the [pretrain] trial (every shard includes it)
   std::string depends_on;  ///< run key that must complete first (the pretraining trial)
 };
@@ -51,6 +54,10 @@ struct SweepPlan {
   /// (split "test@<option>=<value>"). Implies keep_models.
   std::string eval_option;
   std::vector<double> eval_values;
+  /// [tune] metric (a validation metric; "" = the sweep has no tune axes). Each (method,
+  /// context) takes the tune value whose mean of this metric over seeds is best
+  /// (results::choose_tuned); `moe compare` compares the chosen ones.
+  std::string tune_metric;
 };
 
 /// Reads, validates and expands a sweep file. Errors name the file, the key (with its

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "results/plot_util.h"
+#include "results/sqlite.h"
 #include "results/store.h"
 
 namespace moe::results {
@@ -46,6 +47,117 @@ bool metric_higher_is_better(const std::string& m) {
   return true;
 }
 
+namespace {
+
+/// One completed run's final numbers.
+struct RunValues {
+  std::string preset, context, tune;
+  int64_t seed = 0;
+  double value = NAN, tune_value = NAN, nonembed = NAN, flops = NAN;
+};
+
+std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::string& metric,
+                                 const std::string& tune_metric, std::set<std::string>* names) {
+  std::map<int64_t, RunValues> runs;
+  auto s = db.prepare(
+      "SELECT r.id, coalesce(r.preset, r.method), coalesce(r.context, ''), coalesce(r.tune, ''), "
+      "r.seed, m.name, m.value, m.value_text FROM runs r "
+      "JOIN metrics m ON m.run_id = r.id AND m.attempt = r.attempts AND m.split = 'final' "
+      "WHERE r.status = 'completed' AND coalesce(r.sweep, '') = ?1");
+  s.bind(1, sweep);
+  while (s.step()) {
+    auto& r = runs[s.get_int(0)];
+    r.preset = s.get_text(1);
+    r.context = s.get_text(2);
+    r.tune = s.get_text(3);
+    r.seed = s.get_int(4);
+    const std::string name = s.get_text(5);
+    if (names) names->insert(name);
+    const double v = decode_value(s, 6, 7);
+    if (name == metric) r.value = v;
+    if (name == tune_metric) r.tune_value = v;
+    if (name == "nonembed_active_params") r.nonembed = v;
+    if (name == "flops_per_token") r.flops = v;
+  }
+  std::vector<RunValues> out;
+  for (auto& kv : runs) out.push_back(std::move(kv.second));
+  return out;
+}
+
+std::string sweep_tune_metric(Db& db, const std::string& sweep) {
+  auto s = db.prepare("SELECT coalesce(tune_metric, '') FROM sweeps WHERE name = ?1");
+  s.bind(1, sweep);
+  return s.step() ? s.get_text(0) : "";
+}
+
+std::vector<TunedChoice> choose(const std::vector<RunValues>& runs, const std::string& metric) {
+  // (context, preset) -> tune -> values of the metric
+  std::map<std::pair<std::string, std::string>, std::map<std::string, std::vector<double>>> g;
+  for (const auto& r : runs) {
+    if (r.tune.empty()) continue;
+    auto& v = g[{r.context, r.preset}][r.tune];
+    if (std::isfinite(r.tune_value)) v.push_back(r.tune_value);
+  }
+  const bool higher = metric_higher_is_better(metric);
+  std::vector<TunedChoice> out;
+  for (const auto& [cp, cands] : g) {
+    TunedChoice best;
+    best.context = cp.first;
+    best.preset = cp.second;
+    best.metric = metric;
+    best.candidates = static_cast<int64_t>(cands.size());
+    bool have = false;
+    for (const auto& [tune, values] : cands) {
+      if (values.empty()) continue;
+      const double score = mean_ci95(values).mean;
+      const auto n = static_cast<int64_t>(values.size());
+      // More completed seeds first (a value that diverged on some seeds is not chosen on
+      // the survivors), then the better mean.
+      const bool better = !have || n > best.n ||
+                          (n == best.n && (higher ? score > best.score : score < best.score));
+      if (better) {
+        best.tune = tune;
+        best.score = score;
+        best.n = n;
+        have = true;
+      }
+    }
+    if (have) out.push_back(best);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<TunedChoice> choose_tuned(Db& db, const std::string& sweep) {
+  const std::string metric = sweep_tune_metric(db, sweep);
+  if (metric.empty()) return {};
+  return choose(read_runs(db, sweep, "", metric, nullptr), metric);
+}
+
+std::vector<TunedChoice> record_selections(Db& db, const std::string& sweep) {
+  auto chosen = choose_tuned(db, sweep);
+  Transaction tx(db);
+  db.prepare("DELETE FROM selections WHERE sweep = ?1").bind(1, sweep).step();
+  for (const auto& c : chosen) {
+    db.prepare(
+          "INSERT INTO selections(sweep, context, preset, tune, metric, score, n, candidates, "
+          "chosen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+        .bind(1, sweep)
+        .bind(2, c.context)
+        .bind(3, c.preset)
+        .bind(4, c.tune)
+        .bind(5, c.metric)
+        .bind(6, c.score)
+        .bind(7, c.n)
+        .bind(8, c.candidates)
+        .bind(9, now_seconds())
+        .step();
+  }
+  tx.commit();
+  return chosen;
+}
+
 Comparison compare_methods(const std::string& db_path, const std::string& sweep_in,
                            const std::string& baseline_in, const std::string& metric,
                            const std::string& direction) {
@@ -79,93 +191,97 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
                                   "'; known: " + join(sweeps));
     }
   }
-  // method -> seed -> (metric, nonembed active, flops)
-  std::map<std::string, std::map<int64_t, std::array<double, 3>>> runs;
+  c.tune_metric = sweep_tune_metric(db, c.sweep);
   std::set<std::string> names;
-  {
-    auto s = db.prepare(
-        "SELECT r.method, r.seed, m.name, m.value, m.value_text FROM runs r "
-        "JOIN metrics m ON m.run_id = r.id AND m.attempt = r.attempts AND m.split = 'final' "
-        "WHERE r.status = 'completed' AND coalesce(r.sweep, '') = ?1");
-    s.bind(1, c.sweep);
-    while (s.step()) {
-      const std::string name = s.get_text(2);
-      names.insert(name);
-      const int slot = name == metric                     ? 0
-                       : name == "nonembed_active_params" ? 1
-                       : name == "flops_per_token"        ? 2
-                                                          : -1;
-      if (slot < 0) continue;
-      auto& row = runs[s.get_text(0)]
-                      .try_emplace(s.get_int(1), std::array<double, 3>{NAN, NAN, NAN})
-                      .first->second;
-      row[slot] = decode_value(s, 3, 4);
-    }
-  }
+  auto all = read_runs(db, c.sweep, metric, c.tune_metric, &names);
   if (!names.count(metric)) {
     throw std::invalid_argument("--metric '" + metric + "': no completed run of sweep '" + c.sweep +
                                 "' has it; known: " + join({names.begin(), names.end()}));
   }
-  std::vector<std::string> methods;
-  for (const auto& kv : runs) methods.push_back(kv.first);
+  // Tuned sweeps: each (context, method) keeps the runs of its chosen tune value.
+  std::map<std::pair<std::string, std::string>, TunedChoice> chosen;
+  for (const auto& t : choose(all, c.tune_metric)) chosen[{t.context, t.preset}] = t;
+  // context -> method -> seed -> run
+  std::map<std::string, std::map<std::string, std::map<int64_t, const RunValues*>>> runs;
+  for (const auto& r : all) {
+    if (!r.tune.empty()) {
+      auto it = chosen.find({r.context, r.preset});
+      if (it == chosen.end() || it->second.tune != r.tune) continue;
+    }
+    runs[r.context][r.preset][r.seed] = &r;
+  }
+  std::set<std::string> all_methods;
+  for (const auto& [ctx, methods] : runs) {
+    for (const auto& kv : methods) all_methods.insert(kv.first);
+  }
   c.baseline = baseline_in;
   if (c.baseline.empty()) {
-    auto it = std::find_if(methods.begin(), methods.end(),
+    auto it = std::find_if(all_methods.begin(), all_methods.end(),
                            [](const std::string& m) { return m.rfind("dense", 0) == 0; });
-    c.baseline = it != methods.end() ? *it : methods.front();
+    c.baseline = it != all_methods.end() ? *it : *all_methods.begin();
   }
-  if (!runs.count(c.baseline)) {
-    throw std::invalid_argument("--baseline '" + c.baseline +
-                                "': no completed runs of that method in sweep '" + c.sweep +
-                                "'; known: " + join(methods));
+  for (const auto& [ctx, methods] : runs) {
+    if (!methods.count(c.baseline)) {
+      std::vector<std::string> known;
+      for (const auto& kv : methods) known.push_back(kv.first);
+      throw std::invalid_argument("--baseline '" + c.baseline +
+                                  "': no completed runs of that method in sweep '" + c.sweep + "'" +
+                                  (ctx.empty() ? "" : " at " + ctx) + "; known: " + join(known));
+    }
   }
-  std::vector<double> ps;
-  const auto& base = runs[c.baseline];
-  for (const auto& m : methods) {
-    CompareRow row;
-    row.method = m;
-    row.baseline = m == c.baseline;
-    std::vector<double> values, a, b, nonembed, flops;
-    for (const auto& [seed, v] : runs[m]) {
-      if (std::isnan(v[0])) continue;  // a run that lacks the metric (or NaN) is left out
-      values.push_back(v[0]);
-      row.seeds.push_back(seed);
-      if (!std::isnan(v[1])) nonembed.push_back(v[1]);
-      if (!std::isnan(v[2])) flops.push_back(v[2]);
-      auto it = base.find(seed);
-      if (!row.baseline && it != base.end() && !std::isnan(it->second[0])) {
-        a.push_back(v[0]);
-        b.push_back(it->second[0]);
+  for (const auto& [ctx, methods] : runs) {
+    std::vector<CompareRow> rows;
+    std::vector<double> ps;
+    const auto& base = methods.at(c.baseline);
+    for (const auto& [m, seeds] : methods) {
+      CompareRow row;
+      row.method = m;
+      row.context = ctx;
+      row.baseline = m == c.baseline;
+      if (auto it = chosen.find({ctx, m}); it != chosen.end()) row.tuned = it->second;
+      std::vector<double> values, a, b, nonembed, flops;
+      for (const auto& [seed, r] : seeds) {
+        if (std::isnan(r->value)) continue;  // a run that lacks the metric (or NaN) is left out
+        values.push_back(r->value);
+        row.seeds.push_back(seed);
+        if (!std::isnan(r->nonembed)) nonembed.push_back(r->nonembed);
+        if (!std::isnan(r->flops)) flops.push_back(r->flops);
+        auto it = base.find(seed);
+        if (!row.baseline && it != base.end() && !std::isnan(it->second->value)) {
+          a.push_back(r->value);
+          b.push_back(it->second->value);
+        }
       }
+      row.value = mean_ci95(values);
+      row.nonembed_active_params = mean_ci95(nonembed).mean;
+      row.flops_per_token = mean_ci95(flops).mean;
+      if (!row.baseline) {
+        row.pairs = a.size();
+        row.test = paired_t_test(a, b);
+        ps.push_back(row.test.p);
+      }
+      rows.push_back(row);
     }
-    row.value = mean_ci95(values);
-    row.nonembed_active_params = mean_ci95(nonembed).mean;
-    row.flops_per_token = mean_ci95(flops).mean;
-    if (!row.baseline) {
-      row.pairs = a.size();
-      row.test = paired_t_test(a, b);
-      ps.push_back(row.test.p);
+    // Holm over the comparisons of this context: each context is its own question.
+    const auto adjusted = holm_adjust(ps);
+    size_t k = 0;
+    for (auto& row : rows) {
+      if (row.baseline) {
+        row.p_holm = NAN;
+        row.verdict = "baseline";
+        continue;
+      }
+      row.p_holm = adjusted[k++];
+      const bool sig = !std::isnan(row.p_holm) && row.p_holm < 0.05;
+      const bool up = row.test.diff.mean > 0;
+      row.verdict = std::isnan(row.p_holm)       ? "too few pairs"
+                    : !sig                       ? "n.s."
+                    : (up == c.higher_is_better) ? "better"
+                                                 : "worse";
     }
-    c.rows.push_back(row);
+    std::stable_partition(rows.begin(), rows.end(), [](const CompareRow& r) { return r.baseline; });
+    c.rows.insert(c.rows.end(), rows.begin(), rows.end());
   }
-  const auto adjusted = holm_adjust(ps);
-  size_t k = 0;
-  for (auto& row : c.rows) {
-    if (row.baseline) {
-      row.p_holm = NAN;
-      row.verdict = "baseline";
-      continue;
-    }
-    row.p_holm = adjusted[k++];
-    const bool sig = !std::isnan(row.p_holm) && row.p_holm < 0.05;
-    const bool up = row.test.diff.mean > 0;
-    row.verdict = std::isnan(row.p_holm)       ? "too few pairs"
-                  : !sig                       ? "n.s."
-                  : (up == c.higher_is_better) ? "better"
-                                               : "worse";
-  }
-  std::stable_partition(c.rows.begin(), c.rows.end(),
-                        [](const CompareRow& r) { return r.baseline; });
   return c;
 }
 
@@ -183,7 +299,10 @@ void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out
                                            "p_holm",
                                            "verdict",
                                            "nonembed_active_params",
-                                           "flops_per_token"};
+                                           "flops_per_token",
+                                           "context",
+                                           "tuned",
+                                           "tuned_score"};
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<int>> types;
   for (const auto& r : c.rows) {
@@ -202,22 +321,36 @@ void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out
                                       pval(r.p_holm),
                                       r.verdict,
                                       num(r.nonembed_active_params, 7),
-                                      num(r.flops_per_token, 7)};
+                                      num(r.flops_per_token, 7),
+                                      r.context,
+                                      r.tuned.tune,
+                                      r.tuned.tune.empty() ? "NULL" : num(r.tuned.score)};
     std::vector<int> t;
     for (size_t i = 0; i < cells.size(); ++i) {
-      t.push_back(cells[i] == "NULL"    ? SQLITE_NULL
-                  : (i == 0 || i == 11) ? SQLITE_TEXT
-                                        : SQLITE_FLOAT);
+      t.push_back(cells[i] == "NULL"                          ? SQLITE_NULL
+                  : (i == 0 || i == 11 || i == 14 || i == 15) ? SQLITE_TEXT
+                                                              : SQLITE_FLOAT);
     }
     rows.push_back(cells);
     types.push_back(t);
   }
   if (format == QueryFormat::kTable) {
+    std::set<std::string> ctxs;
+    for (const auto& r : c.rows) ctxs.insert(r.context);
+    const size_t contexts = ctxs.size();
     out << "sweep '" << c.sweep << "', metric " << c.metric << " ("
         << (c.higher_is_better ? "higher" : "lower") << " is better), baseline '" << c.baseline
         << "'; 95% CIs from Student's t; diff = method - baseline over shared seeds (paired "
            "t-test); p_holm = Holm-adjusted over "
-        << (c.rows.empty() ? 0 : c.rows.size() - 1) << " comparison(s)\n";
+        << (c.rows.empty() ? 0 : c.rows.size() - contexts) << " comparison(s)"
+        << (contexts > 1 ? ", within each of the " + std::to_string(contexts) +
+                               " contexts (values of the sweep's other axes)"
+                         : "");
+    if (!c.tune_metric.empty()) {
+      out << "; tuned: each method's [tune] value chosen by the best mean " << c.tune_metric
+          << " over seeds (table selections)";
+    }
+    out << "\n";
   }
   print_rows(header, rows, types, format, out);
 }

@@ -3,6 +3,8 @@
 // (no LibTorch). Pairs are runs of the two methods with the same seed: the same data
 // order and initialisation stream, so the paired difference removes the seed's share of
 // the variance.
+#include <cmath>
+#include <cstdint>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -12,9 +14,20 @@
 
 namespace moe::results {
 
+/// A [tune] sweep's choice for one (context, method): the tune value (e.g.
+/// "train.lr=0.003") whose completed runs have the best mean of `metric` over seeds.
+struct TunedChoice {
+  std::string context, preset, tune, metric;
+  double score = NAN;      ///< that mean
+  int64_t n = 0;           ///< completed runs it was averaged over
+  int64_t candidates = 0;  ///< tune values that were compared
+};
+
 struct CompareRow {
-  std::string method;
-  MeanCI value;  ///< the metric over this method's completed runs
+  std::string method;   ///< the method axis value (the run label when there is none)
+  std::string context;  ///< the sweep's other grid axes ("task.name=mod_sum"), "" if none
+  TunedChoice tuned;    ///< tuned sweeps: the value these runs were chosen at
+  MeanCI value;         ///< the metric over this method's completed runs
   std::vector<int64_t> seeds;
   bool baseline = false;
   size_t pairs = 0;   ///< seeds shared with the baseline
@@ -26,17 +39,30 @@ struct CompareRow {
 
 struct Comparison {
   std::string sweep, metric, baseline;
+  std::string tune_metric;  ///< "" unless the sweep has [tune] axes
   bool higher_is_better = true;
-  std::vector<CompareRow> rows;  ///< baseline first, then methods by name
+  /// By context; in each, baseline first, then methods by name. Holm adjusts within a
+  /// context.
+  std::vector<CompareRow> rows;
 };
 
 /// "higher" or "lower": loss, perplexity, seconds and steps are lower-is-better.
 bool metric_higher_is_better(const std::string& metric);
 
+class Db;
+
+/// [tune] sweeps: per (context, method), the tune value with the most completed runs and,
+/// among those, the best mean of the sweep's tune metric (a value that diverged on some
+/// seeds is not chosen on the survivors). Empty for a sweep without [tune].
+std::vector<TunedChoice> choose_tuned(Db& db, const std::string& sweep);
+/// choose_tuned, written to the selections table (replacing the sweep's earlier rows).
+std::vector<TunedChoice> record_selections(Db& db, const std::string& sweep);
+
 /// Reads the final metric `metric` of every completed run of the sweep (current attempts
 /// only). sweep "" = the database's only sweep; baseline "" = the first method whose name
-/// starts with "dense", else the first method. direction: auto | higher | lower. Throws
-/// with the valid choices for an unknown sweep, baseline or metric.
+/// starts with "dense", else the first method; compared within each context (the
+/// sweep's other grid axes), over each method's chosen tune value. direction: auto | higher |
+/// lower. Throws with the valid choices for an unknown sweep, baseline or metric.
 Comparison compare_methods(const std::string& db_path, const std::string& sweep,
                            const std::string& baseline, const std::string& metric,
                            const std::string& direction = "auto");

@@ -1,5 +1,7 @@
 #include "results/report.h"
 
+#include "results/compare.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "results/compare.h"
 #include "results/plot_util.h"
 #include "results/store.h"
 
@@ -245,7 +248,10 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
     db.prepare("ATTACH DATABASE ?1 AS src").bind(1, in).step();
     try {
       Transaction tx(db);
-      db.exec("INSERT OR IGNORE INTO sweeps SELECT * FROM src.sweeps");
+      const bool v5 = version >= 5;  // labels in parts, tune metric
+      db.exec(std::string("INSERT OR IGNORE INTO sweeps(name, spec, spec_hash, created_at") +
+              (v5 ? ", tune_metric" : "") + ") SELECT name, spec, spec_hash, created_at" +
+              (v5 ? ", tune_metric" : "") + " FROM src.sweeps");
       // Runs to take: absent here, or here but not completed while the input's is.
       db.exec(
           "CREATE TEMP TABLE take AS SELECT s.id AS src_id, s.run_key FROM src.runs s "
@@ -255,10 +261,12 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
       db.exec(
           "INSERT INTO main.runs(run_key, sweep, method, seed, config, status, error, attempts, "
           "heartbeat, started_at, finished_at, wall_seconds, host, pid, device, libtorch, "
-          "code_version) "
-          "SELECT run_key, sweep, method, seed, config, status, error, attempts, heartbeat, "
-          "started_at, finished_at, wall_seconds, host, pid, device, libtorch, code_version "
-          "FROM src.runs WHERE id IN (SELECT src_id FROM take)");
+          "code_version" +
+          std::string(v5 ? ", preset, context, tune" : "") +
+          ") SELECT run_key, sweep, method, seed, config, status, error, attempts, heartbeat, "
+          "started_at, finished_at, wall_seconds, host, pid, device, libtorch, code_version" +
+          (v5 ? ", preset, context, tune" : "") +
+          " FROM src.runs WHERE id IN (SELECT src_id FROM take)");
       // Only the rows of each run's current attempt (before version 3: all of them).
       const std::string current = version >= 3 ? " AND x.attempt = s.attempts" : "";
       db.exec(
@@ -289,6 +297,13 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
     }
     db.exec("DETACH DATABASE src");
   }
+  // Shards each saw part of a tuned sweep: choose again over the merged runs.
+  std::vector<std::string> tuned;
+  {
+    auto s = db.prepare("SELECT name FROM sweeps WHERE tune_metric IS NOT NULL");
+    while (s.step()) tuned.push_back(s.get_text(0));
+  }
+  for (const auto& sweep : tuned) record_selections(db, sweep);
   return copied;
 }
 

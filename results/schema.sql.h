@@ -60,6 +60,28 @@ UPDATE metrics SET attempt = coalesce((SELECT max(attempts, 1) FROM runs WHERE r
 UPDATE layer_stats SET attempt = coalesce((SELECT max(attempts, 1) FROM runs WHERE runs.id = layer_stats.run_id), 1);
 )SQL";
 
+/// Version 5: a run's label in parts (runs.preset: the method axis value; runs.context:
+/// the other grid axes; runs.tune: the [tune] axes), the sweep's tune metric, and the
+/// values chosen on the validation split (selections, written by `moe sweep run`).
+inline constexpr const char* kMigrateV5 = R"SQL(
+ALTER TABLE runs ADD COLUMN preset TEXT;
+ALTER TABLE runs ADD COLUMN context TEXT;
+ALTER TABLE runs ADD COLUMN tune TEXT;
+ALTER TABLE sweeps ADD COLUMN tune_metric TEXT;
+CREATE TABLE selections(
+  sweep TEXT NOT NULL,
+  context TEXT NOT NULL,
+  preset TEXT NOT NULL,
+  tune TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  score REAL,
+  n INTEGER NOT NULL,
+  candidates INTEGER NOT NULL,
+  chosen_at REAL NOT NULL,
+  PRIMARY KEY (sweep, context, preset)
+) STRICT;
+)SQL";
+
 /// Version 4: non-embedding parameter counts in final / by_method, the pareto view on
 /// non-embedding active parameters, and the paired view (views only).
 ///
@@ -72,6 +94,7 @@ DROP VIEW IF EXISTS pareto;
 DROP VIEW IF EXISTS layers;
 DROP VIEW IF EXISTS reevals;
 DROP VIEW IF EXISTS paired;
+DROP VIEW IF EXISTS selected;
 CREATE VIEW final AS
 SELECT r.id AS run_id, r.run_key, r.sweep, r.method, r.seed, r.status,
   max(CASE WHEN m.name = 'test_accuracy' THEN m.value END) AS test_accuracy,
@@ -176,6 +199,12 @@ FROM (
   FROM final a JOIN final b ON a.sweep IS b.sweep AND a.seed = b.seed AND a.method != b.method
   WHERE a.status = 'completed' AND b.status = 'completed'
   GROUP BY a.sweep, a.method, b.method);
+
+CREATE VIEW selected AS
+SELECT f.*, s.context, s.preset, s.tune, s.metric AS chosen_by, s.score AS chosen_score
+FROM final f JOIN runs r ON r.id = f.run_id
+JOIN selections s ON s.sweep = r.sweep AND s.context = coalesce(r.context, '')
+  AND s.preset = coalesce(r.preset, r.method) AND s.tune = coalesce(r.tune, '');
 )SQL";
 
 }  // namespace moe::results

@@ -66,6 +66,7 @@ void Store::migrate() {
   }
   if (version < 1) db_->exec(kTablesV1);
   if (version < 3) db_->exec(kMigrateV3);
+  if (version < 5) db_->exec(kMigrateV5);
   if (version < kSchemaVersion) {
     db_->exec(kViews);
     db_->exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
@@ -73,25 +74,37 @@ void Store::migrate() {
   tx.commit();
 }
 
-void Store::upsert_sweep(const std::string& name, const std::string& spec_text) {
+void Store::upsert_sweep(const std::string& name, const std::string& spec_text,
+                         const std::string& tune_metric) {
   Transaction tx(*db_);
-  db_->prepare(
-         "INSERT INTO sweeps(name, spec, spec_hash, created_at) VALUES (?1, ?2, ?3, ?4) "
-         "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, spec_hash = excluded.spec_hash")
-      .bind(1, name)
-      .bind(2, spec_text)
-      .bind(3, hash_hex(spec_text))
-      .bind(4, now_seconds())
-      .step();
+  auto s = db_->prepare(
+      "INSERT INTO sweeps(name, spec, spec_hash, created_at, tune_metric) "
+      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
+      "spec_hash = excluded.spec_hash, tune_metric = excluded.tune_metric");
+  s.bind(1, name).bind(2, spec_text).bind(3, hash_hex(spec_text)).bind(4, now_seconds());
+  if (tune_metric.empty()) {
+    s.bind_null(5);
+  } else {
+    s.bind(5, tune_metric);
+  }
+  s.step();
   tx.commit();
 }
 
 void Store::ensure_run(const RunSpec& run) {
   Transaction tx(*db_);
   auto s = db_->prepare(
-      "INSERT INTO runs(run_key, sweep, method, seed, config, status) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, 'queued') ON CONFLICT(run_key) DO NOTHING");
+      "INSERT INTO runs(run_key, sweep, method, seed, config, status, preset, context, tune) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8) ON CONFLICT(run_key) DO UPDATE SET "
+      "method = excluded.method, preset = excluded.preset, context = excluded.context, "
+      "tune = excluded.tune WHERE sweep IS excluded.sweep");
   s.bind(1, run.run_key).bind(3, run.method).bind(4, run.seed).bind(5, run.config_json);
+  if (run.preset.empty()) {
+    s.bind_null(6);
+  } else {
+    s.bind(6, run.preset);
+  }
+  s.bind(7, run.context).bind(8, run.tune);
   if (run.sweep.empty()) {
     s.bind_null(2);
   } else {

@@ -17,11 +17,14 @@
 
 namespace moe::results {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 struct RunSpec {
   std::string run_key, sweep, method, config_json;
   int64_t seed = 0;
+  /// The label's parts (runs.preset / context / tune): method axis value, other axes,
+  /// [tune] axes. preset "" = the label is the method.
+  std::string preset, context, tune;
 };
 
 struct RunRow {
@@ -55,8 +58,10 @@ class Store {
   explicit Store(const std::string& path);
   ~Store();
 
-  void upsert_sweep(const std::string& name, const std::string& spec_text);
-  /// Inserts the run as 'queued' unless its key exists; never touches an existing row.
+  void upsert_sweep(const std::string& name, const std::string& spec_text,
+                    const std::string& tune_metric = "");
+  /// Inserts the run as 'queued' unless its key exists; for an existing run of the same
+  /// sweep only the label (method, preset, context, tune) is brought up to date.
   void ensure_run(const RunSpec& run);
   std::optional<RunRow> find_run(const std::string& run_key);
   std::vector<RunRow> runs(const std::string& sweep);

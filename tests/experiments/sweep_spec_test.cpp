@@ -154,10 +154,44 @@ TEST(SweepSpec, BadFilesNameFileKeyAndChoices) {
 }
 
 TEST(SweepSpec, CheckedInSweepsPlan) {
-  for (const char* name : {"quick.toml", "brown_pos_baselines.toml"}) {
+  for (const char* name :
+       {"quick.toml", "brown_pos_baselines.toml", "dynamic_moe.toml", "infinity_moe.toml",
+        "lm_moe.toml", "hyper_moe.toml", "adaptive_gating.toml", "peft.toml"}) {
     EXPECT_NO_THROW(load_sweep(std::string(MOE_SOURCE_DIR) + "/experiments/sweeps/" + name))
         << name;
   }
+}
+
+// [tune] axes cross the grid like its axes, and the label keeps its parts apart.
+TEST(SweepSpec, TuneAxesCrossTheGridAndLabelTheirPart) {
+  const std::string head = std::string(kSweep).substr(0, std::string(kSweep).find("[[exclude]]"));
+  auto plan = load_sweep(write_sweep(
+      "tune.toml", head + "[tune]\nmetric = \"valid_accuracy\"\n\"train.lr\" = [1e-3, 3e-3]\n"));
+  EXPECT_EQ(plan.tune_metric, "valid_accuracy");
+  ASSERT_EQ(plan.trials.size(), 16u);  // 2 methods x 2 expert counts x 2 lr x 2 seeds
+  const auto& t = plan.trials[2];
+  EXPECT_EQ(t.method, "dense moe.num_experts=2 train.lr=0.003");
+  EXPECT_EQ(t.preset, "dense");
+  EXPECT_EQ(t.context, "moe.num_experts=2");
+  EXPECT_EQ(t.tune, "train.lr=0.003");
+  EXPECT_DOUBLE_EQ(t.config["train"]["lr"].get<double>(), 3e-3);
+  EXPECT_EQ(
+      load_sweep(write_sweep("tune2.toml", head + "[tune]\n\"train.lr\" = [1e-3]\n")).tune_metric,
+      "valid_loss");
+  expect_error(
+      [&] {
+        load_sweep(write_sweep("tb.toml",
+                               head + "[tune]\nmetric = \"test_accuracy\"\n\"train.lr\" = [1]\n"));
+      },
+      "tb.toml:16: tune.metric expected the name of a validation metric");
+  expect_error(
+      [&] { load_sweep(write_sweep("te.toml", head + "[tune]\nmetric = \"valid_loss\"\n")); },
+      "table 'tune' expected at least one axis");
+  expect_error(
+      [&] { load_sweep(write_sweep("tg.toml", head + "[tune]\n\"moe.num_experts\" = [8]\n")); },
+      "axis 'moe.num_experts' is in both [grid] and [tune]");
+  expect_error([&] { load_sweep(write_sweep("tm.toml", head + "[tune]\nmethod = [\"dense\"]\n")); },
+               "methods are compared, not tuned");
 }
 
 TEST(SweepSpec, EvaluateTableAndTaskTablesAsAxisValues) {

@@ -135,5 +135,70 @@ TEST_F(CompareTest, PairsBySeedAdjustsAndKnowsDirection) {
                              "--sweep 'x': no completed runs");
 }
 
+// A [tune] sweep with two contexts. Context task=a: dense is best at lr=2 on validation;
+// moe is best at lr=2 too, but lr=2 completed on only 2 of 3 seeds (one run failed), so
+// lr=1 (3 seeds) is chosen. Paired test of moe@lr=1 - dense@lr=2 on seeds 0..2: test
+// accuracies (2, 3, 5) - (1, 2, 3) = (1, 1, 2): mean 4/3, sd = sqrt(1/3), t = 4 on 2 df;
+// for 2 df the t CDF is closed-form, p = 1 - t / sqrt(2 + t^2) = 1 - 4/sqrt(18) =
+// 0.0571909584. Context task=b is its own family (its own baseline row, Holm over 1).
+TEST_F(CompareTest, TunedSweepsCompareChosenValuesWithinEachContext) {
+  const auto db = tmp_.file("t.sqlite");
+  {
+    Store s(db);
+    s.upsert_sweep("tw", "name = 'tw'", "valid_accuracy");
+    auto run = [&](const std::string& preset, const std::string& ctx, const std::string& tune,
+                   int64_t seed, double test, double valid, bool ok = true) {
+      const std::string key = preset + ctx + tune + std::to_string(seed);
+      s.ensure_run({key, "tw", preset + " " + ctx + " " + tune, "{}", seed, preset, ctx, tune});
+      const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
+      s.add_metric(id, 10, "final", "test_accuracy", test);
+      s.add_metric(id, 10, "final", "valid_accuracy", valid);
+      s.finish_run(id, ok ? "completed" : "failed", ok ? "" : "diverged");
+    };
+    const std::vector<double> dense = {1, 2, 3}, moe = {2, 3, 5};
+    for (int64_t i = 0; i < 3; ++i) {
+      run("dense", "task=a", "lr=1", i, 0, 0.5);
+      run("dense", "task=a", "lr=2", i, dense[i], 0.6);
+      run("moe", "task=a", "lr=1", i, moe[i], 0.7);
+      run("moe", "task=a", "lr=2", i, 0, 0.9, i != 1);
+      run("dense", "task=b", "lr=1", i, 1, 0.1);
+      run("moe", "task=b", "lr=1", i, 1 + 0.1 * i, 0.1);
+    }
+    const auto chosen = record_selections(s.db(), "tw");
+    ASSERT_EQ(chosen.size(), 4u);
+  }
+  auto c = compare_methods(db, "", "dense", "test_accuracy");
+  EXPECT_EQ(c.tune_metric, "valid_accuracy");
+  ASSERT_EQ(c.rows.size(), 4u);
+  EXPECT_EQ(c.rows[0].context, "task=a");
+  EXPECT_TRUE(c.rows[0].baseline);
+  EXPECT_EQ(c.rows[0].tuned.tune, "lr=2");
+  EXPECT_NEAR(c.rows[0].tuned.score, 0.6, 1e-12);
+  const auto& m = c.rows[1];
+  EXPECT_EQ(m.method, "moe");
+  EXPECT_EQ(m.tuned.tune, "lr=1") << "lr=2 lost a seed";
+  EXPECT_EQ(m.tuned.n, 3);
+  EXPECT_EQ(m.tuned.candidates, 2);
+  EXPECT_EQ(m.pairs, 3u);
+  EXPECT_NEAR(m.test.diff.mean, 4.0 / 3.0, 1e-12);
+  EXPECT_NEAR(m.test.p, 0.0571909584, 1e-9);
+  EXPECT_NEAR(m.p_holm, 0.0571909584, 1e-9) << "Holm within task=a: one comparison";
+  EXPECT_EQ(c.rows[2].context, "task=b");
+  EXPECT_TRUE(c.rows[2].baseline);
+  EXPECT_EQ(c.rows[3].method, "moe");
+  EXPECT_EQ(c.rows[3].pairs, 3u);
+  // The choices are in the database for plain sqlite3 users.
+  Db d(db, true);
+  auto q = d.prepare(
+      "SELECT count(*), sum(tune = 'lr=1') FROM selected WHERE context = 'task=a' AND preset = "
+      "'moe'");
+  ASSERT_TRUE(q.step());
+  EXPECT_EQ(q.get_int(0), 3);
+  EXPECT_EQ(q.get_int(1), 3);
+  moe::testing::expect_error([&] { compare_methods(db, "", "nope", "test_accuracy"); },
+                             "--baseline 'nope': no completed runs of that method in sweep 'tw' "
+                             "at task=a; known: [dense, moe]");
+}
+
 }  // namespace
 }  // namespace moe::results

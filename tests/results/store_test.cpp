@@ -58,11 +58,14 @@ TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
 TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
   Store s(path("a.sqlite"));
   s.ensure_run({"k", "sw", "m", "{\"seed\":3}", 3});
-  s.ensure_run({"k", "sw", "other", "{}", 9});  // existing key: untouched
+  s.ensure_run({"k", "sw", "other", "{}", 9});  // existing key: only the label follows
   auto r = s.find_run("k");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, "queued");
-  EXPECT_EQ(r->method, "m");
+  EXPECT_EQ(r->method, "other");
+  EXPECT_EQ(r->seed, 3);
+  EXPECT_EQ(r->config_json, "{\"seed\":3}");
+  s.ensure_run({"k", "sw", "m", "{}", 3});
   const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
   EXPECT_EQ(s.find_run("k")->status, "running");
   EXPECT_EQ(s.find_run("k")->attempts, 1);
@@ -93,7 +96,7 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
   }
   // Readers never migrate; they say how.
   expect_error([&] { compare_methods(path("old.sqlite"), "", "", "test_accuracy"); },
-               "has schema version 2 of 4; readers never migrate");
+               "has schema version 2 of 5; readers never migrate");
   Store s(path("old.sqlite"));
   auto v = s.db().prepare("PRAGMA user_version");
   v.step();
@@ -106,7 +109,7 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
             "(SELECT mean_experts FROM layers) AS k, "
             "(SELECT count(*) FROM sqlite_master WHERE type = 'view') AS views",
             QueryFormat::kCsv, out);
-  EXPECT_EQ(out.str(), "m,l,acc,k,views\n2/2,2,0.75,2,6\n");
+  EXPECT_EQ(out.str(), "m,l,acc,k,views\n2/2,2,0.75,2,7\n");
 }
 
 TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
@@ -213,10 +216,34 @@ TEST_F(StoreTest, MergePrefersCompletedAndNeverDuplicates) {
             "completed,0.7,3\n");
   {
     Store c(path("c.sqlite"));
-    c.db().exec("PRAGMA user_version = 5");
+    c.db().exec("PRAGMA user_version = 6");
   }
   expect_error([&] { merge_databases(path("m.sqlite"), {path("c.sqlite")}); },
-               "has schema version 5, expected 1..4");
+               "has schema version 6, expected 1..5");
+}
+
+// Shards of a [tune] sweep: the labels' parts travel, and the choice is made again over
+// the merged runs (shard a alone would choose lr=1, the merged runs choose lr=2).
+TEST_F(StoreTest, MergeOfTunedShardsChoosesAgain) {
+  auto shard = [&](const std::string& file, const std::string& tune, double valid) {
+    Store s(path(file));
+    s.upsert_sweep("tw", "spec", "valid_loss");
+    for (int64_t seed = 0; seed < 2; ++seed) {
+      const std::string key = tune + std::to_string(seed);
+      s.ensure_run({key, "tw", "m " + tune, "{}", seed, "m", "", tune});
+      const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
+      s.add_metric(id, 1, "final", "valid_loss", valid);
+      s.finish_run(id, "completed", "");
+    }
+    record_selections(s.db(), "tw");
+  };
+  shard("a.sqlite", "lr=1", 2.0);
+  shard("b.sqlite", "lr=2", 1.0);
+  EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 4);
+  std::ostringstream out;
+  run_query(path("m.sqlite"), "SELECT preset, tune, metric, score, n, candidates FROM selections",
+            QueryFormat::kCsv, out);
+  EXPECT_EQ(out.str(), "preset,tune,metric,score,n,candidates\nm,lr=2,valid_loss,1,2,2\n");
 }
 
 TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
