@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -9,25 +10,46 @@
 namespace moe {
 namespace {
 
-nlohmann::json to_json(const toml::node& node) {
+std::string where_of(const toml::node& node) {
+  std::ostringstream where;
+  const auto& src = node.source();
+  if (src.path && !src.path->empty()) where << *src.path << ":";
+  if (src.begin.line > 0) where << src.begin.line << ": ";
+  return where.str();
+}
+
+/// key: the dotted path of the node ("train.lr", "grid.\"train.lr\"[1]"), for messages.
+nlohmann::json to_json(const toml::node& node, const std::string& key) {
   if (auto t = node.as_table()) {
     auto out = nlohmann::json::object();
-    for (const auto& [k, v] : *t) out[std::string(k.str())] = to_json(v);
+    for (const auto& [k, v] : *t) {
+      const std::string name(k.str());
+      out[name] = to_json(v, key.empty() ? name : key + "." + name);
+    }
     return out;
   }
   if (auto a = node.as_array()) {
     auto out = nlohmann::json::array();
-    for (const auto& v : *a) out.push_back(to_json(v));
+    size_t i = 0;
+    for (const auto& v : *a) out.push_back(to_json(v, key + "[" + std::to_string(i++) + "]"));
     return out;
   }
   if (auto v = node.as_integer()) return v->get();
-  if (auto v = node.as_floating_point()) return v->get();
+  if (auto v = node.as_floating_point()) {
+    // JSON has no NaN or infinity: they would become null and fail far from here.
+    if (!std::isfinite(v->get())) {
+      std::ostringstream value;
+      value << v->get();
+      throw std::invalid_argument(where_of(node) + "key '" + key +
+                                  "' expected a finite number, got " + value.str() +
+                                  " (nan and inf are not config values)");
+    }
+    return v->get();
+  }
   if (auto v = node.as_boolean()) return v->get();
   if (auto v = node.as_string()) return v->get();
-  std::ostringstream where;
-  where << node.source().begin;
-  throw std::invalid_argument("unsupported TOML value (dates and times are not config values) at " +
-                              where.str());
+  throw std::invalid_argument(where_of(node) + "key '" + key +
+                              "': unsupported TOML value (dates and times are not config values)");
 }
 
 }  // namespace
@@ -35,7 +57,7 @@ nlohmann::json to_json(const toml::node& node) {
 nlohmann::json parse_toml(const std::string& text, const std::string& source) {
   try {
     auto table = toml::parse(text, source);
-    return to_json(table);
+    return to_json(table, "");
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
     msg << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
@@ -55,7 +77,8 @@ nlohmann::json load_toml_file(const std::string& path) {
 void apply_override(nlohmann::json& j, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw std::invalid_argument("--set '" + assignment + "': expected key=value (e.g. train.steps=100)");
+    throw std::invalid_argument("--set '" + assignment +
+                                "': expected key=value (e.g. train.steps=100)");
   }
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
   nlohmann::json value;
@@ -68,7 +91,8 @@ void apply_override(nlohmann::json& j, const std::string& assignment) {
   size_t begin = 0;
   while (true) {
     const auto dot = key.find('.', begin);
-    const std::string part = key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
+    const std::string part =
+        key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
     if (part.empty()) throw std::invalid_argument("--set '" + assignment + "': empty key part");
     if (dot == std::string::npos) {
       (*at)[part] = value;

@@ -2,8 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/data/task.h"
 #include "core/train/config.h"
 #include "core/train/trainer.h"
 
@@ -31,6 +33,36 @@ ParamCounts nominal_param_counts(const nlohmann::json& json) {
   const double k = router.value("k", 2);  // top_k's default
   c.nonembed_active = model->active_params(std::vector<double>(layers.size(), k)) - embed;
   return c;
+}
+
+void check_trial_builds(const nlohmann::json& json) {
+  const auto config = ExperimentConfig::from_json(json, "trial");
+  const std::string task_name = config.task.value("name", "");
+  const auto& entry = task_registry().entry(task_name);
+  std::string known;
+  for (const auto& p : entry.params) known += (known.empty() ? "" : ", ") + p.name;
+  for (auto it = config.task.begin(); it != config.task.end(); ++it) {
+    if (it.key() == "name") continue;
+    bool found = false;
+    for (const auto& p : entry.params) found |= p.name == it.key();
+    if (!found) {
+      throw std::invalid_argument("task '" + task_name + "': unknown parameter '" + it.key() +
+                                  "'; known: [" + known + "]");
+    }
+  }
+  // The data is not read: a stand-in vocabulary and head; one MoE layer (and the dense
+  // layers before it) is enough for every plugin to check its parameters.
+  TaskInfo info;
+  info.name = task_name;
+  info.vocab_size = 16;
+  info.num_classes = 4;
+  const auto seq = config.task.find("seq_len");
+  info.seq_len = seq != config.task.end() && seq->is_number_integer() ? seq->get<int64_t>() : 16;
+  auto small = config;
+  small.model.layers =
+      std::min<int64_t>(small.model.layers, std::max<int64_t>(1, small.model.moe_every));
+  torch::NoGradGuard no_grad;
+  build_model(small, info);
 }
 
 }  // namespace moe

@@ -93,20 +93,27 @@ void ensure_parent_dir(const std::string& path) {
 int plan_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep plan: print the trials of a sweep file (dry run)\n\n"
-      "Usage: moe sweep plan FILE [--db PATH] [--params]\n\n"
+      "Usage: moe sweep plan FILE [--db PATH] [--params] [--max-trials N]\n\n"
+      "Every check runs before the table is printed (and before `moe sweep run` starts a\n"
+      "trial): types and ranges of every config key, nan / inf anywhere, the trial count\n"
+      "from the axes' lengths, and each distinct model built once on the CPU without data,\n"
+      "so that router, expert and adapter parameters are checked.\n\n"
       "--params builds each trial's model on the CPU and adds its non-embedding total and\n"
       "nominal active parameters per token (top_k: k experts; '-' for routers whose count\n"
       "is measured): how matched baselines are checked.\n\nOptions");
   std::string file, db;
+  int64_t max_trials = kDefaultMaxTrials;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
       "db", po::value(&db)->default_value(default_db()),
       "results database to check for done trials")(
-      "params", "add non-embedding total / active parameters per trial");
+      "params", "add non-embedding total / active parameters per trial")(
+      "max-trials", po::value(&max_trials)->default_value(kDefaultMaxTrials),
+      "refuse a sweep that expands to more trials than this");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
-  auto plan = load_sweep(file);
+  auto plan = load_sweep(file, max_trials);
   const bool params = vm.count("params") > 0;
   std::map<std::string, std::string> status;
   if (std::filesystem::exists(db)) {
@@ -166,14 +173,14 @@ int run_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep run: train every trial of a sweep that is not done yet\n\n"
       "Usage: moe sweep run FILE [--db PATH] [--workers N] [--devices LIST] [--shard I/N]\n"
-      "                          [--retry-failed]\n\n"
+      "                          [--retry-failed] [--max-trials N]\n\n"
       "Completed trials are skipped; failed ones are rerun only with --retry-failed; trials of\n"
       "a killed run (stale heartbeat) or interrupted ones are redone. Exit status 1 if any\n"
       "trial failed. Several runners may share one database (each trial is claimed\n"
       "atomically and runs once); on a cluster without a lockable shared file system, give\n"
       "each job its own --shard database and `moe merge` them.\n\nOptions");
   std::string file, db, devices, shard;
-  int64_t workers = 1;
+  int64_t workers = 1, max_trials = kDefaultMaxTrials;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
       "db", po::value(&db)->default_value(default_db()), "results database (SQLite)")(
       "workers,j", po::value(&workers)->default_value(1),
@@ -181,7 +188,9 @@ int run_command(const std::vector<std::string>& args) {
       "devices", po::value(&devices),
       "comma-separated devices, one per worker (e.g. cuda:0,cuda:1); default: the config's")(
       "shard", po::value(&shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
-      "retry-failed", "rerun trials recorded as failed");
+      "retry-failed", "rerun trials recorded as failed")(
+      "max-trials", po::value(&max_trials)->default_value(kDefaultMaxTrials),
+      "refuse a sweep that expands to more trials than this");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -199,7 +208,7 @@ int run_command(const std::vector<std::string>& args) {
     workers = std::min<int64_t>(workers, device_list.size());
   }
   const auto t_plan = std::chrono::steady_clock::now();
-  auto plan = load_sweep(file);
+  auto plan = load_sweep(file, max_trials);
   auto trials = shard_of(plan, shard);
   ensure_parent_dir(db);
   results::Store store(db);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -13,6 +14,7 @@
 #include "core/router.h"
 #include "core/train/config.h"
 #include "experiments/config_file.h"
+#include "experiments/param_counts.h"
 
 namespace moe {
 namespace {
@@ -85,7 +87,7 @@ void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::js
   (*at)[dotted.substr(begin)] = value;
 }
 
-SweepPlan load_sweep(const std::string& path) {
+SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
   SweepPlan plan;
   plan.path = path;
   {
@@ -160,7 +162,26 @@ SweepPlan load_sweep(const std::string& path) {
   if (j.contains("base_config")) {
     need_type("base_config", j["base_config"].is_string(), "a string path");
     auto file = std::filesystem::path(path).parent_path() / j["base_config"].get<std::string>();
+    std::error_code ec;
+    if (std::filesystem::weakly_canonical(file, ec) ==
+        std::filesystem::weakly_canonical(std::filesystem::path(path), ec)) {
+      fail(path, doc.get("base_config"),
+           "base_config names this sweep file itself; it must name a config file (e.g. "
+           "\"../configs/brown_pos_top2.toml\")");
+    }
     base = load_toml_file(file.string());
+    // Config files do not chain (no base_config of their own), so there is no cycle to
+    // follow; a sweep file named as base_config is the likely mistake.
+    for (const char* k : {"base_config", "seeds", "grid", "presets", "base"}) {
+      if (base.contains(k)) {
+        fail(path, doc.get("base_config"),
+             "base_config '" + j["base_config"].get<std::string>() +
+                 "' is not a config file (it has key '" + k + "'" +
+                 (std::string(k) == "base_config" ? ": config files do not chain"
+                                                  : ": a sweep file?") +
+                 "); it must name a config file such as experiments/configs/brown_pos_top2.toml");
+      }
+    }
   }
   if (j.contains("task")) {
     need_type("task", j["task"].is_string(), "a task name string");
@@ -251,6 +272,29 @@ SweepPlan load_sweep(const std::string& path) {
     for (const auto& e : j["exclude"]) excludes.push_back(e);
   }
 
+  // The size first, from the axes' lengths: a huge grid is refused before it is built.
+  {
+    double count = static_cast<double>(j["seeds"].size());
+    std::string lengths;
+    auto note = [&](const std::string& table, const Axis& a) {
+      lengths += (lengths.empty() ? "" : ", ") + table + "." + a.key + ": " +
+                 std::to_string(a.values.size());
+    };
+    for (const auto& a : grid) count *= static_cast<double>(a.values.size()), note("grid", a);
+    if (!zip.empty())
+      count *= static_cast<double>(zip.front().values.size()), note("zip", zip.front());
+    for (const auto& a : tune) count *= static_cast<double>(a.values.size()), note("tune", a);
+    if (count > static_cast<double>(max_trials)) {
+      std::ostringstream n;
+      n << std::setprecision(count < 1e15 ? 15 : 3) << count;
+      fail(path, nullptr,
+           "the sweep expands to " + n.str() +
+               " trials (seeds: " + std::to_string(j["seeds"].size()) +
+               (lengths.empty() ? "" : ", ") + lengths + "), above --max-trials " +
+               std::to_string(max_trials) + "; shrink the axes or raise --max-trials");
+    }
+  }
+
   // Cartesian product of the grid axes, crossed with the zipped axes.
   std::vector<std::vector<std::pair<std::string, nlohmann::json>>> points = {{}};
   for (const auto& a : grid) {
@@ -290,17 +334,27 @@ SweepPlan load_sweep(const std::string& path) {
   }
 
   // Validate a trial's config now, not hours into the sweep.
+  // Every distinct model is built once on the CPU (no data): out-of-range plugin
+  // parameters are reported now, with the trial's label, not when its worker starts.
+  std::set<std::string> built;
   auto validate = [&](const nlohmann::json& config, const std::string& label) {
+    const std::string trial = "trial '" + label + "'";
     try {
-      auto parsed = ExperimentConfig::from_json(config, path + " (trial '" + label + "')");
+      auto parsed = ExperimentConfig::from_json(config, trial);
       const std::string task = parsed.task["name"];
       if (!task_registry().has(task)) task_registry().entry(task);
       if (parsed.model.moe_every > 0) {
         router_registry().entry(parsed.moe.router.value("name", ""));
         expert_registry().entry(parsed.moe.experts.value("name", ""));
       }
+      nlohmann::json shape = config;
+      shape.erase("seed");
+      shape.erase("train");
+      if (built.insert(shape.dump()).second) check_trial_builds(config);
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(path + ": trial '" + label + "': " + e.what());
+      const std::string what = e.what();
+      throw std::invalid_argument(path + ": " + (what.rfind(trial, 0) == 0 ? "" : trial + ": ") +
+                                  what);
     }
   };
   std::string pretrain_key;

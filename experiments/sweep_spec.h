@@ -61,8 +61,13 @@ struct SweepPlan {
 };
 
 /// Reads, validates and expands a sweep file. Errors name the file, the key (with its
-/// line where toml++ knows it) and the valid choices.
-SweepPlan load_sweep(const std::string& path);
+/// line where toml++ knows it) and the valid choices. Everything is checked before a
+/// trial runs: value types and ranges of the config sections, nan / inf anywhere, the
+/// trial count (from the axes' lengths, before expanding; above max_trials is refused),
+/// and every distinct model is built once on the CPU without data so that plugin
+/// parameters are checked (check_trial_builds).
+constexpr int64_t kDefaultMaxTrials = 100000;
+SweepPlan load_sweep(const std::string& path, int64_t max_trials = kDefaultMaxTrials);
 
 /// FNV-1a 64-bit of text as 16 hex digits (stable across platforms and builds).
 std::string stable_hash(const std::string& text);

@@ -194,6 +194,74 @@ TEST(SweepSpec, TuneAxesCrossTheGridAndLabelTheirPart) {
                "methods are compared, not tuned");
 }
 
+// Every bad file is refused by load_sweep (what `moe sweep plan` and `moe sweep run` call
+// first) with the file named once, the key or trial, and nothing expanded or run.
+TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
+  const std::string head =
+      "name = \"b\"\nseeds = [0]\n[base]\ntask = { name = \"mod_sum\", seq_len = 12 }\n"
+      "model = { d_model = 16, layers = 1, heads = 2 }\n\"train.steps\" = 5\n";
+  auto preset = [&](const std::string& keys) {
+    return head + "[presets.m]\n" + keys + "\n[grid]\nmethod = [\"m\"]\n";
+  };
+  struct Case {
+    std::string file, text, message;
+  };
+  std::string huge = head + "[grid]\n";
+  for (int i = 0; i < 10; ++i) huge += "\"x" + std::to_string(i) + "\" = [0,1,2,3,4,5,6,7,8,9]\n";
+  const std::vector<Case> cases = {
+      {"plugin.toml", preset("\"moe.router\" = { name = \"top_q\" }"),
+       "plugin.toml: trial 'm': unknown router 'top_q'; known: [adaptive, inf_moe, top_k, top_p]"},
+      {"k.toml", preset("\"moe.router\" = { name = \"top_k\", k = 9 }\n\"moe.num_experts\" = 4"),
+       "k.toml: trial 'm': router 'top_k': parameter 'k' expected 1..num_experts (4), got 9"},
+      {"p.toml", preset("\"moe.router\" = { name = \"top_p\", threshold = 1.5 }"),
+       "p.toml: trial 'm': router 'top_p': parameter 'threshold' expected in [0, 1]"},
+      {"hidden.toml", preset("\"moe.experts\" = { name = \"ffn\", hidden = -3 }"),
+       "hidden.toml: trial 'm': experts 'ffn': parameter 'hidden' expected > 0"},
+      {"nan.toml", head + "[grid]\n\"train.lr\" = [nan]\n",
+       "nan.toml:8: key 'grid.train.lr[0]' expected a finite number, got nan"},
+      {"inf.toml", head + "\"train.warmup\" = -inf\n",
+       "inf.toml:7: key 'base.train.warmup' expected a finite number, got -inf"},
+      {"huge.toml", huge,
+       "huge.toml: the sweep expands to 10000000000 trials (seeds: 1, grid.x0: 10, grid.x1: 10"},
+      {"self.toml", "name = \"s\"\nseeds = [0]\nbase_config = \"self.toml\"\n",
+       "self.toml:3: base_config names this sweep file itself"},
+      {"sweep_base.toml", "name = \"s\"\nseeds = [0]\nbase_config = \"k.toml\"\n",
+       "sweep_base.toml:3: base_config 'k.toml' is not a config file (it has key 'seeds'"},
+      {"type.toml", head + "\"model.d_model\" = \"big\"\n",
+       "type.toml: trial 'b': section 'model': parameter 'd_model' expected an integer, got "
+       "string 'big'"},
+      {"task.toml", head + "\"task.seq_lenn\" = 3\n",
+       "task.toml: trial 'b': task 'mod_sum': unknown parameter 'seq_lenn'; known: [seq_len,"},
+      {"zip.toml", head + "[zip]\n\"train.lr\" = [1e-3, 2e-3]\n\"train.warmup\" = [1]\n",
+       "zip.toml:9: zip axis 'train.warmup' has 1 values, but 'train.lr' has 2"},
+      {"empty.toml", head + "[grid]\n\"train.lr\" = []\n",
+       "empty.toml:8: grid axis 'train.lr' expected a non-empty array"},
+      {"heads.toml", head + "\"model.heads\" = 3\n",
+       "heads.toml: trial 'b': section 'model': expected d_model, layers, heads > 0 with d_model "
+       "divisible by heads"},
+  };
+  for (const auto& c : cases) {
+    const auto path = write_sweep(c.file, c.text);
+    try {
+      load_sweep(path);
+      ADD_FAILURE() << c.file << ": accepted";
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(c.message), std::string::npos) << c.file << ": " << what;
+      // The file is named once.
+      const auto first = what.find(c.file);
+      EXPECT_EQ(what.find(c.file, first + 1), std::string::npos) << what;
+    }
+  }
+  // --max-trials lowers the bar.
+  expect_error(
+      [] {
+        load_sweep(write_sweep("two.toml", "name = \"t\"\nseeds = [0, 1]\ntask = \"mod_sum\"\n"),
+                   1);
+      },
+      "two.toml: the sweep expands to 2 trials (seeds: 2), above --max-trials 1");
+}
+
 TEST(SweepSpec, EvaluateTableAndTaskTablesAsAxisValues) {
   const std::string head =
       "name = \"v\"\nseeds = [0]\n[base]\nmodel = { d_model = 16, layers = 1, heads = 2 }\n";
