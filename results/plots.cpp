@@ -77,10 +77,18 @@ std::string plot_pareto(const std::string& db_path, const std::string& sweep,
   Db db = open_for_plot(db_path, out_dir);
   const std::string base = (std::filesystem::path(out_dir) / "pareto").string();
   // x is one of three column names checked above, never user text.
-  auto s = db.prepare("SELECT coalesce(sweep, ''), method, test_accuracy, " + x +
-                      " FROM final WHERE status = 'completed' AND test_accuracy IS NOT NULL "
-                      "AND " +
-                      x + " IS NOT NULL AND (?1 = '' OR sweep = ?1)");
+  // Tuned sweeps: each method at its chosen [tune] value only (table selections).
+  auto s = db.prepare(
+      "SELECT coalesce(f.sweep, ''), CASE WHEN r.preset IS NULL THEN f.method ELSE r.preset || "
+      "CASE WHEN coalesce(r.context, '') = '' THEN '' ELSE ' ' || r.context END END, "
+      "f.test_accuracy, f." +
+      x +
+      " FROM final f JOIN runs r ON r.id = f.run_id WHERE f.status = 'completed' AND "
+      "f.test_accuracy IS NOT NULL AND f." +
+      x +
+      " IS NOT NULL AND (?1 = '' OR f.sweep = ?1) AND (coalesce(r.tune, '') = '' OR EXISTS "
+      "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep AND c.context = coalesce(r.context, "
+      "'') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune))");
   s.bind(1, sweep);
   std::map<std::pair<std::string, std::string>, std::pair<std::vector<double>, std::vector<double>>>
       runs;
