@@ -1,60 +1,68 @@
 #pragma once
-// Parameter-efficient adapters at the transformer's projection sites (methods.md §5).
-// Config section  peft = { method = "ia3" | "mov" | "lora" | "molora", experts = 10,
-//                          rank = 4, alpha = 16, top_k = 0 }   (method "" = none)
-// Sites: ia3 / mov rescale the keys, the values (all heads: one d-vector) and the dense
-// FFN's intermediate activation; lora / molora add a delta to q, k, v, o and both dense
-// FFN projections. MoE layers get no FFN adapter. Parameters are named
+// Parameter-efficient adapters at the transformer's projection sites (methods.md §5), as
+// plugins: each adapter registers in adapter_registry() (plugins/adapters/) with its
+// parameters and the sites it sits at.
+// Config section  peft = { method = "<adapter name>", <its parameters> }  (method "" = none)
+// Sites: q, k, v, o (attention projections), up, mid (the dense FFN's intermediate
+// activation), down. MoE layers get no FFN adapter. Parameters are named
 // "<site>_adapter.*" (e.g. blocks.0.attn.k_adapter.vectors): train.trainable =
 // ["*_adapter.*", "head.*"] trains only them and the task head.
-//   ia3     y = h * l                                    l [1, n] = ones
-//   mov     p = softmax(h W_r) in float32 (router input: the tensor being rescaled)
-//           y = h * (p L)                                W_r [n, E] ~ N(0, 0.02), L [E, n] = ones
-//   lora    y = W x + (alpha / r) (x A) B                A [1, d_in, r] ~ N(0, 0.02), B = 0
-//   molora  p = softmax(x W_r) (router input: the projection's input x)
-//           y = W x + (alpha / r) sum_e p_e (x A_e) B_e  A [E, d_in, r], B [E, r, d_out] = 0
-// Merging is soft (all experts, p as weights) by default; top_k > 0 keeps the k largest
-// p and zeros the rest without renormalising. No aux losses. Every expert is active for
-// every token: flops_per_token() counts the adapter's forward FLOPs.
+// An adapter maps (the projection's input x [..., d_in], its output h [..., d_out]) to
+// the adapted output, starts as the identity (the pretrained model's output), and counts
+// its forward FLOPs per token.
 #include <torch/nn/module.h>
-#include <torch/nn/pimpl.h>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "core/plugin_spec.h"
+#include "core/registry.h"
 
 namespace moe {
 
+/// The [peft] section: the adapter's name and its parameters (read by the adapter).
 struct PeftOptions {
-  std::string method;  ///< "" (none) | ia3 | mov | lora | molora
-  int64_t experts = 10;
-  int64_t rank = 4;
-  double alpha = 16;
-  int64_t top_k = 0;  ///< 0 = soft merge over all experts
-  bool scales() const { return method == "ia3" || method == "mov"; }
-  bool deltas() const { return method == "lora" || method == "molora"; }
+  std::string method;  ///< "" = no adapters; else an adapter_registry() name
+  nlohmann::json params = nlohmann::json::object();
+  bool enabled() const { return !method.empty(); }
 };
 
 class AdapterImpl : public torch::nn::Module {
  public:
-  /// A site whose projection maps d_in -> d_out (for scaling sites d_in = d_out = n).
-  AdapterImpl(const PeftOptions& options, int64_t d_in, int64_t d_out);
   /// in: the projection's input [..., d_in]; out: its output [..., d_out] -> adapted out.
-  torch::Tensor forward(const torch::Tensor& in, const torch::Tensor& out);
-  /// Mixture weights for router input x [..., n]: softmax, then top-k when set; [..., E].
-  torch::Tensor mixture(const torch::Tensor& x) const;
-  double flops_per_token() const;
-
-  torch::Tensor router;   ///< [input, E]; undefined for ia3 / lora
-  torch::Tensor vectors;  ///< ia3 / mov: [E, n]
-  torch::Tensor a, b;     ///< lora / molora: [E, d_in, r], [E, r, d_out]
-
- private:
-  PeftOptions options_;
-  int64_t d_in_, d_out_;
+  virtual torch::Tensor forward(const torch::Tensor& in, const torch::Tensor& out) = 0;
+  virtual double flops_per_token() const = 0;
 };
-TORCH_MODULE(Adapter);
+using AdapterPtr = std::shared_ptr<AdapterImpl>;
 
-/// Throws std::invalid_argument naming the key and the valid choices (no prefix).
-void check_peft(const PeftOptions& options);
+/// Created with the site's projection shape d_in -> d_out (scaling sites: d_in = d_out).
+using AdapterRegistry = Registry<AdapterImpl, const PluginSpec&, int64_t, int64_t>;
+AdapterRegistry& adapter_registry();
+
+/// The sites an adapter sits at (its registry entry's tags: "q", "k", "v", "o", "up",
+/// "mid", "down"). False when peft is disabled.
+bool adapter_at(const PeftOptions& peft, const std::string& site);
+
+/// Creates the adapter for one site and rejects any parameter it did not read. Errors:
+/// "adapter '<name>': parameter '<p>' expected ..., got ...".
+AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out);
+
+/// Checks the section (a known adapter, valid parameters) by building one small adapter.
+void check_peft(const PeftOptions& peft);
+
+/// Mixture weights over E experts for router input x [..., n] with router [n, E]: softmax
+/// in float32 (double when x is double), then, for 0 < top_k < E, the top_k largest kept
+/// and the rest zeroed, without renormalising. [..., E].
+torch::Tensor adapter_mixture(const torch::Tensor& x, const torch::Tensor& router, int64_t top_k);
 
 }  // namespace moe
+
+/// MOE_REGISTER_ADAPTER("ia3", IA3Adapter, "help", {"k", "v", "mid"}): the class supplies
+/// `static std::shared_ptr<AdapterImpl> create(const PluginSpec&, int64_t d_in, int64_t
+/// d_out)` and `static std::vector<ParamDoc> param_docs()`.
+#define MOE_REGISTER_ADAPTER(NAME, CLASS, HELP, ...)                                      \
+  static ::moe::Registrar<::moe::AdapterRegistry> MOE_CONCAT(moe_adapter_reg_, __LINE__)( \
+      ::moe::adapter_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create, __VA_ARGS__})

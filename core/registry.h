@@ -32,6 +32,8 @@ class Registry {
     std::string help;
     std::vector<ParamDoc> params;
     Creator create;
+    /// Family-specific facts (adapters: the projection sites they sit at).
+    std::vector<std::string> tags = {};
   };
 
   explicit Registry(std::string family) : family_(std::move(family)) {}

@@ -8,14 +8,21 @@ namespace moe {
 
 namespace {
 
-torch::Tensor adapt(Adapter& adapter, const torch::Tensor& in, const torch::Tensor& out) {
-  return adapter ? adapter(in, out) : out;
+torch::Tensor adapt(const AdapterPtr& adapter, const torch::Tensor& in, const torch::Tensor& out) {
+  return adapter ? adapter->forward(in, out) : out;
 }
 
-double flops_of(std::initializer_list<const Adapter*> adapters) {
+double flops_of(std::initializer_list<const AdapterPtr*> adapters) {
   double f = 0;
   for (const auto* a : adapters) f += *a ? (*a)->flops_per_token() : 0.0;
   return f;
+}
+
+/// The adapter at `site` (registered as "<site>_adapter"), or null when peft puts none there.
+AdapterPtr site_adapter(torch::nn::Module& m, const PeftOptions& peft, const std::string& site,
+                        int64_t d_in, int64_t d_out) {
+  if (!adapter_at(peft, site)) return nullptr;
+  return m.register_module(site + "_adapter", make_adapter(peft, d_in, d_out));
 }
 
 }  // namespace
@@ -29,14 +36,10 @@ AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool a
   k = register_module("k", torch::nn::Linear(d_model, d_model));
   v = register_module("v", torch::nn::Linear(d_model, d_model));
   o = register_module("o", torch::nn::Linear(d_model, d_model));
-  if (peft.deltas()) {
-    q_adapter = register_module("q_adapter", Adapter(peft, d_model, d_model));
-    o_adapter = register_module("o_adapter", Adapter(peft, d_model, d_model));
-  }
-  if (peft.deltas() || peft.scales()) {
-    k_adapter = register_module("k_adapter", Adapter(peft, d_model, d_model));
-    v_adapter = register_module("v_adapter", Adapter(peft, d_model, d_model));
-  }
+  q_adapter = site_adapter(*this, peft, "q", d_model, d_model);
+  k_adapter = site_adapter(*this, peft, "k", d_model, d_model);
+  v_adapter = site_adapter(*this, peft, "v", d_model, d_model);
+  o_adapter = site_adapter(*this, peft, "o", d_model, d_model);
 }
 
 double AttentionImpl::adapter_flops_per_token() const {
@@ -75,11 +78,9 @@ DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activati
   const int64_t width = activation_ == "swiglu" ? 2 * hidden : hidden;
   up = register_module("up", torch::nn::Linear(d_model, width));
   down = register_module("down", torch::nn::Linear(hidden, d_model));
-  if (peft.deltas()) {
-    up_adapter = register_module("up_adapter", Adapter(peft, d_model, width));
-    down_adapter = register_module("down_adapter", Adapter(peft, hidden, d_model));
-  }
-  if (peft.scales()) mid_adapter = register_module("mid_adapter", Adapter(peft, hidden, hidden));
+  up_adapter = site_adapter(*this, peft, "up", d_model, width);
+  mid_adapter = site_adapter(*this, peft, "mid", hidden, hidden);
+  down_adapter = site_adapter(*this, peft, "down", hidden, d_model);
 }
 
 torch::Tensor DenseFFNImpl::forward(const torch::Tensor& x) {

@@ -62,8 +62,8 @@ class AttentionImpl : public torch::nn::Module {
   /// x: [B, S, d]; pad_mask: optional [B, S] bool, true = padding (never attended to).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
-  /// Null unless peft puts an adapter there (ia3/mov: k, v; lora/molora: all four).
-  Adapter q_adapter{nullptr}, k_adapter{nullptr}, v_adapter{nullptr}, o_adapter{nullptr};
+  /// Null unless the peft adapter sits there (its registry entry's sites).
+  AdapterPtr q_adapter, k_adapter, v_adapter, o_adapter;
   double adapter_flops_per_token() const;
 
  private:
@@ -80,8 +80,8 @@ class DenseFFNImpl : public torch::nn::Module {
                const PeftOptions& peft = {});
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear up{nullptr}, down{nullptr};
-  /// ia3/mov: mid (the intermediate activation); lora/molora: up and down.
-  Adapter up_adapter{nullptr}, mid_adapter{nullptr}, down_adapter{nullptr};
+  /// Sites up, mid (the intermediate activation) and down, when the adapter sits there.
+  AdapterPtr up_adapter, mid_adapter, down_adapter;
   double adapter_flops_per_token() const;
 
  private:

@@ -44,8 +44,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
                m.attention_bias + "'");
   }
   if (m.activation != "gelu" && m.activation != "relu" && m.activation != "swiglu") {
-    model.fail("parameter 'activation' expected one of [gelu, relu, swiglu], got '" +
-               m.activation + "'");
+    model.fail("parameter 'activation' expected one of [gelu, relu, swiglu], got '" + m.activation +
+               "'");
   }
 
   PluginSpec moe(family, "moe", top.block("moe"));
@@ -92,14 +92,12 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   }
   if (t.log_every <= 0) train.fail("parameter 'log_every' expected > 0");
 
+  // [peft]: method names the adapter plugin, which reads (and checks) the other keys.
   PluginSpec peft(family, "peft", top.block("peft"));
   auto& pe = c.peft;
   pe.method = peft.get<std::string>("method", pe.method);
-  pe.experts = peft.get<int64_t>("experts", pe.experts);
-  pe.rank = peft.get<int64_t>("rank", pe.rank);
-  pe.alpha = peft.get<double>("alpha", pe.alpha);
-  pe.top_k = peft.get<int64_t>("top_k", pe.top_k);
-  peft.check_all_read();
+  pe.params = peft.params().is_object() ? peft.params() : nlohmann::json::object();
+  pe.params.erase("method");
   try {
     check_peft(pe);
   } catch (const std::invalid_argument& e) {

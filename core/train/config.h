@@ -11,7 +11,8 @@
 //           sampling (iid | epochs | curriculum), curriculum_eps, target_loss,
 //           init_from, trainable (fine-tuning: core/train/finetune.h)
 //   [loss]  coefficients of the routers' aux losses: balance, z, entropy
-//   [peft]  method (ia3 | mov | lora | molora), experts, rank, alpha, top_k (core/adapters.h)
+//   [peft]  method = an adapter plugin (ia3 | mov | lora | molora: `moe plugins`), plus its
+//           parameters (core/adapters.h, plugins/adapters/)
 // Every unknown key is an error naming the section, the key and the known keys.
 #include <nlohmann/json.hpp>
 

@@ -7,6 +7,8 @@
 #include "core/train/checkpoint.h"
 #include "core/train/finetune.h"
 #include "core/train/trainer.h"
+#include "plugins/adapters/lora.h"
+#include "plugins/adapters/scaling.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -15,24 +17,30 @@ namespace {
 PeftOptions peft(const std::string& method, int64_t experts = 2, int64_t top_k = 0) {
   PeftOptions o;
   o.method = method;
-  o.experts = experts;
-  o.top_k = top_k;
+  o.params = {{"experts", experts}, {"top_k", top_k}};
   return o;
 }
 
+template <class T>
+std::shared_ptr<T> make(const PeftOptions& o, int64_t d_in, int64_t d_out) {
+  auto a = std::dynamic_pointer_cast<T>(make_adapter(o, d_in, d_out));
+  EXPECT_TRUE(a);
+  return a;
+}
+
 TEST(Adapters, MergedVectorIsTheProbabilityWeightedSum) {
-  Adapter mov(peft("mov"), 2, 2);
+  auto mov = make<MoVAdapter>(peft("mov"), 2, 2);
   torch::NoGradGuard no_grad;
   mov->router.copy_(torch::eye(2));
   mov->vectors.copy_(torch::tensor({{2.0f, 3.0f}, {4.0f, 5.0f}}));
   auto h = torch::tensor({{1.0f, 0.0f}});
   // p = softmax([1, 0]) = [0.731059, 0.268941]; v = 0.731059 [2, 3] + 0.268941 [4, 5].
   EXPECT_TRUE(torch::allclose(mov->mixture(h), torch::tensor({{0.731059f, 0.268941f}})));
-  EXPECT_TRUE(torch::allclose(mov(h, h), torch::tensor({{2.537883f, 0.0f}})));
+  EXPECT_TRUE(torch::allclose(mov->forward(h, h), torch::tensor({{2.537883f, 0.0f}})));
 }
 
 TEST(Adapters, TopKDoesNotRenormalise) {
-  Adapter mov(peft("mov", 3, 2), 3, 3);
+  auto mov = make<MoVAdapter>(peft("mov", 3, 2), 3, 3);
   torch::NoGradGuard no_grad;
   mov->router.copy_(torch::eye(3));
   // softmax([2, 1, 0]) = [0.665241, 0.244728, 0.090031]; top-2 keeps the first two as is.
@@ -42,7 +50,7 @@ TEST(Adapters, TopKDoesNotRenormalise) {
 }
 
 TEST(Adapters, MoLoRAIsTheWeightedSumOfLoRADeltas) {
-  Adapter molora(peft("molora", 3), 4, 5);
+  auto molora = make<LoRAAdapter>(peft("molora", 3), 4, 5);
   torch::NoGradGuard no_grad;
   molora->b.normal_();
   auto x = torch::randn({6, 4}), out = torch::randn({6, 5});
@@ -52,7 +60,7 @@ TEST(Adapters, MoLoRAIsTheWeightedSumOfLoRADeltas) {
     expected += (16.0 / 4) * p.select(1, e).unsqueeze(1) *
                 torch::matmul(torch::matmul(x, molora->a[e]), molora->b[e]);
   }
-  EXPECT_TRUE(torch::allclose(molora(x, out), expected, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(molora->forward(x, out), expected, 1e-5, 1e-6));
 }
 
 TEST(Adapters, EveryMethodStartsAsTheIdentityOfThePretrainedModel) {
@@ -89,8 +97,87 @@ TEST(Adapters, IA3TrainableCountIsExact) {
   EXPECT_EQ(l.model()->trainable_params(), 2 * (4 * 2 * 32 + 2 * (16 + 32) + 2 * (32 + 16)));
   json["peft"] = {{"method", "nope"}};
   moe::testing::expect_error([&] { ExperimentConfig::from_json(json, "tiny"); },
-                             "parameter 'method' = 'nope'; valid: ia3 | mov | lora | molora");
+                             "section 'peft': parameter 'method' expected one of [ia3, lora, "
+                             "molora, mov], got 'nope'");
+  // Each adapter reads its own parameters: a setting it does not have is an error.
+  json["peft"] = {{"method", "ia3"}, {"rank", 2}};
+  moe::testing::expect_error([&] { ExperimentConfig::from_json(json, "tiny"); },
+                             "adapter 'ia3': unknown parameter 'rank'");
+  json["peft"] = {{"method", "molora"}, {"experts", 3}, {"top_k", 4}};
+  moe::testing::expect_error([&] { ExperimentConfig::from_json(json, "tiny"); },
+                             "adapter 'molora': parameter 'top_k' expected 0 (soft merge) .. "
+                             "experts (3), got 4");
 }
+
+// The contract every adapter plugin keeps, run for each registered name.
+class AdapterContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  PeftOptions options() const {
+    PeftOptions o;
+    o.method = GetParam();
+    return o;
+  }
+  bool scaling() const { return adapter_at(options(), "mid"); }
+  int64_t d_in() const { return 6; }
+  int64_t d_out() const { return scaling() ? 6 : 5; }
+};
+
+TEST_P(AdapterContract, ShapesAndIdentityAtInitialisation) {
+  torch::manual_seed(0);
+  auto a = make_adapter(options(), d_in(), d_out());
+  auto x = torch::randn({3, 4, d_in()});
+  auto out = scaling() ? x : torch::randn({3, 4, d_out()});
+  auto y = a->forward(x, out);
+  EXPECT_EQ(y.sizes(), out.sizes());
+  EXPECT_TRUE(torch::allclose(y, out, 1e-6, 1e-7)) << "an adapter starts as the identity";
+  EXPECT_GT(a->flops_per_token(), 0);
+  EXPECT_FALSE(a->parameters().empty());
+}
+
+TEST_P(AdapterContract, DoubleAndDeterministic) {
+  torch::manual_seed(3);
+  auto a = make_adapter(options(), d_in(), d_out());
+  torch::manual_seed(3);
+  auto b = make_adapter(options(), d_in(), d_out());
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i]));
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& p : a->parameters()) p.add_(torch::randn_like(p) * 0.1);  // away from identity
+  auto x = torch::randn({5, d_in()});
+  auto out = scaling() ? x : torch::randn({5, d_out()});
+  auto y = a->forward(x, out);
+  EXPECT_TRUE(torch::equal(y, a->forward(x, out)));
+  a->to(torch::kDouble);
+  auto yd = a->forward(x.to(torch::kDouble), out.to(torch::kDouble));
+  EXPECT_EQ(yd.scalar_type(), torch::kDouble);
+  EXPECT_TRUE(torch::allclose(yd.to(torch::kFloat), y, 1e-5, 1e-6));
+}
+
+TEST_P(AdapterContract, FrozenBackboneGradientsReachOnlyAdapters) {
+  auto json = moe::testing::tiny_config_json();
+  json["model"]["moe_every"] = 0;
+  json["peft"] = {{"method", GetParam()}};
+  json["train"]["trainable"] = {"*_adapter.*"};
+  Trainer t(ExperimentConfig::from_json(json, "tiny"));
+  auto batch = t.task().eval_batches(Split::kValid, 4, 1).front();
+  auto logits = t.model()->forward(batch.tokens, batch.features, batch.pad_mask);
+  logits.pow(2).mean().backward();
+  int64_t adapters = 0;
+  for (const auto& kv : t.model()->named_parameters()) {
+    const bool adapter = kv.key().find("_adapter.") != std::string::npos;
+    adapters += adapter;
+    EXPECT_EQ(kv.value().requires_grad(), adapter) << kv.key();
+    EXPECT_EQ(kv.value().grad().defined(), adapter) << kv.key();
+  }
+  EXPECT_GT(adapters, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Registered, AdapterContract,
+                         ::testing::ValuesIn(adapter_registry().names()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace moe

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/adapters.h"
 #include "core/data/task.h"
 #include "core/experts.h"
 #include "core/plugin_spec.h"
@@ -18,6 +19,8 @@ TEST(Registry, GoldenNames) {
   EXPECT_EQ(router_registry().names(),
             (std::vector<std::string>{"adaptive", "inf_moe", "top_k", "top_p"}));
   EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper", "inf_ffn"}));
+  EXPECT_EQ(adapter_registry().names(),
+            (std::vector<std::string>{"ia3", "lora", "molora", "mov"}));
   EXPECT_EQ(task_registry().names(),
             (std::vector<std::string>{"brown_lm", "brown_pos", "facts", "mod_sum", "pointer_chase",
                                       "wordnet_sst"}));
