@@ -409,8 +409,8 @@ int run_command(const std::vector<std::string>& args) {
       std::ostringstream score;
       score << std::setprecision(6) << c.score;
       std::cerr << "\n  " << c.preset << (c.context.empty() ? "" : " " + c.context) << ": "
-                << c.tune << " (" << score.str() << ", n = " << c.n << " of " << c.candidates
-                << " values)";
+                << c.tune << " (mean " << score.str() << " over " << c.n << " seed(s); "
+                << c.candidates << " value(s) tried)";
     }
     std::cerr << "\n";
   }
