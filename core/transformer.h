@@ -6,8 +6,8 @@
 //   "lm"  [B, S, vocab]   tied to the token embedding (causal attention)
 //   "tag" [B, S, classes] per-token tagging
 //   "cls" [B, classes]    mean over non-padded positions, then a linear layer
-// Every projection (attention q/k/v/o, FFN up/down) is a public member so adapters can
-// attach to it later.
+// Every projection (attention q/k/v/o, FFN up/down) is a public member; the [peft]
+// adapter plugin (core/adapters.h) sits at the sites its registry entry names.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>

@@ -18,12 +18,13 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  train     train one config and print its final metrics\n"
     "  sweep     plan / run / status of a sweep file (resumable, parallel, sharded)\n"
-    "  query     read-only SQL over a results database (views: final, by_method, pareto, layers)\n"
+    "  query     read-only SQL over a results database (views: final, by_method, pareto,\n"
+    "            paired, selected, layers, reevals)\n"
     "  plot      figures from a results database (gnuplot, PNG + SVG)\n"
     "  compare   per-method 95% CIs and paired tests against a baseline over seeds\n"
     "  report    one self-contained HTML page per sweep (tables, plots, config diff)\n"
     "  merge     join shard databases\n"
-    "  plugins   list the registered routers, expert banks and tasks\n";
+    "  plugins   list the registered routers, expert banks, adapters and tasks\n";
 
 }  // namespace
 

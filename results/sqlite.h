@@ -43,7 +43,8 @@ class Stmt {
   ~Stmt() { sqlite3_finalize(stmt_); }
 
   Stmt& bind(int i, int64_t v);
-  Stmt& bind(int i, double v);  ///< non-finite values must go through bind_real
+  Stmt& bind(int i, double v);  ///< NaN binds as NULL (SQLite's rule): store non-finite
+                                ///< values as Store::add_metric does (value_text)
   Stmt& bind(int i, const std::string& v);
   Stmt& bind_null(int i);
   /// true while a row is available.

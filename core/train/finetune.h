@@ -3,7 +3,7 @@
 //   train.init_from = "path/model.pt"  copy every parameter and buffer of a model saved by
 //       save_model (keep_models, a pretraining trial) whose name and shape match; the rest
 //       (a new task's head, adapters) keeps its fresh initialisation.
-//   train.trainable = ["head.*", "*.adapter*"]  only parameters whose dotted name matches
+//   train.trainable = ["head.*", "*_adapter.*"]  only parameters whose dotted name matches
 //       one of these globs (fnmatch: * ? [..]) train; every other one is frozen
 //       (requires_grad = false, left out of the optimizer, so it has no optimizer state).
 //       Empty (the default) = everything trains.

@@ -256,8 +256,8 @@ void Trainer::log_eval(const std::string& split, const EvalResult& r) {
 
 void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   if (!progress_) return;
-  static auto last = std::chrono::steady_clock::now();
   const auto now = std::chrono::steady_clock::now();
+  auto& last = last_progress_;
   const int64_t done = step_ + 1, total = config_.train.steps;
   const bool tty = progress_ == &std::cerr && isatty(STDERR_FILENO);
   if (force) {

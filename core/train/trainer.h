@@ -4,6 +4,7 @@
 // results layer stores them; core never touches SQLite).
 #include <torch/optim/adamw.h>
 
+#include <chrono>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -64,6 +65,8 @@ class Trainer {
   // Time to target (train.target_loss).
   int64_t steps_to_target_ = -1;
   double seconds_to_target_ = -1;
+  /// When the progress line was last drawn (each trainer its own).
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
 
 /// Builds the model a config and task describe.
