@@ -295,9 +295,9 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
     }
   }
 
-  // Cartesian product of the grid axes, crossed with the zipped axes.
+  // Cartesian product of the grid axes, crossed with the zipped axes, then the tune axes.
   std::vector<std::vector<std::pair<std::string, nlohmann::json>>> points = {{}};
-  for (const auto& a : grid) {
+  auto cross = [&points](const Axis& a) {
     std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
     for (const auto& p : points) {
       for (const auto& v : a.values) {
@@ -307,7 +307,8 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       }
     }
     points = next;
-  }
+  };
+  for (const auto& a : grid) cross(a);
   if (!zip.empty()) {
     std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
     for (const auto& p : points) {
@@ -320,18 +321,8 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
     points = next;
   }
   // The tune axes, marked so that labels can tell them apart.
-  const size_t tune_from = points.empty() ? 0 : points.front().size();
-  for (const auto& a : tune) {
-    std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
-    for (const auto& p : points) {
-      for (const auto& v : a.values) {
-        auto q = p;
-        q.emplace_back(a.key, v);
-        next.push_back(q);
-      }
-    }
-    points = next;
-  }
+  const size_t tune_from = points.front().size();
+  for (const auto& a : tune) cross(a);
 
   // Validate a trial's config now, not hours into the sweep.
   // Every distinct model is built once on the CPU (no data): out-of-range plugin
