@@ -42,6 +42,13 @@ void check_peft(const PeftOptions& peft) {
   make_adapter(peft, 2, 2);
 }
 
+void check_mixture(const OptionCheck& check, int64_t experts, int64_t top_k) {
+  check.expect(experts >= 1, "experts", ">= 1", static_cast<double>(experts));
+  check.expect(top_k >= 0 && top_k <= experts, "top_k",
+               "0 (soft merge) .. experts (" + std::to_string(experts) + ")",
+               static_cast<double>(top_k));
+}
+
 torch::Tensor adapter_mixture(const torch::Tensor& x, const torch::Tensor& router, int64_t top_k) {
   auto logits = torch::matmul(x, router.to(x.dtype()));
   auto p = torch::softmax(

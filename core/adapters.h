@@ -57,6 +57,9 @@ void check_peft(const PeftOptions& peft);
 /// in float32 (double when x is double), then, for 0 < top_k < E, the top_k largest kept
 /// and the rest zeroed, without renormalising. [..., E].
 torch::Tensor adapter_mixture(const torch::Tensor& x, const torch::Tensor& router, int64_t top_k);
+/// The mixture adapters' (mov, molora) shared option check: experts >= 1 and
+/// 0 <= top_k <= experts.
+void check_mixture(const OptionCheck& check, int64_t experts, int64_t top_k);
 
 }  // namespace moe
 

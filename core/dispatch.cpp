@@ -15,9 +15,9 @@ int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64
 DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity) {
   TORCH_CHECK(routing.indices.dim() == 2, "dispatch: expected indices [tokens, slots], got ",
               routing.indices.sizes());
-  TORCH_CHECK(routing.weights.sizes() == routing.indices.sizes(),
-              "dispatch: weights ", routing.weights.sizes(), " and indices ",
-              routing.indices.sizes(), " differ in shape");
+  TORCH_CHECK(routing.weights.sizes() == routing.indices.sizes(), "dispatch: weights ",
+              routing.weights.sizes(), " and indices ", routing.indices.sizes(),
+              " differ in shape");
   const int64_t slots = routing.indices.size(1);
   auto flat_idx = routing.indices.reshape({-1});
   auto flat_w = routing.weights.reshape({-1});
@@ -33,6 +33,7 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t 
   DispatchPlan plan;
   plan.selected = pos.size(0);
   plan.counts.assign(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + num_experts);
+  plan.chosen = plan.counts;
   if (capacity > 0) {
     std::vector<int64_t> keep;  // positions within the sorted order that fit the capacity
     keep.reserve(plan.selected);
@@ -53,9 +54,10 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t 
   plan.token_index = torch::div(order_pos, slots, "floor");
   plan.weight = flat_w.index_select(0, order_pos);
   plan.expert_index = order_expert;
-  plan.slot_index = torch::full({flat_idx.size(0)}, -1, flat_idx.options())
-                        .index_put_({order_pos}, torch::arange(order_pos.size(0), flat_idx.options()))
-                        .view(routing.indices.sizes());
+  plan.slot_index =
+      torch::full({flat_idx.size(0)}, -1, flat_idx.options())
+          .index_put_({order_pos}, torch::arange(order_pos.size(0), flat_idx.options()))
+          .view(routing.indices.sizes());
   return plan;
 }
 

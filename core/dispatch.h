@@ -20,6 +20,7 @@ struct DispatchPlan {
   torch::Tensor slot_index;     ///< [T, slots] int64: position of each slot in the sorted
                                 ///< order, -1 when unused or dropped (the inverse map)
   std::vector<int64_t> counts;  ///< [E]: kept slots per expert (sums to S), on the host
+  std::vector<int64_t> chosen;  ///< [E]: slots the router chose per expert (before capacity)
   int64_t selected = 0;         ///< slots the router selected (before capacity)
   int64_t dropped = 0;          ///< slots dropped by the capacity limit
 };

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <stdexcept>
+
 namespace moe {
 
 ExpertRegistry& expert_registry() {
@@ -16,20 +18,36 @@ ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx) {
   return ExpertBank(impl);
 }
 
-torch::Tensor apply_activation(const std::string& name, const torch::Tensor& x) {
-  if (name == "gelu") return torch::gelu(x);
-  if (name == "relu") return torch::relu(x);
-  if (name == "swiglu") {
-    auto halves = x.chunk(2, -1);
-    return torch::silu(halves[0]) * halves[1];
-  }
-  TORCH_CHECK(false, "activation: expected one of [gelu, relu, swiglu], got '", name, "'");
+const std::vector<std::string>& activation_names() {
+  static const std::vector<std::string> names = {"gelu", "relu", "swiglu"};
+  return names;
 }
 
-void check_activation(const PluginSpec& spec, const std::string& name) {
-  if (name != "gelu" && name != "relu" && name != "swiglu") {
-    spec.fail("parameter 'activation' expected one of [gelu, relu, swiglu], got '" + name + "'");
+Activation parse_activation(const std::string& name) {
+  const auto& names = activation_names();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return static_cast<Activation>(i);
   }
+  throw std::invalid_argument("activation: expected one of " + list_of(names) + ", got '" + name +
+                              "'");
+}
+
+const std::string& activation_name(Activation a) {
+  return activation_names().at(static_cast<size_t>(a));
+}
+
+torch::Tensor apply_activation(Activation a, const torch::Tensor& x) {
+  switch (a) {
+    case Activation::kGelu:
+      return torch::gelu(x);
+    case Activation::kRelu:
+      return torch::relu(x);
+    case Activation::kSwiglu: {
+      auto halves = x.chunk(2, -1);
+      return torch::silu(halves[0]) * halves[1];
+    }
+  }
+  throw std::logic_error("apply_activation: unknown activation");
 }
 
 }  // namespace moe

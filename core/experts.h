@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "core/activation.h"
 #include "core/dispatch.h"
 #include "core/plugin_spec.h"
 #include "core/registry.h"
@@ -15,14 +16,21 @@
 
 namespace moe {
 
+/// What an expert bank returns: its output and its own statistics of this forward
+/// (e.g. "distinct_sets", "union_units"), which the layer's trace carries.
+struct BankOutput {
+  torch::Tensor y;
+  Stats stats;
+};
+
 class ExpertBankImpl : public torch::nn::Module {
  public:
   /// hidden: [tokens, d_model]; routing from the layer's router; plan: routing already
-  /// sorted by expert (and capacity-limited) by plan_dispatch. Returns
-  /// y[t] = sum over kept slots s of weight[t,s] * E_{index[t,s]}(hidden[t]), [tokens, d_model];
-  /// rows with no kept slot are 0.
-  virtual torch::Tensor forward(const torch::Tensor& hidden, const Routing& routing,
-                                const DispatchPlan& plan) = 0;
+  /// sorted by expert (and capacity-limited) by plan_dispatch. Returns y with
+  /// y[t] = sum over kept slots s of weight[t,s] * E_{index[t,s]}(hidden[t]), [tokens, d_model]
+  /// (rows with no kept slot are 0), and the bank's statistics.
+  virtual BankOutput forward(const torch::Tensor& hidden, const Routing& routing,
+                             const DispatchPlan& plan) = 0;
 
   /// Parameters of one expert (what one selected slot activates per token).
   virtual int64_t params_per_expert() const = 0;
@@ -32,9 +40,6 @@ class ExpertBankImpl : public torch::nn::Module {
   virtual double extra_active_params() const { return 0; }
   /// Forward FLOPs per token besides the routed experts (HyperMoE's adapter).
   virtual double extra_flops_per_token() const { return 0; }
-  /// Bank-specific statistics of the last forward (e.g. "hyper_flops_per_token",
-  /// "distinct_sets"); the MoE layer averages them over an evaluation.
-  virtual std::map<std::string, double> last_stats() const { return {}; }
 
   const std::string& plugin_name() const { return plugin_name_; }
   void set_plugin_name(std::string name) { plugin_name_ = std::move(name); }
@@ -49,11 +54,6 @@ ExpertRegistry& expert_registry();
 
 /// Creates the bank named by spec and rejects any parameter it did not read.
 ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx);
-
-/// Applies an activation by name ("gelu", "relu"); throws listing the known names.
-torch::Tensor apply_activation(const std::string& name, const torch::Tensor& x);
-/// Throws std::invalid_argument unless name is one of gelu, relu, swiglu.
-void check_activation(const PluginSpec& spec, const std::string& name);
 
 }  // namespace moe
 

@@ -26,8 +26,8 @@ torch::Tensor sum_slots(const torch::Tensor& src, const torch::Tensor& slot_inde
   const int64_t tokens = slot_index.size(0), slots = slot_index.size(1), d = src.size(1);
   if (!cpu_fast_path(src)) {
     auto padded = torch::cat({src, torch::zeros({1, d}, src.options())});
-    auto rows = slot_index.clamp_min(-1).where(slot_index.ge(0),
-                                               torch::full_like(slot_index, src.size(0)));
+    auto rows =
+        slot_index.clamp_min(-1).where(slot_index.ge(0), torch::full_like(slot_index, src.size(0)));
     auto picked = padded.index_select(0, rows.reshape({-1})).view({tokens, slots, d});
     if (scale.defined()) {
       auto s = torch::cat({scale, torch::zeros({1}, scale.options())})
@@ -156,7 +156,8 @@ void for_each_expert(const std::vector<int64_t>& counts, bool cpu, F&& fn) {
     for (int64_t e : order) fn(e, offsets[e]);
     return;
   }
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return counts[a] > counts[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return counts[a] > counts[b]; });
   std::atomic<size_t> next{0};
   at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t begin, int64_t end) {
     torch::NoGradGuard no_grad;
@@ -166,17 +167,10 @@ void for_each_expert(const std::vector<int64_t>& counts, bool cpu, F&& fn) {
   });
 }
 
-torch::Tensor activation_forward(const std::string& act, const torch::Tensor& pre) {
-  if (act == "gelu") return torch::gelu(pre);
-  if (act == "relu") return torch::relu(pre);
-  auto halves = pre.chunk(2, 1);
-  return torch::silu(halves[0]) * halves[1];  // swiglu
-}
-
-torch::Tensor activation_backward(const std::string& act, const torch::Tensor& g,
+torch::Tensor activation_backward(Activation act, const torch::Tensor& g,
                                   const torch::Tensor& pre) {
-  if (act == "gelu") return at::gelu_backward(g, pre);
-  if (act == "relu") return g * pre.gt(0).to(g.dtype());
+  if (act == Activation::kGelu) return at::gelu_backward(g, pre);
+  if (act == Activation::kRelu) return g * pre.gt(0).to(g.dtype());
   auto halves = pre.chunk(2, 1);
   return torch::cat({at::silu_backward(g * halves[1], halves[0]), g * torch::silu(halves[0])}, 1);
 }
@@ -185,7 +179,8 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& xs,
                                const torch::Tensor& w1, const torch::Tensor& b1,
                                const torch::Tensor& w2, const torch::Tensor& b2,
-                               const std::vector<int64_t>& counts, const std::string& act) {
+                               const std::vector<int64_t>& counts, int64_t act_code) {
+    const auto act = static_cast<Activation>(act_code);
     const int64_t rows = xs.size(0), d = w2.size(2), u = w1.size(2), h = w2.size(1);
     auto pre = torch::empty({rows, u}, xs.options());
     auto hid = torch::empty({rows, h}, xs.options());
@@ -194,13 +189,13 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
       const int64_t n = counts[e];
       auto pre_e = pre.narrow(0, off, n);
       at::addmm_out(pre_e, b1[e], xs.narrow(0, off, n), w1[e]);
-      hid.narrow(0, off, n).copy_(activation_forward(act, pre_e));
+      hid.narrow(0, off, n).copy_(apply_activation(act, pre_e));
       auto ys_e = ys.narrow(0, off, n);
       at::addmm_out(ys_e, b2[e], hid.narrow(0, off, n), w2[e]);
     });
     ctx->save_for_backward({xs, w1, w2, pre, hid});
     ctx->saved_data["counts"] = counts;
-    ctx->saved_data["act"] = act;
+    ctx->saved_data["act"] = act_code;
     return ys;
   }
 
@@ -208,7 +203,7 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
     auto saved = ctx->get_saved_variables();
     const auto &xs = saved[0], &w1 = saved[1], &w2 = saved[2], &pre = saved[3], &hid = saved[4];
     const auto counts = ctx->saved_data["counts"].toIntVector();
-    const auto act = ctx->saved_data["act"].toStringRef();
+    const auto act = static_cast<Activation>(ctx->saved_data["act"].toInt());
     auto gy = grads[0].contiguous();
     auto gx = torch::empty_like(xs);
     auto gw1 = torch::zeros_like(w1), gw2 = torch::zeros_like(w2);
@@ -237,14 +232,10 @@ torch::Tensor gather_rows(const torch::Tensor& x, const DispatchPlan& plan) {
   return GatherRows::apply(x, plan.token_index, plan.slot_index);
 }
 
-torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1,
-                          const torch::Tensor& b1, const torch::Tensor& w2,
-                          const torch::Tensor& b2, const std::vector<int64_t>& counts,
-                          const std::string& activation) {
-  TORCH_CHECK(activation == "gelu" || activation == "relu" || activation == "swiglu",
-              "grouped_ffn: expected activation one of [gelu, relu, swiglu], got '", activation,
-              "'");
-  return GroupedFFN::apply(xs, w1, b1, w2, b2, counts, activation);
+torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1, const torch::Tensor& b1,
+                          const torch::Tensor& w2, const torch::Tensor& b2,
+                          const std::vector<int64_t>& counts, Activation activation) {
+  return GroupedFFN::apply(xs, w1, b1, w2, b2, counts, static_cast<int64_t>(activation));
 }
 
 torch::Tensor combine_rows(const torch::Tensor& ys, const torch::Tensor& weight,

@@ -14,16 +14,16 @@
 
 #include <string>
 
+#include "core/activation.h"
 #include "core/dispatch.h"
 
 namespace moe {
 
 torch::Tensor gather_rows(const torch::Tensor& x, const DispatchPlan& plan);
 
-torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1,
-                          const torch::Tensor& b1, const torch::Tensor& w2,
-                          const torch::Tensor& b2, const std::vector<int64_t>& counts,
-                          const std::string& activation);
+torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1, const torch::Tensor& b1,
+                          const torch::Tensor& w2, const torch::Tensor& b2,
+                          const std::vector<int64_t>& counts, Activation activation);
 
 torch::Tensor combine_rows(const torch::Tensor& ys, const torch::Tensor& weight,
                            const DispatchPlan& plan, int64_t tokens);

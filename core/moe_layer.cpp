@@ -2,7 +2,50 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 namespace moe {
+
+void add_stat(Stats& stats, const std::string& name, const torch::Tensor& value, Reduce reduce) {
+  stats[name] = Stat{value.detach(), reduce};
+}
+
+void add_stat(Stats& stats, const std::string& name, double value, Reduce reduce) {
+  stats[name] = Stat{torch::tensor(value, torch::kDouble), reduce};
+}
+
+void LayerStats::add(const LayerTrace& trace) {
+  torch::NoGradGuard no_grad;
+  if (load.size() < trace.load.size()) load.resize(trace.load.size(), 0.0);
+  for (size_t e = 0; e < trace.load.size(); ++e) load[e] += static_cast<double>(trace.load[e]);
+  if (static_cast<int64_t>(histogram.size()) < trace.slots + 1) {
+    histogram.resize(trace.slots + 1, 0.0);
+  }
+  if (trace.token_experts.defined() && trace.token_experts.numel() > 0) {
+    auto hist = torch::bincount(trace.token_experts.reshape({-1}), {}, trace.slots + 1)
+                    .to(torch::kCPU, torch::kLong);
+    for (int64_t i = 0; i < hist.size(0); ++i) histogram[i] += hist[i].item<int64_t>();
+  }
+  if (trace.router_probs.defined() && trace.router_probs.numel() > 0) {
+    auto p = trace.router_probs.to(torch::kDouble);
+    entropy_sum += -(p * torch::log(p.clamp_min(1e-12))).sum().item<double>();
+  }
+  for (const auto& kv : trace.stats) {
+    const double v = kv.second.value.to(torch::kCPU, torch::kDouble).item<double>();
+    auto it = stat_sums.find(kv.first);
+    if (it == stat_sums.end()) {
+      stat_sums[kv.first] = {v, kv.second.reduce};
+    } else if (kv.second.reduce == Reduce::kMax) {
+      it->second.value = std::max(it->second.value, v);
+    } else {
+      it->second.value += v;
+    }
+  }
+  ++forwards;
+  tokens += trace.tokens;
+  selected_slots += trace.selected;
+  dropped_slots += trace.dropped;
+}
 
 std::vector<double> LayerStats::load_fraction() const {
   std::vector<double> out(load.size(), 0.0);
@@ -12,9 +55,37 @@ std::vector<double> LayerStats::load_fraction() const {
   return out;
 }
 
-std::map<std::string, double> LayerStats::bank_stats() const {
+std::map<std::string, double> LayerStats::statistics() const {
   std::map<std::string, double> out;
-  for (const auto& kv : bank_stats_sum) out[kv.first] = forwards ? kv.second / forwards : 0.0;
+  for (const auto& kv : stat_sums) {
+    const auto& a = kv.second;
+    out[kv.first] = a.reduce == Reduce::kMax ? a.value : (forwards ? a.value / forwards : 0.0);
+  }
+  return out;
+}
+
+std::map<std::string, double> combine_layers(const std::vector<LayerStats>& layers) {
+  std::map<std::string, double> out;
+  std::map<std::string, int64_t> count;
+  std::map<std::string, Reduce> reduce;
+  for (const auto& layer : layers) {
+    for (const auto& kv : layer.statistics()) {
+      const Reduce r = layer.stat_sums.at(kv.first).reduce;
+      auto it = out.find(kv.first);
+      if (it == out.end()) {
+        out[kv.first] = kv.second;
+      } else if (r == Reduce::kMax) {
+        it->second = std::max(it->second, kv.second);
+      } else {
+        it->second += kv.second;
+      }
+      ++count[kv.first];
+      reduce[kv.first] = r;
+    }
+  }
+  for (auto& kv : out) {
+    if (reduce[kv.first] == Reduce::kMean) kv.second /= static_cast<double>(count[kv.first]);
+  }
   return out;
 }
 
@@ -28,55 +99,32 @@ MoELayerImpl::MoELayerImpl(Router router_in, ExpertBank experts_in, MoELayerOpti
   experts = register_module("experts", std::move(experts_in));
 }
 
-torch::Tensor MoELayerImpl::forward(const torch::Tensor& x) {
+MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   const auto shape = x.sizes().vec();
   auto hidden = x.reshape({-1, shape.back()});
   Routing routing = router->forward(hidden);
   const int64_t tokens = hidden.size(0);
-  TORCH_CHECK(routing.indices.dim() == 2 && routing.indices.size(0) == tokens,
-              "router '", router->plugin_name(), "': expected indices [", tokens,
-              ", slots], got ", routing.indices.sizes());
+  TORCH_CHECK(routing.indices.dim() == 2 && routing.indices.size(0) == tokens, "router '",
+              router->plugin_name(), "': expected indices [", tokens, ", slots], got ",
+              routing.indices.sizes());
   const int64_t capacity = expert_capacity(options_.capacity_factor(), routing.indices.size(1),
                                            tokens, options_.num_experts());
   DispatchPlan plan = plan_dispatch(routing, options_.num_experts(), capacity);
-  auto y = experts->forward(hidden, routing, plan);
-  aux_losses_ = std::move(routing.aux_losses);
-  last_token_experts_ = routing.indices.detach().ge(0).sum(1);
-  last_mean_experts_ =
-      torch::tensor(static_cast<double>(plan.selected) / std::max<int64_t>(tokens, 1));
-  if (collect_) accumulate(routing, plan);
-  return y.reshape(shape);
-}
-
-void MoELayerImpl::accumulate(const Routing& routing, const DispatchPlan& plan) {
-  torch::NoGradGuard no_grad;
-  const int64_t num_experts = options_.num_experts();
-  const int64_t slots = routing.indices.size(1);
-  if (stats_.load.empty()) stats_.load.assign(num_experts, 0.0);
-  if (static_cast<int64_t>(stats_.histogram.size()) < slots + 1) {
-    stats_.histogram.resize(slots + 1, 0.0);
-  }
-  auto used = routing.indices.ge(0).sum(1);
-  auto hist = torch::bincount(used, {}, slots + 1).to(torch::kCPU);
-  for (int64_t i = 0; i <= slots; ++i) stats_.histogram[i] += hist[i].item<int64_t>();
-  auto probs = routing.probs.detach().to(torch::kDouble);
-  stats_.entropy_sum +=
-      -(probs * torch::log(probs.clamp_min(1e-12))).sum().to(torch::kCPU).item<double>();
-  for (const auto& kv : experts->last_stats()) stats_.bank_stats_sum[kv.first] += kv.second;
-  for (const auto& kv : routing.extras) {  // router statistics, "stat.<name>" scalars
-    if (kv.first.rfind("stat.", 0) == 0 && kv.second.numel() == 1) {
-      stats_.bank_stats_sum[kv.first.substr(5)] += kv.second.item<double>();
-    }
-  }
-  ++stats_.forwards;
-  stats_.tokens += routing.indices.size(0);
-  stats_.selected_slots += plan.selected;
-  stats_.dropped_slots += plan.dropped;
-  // Load counts what the router chose (before capacity), so imbalance stays visible.
-  auto flat = routing.indices.reshape({-1});
-  auto chosen = flat.index_select(0, flat.ge(0).nonzero().squeeze(1));
-  auto load = torch::bincount(chosen, {}, num_experts).to(torch::kCPU);
-  for (int64_t e = 0; e < num_experts; ++e) stats_.load[e] += load[e].item<int64_t>();
+  auto bank = experts->forward(hidden, routing, plan);
+  MoEOutput out;
+  out.y = bank.y.reshape(shape);
+  auto& t = out.trace;
+  t.aux_losses = std::move(routing.aux_losses);
+  t.token_experts = routing.indices.detach().ge(0).sum(1);
+  t.router_probs = routing.probs.detach();
+  t.tokens = tokens;
+  t.slots = routing.indices.size(1);
+  t.selected = plan.selected;
+  t.dropped = plan.dropped;
+  t.load = std::move(plan.chosen);  // what the router chose, so imbalance stays visible
+  t.stats = std::move(routing.stats);
+  for (auto& kv : bank.stats) t.stats[kv.first] = std::move(kv.second);
+  return out;
 }
 
 }  // namespace moe

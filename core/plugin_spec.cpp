@@ -1,6 +1,9 @@
 #include "core/plugin_spec.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 
 namespace moe {
@@ -19,15 +22,25 @@ std::string type_of(const nlohmann::json& v) {
 template <class T>
 bool matches(const nlohmann::json& v);
 template <>
-bool matches<bool>(const nlohmann::json& v) { return v.is_boolean(); }
+bool matches<bool>(const nlohmann::json& v) {
+  return v.is_boolean();
+}
 template <>
-bool matches<int64_t>(const nlohmann::json& v) { return v.is_number_integer(); }
+bool matches<int64_t>(const nlohmann::json& v) {
+  return v.is_number_integer();
+}
 template <>
-bool matches<int>(const nlohmann::json& v) { return v.is_number_integer(); }
+bool matches<int>(const nlohmann::json& v) {
+  return v.is_number_integer();
+}
 template <>
-bool matches<double>(const nlohmann::json& v) { return v.is_number(); }
+bool matches<double>(const nlohmann::json& v) {
+  return v.is_number();
+}
 template <>
-bool matches<std::string>(const nlohmann::json& v) { return v.is_string(); }
+bool matches<std::string>(const nlohmann::json& v) {
+  return v.is_string();
+}
 template <>
 bool matches<std::vector<std::string>>(const nlohmann::json& v) {
   if (!v.is_array()) return false;
@@ -40,19 +53,66 @@ bool matches<std::vector<std::string>>(const nlohmann::json& v) {
 template <class T>
 const char* expected_name();
 template <>
-const char* expected_name<bool>() { return "a boolean"; }
+const char* expected_name<bool>() {
+  return "a boolean";
+}
 template <>
-const char* expected_name<int64_t>() { return "an integer"; }
+const char* expected_name<int64_t>() {
+  return "an integer";
+}
 template <>
-const char* expected_name<int>() { return "an integer"; }
+const char* expected_name<int>() {
+  return "an integer";
+}
 template <>
-const char* expected_name<double>() { return "a number"; }
+const char* expected_name<double>() {
+  return "a number";
+}
 template <>
-const char* expected_name<std::string>() { return "a string"; }
+const char* expected_name<std::string>() {
+  return "a string";
+}
 template <>
-const char* expected_name<std::vector<std::string>>() { return "an array of strings"; }
+const char* expected_name<std::vector<std::string>>() {
+  return "an array of strings";
+}
 
 }  // namespace
+
+std::string list_of(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out + "]";
+}
+
+std::string format_number(double value) {
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  return buf;
+}
+
+void OptionCheck::expect(bool ok, const std::string& param, const std::string& what,
+                         double got) const {
+  if (!ok) fail("parameter '" + param + "' expected " + what + ", got " + format_number(got));
+}
+
+void OptionCheck::expect(bool ok, const std::string& param, const std::string& what,
+                         const std::string& got) const {
+  if (!ok) fail("parameter '" + param + "' expected " + what + ", got " + got);
+}
+
+void OptionCheck::one_of(const std::string& param, const std::string& got,
+                         const std::vector<std::string>& choices) const {
+  if (std::find(choices.begin(), choices.end(), got) != choices.end()) return;
+  fail("parameter '" + param + "' expected one of " + list_of(choices) + ", got '" + got + "'");
+}
+
+void OptionCheck::fail(const std::string& what) const {
+  throw std::invalid_argument(family_ + " '" + name_ + "': " + what);
+}
 
 PluginSpec::PluginSpec(std::string family, std::string name, nlohmann::json params)
     : family_(std::move(family)), name_(std::move(name)), params_(std::move(params)) {
@@ -77,19 +137,23 @@ nlohmann::json PluginSpec::block(const std::string& key) const {
   return v;
 }
 
+std::string PluginSpec::choice(const std::string& key, const std::string& default_value,
+                               const std::vector<std::string>& choices) const {
+  const auto value = get<std::string>(key, default_value);
+  check().one_of(key, value, choices);
+  return value;
+}
+
 void PluginSpec::check_all_read() const {
   for (auto it = params_.begin(); it != params_.end(); ++it) {
     if (known_.count(it.key()) == 0) {
-      std::string list = "[";
-      for (const auto& k : known_) list += (list.size() > 1 ? ", " : "") + k;
-      fail("unknown parameter '" + it.key() + "'; known: " + list + "]");
+      fail("unknown parameter '" + it.key() +
+           "'; known: " + list_of(std::vector<std::string>(known_.begin(), known_.end())));
     }
   }
 }
 
-void PluginSpec::fail(const std::string& what) const {
-  throw std::invalid_argument(family_ + " '" + name_ + "': " + what);
-}
+void PluginSpec::fail(const std::string& what) const { check().fail(what); }
 
 template <class T>
 T PluginSpec::convert(const std::string& key) const {

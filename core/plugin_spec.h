@@ -7,10 +7,39 @@
 #include <nlohmann/json.hpp>
 
 #include <set>
-#include <vector>
 #include <string>
+#include <vector>
 
 namespace moe {
+
+/// "[a, b, c]": how every message lists known names and valid choices.
+std::string list_of(const std::vector<std::string>& items);
+/// A number as a reader wrote it: the shortest form that reads back exactly (3, 0.1, 1e-05).
+std::string format_number(double value);
+
+/// One message style for every plugin's option errors (std::invalid_argument):
+///   "<family> '<name>': parameter '<p>' expected <what>, got <value>"
+///   "<family> '<name>': parameter '<p>' expected one of [a, b], got 'c'"
+/// Plugins check their options in one place (their options' validate() or constructor)
+/// through it, so the config reader, the plan-time check and a direct construction in a
+/// test all report the same words.
+class OptionCheck {
+ public:
+  OptionCheck(std::string family, std::string name)
+      : family_(std::move(family)), name_(std::move(name)) {}
+  /// Throws "parameter '<param>' expected <what>, got <got>" unless ok.
+  void expect(bool ok, const std::string& param, const std::string& what, double got) const;
+  void expect(bool ok, const std::string& param, const std::string& what,
+              const std::string& got) const;
+  /// Throws "parameter '<param>' expected one of [...], got '<got>'" unless got is a choice.
+  void one_of(const std::string& param, const std::string& got,
+              const std::vector<std::string>& choices) const;
+  /// Throws "<family> '<name>': <what>".
+  [[noreturn]] void fail(const std::string& what) const;
+
+ private:
+  std::string family_, name_;
+};
 
 class PluginSpec {
  public:
@@ -35,6 +64,14 @@ class PluginSpec {
     if (!params_.contains(key)) return default_value;
     return convert<T>(key);
   }
+
+  /// The string at key (default_value when absent), which must be one of choices:
+  /// "<family> '<name>': parameter '<key>' expected one of [a, b], got 'c'".
+  std::string choice(const std::string& key, const std::string& default_value,
+                     const std::vector<std::string>& choices) const;
+
+  /// The checker whose messages name this spec's family and name.
+  OptionCheck check() const { return OptionCheck(family_, name_); }
 
   /// The value at key; throws when it is absent.
   template <class T>

@@ -14,6 +14,8 @@
 
 namespace moe {
 
+std::string list_of(const std::vector<std::string>& items);  // core/plugin_spec.h
+
 /// One documented plugin parameter, as listed by `moe plugins`.
 struct ParamDoc {
   std::string name;
@@ -68,11 +70,7 @@ class Registry {
   }
 
   /// "[a, b, c]", for error messages.
-  std::string known() const {
-    std::string out = "[";
-    for (const auto& kv : entries_) out += (out.size() > 1 ? ", " : "") + kv.first;
-    return out + "]";
-  }
+  std::string known() const { return list_of(names()); }
 
   const std::string& family() const { return family_; }
 

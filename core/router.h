@@ -10,6 +10,7 @@
 
 #include "core/plugin_spec.h"
 #include "core/registry.h"
+#include "core/trace.h"
 
 namespace moe {
 
@@ -23,8 +24,12 @@ struct Routing {
   /// applies the coefficients from the config.
   std::map<std::string, torch::Tensor> aux_losses;
   /// Method-specific tensors for banks that need more than an index (∞-MoE's samples).
-  /// Scalars named "stat.<name>" are averaged into the layer statistics as <name>.
   std::map<std::string, torch::Tensor> extras;
+  /// Experts per token counted once per sample, for routers that sample several masks and
+  /// route to their union (∞-MoE: K x n); 0 for the others.
+  double nominal_experts = 0;
+  /// The router's own statistics; the layer's trace carries them (LayerTrace::stats).
+  Stats stats;
 };
 
 /// Shapes every router and expert bank of one MoE layer agree on.
@@ -75,6 +80,6 @@ Router make_router(const PluginSpec& spec, const LayerContext& ctx);
 /// MOE_REGISTER_ROUTER("top_k", TopKRouterImpl, "help"): the class supplies
 /// `static std::shared_ptr<RouterImpl> create(const PluginSpec&, const LayerContext&)`
 /// and `static std::vector<ParamDoc> param_docs()`.
-#define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                         \
+#define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                          \
   static ::moe::Registrar<::moe::RouterRegistry> MOE_CONCAT(moe_router_reg_, __LINE__)( \
       ::moe::router_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})

@@ -72,10 +72,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return adapt(o_adapter, mixed, o(mixed));
 }
 
-DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation,
+DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, Activation activation,
                            const PeftOptions& peft)
-    : activation_(std::move(activation)) {
-  const int64_t width = activation_ == "swiglu" ? 2 * hidden : hidden;
+    : activation_(activation) {
+  const int64_t width = up_width(activation_, hidden);
   up = register_module("up", torch::nn::Linear(d_model, width));
   down = register_module("down", torch::nn::Linear(hidden, d_model));
   up_adapter = site_adapter(*this, peft, "up", d_model, width);
@@ -116,10 +116,18 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
   }
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
+BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
   auto h = x + drop(attn(ln1(x), pad_mask));
   auto f = ln2(h);
-  return h + drop(moe ? moe(f) : ffn(f));
+  BlockOutput out;
+  if (moe) {
+    auto m = moe(f);
+    out.x = h + drop(m.y);
+    out.trace = std::move(m.trace);
+  } else {
+    out.x = h + drop(ffn(f));
+  }
+  return out;
 }
 
 TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::move(options)) {
@@ -156,35 +164,38 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
   }
 }
 
-torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens, const torch::Tensor& features,
-                                       const torch::Tensor& pad_mask) {
+ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::Tensor& features,
+                                     const torch::Tensor& pad_mask) {
   TORCH_CHECK(tokens.dim() == 2, "model: expected tokens [batch, seq], got ", tokens.sizes());
   const int64_t s = tokens.size(1);
   TORCH_CHECK(s <= options_.max_len(), "model: sequence length ", s, " exceeds max_len ",
               options_.max_len());
   auto x = tok_emb(tokens) + pos_emb(torch::arange(s, tokens.options()));
   if (feat_emb && features.defined()) x = x + feat_emb(features).sum(2);
-  for (auto& block : block_list_) x = block(x, pad_mask);
-  x = ln_f(x);
-  if (options_.head() == "lm") return torch::matmul(x, tok_emb->weight.t());
-  if (options_.head() == "tag") return head(x);
-  if (pad_mask.defined()) {
-    auto keep = pad_mask.logical_not().unsqueeze(-1).to(x.dtype());
-    return head((x * keep).sum(1) / keep.sum(1).clamp_min(1.0));
+  ModelOutput out;
+  for (auto& block : block_list_) {
+    auto b = block(x, pad_mask);
+    x = b.x;
+    if (b.trace) out.traces.push_back(std::move(*b.trace));
   }
-  return head(x.mean(1));
-}
-
-std::map<std::string, torch::Tensor> TransformerImpl::aux_losses() const {
-  std::map<std::string, torch::Tensor> out;
-  const auto layers = moe_layers();
-  for (const auto& layer : layers) {
-    for (const auto& kv : layer->aux_losses()) {
-      auto it = out.find(kv.first);
-      out[kv.first] = it == out.end() ? kv.second : it->second + kv.second;
+  for (const auto& trace : out.traces) {
+    for (const auto& kv : trace.aux_losses) {
+      auto it = out.aux_losses.find(kv.first);
+      out.aux_losses[kv.first] = it == out.aux_losses.end() ? kv.second : it->second + kv.second;
     }
   }
-  for (auto& kv : out) kv.second = kv.second / static_cast<double>(layers.size());
+  for (auto& kv : out.aux_losses) kv.second = kv.second / static_cast<double>(out.traces.size());
+  x = ln_f(x);
+  if (options_.head() == "lm") {
+    out.logits = torch::matmul(x, tok_emb->weight.t());
+  } else if (options_.head() == "tag") {
+    out.logits = head(x);
+  } else if (pad_mask.defined()) {
+    auto keep = pad_mask.logical_not().unsqueeze(-1).to(x.dtype());
+    out.logits = head((x * keep).sum(1) / keep.sum(1).clamp_min(1.0));
+  } else {
+    out.logits = head(x.mean(1));
+  }
   return out;
 }
 
@@ -194,13 +205,6 @@ std::vector<MoELayer> TransformerImpl::moe_layers() const {
     if (block->moe) out.push_back(block->moe);
   }
   return out;
-}
-
-void TransformerImpl::set_collect_stats(bool on) {
-  for (auto& layer : moe_layers()) {
-    layer->set_collect_stats(on);
-    if (on) layer->reset_stats();
-  }
 }
 
 int64_t TransformerImpl::total_params() const {

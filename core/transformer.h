@@ -16,8 +16,11 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
+#include "core/activation.h"
 #include "core/adapters.h"
 #include "core/moe_layer.h"
 #include "core/shared_modules.h"
@@ -42,7 +45,7 @@ struct TransformerOptions {
   TORCH_ARG(std::string, head) = "lm";   ///< lm | tag | cls
   TORCH_ARG(int64_t, num_classes) = 0;   ///< for tag and cls heads
   TORCH_ARG(int64_t, ffn_hidden) = 512;  ///< dense FFN width
-  TORCH_ARG(std::string, activation) = "gelu";
+  TORCH_ARG(Activation, activation) = Activation::kGelu;
   TORCH_ARG(int64_t, moe_every) = 0;  ///< MoE in layers l with (l+1) % moe_every == 0; 0 = dense
   TORCH_ARG(double, dropout) = 0.0;
   /// "none", or "alibi": add -slope_h * |i - j| to the attention scores (Press et al.,
@@ -76,7 +79,7 @@ TORCH_MODULE(Attention);
 /// Dense FFN baseline: act(x up + b) down + b.
 class DenseFFNImpl : public torch::nn::Module {
  public:
-  DenseFFNImpl(int64_t d_model, int64_t hidden, std::string activation,
+  DenseFFNImpl(int64_t d_model, int64_t hidden, Activation activation = Activation::kGelu,
                const PeftOptions& peft = {});
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear up{nullptr}, down{nullptr};
@@ -85,16 +88,21 @@ class DenseFFNImpl : public torch::nn::Module {
   double adapter_flops_per_token() const;
 
  private:
-  std::string activation_;
+  Activation activation_;
 };
 TORCH_MODULE(DenseFFN);
+
+struct BlockOutput {
+  torch::Tensor x;
+  std::optional<LayerTrace> trace;  ///< set when the block's FFN is an MoE layer
+};
 
 /// One pre-LN block; exactly one of ffn / moe is non-null.
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const TransformerOptions& options, int64_t layer_index,
             SharedModulesImpl* shared = nullptr);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
+  BlockOutput forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
   torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
   Attention attn{nullptr};
   DenseFFN ffn{nullptr};
@@ -113,19 +121,25 @@ struct FlopsBreakdown {
   double total() const { return attention + ffn + router + adapters + head; }
 };
 
+/// What one model forward returns.
+struct ModelOutput {
+  torch::Tensor logits;  ///< see the file header
+  /// Unscaled auxiliary losses, each summed over the MoE layers and divided by their number.
+  std::map<std::string, torch::Tensor> aux_losses;
+  std::vector<LayerTrace> traces;  ///< one per MoE layer, in order
+};
+
 class TransformerImpl : public torch::nn::Module {
  public:
   explicit TransformerImpl(TransformerOptions options);
 
   /// tokens: [B, S] int64 in [0, vocab); features: optional [B, S, F] int64 in
-  /// [0, feature_vocab); pad_mask: optional [B, S] bool. Returns logits (see file header).
-  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& features = {},
-                        const torch::Tensor& pad_mask = {});
+  /// [0, feature_vocab); pad_mask: optional [B, S] bool.
+  ModelOutput forward(const torch::Tensor& tokens, const torch::Tensor& features = {},
+                      const torch::Tensor& pad_mask = {});
 
-  /// Unscaled aux losses of the last forward, averaged over MoE layers.
-  std::map<std::string, torch::Tensor> aux_losses() const;
+  /// The MoE layers, in order (their modules, for parameter and FLOP counts).
   std::vector<MoELayer> moe_layers() const;
-  void set_collect_stats(bool on);
 
   int64_t total_params() const;
   int64_t trainable_params() const;

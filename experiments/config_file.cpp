@@ -1,6 +1,6 @@
 #include "experiments/config_file.h"
 
-#include <toml++/toml.h>
+#include "experiments/toml_json.h"
 
 #include <cmath>
 #include <fstream>
@@ -54,10 +54,9 @@ nlohmann::json to_json(const toml::node& node, const std::string& key) {
 
 }  // namespace
 
-nlohmann::json parse_toml(const std::string& text, const std::string& source) {
+toml::table parse_toml_table(const std::string& text, const std::string& source) {
   try {
-    auto table = toml::parse(text, source);
-    return to_json(table, "");
+    return toml::parse(text, source);
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
     msg << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
@@ -66,12 +65,22 @@ nlohmann::json parse_toml(const std::string& text, const std::string& source) {
   }
 }
 
-nlohmann::json load_toml_file(const std::string& path) {
+nlohmann::json toml_to_json(const toml::table& table) { return to_json(table, ""); }
+
+std::string read_text_file(const std::string& path, const std::string& what) {
   std::ifstream in(path);
-  if (!in) throw std::invalid_argument("config '" + path + "': cannot read the file");
+  if (!in) throw std::invalid_argument(what + " '" + path + "': cannot read the file");
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return parse_toml(buffer.str(), path);
+  return buffer.str();
+}
+
+nlohmann::json parse_toml(const std::string& text, const std::string& source) {
+  return toml_to_json(parse_toml_table(text, source));
+}
+
+nlohmann::json load_toml_file(const std::string& path) {
+  return parse_toml(read_text_file(path, "config"), path);
 }
 
 void apply_override(nlohmann::json& j, const std::string& assignment) {

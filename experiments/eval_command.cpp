@@ -17,29 +17,13 @@
 #include "core/train/trainer.h"
 #include "experiments/cli_args.h"
 #include "experiments/commands.h"
+#include "experiments/store_sink.h"
 #include "results/store.h"
 
 namespace po = boost::program_options;
 
 namespace moe {
 namespace {
-
-class StoreWriter : public MetricSink {
- public:
-  StoreWriter(results::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
-  void metric(int64_t step, const std::string& split, const std::string& name,
-              double value) override {
-    store_.add_metric(run_id_, step, split, name, value);
-  }
-  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
-                  double value) override {
-    store_.add_layer_stat(run_id_, step, split, layer, name, value);
-  }
-
- private:
-  results::Store& store_;
-  int64_t run_id_;
-};
 
 std::vector<double> parse_values(const std::string& text) {
   std::vector<double> out;
@@ -83,8 +67,8 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
       if (!store.has_split(row->id, eval_split(option, v))) todo.push_back(v);
     }
     if (todo.empty()) continue;
-    auto config = ExperimentConfig::from_json(nlohmann::json::parse(row->config_json),
-                                              "run " + t.run_key);
+    auto config =
+        ExperimentConfig::from_json(nlohmann::json::parse(row->config_json), "run " + t.run_key);
     if (config.model.moe_every == 0) continue;  // dense: no router to set
     const auto path = model_path(db, t.run_key);
     if (!std::filesystem::exists(path)) {
@@ -109,7 +93,7 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
       }
     }
     if (routers.empty()) continue;  // e.g. top_k has no threshold
-    StoreWriter writer(store, row->id);
+    StoreSink writer(store, row->id);
     for (double v : todo) {
       for (auto& r : routers) r->set_inference_option(option, v);
       torch::manual_seed(config.seed);
@@ -122,10 +106,10 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
       double k = 0;
       for (double e : r.mean_experts()) k += e;
       std::ostringstream line;  // own stream: the caller's formatting flags stay untouched
-      line << "  " << t.method << " seed " << t.seed << "  " << option << "=" << v
-           << "  accuracy " << std::fixed << std::setprecision(4) << r.accuracy
-           << "  experts/token " << std::setprecision(2) << k / r.layers.size()
-           << "  tokens/s " << std::setprecision(0) << r.tokens_per_s << "\n";
+      line << "  " << t.method << " seed " << t.seed << "  " << option << "=" << v << "  accuracy "
+           << std::fixed << std::setprecision(4) << r.accuracy << "  experts/token "
+           << std::setprecision(2) << k / r.layers.size() << "  tokens/s " << std::setprecision(0)
+           << r.tokens_per_s << "\n";
       log << line.str();
     }
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # moe-lab setup: installs every dependency on Debian bookworm, fetches the data and builds.
 # Idempotent: rerunning skips what is already there.
-#   bash experiments/setup.sh            # deps + data + build (Release, ./build)
+#   bash experiments/setup.sh            # deps + data + build build/moe (Release, ./build)
 #   MOE_SKIP_APT=1 bash experiments/setup.sh   # skip apt (dependencies already installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +40,9 @@ fi
 
 bash experiments/fetch_data.sh
 
-jobs=$(nproc)
-# Each LibTorch translation unit takes about 1 GB of RAM to compile.
-mem_gb=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
-[ "$mem_gb" -lt "$jobs" ] && jobs=$(( mem_gb > 0 ? mem_gb : 1 ))
+# Only the CLI: the first sweep can start while nothing else is compiled. The test command
+# (cmake --build build && ctest ...) builds the tests and benchmarks. CMakeLists.txt caps
+# parallel compiles by cores and available memory (about 1.5 GB per LibTorch unit).
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$jobs"
-echo "setup: built build/moe, build/moe_tests, build/moe_bench"
+cmake --build build --target moe
+echo "setup: built build/moe (the tests and benchmarks build with: cmake --build build)"

@@ -169,7 +169,16 @@ int status_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-int run_command(const std::vector<std::string>& args) {
+struct RunOptions {
+  std::string file, db, shard;
+  std::vector<std::string> devices;  ///< one per worker slot; empty = the configs' device
+  int64_t workers = 1, max_trials = kDefaultMaxTrials;
+  bool retry_failed = false;
+};
+
+/// Parses `moe sweep run`'s arguments; returns an exit status >= 0 when there is nothing to
+/// run (--help), -1 otherwise.
+int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
   po::options_description desc(
       "moe sweep run: train every trial of a sweep that is not done yet\n\n"
       "Usage: moe sweep run FILE [--db PATH] [--workers N] [--devices LIST] [--shard I/N]\n"
@@ -179,227 +188,255 @@ int run_command(const std::vector<std::string>& args) {
       "trial failed. Several runners may share one database (each trial is claimed\n"
       "atomically and runs once); on a cluster without a lockable shared file system, give\n"
       "each job its own --shard database and `moe merge` them.\n\nOptions");
-  std::string file, db, devices, shard;
-  int64_t workers = 1, max_trials = kDefaultMaxTrials;
-  desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
-      "db", po::value(&db)->default_value(default_db()), "results database (SQLite)")(
-      "workers,j", po::value(&workers)->default_value(1),
+  std::string devices;
+  desc.add_options()("help,h", "show this help")("file", po::value(&o.file), "sweep file")(
+      "db", po::value(&o.db)->default_value(default_db()), "results database (SQLite)")(
+      "workers,j", po::value(&o.workers)->default_value(1),
       "trials run at once (separate processes)")(
       "devices", po::value(&devices),
       "comma-separated devices, one per worker (e.g. cuda:0,cuda:1); default: the config's")(
-      "shard", po::value(&shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
+      "shard", po::value(&o.shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
       "retry-failed", "rerun trials recorded as failed")(
-      "max-trials", po::value(&max_trials)->default_value(kDefaultMaxTrials),
+      "max-trials", po::value(&o.max_trials)->default_value(kDefaultMaxTrials),
       "refuse a sweep that expands to more trials than this");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
-  if (workers < 1) throw std::invalid_argument("--workers: expected >= 1");
-  std::vector<std::string> device_list;
+  if (o.workers < 1) throw std::invalid_argument("--workers: expected >= 1");
   for (size_t b = 0; !devices.empty() && b <= devices.size();) {
     auto c = devices.find(',', b);
-    device_list.push_back(devices.substr(b, c == std::string::npos ? std::string::npos : c - b));
+    o.devices.push_back(devices.substr(b, c == std::string::npos ? std::string::npos : c - b));
     if (c == std::string::npos) break;
     b = c + 1;
   }
-  if (!device_list.empty()) {
-    for (const auto& d : device_list) select_device(d);  // fail fast with a clear message
-    workers = std::min<int64_t>(workers, device_list.size());
+  if (!o.devices.empty()) {
+    for (const auto& d : o.devices) select_device(d);  // fail fast with a clear message
+    o.workers = std::min<int64_t>(o.workers, o.devices.size());
   }
-  const auto t_plan = std::chrono::steady_clock::now();
-  auto plan = load_sweep(file, max_trials);
-  auto trials = shard_of(plan, shard);
-  ensure_parent_dir(db);
-  results::Store store(db);
-  store.upsert_sweep(plan.name, plan.spec_text, plan.tune_metric);
-  const bool retry_failed = vm.count("retry-failed") > 0;
-  std::vector<const Trial*> todo;
-  std::set<std::string> taken;   // run keys this invocation claimed (each at most once)
-  std::set<std::string> queued;  // run keys in todo[next..], not claimed yet
-  std::set<std::string> done_before;
-  int64_t skipped = 0, waiting = 0, lost = 0;
-  for (const auto& t : trials)
-    store.ensure_run(
-        {t.run_key, plan.name, t.method, t.config.dump(), t.seed, t.preset, t.context, t.tune});
-  for (const auto& r : store.runs(plan.name))
-    if (r.status == "completed") done_before.insert(r.run_key);
-  auto claimable = [&](const results::RunRow& r) { return need_of(r, retry_failed) == Need::kRun; };
-  size_t next = 0;
-  // Trials that need a run, that this invocation has not claimed and are not queued here;
-  // counts the ones a live worker elsewhere holds. Claims happen at start (claim_run).
-  auto collect = [&] {
+  o.retry_failed = vm.count("retry-failed") > 0;
+  return -1;
+}
+
+/// The trial scheduler of one `moe sweep run`: a queue of the trials that need a run, at
+/// most `workers` worker processes at a time (spawn), and their exits (reap). Claims are
+/// atomic in the store, so several runners can share one database.
+class TrialScheduler {
+ public:
+  TrialScheduler(const SweepPlan& plan, const std::vector<Trial>& trials, results::Store& store,
+                 const RunOptions& o)
+      : plan_(plan), trials_(trials), store_(store), o_(o), slot_busy_(o.workers, false) {
+    collect();
+    skipped = static_cast<int64_t>(trials_.size() - todo_.size()) - waiting;
+  }
+
+  /// Runs until every trial is done here or elsewhere, or a signal arrives.
+  void run() {
+    start_ = std::chrono::steady_clock::now();
+    int64_t last_waiting = -1;
+    for (;;) {
+      while ((next_ < todo_.size() && !sweep_signal()) || !running_.empty()) {
+        spawn_ready();
+        if (running_.empty()) {  // the pretraining run is held by another process
+          std::this_thread::sleep_for(std::chrono::seconds(2));
+          continue;
+        }
+        if (!reap_one()) break;
+      }
+      if (sweep_signal()) return;
+      // Trials another process held when we looked may have finished, or died, since.
+      collect();
+      if (next_ < todo_.size()) continue;
+      if (waiting == 0) return;
+      if (waiting != last_waiting) {
+        std::cerr << "[" << plan_.name << "] waiting for " << waiting
+                  << " trial(s) running in another process\n";
+        last_waiting = waiting;
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
+  }
+
+  size_t to_run() const { return todo_.size(); }
+  bool claimed(const std::string& key) const { return taken_.count(key) > 0; }
+
+  int64_t skipped = 0;  ///< already done (or failed) before this invocation
+  int64_t waiting = 0;  ///< held by a live worker of another process, at the last look
+  int64_t done = 0, failed = 0;
+  int64_t blocked = 0;  ///< not run: their pretraining run failed
+
+ private:
+  bool claimable(const results::RunRow& r) const {
+    return need_of(r, o_.retry_failed) == Need::kRun;
+  }
+
+  /// Queues trials that need a run and that this invocation has neither claimed nor
+  /// queued; counts those a live worker elsewhere holds. Claims happen at spawn.
+  void collect() {
     waiting = 0;
-    for (const auto& t : trials) {
-      if (taken.count(t.run_key) || queued.count(t.run_key)) continue;
-      const Need need = need_of(*store.find_run(t.run_key), retry_failed);
+    for (const auto& t : trials_) {
+      if (taken_.count(t.run_key) || queued_.count(t.run_key)) continue;
+      const Need need = need_of(*store_.find_run(t.run_key), o_.retry_failed);
       if (need == Need::kRun) {
-        todo.push_back(&t);
-        queued.insert(t.run_key);
+        todo_.push_back(&t);
+        queued_.insert(t.run_key);
       } else if (need == Need::kWait) {
         ++waiting;
       }
     }
-  };
-  collect();
-  skipped = static_cast<int64_t>(trials.size() - todo.size()) - waiting;
-  const double plan_ms =
-      1000 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t_plan).count();
-  std::cerr << "sweep '" << plan.name << "': " << trials.size() << " trials"
-            << (shard.empty() ? "" : " in shard " + shard) << ", " << skipped
-            << " already done or failed, " << waiting << " running elsewhere, " << todo.size()
-            << " to run, " << workers << " worker(s), database " << db << " (planned in "
-            << std::fixed << std::setprecision(0) << plan_ms << " ms)\n";
-  install_sweep_signal_handlers();
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  const int64_t threads = std::max<int64_t>(1, cores / workers);
-  std::map<pid_t, std::pair<const Trial*, int64_t>> running;  // pid -> trial, slot
-  std::vector<bool> slot_busy(workers, false);
-  int64_t done = 0, failed = 0, blocked = 0;
-  const auto start = std::chrono::steady_clock::now();
-  auto progress = [&] {
-    const double el =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const int64_t finished = done + failed + blocked;
-    // Other runners take part of the queue: scale by the share of claims this one won.
-    const double share = lost ? double(taken.size()) / double(taken.size() + lost) : 1.0;
-    const double eta = finished ? el / finished * (share * queued.size() + running.size()) : 0;
-    std::cerr << "[" << plan.name << "] " << done << " done, " << failed << " failed, "
-              << running.size() << " running, " << queued.size() << " waiting"
-              << (lost ? ", " + std::to_string(lost) + " taken by other runners" : "")
-              << (finished ? ", ETA " + fmt_eta(eta) : "") << "\n";
-  };
-  int64_t last_waiting = -1;
-  for (;;) {
-    while ((next < todo.size() && !sweep_signal()) || !running.empty()) {
-      while (!sweep_signal() && next < todo.size() &&
-             static_cast<int64_t>(running.size()) < workers) {
-        const Trial* t = todo[next];
-        if (!t->depends_on.empty()) {  // wait for the pretraining run; skip if it failed
-          const auto dep = store.find_run(t->depends_on);
-          if (dep && dep->status == "failed") {
-            ++blocked, ++next;
-            continue;
-          }
-          if (!dep || dep->status != "completed") break;
-        }
-        ++next;
-        queued.erase(t->run_key);
-        // The claim is atomic: if another runner took the trial since we looked, move on.
-        const auto claim = store.claim_run(t->run_key, host_name(), getpid(), claimable);
-        if (!claim) {
-          ++lost;
+  }
+
+  /// Starts queued trials while a worker slot is free.
+  void spawn_ready() {
+    while (!sweep_signal() && next_ < todo_.size() &&
+           static_cast<int64_t>(running_.size()) < o_.workers) {
+      const Trial* t = todo_[next_];
+      if (!t->depends_on.empty()) {  // wait for the pretraining run; skip if it failed
+        const auto dep = store_.find_run(t->depends_on);
+        if (dep && dep->status == "failed") {
+          ++blocked, ++next_;
           continue;
         }
-        taken.insert(t->run_key);
-        int64_t slot = 0;
-        while (slot_busy[slot]) ++slot;
-        // Every other trial waits for the pretraining run: it gets all the cores. Workers of
-        // other runners on this host share the cores too (two runners started on one
-        // machine would otherwise each take them all, and OpenMP threads oversubscribed
-        // 2x run several times slower).
-        const int64_t elsewhere = std::max<int64_t>(
-            0, store.running_on_host(host_name()) - static_cast<int64_t>(running.size()) - 1);
-        const int64_t share = std::max<int64_t>(1, cores / (workers + elsewhere));
-        const auto n_threads = std::to_string(t->pretrain ? cores : std::min(threads, share));
-        std::vector<std::string> argv_s = {"/proc/self/exe",
-                                           "sweep",
-                                           "worker",
-                                           "--db",
-                                           db,
-                                           "--run-key",
-                                           t->run_key,
-                                           "--threads",
-                                           n_threads,
-                                           "--attempt",
-                                           std::to_string(claim->attempt)};
-        if (plan.keep_models || t->pretrain) {
-          argv_s.push_back("--save-model");
-          argv_s.push_back(model_path(db, t->run_key));
-        }
-        if (!device_list.empty()) {
-          argv_s.push_back("--device");
-          argv_s.push_back(device_list[slot]);
-        }
-        std::vector<char*> argv;
-        for (auto& s : argv_s) argv.push_back(s.data());
-        argv.push_back(nullptr);
-        pid_t pid;
-        if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
-          throw std::runtime_error("cannot start a worker process");
-        }
-        std::cerr << "[" << plan.name << "] start " << t->method << " seed " << t->seed << " ("
-                  << t->run_key << ")\n";
-        slot_busy[slot] = true;
-        running[pid] = {t, slot};
+        if (!dep || dep->status != "completed") return;
       }
-      if (running.empty()) {  // the pretraining run is held by another process
-        std::this_thread::sleep_for(std::chrono::seconds(2));
+      ++next_;
+      queued_.erase(t->run_key);
+      // The claim is atomic: if another runner took the trial since we looked, move on.
+      const auto claim =
+          store_.claim_run(t->run_key, host_name(), getpid(),
+                           [this](const results::RunRow& r) { return claimable(r); });
+      if (!claim) {
+        ++lost_;
         continue;
       }
-      int wstatus = 0;
-      const pid_t pid = waitpid(-1, &wstatus, 0);
-      if (pid < 0) {
-        if (errno == EINTR) {
-          for (const auto& kv : running) kill(kv.first, SIGTERM);
-          continue;
-        }
-        break;
-      }
-      auto it = running.find(pid);
-      if (it == running.end()) continue;
-      const Trial* t = it->second.first;
-      slot_busy[it->second.second] = false;
-      running.erase(it);
-      auto row = store.find_run(t->run_key);
-      if (row && row->status == "running") {  // the worker died without recording why
-        const std::string why =
-            WIFSIGNALED(wstatus)
-                ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
-                : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
-        store.finish_run(row->id, sweep_signal() ? "interrupted" : "failed", why);
-        row = store.find_run(t->run_key);
-      }
-      if (row && row->status == "completed") {
-        ++done;
-      } else if (row && row->status == "failed") {
-        ++failed;
-        std::cerr << "[" << plan.name << "] FAILED " << t->method << " seed " << t->seed << ": "
-                  << row->error << "\n";
-      }
-      progress();
+      taken_.insert(t->run_key);
+      spawn(*t, claim->attempt);
     }
-    if (sweep_signal()) break;
-    // Trials another process held when we looked may have finished, or died, since.
-    collect();
-    if (next < todo.size()) continue;
-    if (waiting == 0) break;
-    if (waiting != last_waiting) {
-      std::cerr << "[" << plan.name << "] waiting for " << waiting
-                << " trial(s) running in another process\n";
-      last_waiting = waiting;
+  }
+
+  void spawn(const Trial& t, int64_t attempt) {
+    int64_t slot = 0;
+    while (slot_busy_[slot]) ++slot;
+    // Every other trial waits for the pretraining run: it gets all the cores. Workers of
+    // other runners on this host share the cores too (two runners started on one machine
+    // would otherwise each take them all, and OpenMP threads oversubscribed 2x run several
+    // times slower).
+    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    const int64_t threads = std::max<int64_t>(1, cores / o_.workers);
+    const int64_t elsewhere = std::max<int64_t>(
+        0, store_.running_on_host(host_name()) - static_cast<int64_t>(running_.size()) - 1);
+    const int64_t share = std::max<int64_t>(1, cores / (o_.workers + elsewhere));
+    const auto n_threads = std::to_string(t.pretrain ? cores : std::min(threads, share));
+    std::vector<std::string> argv_s = {"/proc/self/exe",
+                                       "sweep",
+                                       "worker",
+                                       "--db",
+                                       o_.db,
+                                       "--run-key",
+                                       t.run_key,
+                                       "--threads",
+                                       n_threads,
+                                       "--attempt",
+                                       std::to_string(attempt)};
+    if (plan_.keep_models || t.pretrain) {
+      argv_s.push_back("--save-model");
+      argv_s.push_back(model_path(o_.db, t.run_key));
     }
-    std::this_thread::sleep_for(std::chrono::seconds(2));
+    if (!o_.devices.empty()) {
+      argv_s.push_back("--device");
+      argv_s.push_back(o_.devices[slot]);
+    }
+    std::vector<char*> argv;
+    for (auto& s : argv_s) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    pid_t pid;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
+      throw std::runtime_error("cannot start a worker process");
+    }
+    std::cerr << "[" << plan_.name << "] start " << t.method << " seed " << t.seed << " ("
+              << t.run_key << ")\n";
+    slot_busy_[slot] = true;
+    running_[pid] = {&t, slot};
   }
-  if (sweep_signal()) {
-    std::cerr << "[" << plan.name
-              << "] stopped by signal; completed runs are kept, rerun to "
-                 "finish the rest\n";
-    return 130;
+
+  /// Waits for one worker to exit and records its outcome; false when there is none.
+  bool reap_one() {
+    int wstatus = 0;
+    const pid_t pid = waitpid(-1, &wstatus, 0);
+    if (pid < 0) {
+      if (errno != EINTR) return false;
+      for (const auto& kv : running_) kill(kv.first, SIGTERM);
+      return true;
+    }
+    auto it = running_.find(pid);
+    if (it == running_.end()) return true;
+    const Trial* t = it->second.first;
+    slot_busy_[it->second.second] = false;
+    running_.erase(it);
+    auto row = store_.find_run(t->run_key);
+    if (row && row->status == "running") {  // the worker died without recording why
+      const std::string why =
+          WIFSIGNALED(wstatus) ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
+                               : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
+      store_.finish_run(row->id, sweep_signal() ? "interrupted" : "failed", why);
+      row = store_.find_run(t->run_key);
+    }
+    if (row && row->status == "completed") {
+      ++done;
+    } else if (row && row->status == "failed") {
+      ++failed;
+      std::cerr << "[" << plan_.name << "] FAILED " << t->method << " seed " << t->seed << ": "
+                << row->error << "\n";
+    }
+    progress();
+    return true;
   }
+
+  void progress() const {
+    const double el =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const int64_t finished = done + failed + blocked;
+    // Other runners take part of the queue: scale by the share of claims this one won.
+    const double share = lost_ ? double(taken_.size()) / double(taken_.size() + lost_) : 1.0;
+    const double eta = finished ? el / finished * (share * queued_.size() + running_.size()) : 0;
+    std::cerr << "[" << plan_.name << "] " << done << " done, " << failed << " failed, "
+              << running_.size() << " running, " << queued_.size() << " waiting"
+              << (lost_ ? ", " + std::to_string(lost_) + " taken by other runners" : "")
+              << (finished ? ", ETA " + fmt_eta(eta) : "") << "\n";
+  }
+
+  const SweepPlan& plan_;
+  const std::vector<Trial>& trials_;
+  results::Store& store_;
+  const RunOptions& o_;
+  std::vector<const Trial*> todo_;
+  size_t next_ = 0;
+  std::set<std::string> taken_;   // run keys this invocation claimed (each at most once)
+  std::set<std::string> queued_;  // run keys in todo_[next_..], not claimed yet
+  int64_t lost_ = 0;              // claims another runner won
+  std::map<pid_t, std::pair<const Trial*, int64_t>> running_;  // pid -> trial, slot
+  std::vector<bool> slot_busy_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+/// The closing lines: counts, the tuned choices (recorded in the store) and the sweep's
+/// re-evaluations. Returns the exit status.
+int report_run(const SweepPlan& plan, const std::vector<Trial>& trials, results::Store& store,
+               const RunOptions& o, const TrialScheduler& s,
+               const std::set<std::string>& done_before) {
   int64_t failed_total = 0, by_others = 0;
   for (const auto& t : trials) {
     const auto row = store.find_run(t.run_key);
     failed_total += row->status == "failed";
     by_others +=
-        row->status == "completed" && !taken.count(t.run_key) && !done_before.count(t.run_key);
+        row->status == "completed" && !s.claimed(t.run_key) && !done_before.count(t.run_key);
   }
-  std::cerr << "[" << plan.name << "] finished: " << done << " completed here, " << by_others
-            << " by other processes, " << failed << " failed, " << skipped << " skipped";
-  if (failed_total > failed) {
-    std::cerr << "; " << failed_total - failed << " failed earlier (rerun with --retry-failed)";
+  std::cerr << "[" << plan.name << "] finished: " << s.done << " completed here, " << by_others
+            << " by other processes, " << s.failed << " failed, " << s.skipped << " skipped";
+  if (failed_total > s.failed) {
+    std::cerr << "; " << failed_total - s.failed << " failed earlier (rerun with --retry-failed)";
   }
-  if (blocked > 0) std::cerr << "; " << blocked << " not run: their pretraining run failed";
+  if (s.blocked > 0) std::cerr << "; " << s.blocked << " not run: their pretraining run failed";
   std::cerr << "\n";
   if (!plan.tune_metric.empty()) {
     const auto chosen = results::record_selections(store.db(), plan.name);
@@ -417,10 +454,47 @@ int run_command(const std::vector<std::string>& args) {
   if (!plan.eval_option.empty()) {
     std::cerr << "[" << plan.name << "] re-evaluating trained models at " << plan.eval_option
               << " values (moe sweep eval)\n";
-    const auto n = evaluate_trials(trials, db, plan.eval_option, plan.eval_values, std::cerr);
+    const auto n = evaluate_trials(trials, o.db, plan.eval_option, plan.eval_values, std::cerr);
     std::cerr << "[" << plan.name << "] " << n << " evaluation(s) written\n";
   }
-  return failed_total > 0 || blocked > 0 ? 1 : 0;
+  return failed_total > 0 || s.blocked > 0 ? 1 : 0;
+}
+
+int run_command(const std::vector<std::string>& args) {
+  RunOptions o;
+  if (const int rc = parse_run_args(args, o); rc >= 0) return rc;
+  // Planning: read and expand the sweep (every distinct model is built there), record it.
+  const auto t_plan = std::chrono::steady_clock::now();
+  const auto plan = load_sweep(o.file, o.max_trials);
+  const auto trials = shard_of(plan, o.shard);
+  ensure_parent_dir(o.db);
+  results::Store store(o.db);
+  store.upsert_sweep(plan.name, plan.spec_text, plan.tune_metric);
+  for (const auto& t : trials) {
+    store.ensure_run(
+        {t.run_key, plan.name, t.method, t.config.dump(), t.seed, t.preset, t.context, t.tune});
+  }
+  std::set<std::string> done_before;
+  for (const auto& r : store.runs(plan.name)) {
+    if (r.status == "completed") done_before.insert(r.run_key);
+  }
+  TrialScheduler scheduler(plan, trials, store, o);
+  const double plan_ms =
+      1000 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t_plan).count();
+  std::cerr << "sweep '" << plan.name << "': " << trials.size() << " trials"
+            << (o.shard.empty() ? "" : " in shard " + o.shard) << ", " << scheduler.skipped
+            << " already done or failed, " << scheduler.waiting << " running elsewhere, "
+            << scheduler.to_run() << " to run, " << o.workers << " worker(s), database " << o.db
+            << " (planned in " << std::fixed << std::setprecision(0) << plan_ms << " ms)\n";
+  install_sweep_signal_handlers();
+  scheduler.run();
+  if (sweep_signal()) {
+    std::cerr << "[" << plan.name
+              << "] stopped by signal; completed runs are kept, rerun to "
+                 "finish the rest\n";
+    return 130;
+  }
+  return report_run(plan, trials, store, o, scheduler, done_before);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -15,6 +16,7 @@
 #include "core/train/config.h"
 #include "experiments/config_file.h"
 #include "experiments/param_counts.h"
+#include "experiments/toml_json.h"
 
 namespace moe {
 namespace {
@@ -87,55 +89,74 @@ void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::js
   (*at)[dotted.substr(begin)] = value;
 }
 
-SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
-  SweepPlan plan;
-  plan.path = path;
-  {
-    std::ifstream in(path);
-    if (!in) throw std::invalid_argument("sweep '" + path + "': cannot read the file");
-    std::stringstream b;
-    b << in.rdbuf();
-    plan.spec_text = b.str();
-  }
+namespace {
+
+/// A sweep file read once: its text, its TOML document (for error lines) and its JSON form.
+struct SweepSource {
+  std::string path;
   toml::table doc;
-  try {
-    doc = toml::parse(plan.spec_text, path);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream m;
-    m << path << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
-      << e.description();
-    throw std::invalid_argument(m.str());
+  nlohmann::json j;
+
+  [[noreturn]] void fail_at(const char* key, const std::string& what) const {
+    fail(path, doc.get(key), what);
   }
+  void need_type(const char* key, bool ok, const char* what) const {
+    if (j.contains(key) && !ok) fail_at(key, "key '" + std::string(key) + "' expected " + what);
+  }
+};
+
+/// What a sweep file declares, checked: the config every trial starts from and the axes.
+struct SweepSpec {
+  nlohmann::json base = nlohmann::json::object();
+  std::map<std::string, nlohmann::json> presets;
+  std::vector<Axis> grid, zip, tune;
+  std::vector<nlohmann::json> excludes;
+  std::vector<int64_t> seeds;
+};
+
+/// One expanded point: (dotted key or "method", value) pairs, the tune axes from tune_from.
+struct Points {
+  std::vector<std::vector<std::pair<std::string, nlohmann::json>>> points = {{}};
+  size_t tune_from = 0;
+};
+
+SweepSource read_sweep_file(const std::string& path, SweepPlan& plan) {
+  SweepSource src;
+  src.path = path;
+  plan.path = path;
+  plan.spec_text = read_text_file(path, "sweep");
+  src.doc = parse_toml_table(plan.spec_text, path);
   const std::set<std::string> known = {
       "name", "description", "base_config", "task",        "seeds",    "base",     "presets",
       "grid", "zip",         "exclude",     "keep_models", "evaluate", "pretrain", "tune"};
-  for (const auto& [k, v] : doc) {
+  for (const auto& [k, v] : src.doc) {
     if (!known.count(std::string(k.str()))) {
       fail(path, &v,
            "unknown key '" + std::string(k.str()) +
-               "'; known: [base, base_config, description, evaluate, exclude, grid, "
-               "keep_models, name, presets, pretrain, seeds, task, tune, zip]");
+               "'; known: " + list_of(std::vector<std::string>(known.begin(), known.end())));
     }
   }
-  const auto j = parse_toml(plan.spec_text, path);
-  auto need_type = [&](const char* key, bool ok, const char* what) {
-    if (j.contains(key) && !ok)
-      fail(path, doc.get(key), "key '" + std::string(key) + "' expected " + what);
-  };
-  need_type("name", j.contains("name") && j["name"].is_string(), "a string");
-  if (!j.contains("name")) fail(path, nullptr, "missing key 'name' (the sweep's name)");
+  src.j = toml_to_json(src.doc);
+  return src;
+}
+
+/// The top-level keys: name, description, seeds, keep_models, [evaluate]; table types.
+void read_header(const SweepSource& src, SweepPlan& plan, SweepSpec& spec) {
+  const auto& j = src.j;
+  src.need_type("name", j.contains("name") && j["name"].is_string(), "a string");
+  if (!j.contains("name")) fail(src.path, nullptr, "missing key 'name' (the sweep's name)");
   plan.name = j["name"];
-  need_type("description", j.value("description", nlohmann::json("")).is_string(), "a string");
+  src.need_type("description", j.value("description", nlohmann::json("")).is_string(), "a string");
   plan.description = j.value("description", std::string());
   if (!j.contains("seeds") || !j["seeds"].is_array() || j["seeds"].empty()) {
-    fail(path, doc.get("seeds"),
-         "key 'seeds' expected a non-empty array of integers, e.g. seeds = [0, 1]");
+    src.fail_at("seeds", "key 'seeds' expected a non-empty array of integers, e.g. seeds = [0, 1]");
   }
   for (const auto& s : j["seeds"]) {
-    if (!s.is_number_integer()) fail(path, doc.get("seeds"), "key 'seeds' expected integers");
+    if (!s.is_number_integer()) src.fail_at("seeds", "key 'seeds' expected integers");
+    spec.seeds.push_back(s.get<int64_t>());
   }
-  need_type("keep_models", j.value("keep_models", nlohmann::json(false)).is_boolean(),
-            "true or false");
+  src.need_type("keep_models", j.value("keep_models", nlohmann::json(false)).is_boolean(),
+                "true or false");
   plan.keep_models = j.value("keep_models", false);
   if (j.contains("evaluate")) {
     const auto& e = j["evaluate"];
@@ -143,65 +164,75 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
                     e["option"].is_string() && e.contains("values") && e["values"].is_array() &&
                     !e["values"].empty();
     if (!ok) {
-      fail(path, doc.get("evaluate"),
-           "table 'evaluate' expected exactly option = \"<router inference option>\" and "
-           "values = [numbers...], e.g. option = \"threshold\", values = [0.1, 0.2]");
+      src.fail_at("evaluate",
+                  "table 'evaluate' expected exactly option = \"<router inference option>\" and "
+                  "values = [numbers...], e.g. option = \"threshold\", values = [0.1, 0.2]");
     }
     plan.eval_option = e["option"];
     for (const auto& v : e["values"]) {
-      if (!v.is_number()) fail(path, doc.get("evaluate"), "evaluate.values expected numbers");
+      if (!v.is_number()) src.fail_at("evaluate", "evaluate.values expected numbers");
       plan.eval_values.push_back(v.get<double>());
     }
     plan.keep_models = true;
   }
   for (const char* table : {"base", "presets", "grid", "zip", "tune"}) {
-    need_type(table, j.contains(table) && j[table].is_object(), "a table");
+    src.need_type(table, j.contains(table) && j[table].is_object(), "a table");
   }
+}
 
+/// base_config, task, [base]: the config every trial starts from.
+nlohmann::json read_base(const SweepSource& src) {
+  const auto& j = src.j;
+  const auto& path = src.path;
   nlohmann::json base = nlohmann::json::object();
   if (j.contains("base_config")) {
-    need_type("base_config", j["base_config"].is_string(), "a string path");
+    src.need_type("base_config", j["base_config"].is_string(), "a string path");
     auto file = std::filesystem::path(path).parent_path() / j["base_config"].get<std::string>();
     std::error_code ec;
     if (std::filesystem::weakly_canonical(file, ec) ==
         std::filesystem::weakly_canonical(std::filesystem::path(path), ec)) {
-      fail(path, doc.get("base_config"),
-           "base_config names this sweep file itself; it must name a config file (e.g. "
-           "\"../configs/brown_pos_top2.toml\")");
+      src.fail_at("base_config",
+                  "base_config names this sweep file itself; it must name a config file (e.g. "
+                  "\"../configs/brown_pos_top2.toml\")");
     }
     base = load_toml_file(file.string());
     // Config files do not chain (no base_config of their own), so there is no cycle to
     // follow; a sweep file named as base_config is the likely mistake.
     for (const char* k : {"base_config", "seeds", "grid", "presets", "base"}) {
       if (base.contains(k)) {
-        fail(path, doc.get("base_config"),
-             "base_config '" + j["base_config"].get<std::string>() +
-                 "' is not a config file (it has key '" + k + "'" +
-                 (std::string(k) == "base_config" ? ": config files do not chain"
-                                                  : ": a sweep file?") +
-                 "); it must name a config file such as experiments/configs/brown_pos_top2.toml");
+        src.fail_at("base_config",
+                    "base_config '" + j["base_config"].get<std::string>() +
+                        "' is not a config file (it has key '" + k + "'" +
+                        (std::string(k) == "base_config" ? ": config files do not chain"
+                                                         : ": a sweep file?") +
+                        "); it must name a config file such as "
+                        "experiments/configs/brown_pos_top2.toml");
       }
     }
   }
   if (j.contains("task")) {
-    need_type("task", j["task"].is_string(), "a task name string");
+    src.need_type("task", j["task"].is_string(), "a task name string");
     set_dotted(base, "task.name", j["task"]);
   }
   if (j.contains("base")) merge_into(base, nested(j["base"]));
+  return base;
+}
 
-  std::map<std::string, nlohmann::json> presets;
+/// [presets], [grid], [zip], [tune], [[exclude]].
+void read_axes(const SweepSource& src, SweepPlan& plan, SweepSpec& spec) {
+  const auto& j = src.j;
+  const auto& doc = src.doc;
+  const auto& path = src.path;
   if (j.contains("presets")) {
     for (auto it = j["presets"].begin(); it != j["presets"].end(); ++it) {
       if (!it.value().is_object())
-        fail(path, doc.get("presets"), "preset '" + it.key() + "' expected a table");
-      presets[it.key()] = nested(it.value());
+        src.fail_at("presets", "preset '" + it.key() + "' expected a table");
+      spec.presets[it.key()] = nested(it.value());
     }
   }
-  std::string preset_list = "[";
-  for (const auto& p : presets) preset_list += (preset_list.size() > 1 ? ", " : "") + p.first;
-  preset_list += "]";
-
-  auto read_axes = [&](const char* table) {
+  std::vector<std::string> preset_names;
+  for (const auto& p : spec.presets) preset_names.push_back(p.first);
+  auto axes_of = [&](const char* table) {
     std::vector<Axis> axes;
     if (!j.contains(table)) return axes;
     for (auto it = j[table].begin(); it != j[table].end(); ++it) {
@@ -212,9 +243,10 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       }
       Axis a{it.key(), {}};
       for (const auto& v : it.value()) {
-        if (a.key == "method" && (!v.is_string() || !presets.count(v.get<std::string>()))) {
+        if (a.key == "method" && (!v.is_string() || !spec.presets.count(v.get<std::string>()))) {
           fail(path, node,
-               "grid axis 'method': unknown preset " + v.dump() + "; known: " + preset_list);
+               "grid axis 'method': unknown preset " + v.dump() +
+                   "; known: " + list_of(preset_names));
         }
         a.values.push_back(v);
       }
@@ -222,11 +254,10 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
     }
     return axes;
   };
-  auto grid = read_axes("grid");
-  auto zip = read_axes("zip");
+  spec.grid = axes_of("grid");
+  spec.zip = axes_of("zip");
   // [tune]: axes crossed like the grid's, one value chosen per method (and per value of
   // the other axes) on the validation split; metric = "..." names what is compared.
-  std::vector<Axis> tune;
   if (j.contains("tune")) {
     nlohmann::json t = j["tune"];
     plan.tune_metric = "valid_loss";
@@ -241,8 +272,8 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       t.erase("metric");
     }
     if (t.empty())
-      fail(path, doc.get("tune"),
-           "table 'tune' expected at least one axis, e.g. \"train.lr\" = [1e-3, 3e-3]");
+      src.fail_at("tune",
+                  "table 'tune' expected at least one axis, e.g. \"train.lr\" = [1e-3, 3e-3]");
     for (auto it = t.begin(); it != t.end(); ++it) {
       const auto* node = doc["tune"][it.key()].node();
       if (it.key() == "method")
@@ -250,53 +281,56 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       if (!it.value().is_array() || it.value().empty()) {
         fail(path, node, "tune axis '" + it.key() + "' expected a non-empty array");
       }
-      for (const auto& a : grid) {
+      for (const auto& a : spec.grid) {
         if (a.key == it.key())
           fail(path, node, "axis '" + it.key() + "' is in both [grid] and [tune]");
       }
-      tune.push_back(Axis{it.key(), {it.value().begin(), it.value().end()}});
+      spec.tune.push_back(Axis{it.key(), {it.value().begin(), it.value().end()}});
     }
   }
-  for (const auto& a : zip) {
-    if (a.values.size() != zip.front().values.size()) {
+  for (const auto& a : spec.zip) {
+    if (a.values.size() != spec.zip.front().values.size()) {
       fail(path, doc["zip"][a.key].node(),
            "zip axis '" + a.key + "' has " + std::to_string(a.values.size()) + " values, but '" +
-               zip.front().key + "' has " + std::to_string(zip.front().values.size()) +
+               spec.zip.front().key + "' has " + std::to_string(spec.zip.front().values.size()) +
                "; zipped axes need equal lengths");
     }
   }
-  std::vector<nlohmann::json> excludes;
   if (j.contains("exclude")) {
     if (!j["exclude"].is_array())
-      fail(path, doc.get("exclude"), "key 'exclude' expected an array of tables ([[exclude]])");
-    for (const auto& e : j["exclude"]) excludes.push_back(e);
+      src.fail_at("exclude", "key 'exclude' expected an array of tables ([[exclude]])");
+    for (const auto& e : j["exclude"]) spec.excludes.push_back(e);
   }
+}
 
-  // The size first, from the axes' lengths: a huge grid is refused before it is built.
+/// The grid crossed with the zipped axes, then the tune axes. The size is computed first,
+/// from the axes' lengths: a huge grid is refused before it is built.
+Points expand(const SweepSpec& spec, const std::string& path, int64_t max_trials) {
   {
-    double count = static_cast<double>(j["seeds"].size());
+    double count = static_cast<double>(spec.seeds.size());
     std::string lengths;
     auto note = [&](const std::string& table, const Axis& a) {
       lengths += (lengths.empty() ? "" : ", ") + table + "." + a.key + ": " +
                  std::to_string(a.values.size());
     };
-    for (const auto& a : grid) count *= static_cast<double>(a.values.size()), note("grid", a);
-    if (!zip.empty())
-      count *= static_cast<double>(zip.front().values.size()), note("zip", zip.front());
-    for (const auto& a : tune) count *= static_cast<double>(a.values.size()), note("tune", a);
+    for (const auto& a : spec.grid) count *= static_cast<double>(a.values.size()), note("grid", a);
+    if (!spec.zip.empty()) {
+      count *= static_cast<double>(spec.zip.front().values.size());
+      note("zip", spec.zip.front());
+    }
+    for (const auto& a : spec.tune) count *= static_cast<double>(a.values.size()), note("tune", a);
     if (count > static_cast<double>(max_trials)) {
       std::ostringstream n;
       n << std::setprecision(count < 1e15 ? 15 : 3) << count;
       fail(path, nullptr,
            "the sweep expands to " + n.str() +
-               " trials (seeds: " + std::to_string(j["seeds"].size()) +
+               " trials (seeds: " + std::to_string(spec.seeds.size()) +
                (lengths.empty() ? "" : ", ") + lengths + "), above --max-trials " +
                std::to_string(max_trials) + "; shrink the axes or raise --max-trials");
     }
   }
-
-  // Cartesian product of the grid axes, crossed with the zipped axes, then the tune axes.
-  std::vector<std::vector<std::pair<std::string, nlohmann::json>>> points = {{}};
+  Points out;
+  auto& points = out.points;
   auto cross = [&points](const Axis& a) {
     std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
     for (const auto& p : points) {
@@ -308,27 +342,31 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
     }
     points = next;
   };
-  for (const auto& a : grid) cross(a);
-  if (!zip.empty()) {
+  for (const auto& a : spec.grid) cross(a);
+  if (!spec.zip.empty()) {
     std::vector<std::vector<std::pair<std::string, nlohmann::json>>> next;
     for (const auto& p : points) {
-      for (size_t i = 0; i < zip.front().values.size(); ++i) {
+      for (size_t i = 0; i < spec.zip.front().values.size(); ++i) {
         auto q = p;
-        for (const auto& a : zip) q.emplace_back(a.key, a.values[i]);
+        for (const auto& a : spec.zip) q.emplace_back(a.key, a.values[i]);
         next.push_back(q);
       }
     }
     points = next;
   }
   // The tune axes, marked so that labels can tell them apart.
-  const size_t tune_from = points.front().size();
-  for (const auto& a : tune) cross(a);
+  out.tune_from = points.front().size();
+  for (const auto& a : spec.tune) cross(a);
+  return out;
+}
 
-  // Validate a trial's config now, not hours into the sweep.
-  // Every distinct model is built once on the CPU (no data): out-of-range plugin
-  // parameters are reported now, with the trial's label, not when its worker starts.
-  std::set<std::string> built;
-  auto validate = [&](const nlohmann::json& config, const std::string& label) {
+/// Checks a trial's config now, not hours into the sweep: every distinct model is built
+/// once on the CPU (no data), so out-of-range plugin parameters are reported with the
+/// trial's label, not when its worker starts.
+class TrialValidator {
+ public:
+  explicit TrialValidator(std::string path) : path_(std::move(path)) {}
+  void operator()(const nlohmann::json& config, const std::string& label) {
     const std::string trial = "trial '" + label + "'";
     try {
       auto parsed = ExperimentConfig::from_json(config, trial);
@@ -341,24 +379,35 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       nlohmann::json shape = config;
       shape.erase("seed");
       shape.erase("train");
-      if (built.insert(shape.dump()).second) check_trial_builds(config);
+      if (built_.insert(shape.dump()).second) check_trial_builds(config);
     } catch (const std::invalid_argument& e) {
       const std::string what = e.what();
-      throw std::invalid_argument(path + ": " + (what.rfind(trial, 0) == 0 ? "" : trial + ": ") +
+      throw std::invalid_argument(path_ + ": " + (what.rfind(trial, 0) == 0 ? "" : trial + ": ") +
                                   what);
     }
-  };
+  }
+
+ private:
+  std::string path_;
+  std::set<std::string> built_;
+};
+
+/// The [pretrain] trial (if any) and one trial per (point, seed), each validated.
+void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& expanded,
+                 SweepPlan& plan) {
+  const auto& j = src.j;
+  TrialValidator validate(src.path);
   std::string pretrain_key;
   if (j.contains("pretrain")) {
-    need_type("pretrain", j["pretrain"].is_object(), "a table of config keys");
+    src.need_type("pretrain", j["pretrain"].is_object(), "a table of config keys");
     const auto& pre = j["pretrain"];
-    need_type("pretrain", pre.value("seed", nlohmann::json(0)).is_number_integer(),
-              "an integer pretrain.seed");
+    src.need_type("pretrain", pre.value("seed", nlohmann::json(0)).is_number_integer(),
+                  "an integer pretrain.seed");
     Trial t;
     t.pretrain = true;
     t.method = "pretrain";
-    t.seed = pre.value("seed", j["seeds"][0].get<int64_t>());
-    t.config = base;
+    t.seed = pre.value("seed", spec.seeds.front());
+    t.config = spec.base;
     merge_into(t.config, nested(pre));
     t.config["seed"] = t.seed;
     t.run_key = pretrain_key = run_key_of(t.config);
@@ -367,9 +416,9 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
   }
 
   std::set<std::string> seen;
-  for (const auto& point : points) {
+  for (const auto& point : expanded.points) {
     bool excluded = false;
-    for (const auto& e : excludes) {
+    for (const auto& e : spec.excludes) {
       bool all = true;
       for (auto it = e.begin(); it != e.end() && all; ++it) {
         bool match = false;
@@ -379,16 +428,16 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       excluded |= all && !e.empty();
     }
     if (excluded) continue;
-    nlohmann::json config = base;
+    nlohmann::json config = spec.base;
     std::string preset, context, tuned;
     for (size_t i = 0; i < point.size(); ++i) {
       const auto& [k, v] = point[i];
       if (k == "method") {
-        merge_into(config, presets[v.get<std::string>()]);
+        merge_into(config, spec.presets.at(v.get<std::string>()));
         preset = v.get<std::string>();
       } else {
         set_dotted(config, k, v);
-        auto& part = i >= tune_from ? tuned : context;
+        auto& part = i >= expanded.tune_from ? tuned : context;
         part += (part.empty() ? "" : " ") + k + "=" + short_value(v);
       }
     }
@@ -397,9 +446,9 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
       if (!part->empty()) label += (label.empty() ? "" : " ") + *part;
     }
     if (label.empty()) label = plan.name;
-    for (const auto& s : j["seeds"]) {
+    for (const int64_t seed : spec.seeds) {
       Trial t;
-      t.seed = s.get<int64_t>();
+      t.seed = seed;
       t.method = label;
       t.preset = preset;
       t.context = context;
@@ -416,8 +465,21 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
     }
   }
   if (plan.trials.empty()) {
-    fail(path, nullptr, "the sweep expands to no trials (empty grid, or everything excluded)");
+    fail(src.path, nullptr, "the sweep expands to no trials (empty grid, or everything excluded)");
   }
+}
+
+}  // namespace
+
+SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
+  SweepPlan plan;
+  const auto src = read_sweep_file(path, plan);  // read: the file is parsed once
+  SweepSpec spec;
+  read_header(src, plan, spec);
+  spec.base = read_base(src);
+  read_axes(src, plan, spec);
+  const auto points = expand(spec, path, max_trials);  // expand
+  make_trials(src, spec, points, plan);                // make trials
   return plan;
 }
 

@@ -20,6 +20,7 @@
 #include "core/train/device.h"
 #include "core/train/trainer.h"
 #include "experiments/eval_command.h"
+#include "experiments/store_sink.h"
 #include "results/store.h"
 
 namespace po = boost::program_options;
@@ -36,35 +37,11 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted by a signal") {}
 };
 
-/// Streams metric events into the store; stops the trial when a signal arrived. Times
-/// itself: the harness's own cost per run is stored as final metric harness_seconds.
-class StoreSink : public MetricSink {
- public:
-  StoreSink(results::Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
-  void metric(int64_t step, const std::string& split, const std::string& name,
-              double value) override {
-    if (g_signal) throw Interrupted();
-    const auto t = std::chrono::steady_clock::now();
-    store_.add_metric(run_id_, step, split, name, value);
-    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
-                  double value) override {
-    const auto t = std::chrono::steady_clock::now();
-    store_.add_layer_stat(run_id_, step, split, layer, name, value);
-    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-  void poll() override {
-    if (g_signal) throw Interrupted();
-    if (superseded) throw results::Superseded("another process took this run over");
-  }
-  double seconds() const { return seconds_; }
-
- private:
-  results::Store& store_;
-  int64_t run_id_;
-  double seconds_ = 0;
-};
+/// Stops the trial when a signal arrived or another process took the run over.
+void check_stop() {
+  if (g_signal) throw Interrupted();
+  if (superseded) throw results::Superseded("another process took this run over");
+}
 
 }  // namespace
 
@@ -139,7 +116,7 @@ int sweep_worker_command(const std::vector<std::string>& args) {
       json["train"]["init_from"] = path;
     }
     auto config = ExperimentConfig::from_json(json, "run " + key);
-    StoreSink sink(store, run_id);
+    StoreSink sink(store, run_id, check_stop);  // its time is stored as harness_seconds
     Trainer trainer(config, &sink, nullptr);
     const auto result = trainer.run();
     if (!save_model_to.empty()) save_model(save_model_to, trainer.model());

@@ -8,9 +8,12 @@ namespace moe {
 
 const char* split_name(Split split) {
   switch (split) {
-    case Split::kTrain: return "train";
-    case Split::kValid: return "valid";
-    case Split::kTest: return "test";
+    case Split::kTrain:
+      return "train";
+    case Split::kValid:
+      return "valid";
+    case Split::kTest:
+      return "test";
   }
   return "?";
 }
@@ -28,13 +31,7 @@ Batch Batch::to(const torch::Device& device) const {
 int64_t Batch::num_targets() const { return targets.ne(-100).sum().item<int64_t>(); }
 
 TaskRegistry& task_registry() {
-  static auto* registry = [] {
-    auto* r = new TaskRegistry("task");
-    register_synthetic_tasks(*r);
-    register_brown_tasks(*r);
-    register_wordnet_tasks(*r);
-    return r;
-  }();
+  static auto* registry = new TaskRegistry("task");
   return *registry;
 }
 
@@ -117,8 +114,7 @@ Batch StreamTask::train_samples(const std::vector<int64_t>& ids) {
   return make_batch(streams_[static_cast<int>(Split::kTrain)], starts);
 }
 
-std::vector<Batch> StreamTask::eval_batches(Split split, int64_t batch_size,
-                                            int64_t max_batches) {
+std::vector<Batch> StreamTask::eval_batches(Split split, int64_t batch_size, int64_t max_batches) {
   const auto& s = streams_[static_cast<int>(split)];
   const int64_t n = static_cast<int64_t>(s.tokens.size());
   std::vector<Batch> out;

@@ -50,8 +50,7 @@ class Task {
   /// Deterministic in (seed, step): resuming at a step replays the same batches.
   virtual Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) = 0;
   /// The split in a fixed order; at most max_batches batches (0 = the whole split).
-  virtual std::vector<Batch> eval_batches(Split split, int64_t batch_size,
-                                          int64_t max_batches) = 0;
+  virtual std::vector<Batch> eval_batches(Split split, int64_t batch_size, int64_t max_batches) = 0;
 
   /// The training split as a fixed pool of samples (for epochs and the curriculum):
   /// its size, and a batch of the samples with these ids (in [0, size)). Size 0 = the
@@ -61,12 +60,8 @@ class Task {
 };
 
 using TaskRegistry = Registry<Task, const PluginSpec&, const TaskContext&>;
-/// The built-in tasks live in moe_core (a static library), so they are added explicitly
-/// when the registry is first reached rather than by static registrars.
+/// Tasks are plugins (plugins/tasks/): each registers itself with MOE_REGISTER_TASK.
 TaskRegistry& task_registry();
-void register_synthetic_tasks(TaskRegistry& registry);
-void register_brown_tasks(TaskRegistry& registry);
-void register_wordnet_tasks(TaskRegistry& registry);
 
 /// Creates the task named by spec; rejects unknown parameters.
 std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx);
@@ -98,3 +93,9 @@ class StreamTask : public Task {
 
 }  // namespace moe
 
+/// MOE_REGISTER_TASK("mod_sum", ModSumTask, "help"): the class supplies
+/// `static std::shared_ptr<Task> create(const PluginSpec&, const TaskContext&)` and
+/// `static std::vector<ParamDoc> param_docs()`.
+#define MOE_REGISTER_TASK(NAME, CLASS, HELP)                                        \
+  static ::moe::Registrar<::moe::TaskRegistry> MOE_CONCAT(moe_task_reg_, __LINE__)( \
+      ::moe::task_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})

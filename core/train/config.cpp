@@ -31,22 +31,15 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   m.heads = model.get<int64_t>("heads", m.heads);
   m.ffn_hidden = model.get<int64_t>("ffn_hidden", m.ffn_hidden);
   m.moe_every = model.get<int64_t>("moe_every", m.moe_every);
-  m.activation = model.get<std::string>("activation", m.activation);
+  m.activation = parse_activation(
+      model.choice("activation", activation_name(m.activation), activation_names()));
   m.dropout = model.get<double>("dropout", m.dropout);
-  m.attention_bias = model.get<std::string>("attention_bias", m.attention_bias);
+  m.attention_bias = model.choice("attention_bias", m.attention_bias, {"none", "alibi"});
   model.check_all_read();
   if (m.d_model <= 0 || m.layers <= 0 || m.heads <= 0 || m.d_model % m.heads != 0) {
     model.fail("expected d_model, layers, heads > 0 with d_model divisible by heads");
   }
   if (m.moe_every < 0) model.fail("parameter 'moe_every' expected >= 0 (0 = dense model)");
-  if (m.attention_bias != "none" && m.attention_bias != "alibi") {
-    model.fail("parameter 'attention_bias' expected one of [none, alibi], got '" +
-               m.attention_bias + "'");
-  }
-  if (m.activation != "gelu" && m.activation != "relu" && m.activation != "swiglu") {
-    model.fail("parameter 'activation' expected one of [gelu, relu, swiglu], got '" + m.activation +
-               "'");
-  }
 
   PluginSpec moe(family, "moe", top.block("moe"));
   c.moe.num_experts = moe.get<int64_t>("num_experts", c.moe.num_experts);

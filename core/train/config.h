@@ -31,14 +31,14 @@ struct TrainOptions {
   double min_lr_ratio = 0.1;  ///< cosine decays to lr * min_lr_ratio
   int64_t warmup = 100;
   double weight_decay = 0.01;
-  double clip = 1.0;          ///< max global gradient norm; 0 = off
-  int64_t eval_every = 0;     ///< 0 = only at the end
-  int64_t eval_batches = 0;   ///< cap on eval batches per split during training; 0 = all
+  double clip = 1.0;         ///< max global gradient norm; 0 = off
+  int64_t eval_every = 0;    ///< 0 = only at the end
+  int64_t eval_batches = 0;  ///< cap on eval batches per split during training; 0 = all
   int64_t eval_batch_size = 64;
   int64_t log_every = 50;
-  std::string checkpoint;     ///< path; empty = none
+  std::string checkpoint;  ///< path; empty = none
   int64_t checkpoint_every = 0;
-  bool resume = false;        ///< start from `checkpoint` if it exists
+  bool resume = false;  ///< start from `checkpoint` if it exists
   /// Where training batches come from: "iid" (fresh random samples every step),
   /// "epochs" (the task's fixed training pool, reshuffled every epoch) or "curriculum"
   /// (the pool; first epoch shuffled, each later one ordered by routing complexity,
@@ -58,7 +58,7 @@ struct TrainOptions {
 
 struct ModelSection {
   int64_t d_model = 128, layers = 4, heads = 4, ffn_hidden = 512, moe_every = 1;
-  std::string activation = "gelu";
+  Activation activation = Activation::kGelu;
   std::string attention_bias = "none";
   double dropout = 0.0;
 };

@@ -75,18 +75,17 @@ std::vector<int64_t> to_vector(const torch::Tensor& t) {
 }
 
 /// Counts (level, experts used) pairs of this batch's targeted tokens in every MoE layer.
-void add_routing_by_level(Transformer& model, const torch::Tensor& difficulty,
+void add_routing_by_level(const std::vector<LayerTrace>& traces, const torch::Tensor& difficulty,
                           const torch::Tensor& keep, Tables& tables, int64_t levels) {
-  auto layers = model->moe_layers();
-  if (layers.empty()) return;
+  if (traces.empty()) return;
   auto diff = difficulty.reshape({-1});
-  if (diff.numel() != layers[0]->last_token_experts().numel()) return;  // e.g. cls tasks
+  if (diff.numel() != traces[0].token_experts.numel()) return;  // e.g. cls tasks
   auto valid = diff.ge(0).logical_and(keep.reshape({-1}));
-  if (tables.empty()) tables.assign(layers.size() + 1, std::vector<std::vector<double>>(levels));
+  if (tables.empty()) tables.assign(traces.size() + 1, std::vector<std::vector<double>>(levels));
   const auto lv = to_vector(diff.masked_select(valid));
   torch::Tensor total;
-  for (size_t l = 0; l < layers.size(); ++l) {
-    auto used = layers[l]->last_token_experts().masked_select(valid);
+  for (size_t l = 0; l < traces.size(); ++l) {
+    auto used = traces[l].token_experts.masked_select(valid);
     total = total.defined() ? total + used : used;
     add_to_table(tables[l], lv, to_vector(used));
   }
@@ -113,7 +112,6 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
                     int64_t max_batches, const torch::Device& device) {
   const bool was_training = model->is_training();
   model->eval();
-  model->set_collect_stats(true);
   torch::NoGradGuard no_grad;
   const auto& info = task.info();
   const int64_t levels = static_cast<int64_t>(info.difficulty_levels.size());
@@ -125,10 +123,13 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
   std::vector<int64_t> level_correct(levels, 0);
   r.level_count.assign(levels, 0);
   Tables tables;
+  r.layers.resize(model->moe_layers().size());
   const auto start = std::chrono::steady_clock::now();
   for (const auto& host : batches) {
     auto b = host.to(device);
-    auto logits = model->forward(b.tokens, b.features, b.pad_mask);
+    auto out = model->forward(b.tokens, b.features, b.pad_mask);
+    for (size_t l = 0; l < out.traces.size(); ++l) r.layers[l].add(out.traces[l]);
+    const auto& logits = out.logits;
     auto flat_logits = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat);
     auto targets = b.targets.reshape({-1});
     auto keep = targets.ne(-100);
@@ -151,7 +152,7 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
         r.level_count[i] += count[i].item<int64_t>();
         level_correct[i] += hit[i].item<int64_t>();
       }
-      add_routing_by_level(model, b.difficulty, keep, tables, levels);
+      add_routing_by_level(out.traces, b.difficulty, keep, tables, levels);
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -163,7 +164,6 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
     r.level_accuracy.push_back(r.level_count[i] ? double(level_correct[i]) / r.level_count[i]
                                                 : std::numeric_limits<double>::quiet_NaN());
   }
-  for (const auto& layer : model->moe_layers()) r.layers.push_back(layer->stats());
   if (!tables.empty()) {
     for (size_t l = 0; l + 1 < tables.size(); ++l) {
       r.level_experts.push_back(row_means(tables[l]));
@@ -173,7 +173,6 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
     for (auto& v : r.level_experts_all) v /= static_cast<double>(tables.size() - 1);
     r.difficulty_spearman = spearman_from_table(tables.back());
   }
-  model->set_collect_stats(false);
   const auto k = r.mean_experts();
   r.active_params = model->active_params(k);
   r.nonembed_active_params = r.active_params - static_cast<double>(model->embedding_params());

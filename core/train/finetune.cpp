@@ -41,11 +41,6 @@ void load_matching(torch::serialize::InputArchive& archive, torch::nn::Module& m
 }  // namespace
 
 InitReport init_from_model(const std::string& path, torch::nn::Module& model) {
-  if (path.rfind("run:", 0) == 0) {
-    throw std::invalid_argument(
-        "train.init_from: '" + path +
-        "' names a sweep's pretraining run; only moe sweep run resolves it");
-  }
   if (!std::filesystem::exists(path)) {
     throw std::invalid_argument("train.init_from: model file '" + path + "' not found");
   }

@@ -39,7 +39,7 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
     sink.layer_stat(step, split, layer, "mean_experts", st.mean_experts());
     sink.layer_stat(step, split, layer, "entropy", st.entropy());
     sink.layer_stat(step, split, layer, "dropped_fraction", st.dropped_fraction());
-    for (const auto& kv : st.bank_stats()) sink.layer_stat(step, split, layer, kv.first, kv.second);
+    for (const auto& kv : st.statistics()) sink.layer_stat(step, split, layer, kv.first, kv.second);
     const auto load = st.load_fraction();
     for (size_t e = 0; e < load.size(); ++e) {
       sink.layer_stat(step, split, layer, "load/" + std::to_string(e), load[e]);

@@ -14,8 +14,8 @@ BatchSampler::BatchSampler(Task& task, const TrainOptions& options, uint64_t see
     : task_(task), options_(options), seed_(seed), layers_(moe_layers) {
   if (options_.sampling == "iid") return;
   pool_ = task_.num_train_samples();
-  TORCH_CHECK(pool_ > 0, "train.sampling = \"", options_.sampling, "\": task '",
-              task_.info().name, "' has no fixed training pool; use \"iid\"");
+  TORCH_CHECK(pool_ > 0, "train.sampling = \"", options_.sampling, "\": task '", task_.info().name,
+              "' has no fixed training pool; use \"iid\"");
   TORCH_CHECK(pool_ >= options_.batch_size, "train.sampling = \"", options_.sampling,
               "\": the training pool (", pool_, " samples) is smaller than train.batch_size (",
               options_.batch_size, ")");
@@ -59,14 +59,14 @@ Batch BatchSampler::batch(int64_t step) {
   return task_.train_samples(ids_);
 }
 
-void BatchSampler::record_routing(const std::vector<MoELayer>& layers, const Batch& batch) {
-  if (options_.sampling != "curriculum" || layers.empty()) return;
-  TORCH_CHECK(static_cast<int64_t>(layers.size()) == layers_, "curriculum: expected ", layers_,
-              " MoE layers, got ", layers.size());
+void BatchSampler::record_routing(const std::vector<LayerTrace>& traces, const Batch& batch) {
+  if (options_.sampling != "curriculum" || traces.empty()) return;
+  TORCH_CHECK(static_cast<int64_t>(traces.size()) == layers_, "curriculum: expected ", layers_,
+              " MoE layers, got ", traces.size());
   auto ids = torch::tensor(ids_, torch::kLong);
   const int64_t b = batch.tokens.size(0);
   for (int64_t l = 0; l < layers_; ++l) {
-    auto r = multi_expert_fraction(layers[l]->last_token_experts(), b, batch.pad_mask);
+    auto r = multi_expert_fraction(traces[l].token_experts, b, batch.pad_mask);
     complexity_.select(1, l).index_copy_(0, ids, r.to(torch::kCPU));
   }
   for (int64_t id : ids_) seen_[id] = true;

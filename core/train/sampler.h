@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/data/task.h"
-#include "core/moe_layer.h"
+#include "core/trace.h"
 #include "core/train/config.h"
 
 namespace moe {
@@ -24,9 +24,10 @@ class BatchSampler {
 
   /// The batch of a training step (steps are visited in increasing order).
   Batch batch(int64_t step);
-  /// After the forward pass of the last batch: the curriculum records each sample's
-  /// per-layer fraction of multi-expert tokens. A no-op in the other modes.
-  void record_routing(const std::vector<MoELayer>& layers, const Batch& batch);
+  /// After the forward pass of the last batch, with its traces (one per MoE layer): the
+  /// curriculum records each sample's per-layer fraction of multi-expert tokens. A no-op
+  /// in the other modes.
+  void record_routing(const std::vector<LayerTrace>& traces, const Batch& batch);
 
   /// Sample ids of the last batch (pool modes; empty for iid).
   const std::vector<int64_t>& last_ids() const { return ids_; }

@@ -91,91 +91,101 @@ double Trainer::lr_at(int64_t step) const {
   return floor + 0.5 * (t.lr - floor) * (1 + std::cos(M_PI * progress));
 }
 
+Trainer::StepOutcome Trainer::step_once() {
+  const auto start = std::chrono::steady_clock::now();
+  StepOutcome r;
+  r.lr = lr_at(step_);
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
+  }
+  auto batch = sampler_->batch(step_).to(device_);
+  auto out = model_->forward(batch.tokens, batch.features, batch.pad_mask);
+  auto loss = task_loss(out.logits, batch.targets);
+  auto total = loss;
+  for (const auto& kv : out.aux_losses) {
+    auto it = config_.loss_coefs.find(kv.first);
+    TORCH_CHECK(it != config_.loss_coefs.end(), "router produced aux loss '", kv.first,
+                "' that has no coefficient in [loss]");
+    if (it->second != 0) total = total + it->second * kv.second;
+  }
+  sampler_->record_routing(out.traces, batch);
+  optimizer_->zero_grad();
+  total.backward();
+  // Clipping at infinity measures the norm without changing anything.
+  r.grad_norm = torch::nn::utils::clip_grad_norm_(
+      model_->parameters(),
+      config_.train.clip > 0 ? config_.train.clip : std::numeric_limits<double>::infinity());
+  optimizer_->step();
+  r.loss = loss.item<double>();
+  last_grad_norm_ = r.grad_norm;
+  TORCH_CHECK(std::isfinite(r.loss), "non-finite training loss (", r.loss, ") at step ", step_ + 1,
+              "; lower train.lr or set train.clip");
+  for (const auto& kv : out.aux_losses) r.aux[kv.first] = kv.second.detach();
+  for (const auto& trace : out.traces) r.mean_experts.push_back(trace.mean_experts());
+  r.tokens = batch.tokens.numel();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+void Trainer::Window::add(const StepOutcome& s) {
+  loss += s.loss;
+  grad_norm += s.grad_norm;
+  seconds += s.seconds;
+  tokens += s.tokens;
+  if (experts.size() < s.mean_experts.size()) experts.resize(s.mean_experts.size(), 0.0);
+  for (size_t l = 0; l < s.mean_experts.size(); ++l) experts[l] += s.mean_experts[l];
+  ++steps;
+}
+
+void Trainer::log_window(int64_t done, const StepOutcome& last, const Window& w) {
+  if (!sink_ || w.steps == 0) return;
+  sink_->metric(done, "train", "loss", w.loss / w.steps);
+  sink_->metric(done, "train", "lr", last.lr);
+  sink_->metric(done, "train", "grad_norm", w.grad_norm / w.steps);
+  sink_->metric(done, "train", "tokens_per_s", w.tokens / w.seconds);
+  sink_->metric(done, "train", "step_seconds", w.seconds / w.steps);
+  sink_->metric(done, "train", "seconds", train_seconds_);
+  for (const auto& kv : last.aux) {
+    sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
+  }
+  for (size_t l = 0; l < w.experts.size(); ++l) {
+    sink_->layer_stat(done, "train", static_cast<int64_t>(l), "mean_experts",
+                      w.experts[l] / w.steps);
+  }
+}
+
+void Trainer::evaluate_during(int64_t done) {
+  const auto& t = config_.train;
+  const auto r =
+      evaluate(model_, *task_, Split::kValid, t.eval_batch_size, t.eval_batches, device_);
+  if (sink_) {
+    write_eval(*sink_, done, "valid", r, task_->info());
+    sink_->metric(done, "valid", "seconds", train_seconds_);
+  }
+  if (t.target_loss > 0 && steps_to_target_ < 0 && r.loss <= t.target_loss) {
+    steps_to_target_ = done;
+    seconds_to_target_ = train_seconds_;
+  }
+}
+
 void Trainer::train_until(int64_t until) {
   const auto& t = config_.train;
   model_->train();
-  double window_loss = 0, window_seconds = 0, window_grad_norm = 0;
-  int64_t window_steps = 0, window_tokens = 0;
-  std::vector<double> window_experts(model_->moe_layers().size(), 0.0);
+  Window window;
   for (; step_ < until; ++step_) {
     if (sink_) sink_->poll();
-    const auto start = std::chrono::steady_clock::now();
-    const double lr = lr_at(step_);
-    for (auto& group : optimizer_->param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
-    auto batch = sampler_->batch(step_).to(device_);
-    auto logits = model_->forward(batch.tokens, batch.features, batch.pad_mask);
-    auto loss = task_loss(logits, batch.targets);
-    auto total = loss;
-    auto aux = model_->aux_losses();
-    for (const auto& kv : aux) {
-      auto it = config_.loss_coefs.find(kv.first);
-      TORCH_CHECK(it != config_.loss_coefs.end(), "router produced aux loss '", kv.first,
-                  "' that has no coefficient in [loss]");
-      if (it->second != 0) total = total + it->second * kv.second;
-    }
-    sampler_->record_routing(model_->moe_layers(), batch);
-    optimizer_->zero_grad();
-    total.backward();
-    // Clipping at infinity measures the norm without changing anything.
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(
-        model_->parameters(), t.clip > 0 ? t.clip : std::numeric_limits<double>::infinity());
-    optimizer_->step();
-    const double loss_value = loss.item<double>();
-    last_grad_norm_ = grad_norm;
-    TORCH_CHECK(std::isfinite(loss_value), "non-finite training loss (", loss_value, ") at step ",
-                step_ + 1, "; lower train.lr or set train.clip");
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const int64_t tokens = batch.tokens.numel();
-    train_seconds_ += seconds;
-    train_tokens_ += tokens;
-    window_loss += loss_value;
-    window_grad_norm += grad_norm;
-    window_seconds += seconds;
-    window_tokens += tokens;
-    ++window_steps;
-    {
-      const auto layers = model_->moe_layers();
-      for (size_t l = 0; l < layers.size(); ++l) {
-        window_experts[l] += layers[l]->last_mean_experts().item<double>();
-      }
-    }
-    const int64_t done = step_ + 1;
-    print_progress(window_loss / window_steps, window_tokens / std::max(window_seconds, 1e-9),
+    const auto s = step_once();
+    train_seconds_ += s.seconds;
+    train_tokens_ += s.tokens;
+    window.add(s);
+    const int64_t done = step_ + 1;  // step_ is still the step in progress
+    print_progress(window.loss / window.steps, window.tokens / std::max(window.seconds, 1e-9),
                    false);
     if (done % t.log_every == 0 || done == t.steps) {
-      if (sink_) {
-        sink_->metric(done, "train", "loss", window_loss / window_steps);
-        sink_->metric(done, "train", "lr", lr);
-        sink_->metric(done, "train", "grad_norm", window_grad_norm / window_steps);
-        sink_->metric(done, "train", "tokens_per_s", window_tokens / window_seconds);
-        sink_->metric(done, "train", "step_seconds", window_seconds / window_steps);
-        sink_->metric(done, "train", "seconds", train_seconds_);
-        for (const auto& kv : aux)
-          sink_->metric(done, "train", "aux/" + kv.first, kv.second.item<double>());
-        for (size_t l = 0; l < window_experts.size(); ++l) {
-          sink_->layer_stat(done, "train", static_cast<int64_t>(l), "mean_experts",
-                            window_experts[l] / window_steps);
-        }
-      }
-      std::fill(window_experts.begin(), window_experts.end(), 0.0);
-      window_loss = window_seconds = window_grad_norm = 0;
-      window_steps = window_tokens = 0;
+      log_window(done, s, window);
+      window = Window{};
     }
-    if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) {
-      const auto r =
-          evaluate(model_, *task_, Split::kValid, t.eval_batch_size, t.eval_batches, device_);
-      if (sink_) {  // at `done` (step_ is still the step in progress)
-        write_eval(*sink_, done, "valid", r, task_->info());
-        sink_->metric(done, "valid", "seconds", train_seconds_);
-      }
-      if (t.target_loss > 0 && steps_to_target_ < 0 && r.loss <= t.target_loss) {
-        steps_to_target_ = done;
-        seconds_to_target_ = train_seconds_;
-      }
-    }
+    if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) evaluate_during(done);
     if (!t.checkpoint.empty() && t.checkpoint_every > 0 && done % t.checkpoint_every == 0) {
       save(t.checkpoint);
     }
@@ -228,14 +238,8 @@ TrainResult Trainer::run() {
   double k = 0;
   for (double v : result.test.mean_experts()) k += v;
   if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();
-  // Layer statistics: per-token counts (hyper_flops_per_token, union_units) are summed over
-  // layers; names ending in "_mean" (sigma_mean) are averaged over them.
-  for (const auto& layer : result.test.layers) {
-    for (const auto& kv : layer.bank_stats()) {
-      const bool mean = kv.first.size() > 5 && kv.first.rfind("_mean") == kv.first.size() - 5;
-      s[kv.first] += mean ? kv.second / result.test.layers.size() : kv.second;
-    }
-  }
+  // The routers' and banks' statistics, combined over layers by their Reduce (trace.h).
+  for (const auto& kv : combine_layers(result.test.layers)) s[kv.first] = kv.second;
   if (!result.test.level_experts.empty()) {  // NaN when experts per token are constant
     s["difficulty_spearman"] = result.test.difficulty_spearman;
   }

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/data/task.h"
 #include "core/train/config.h"
@@ -46,6 +47,26 @@ class Trainer {
   const ExperimentConfig& config() const { return config_; }
 
  private:
+  /// What one optimizer step measured (host values, except the aux losses' tensors).
+  struct StepOutcome {
+    double lr = 0, loss = 0, grad_norm = 0, seconds = 0;
+    int64_t tokens = 0;
+    std::map<std::string, torch::Tensor> aux;  ///< unscaled, detached, on the device
+    std::vector<double> mean_experts;          ///< per MoE layer
+  };
+  /// Sums over the steps since the last log line.
+  struct Window {
+    double loss = 0, grad_norm = 0, seconds = 0;
+    int64_t steps = 0, tokens = 0;
+    std::vector<double> experts;
+    void add(const StepOutcome& s);
+  };
+  /// One step: batch, forward, loss with the aux losses, backward, clip, AdamW.
+  StepOutcome step_once();
+  /// Writes the window's train metrics at step `done` (the last step's lr and aux losses).
+  void log_window(int64_t done, const StepOutcome& last, const Window& w);
+  /// The periodic validation evaluation at step `done`.
+  void evaluate_during(int64_t done);
   double lr_at(int64_t step) const;
   void log_eval(const std::string& split, const EvalResult& r);
   void print_progress(double loss, double tokens_per_s, bool force);

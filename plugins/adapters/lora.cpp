@@ -7,6 +7,10 @@ namespace moe {
 LoRAAdapter::LoRAAdapter(int64_t d_in, int64_t d_out, int64_t rank, double alpha, int64_t experts,
                          bool mixture, int64_t top_k)
     : d_in_(d_in), d_out_(d_out), rank_(rank), top_k_(top_k), alpha_(alpha) {
+  const OptionCheck check("adapter", mixture ? "molora" : "lora");
+  check.expect(rank >= 1, "rank", ">= 1", static_cast<double>(rank));
+  check.expect(alpha > 0, "alpha", "> 0", alpha);
+  if (mixture) check_mixture(check, experts, top_k);
   if (mixture) router = register_parameter("router", torch::randn({d_in, experts}) * 0.02);
   a = register_parameter("a", torch::randn({experts, d_in, rank}) * 0.02);
   b = register_parameter("b", torch::zeros({experts, rank, d_out}));
@@ -45,13 +49,6 @@ std::shared_ptr<AdapterImpl> LoRAAdapter::make(const PluginSpec& spec, int64_t d
   const auto alpha = spec.get<double>("alpha", 16);
   const auto experts = mixture ? spec.get<int64_t>("experts", 10) : 1;
   const auto top_k = mixture ? spec.get<int64_t>("top_k", 0) : 0;
-  if (rank < 1) spec.fail("parameter 'rank' expected >= 1, got " + std::to_string(rank));
-  if (!(alpha > 0)) spec.fail("parameter 'alpha' expected > 0, got " + std::to_string(alpha));
-  if (experts < 1) spec.fail("parameter 'experts' expected >= 1, got " + std::to_string(experts));
-  if (top_k < 0 || top_k > experts) {
-    spec.fail("parameter 'top_k' expected 0 (soft merge) .. experts (" + std::to_string(experts) +
-              "), got " + std::to_string(top_k));
-  }
   return std::make_shared<LoRAAdapter>(d_in, d_out, rank, alpha, experts, mixture, top_k);
 }
 

@@ -32,6 +32,7 @@ std::shared_ptr<AdapterImpl> IA3Adapter::create(const PluginSpec& spec, int64_t 
 std::vector<ParamDoc> IA3Adapter::param_docs() { return {}; }
 
 MoVAdapter::MoVAdapter(int64_t n, int64_t experts, int64_t top_k) : top_k_(top_k) {
+  check_mixture(OptionCheck("adapter", "mov"), experts, top_k);
   router = register_parameter("router", torch::randn({n, experts}) * 0.02);
   vectors = register_parameter("vectors", torch::ones({experts, n}));
 }
@@ -55,11 +56,6 @@ std::shared_ptr<AdapterImpl> MoVAdapter::create(const PluginSpec& spec, int64_t 
   need_scaling_site(spec, d_in, d_out);
   const auto experts = spec.get<int64_t>("experts", 10);
   const auto top_k = spec.get<int64_t>("top_k", 0);
-  if (experts < 1) spec.fail("parameter 'experts' expected >= 1, got " + std::to_string(experts));
-  if (top_k < 0 || top_k > experts) {
-    spec.fail("parameter 'top_k' expected 0 (soft merge) .. experts (" + std::to_string(experts) +
-              "), got " + std::to_string(top_k));
-  }
   return std::make_shared<MoVAdapter>(d_out, experts, top_k);
 }
 

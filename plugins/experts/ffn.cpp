@@ -11,27 +11,28 @@ namespace moe {
 
 FFNExpertsImpl::FFNExpertsImpl(FFNExpertsOptions options) : options_(std::move(options)) {
   const int64_t e = options_.num_experts(), d = options_.d_model(), h = options_.hidden();
-  TORCH_CHECK(e > 0 && d > 0 && h > 0, "expert bank 'ffn': expected positive sizes, got E=", e,
-              " d=", d, " hidden=", h);
-  const int64_t up = options_.activation() == "swiglu" ? 2 * h : h;
+  const OptionCheck check("experts", "ffn");
+  check.expect(h > 0, "hidden", "> 0", static_cast<double>(h));
+  check.expect(e > 0 && d > 0, "num_experts", "> 0 with d_model > 0", static_cast<double>(e));
+  const int64_t up = up_width(options_.activation(), h);
   // nn.Linear's default init (uniform +-1/sqrt(fan_in)), per expert.
-  w1 = register_parameter("w1", torch::empty({e, d, up}).uniform_(-1.0 / std::sqrt(d),
-                                                                   1.0 / std::sqrt(d)));
+  w1 = register_parameter(
+      "w1", torch::empty({e, d, up}).uniform_(-1.0 / std::sqrt(d), 1.0 / std::sqrt(d)));
   b1 = register_parameter("b1", torch::zeros({e, up}));
-  w2 = register_parameter("w2", torch::empty({e, h, d}).uniform_(-1.0 / std::sqrt(h),
-                                                                  1.0 / std::sqrt(h)));
+  w2 = register_parameter(
+      "w2", torch::empty({e, h, d}).uniform_(-1.0 / std::sqrt(h), 1.0 / std::sqrt(h)));
   b2 = register_parameter("b2", torch::zeros({e, d}));
 }
 
-torch::Tensor FFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing& /*routing*/,
-                                      const DispatchPlan& plan) {
+BankOutput FFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing& /*routing*/,
+                                   const DispatchPlan& plan) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "expert bank 'ffn': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  if (plan.token_index.numel() == 0) return torch::zeros_like(hidden);
+  if (plan.token_index.numel() == 0) return {torch::zeros_like(hidden), {}};
   auto xs = gather_rows(hidden, plan);
   auto ys = grouped_ffn(xs, w1, b1, w2, b2, plan.counts, options_.activation());
-  return combine_rows(ys, plan.weight, plan, hidden.size(0));
+  return {combine_rows(ys, plan.weight, plan, hidden.size(0)), {}};
 }
 
 int64_t FFNExpertsImpl::params_per_expert() const {
@@ -44,11 +45,9 @@ int64_t FFNExpertsImpl::flops_per_expert_token() const {
 
 std::shared_ptr<ExpertBankImpl> FFNExpertsImpl::create(const PluginSpec& spec,
                                                        const LayerContext& ctx) {
-  auto options = FFNExpertsOptions(ctx.d_model, ctx.num_experts,
-                                   spec.get<int64_t>("hidden", 4 * ctx.d_model))
-                     .activation(spec.get<std::string>("activation", "gelu"));
-  check_activation(spec, options.activation());
-  if (options.hidden() <= 0) spec.fail("parameter 'hidden' expected > 0");
+  auto options =
+      FFNExpertsOptions(ctx.d_model, ctx.num_experts, spec.get<int64_t>("hidden", 4 * ctx.d_model))
+          .activation(parse_activation(spec.choice("activation", "gelu", activation_names())));
   return std::make_shared<FFNExpertsImpl>(options);
 }
 

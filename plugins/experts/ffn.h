@@ -18,14 +18,14 @@ struct FFNExpertsOptions {
   TORCH_ARG(int64_t, d_model);
   TORCH_ARG(int64_t, num_experts);
   TORCH_ARG(int64_t, hidden);
-  TORCH_ARG(std::string, activation) = "gelu";
+  TORCH_ARG(Activation, activation) = Activation::kGelu;
 };
 
 class FFNExpertsImpl : public ExpertBankImpl {
  public:
   explicit FFNExpertsImpl(FFNExpertsOptions options);
-  torch::Tensor forward(const torch::Tensor& hidden, const Routing& routing,
-                        const DispatchPlan& plan) override;
+  BankOutput forward(const torch::Tensor& hidden, const Routing& routing,
+                     const DispatchPlan& plan) override;
   int64_t params_per_expert() const override;
   int64_t flops_per_expert_token() const override;
 
@@ -35,7 +35,6 @@ class FFNExpertsImpl : public ExpertBankImpl {
   torch::Tensor w1, b1, w2, b2;
 
  private:
-
   FFNExpertsOptions options_;
 };
 TORCH_MODULE(FFNExperts);

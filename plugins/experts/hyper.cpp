@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/grouped_ffn.h"
@@ -22,6 +23,7 @@ torch::nn::Linear tiny_head(int64_t in, int64_t out, double fan_in_main) {
 }  // namespace
 
 HyperNetworkImpl::HyperNetworkImpl(const HyperOptions& o) : o_(o) {
+  o.validate();
   const int64_t d = o.d_model, r = o.bottleneck, h = o.hyper_hidden;
   layer_emb = register_module("layer_emb", torch::nn::Embedding(o.num_layers, o.layer_embed));
   trunk = register_module("trunk", torch::nn::Linear(o.hidden + o.layer_embed, h));
@@ -43,10 +45,24 @@ double HyperNetworkImpl::flops_per_set() const {
   return 2 * ((o_.hidden + o_.layer_embed) * h + h * (2 * d * r + d + r));
 }
 
+void HyperOptions::validate() const {
+  const OptionCheck check("experts", "hyper");
+  const std::pair<const char*, int64_t> sizes[] = {{"embed_dim", embed_dim},
+                                                   {"hidden", hidden},
+                                                   {"hyper_hidden", hyper_hidden},
+                                                   {"bottleneck", bottleneck},
+                                                   {"layer_embed", layer_embed}};
+  for (const auto& [name, value] : sizes) {
+    check.expect(value > 0, name, "> 0", static_cast<double>(value));
+  }
+  check.expect(num_experts >= 1 && num_experts <= 62, "num_experts",
+               "1..62 (selected sets are coded as 64-bit masks)", static_cast<double>(num_experts));
+}
+
 HyperExpertsImpl::HyperExpertsImpl(ExpertBank inner_in, const HyperOptions& o, int64_t layer,
                                    HyperNetwork shared_hyper)
     : o_(o), layer_(layer) {
-  TORCH_CHECK(o.num_experts <= 62, "expert bank 'hyper': at most 62 experts, got ", o.num_experts);
+  o.validate();
   TORCH_CHECK(layer >= 0 && layer < o.num_layers, "expert bank 'hyper': layer ", layer,
               " outside [0, ", o.num_layers, ")");
   inner = register_module("inner", std::move(inner_in));
@@ -75,8 +91,8 @@ HyperNetworkImpl::Adapter HyperExpertsImpl::generate(const torch::Tensor& select
   return hyper->forward(m, layer_);
 }
 
-torch::Tensor HyperExpertsImpl::adapter(const torch::Tensor& hidden,
-                                        const torch::Tensor& selected) {
+torch::Tensor HyperExpertsImpl::adapter(const torch::Tensor& hidden, const torch::Tensor& selected,
+                                        Stats* stats) {
   // A set's code is its bitmask; tokens sharing a code share an adapter.
   auto bits = torch::pow(2, torch::arange(o_.num_experts, selected.options().dtype(torch::kLong)));
   auto code = (selected.to(torch::kLong) * bits).sum(1);
@@ -91,26 +107,33 @@ torch::Tensor HyperExpertsImpl::adapter(const torch::Tensor& hidden,
   auto order = std::get<1>(torch::sort(inverse, /*stable=*/true, 0, false));
   auto counts_t = torch::bincount(inverse, {}, u).to(torch::kCPU);
   std::vector<int64_t> counts(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + u);
-  auto ys = grouped_ffn(hidden.index_select(0, order), a.w_down, a.b_down, a.w_up, a.b_up,
-                        counts, "relu");
-  auto back = torch::empty_like(order).scatter_(0, order, torch::arange(order.size(0), order.options()));
-  last_stats_["distinct_sets"] = static_cast<double>(u);
-  last_stats_["adapter_flops_per_token"] = extra_flops_per_token();
-  last_stats_["hyper_flops_per_token"] =
-      u * (hyper->flops_per_set() + 2.0 * (o_.num_experts * o_.embed_dim + o_.embed_dim * o_.hidden +
-                                          o_.hidden * o_.hidden)) /
-      std::max<int64_t>(1, hidden.size(0));
+  auto ys = grouped_ffn(hidden.index_select(0, order), a.w_down, a.b_down, a.w_up, a.b_up, counts,
+                        Activation::kRelu);
+  auto back =
+      torch::empty_like(order).scatter_(0, order, torch::arange(order.size(0), order.options()));
+  if (stats) {  // per-token counts: they add up over layers
+    add_stat(*stats, "distinct_sets", static_cast<double>(u), Reduce::kSum);
+    add_stat(*stats, "adapter_flops_per_token", extra_flops_per_token(), Reduce::kSum);
+    add_stat(
+        *stats, "hyper_flops_per_token",
+        u *
+            (hyper->flops_per_set() + 2.0 * (o_.num_experts * o_.embed_dim +
+                                             o_.embed_dim * o_.hidden + o_.hidden * o_.hidden)) /
+            std::max<int64_t>(1, hidden.size(0)),
+        Reduce::kSum);
+  }
   return ys.index_select(0, back);
 }
 
-torch::Tensor HyperExpertsImpl::forward(const torch::Tensor& hidden, const Routing& routing,
-                                        const DispatchPlan& plan) {
+BankOutput HyperExpertsImpl::forward(const torch::Tensor& hidden, const Routing& routing,
+                                     const DispatchPlan& plan) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == o_.d_model,
               "expert bank 'hyper': expected hidden [tokens, ", o_.d_model, "], got ",
               hidden.sizes());
-  auto y = inner->forward(hidden, routing, plan);
-  if (hidden.size(0) == 0) return y;
-  return y + adapter(hidden, selection_mask(routing));
+  auto out = inner->forward(hidden, routing, plan);
+  if (hidden.size(0) == 0) return out;
+  out.y = out.y + adapter(hidden, selection_mask(routing), &out.stats);
+  return out;
 }
 
 double HyperExpertsImpl::extra_active_params() const {
@@ -132,22 +155,23 @@ std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
   o.embed_dim = spec.get<int64_t>("embed_dim", small);
   o.hidden = spec.get<int64_t>("hidden", small);
   o.hyper_hidden = spec.get<int64_t>("hyper_hidden", small);
-  o.bottleneck = spec.get<int64_t>("bottleneck", std::min<int64_t>(64, std::max<int64_t>(4, ctx.d_model / 4)));
+  o.bottleneck =
+      spec.get<int64_t>("bottleneck", std::min<int64_t>(64, std::max<int64_t>(4, ctx.d_model / 4)));
   o.layer_embed = spec.get<int64_t>("layer_embed", 10);
   nlohmann::json inner_block = {{"name", "ffn"}};
   if (spec.contains("inner")) inner_block = spec.block("inner");
   spec.block("inner");
-  if (o.embed_dim <= 0 || o.hidden <= 0 || o.hyper_hidden <= 0 || o.bottleneck <= 0 ||
-      o.layer_embed <= 0) {
-    spec.fail("expected embed_dim, hidden, hyper_hidden, bottleneck, layer_embed > 0");
+  o.validate();  // before the shared hypernetwork is made from these sizes
+  if (inner_block.value("name", "") == "hyper") {
+    auto hosts = expert_registry().names();
+    hosts.erase(std::remove(hosts.begin(), hosts.end(), "hyper"), hosts.end());
+    spec.check().one_of("inner", "hyper", hosts);
   }
-  if (inner_block.value("name", "") == "hyper") spec.fail("parameter 'inner' cannot be 'hyper'");
-  if (ctx.num_experts > 62) spec.fail("at most 62 experts (sets are coded as bitmasks)");
   auto inner = make_expert_bank(PluginSpec::from_block("experts.inner", inner_block), ctx);
   HyperNetwork shared{nullptr};
   if (ctx.shared) {
-    shared = HyperNetwork(std::dynamic_pointer_cast<HyperNetworkImpl>(ctx.shared->get_or_create(
-        "hyper", [&] { return std::make_shared<HyperNetworkImpl>(o); })));
+    shared = HyperNetwork(std::dynamic_pointer_cast<HyperNetworkImpl>(
+        ctx.shared->get_or_create("hyper", [&] { return std::make_shared<HyperNetworkImpl>(o); })));
     const auto& s = shared->options();
     if (s.d_model != o.d_model || s.hidden != o.hidden || s.hyper_hidden != o.hyper_hidden ||
         s.bottleneck != o.bottleneck || s.layer_embed != o.layer_embed ||

@@ -32,6 +32,8 @@ namespace moe {
 struct HyperOptions {
   int64_t d_model = 0, num_experts = 0, num_layers = 1;
   int64_t embed_dim = 32, hidden = 32, hyper_hidden = 32, bottleneck = 16, layer_embed = 10;
+  /// Throws (OptionCheck "experts 'hyper'") on a size <= 0 or more than 62 experts.
+  void validate() const;
 };
 
 /// The shared hypernetwork: [m ; LayerEmb(l)] -> adapter weights.
@@ -59,13 +61,14 @@ class HyperExpertsImpl : public ExpertBankImpl {
  public:
   HyperExpertsImpl(ExpertBank inner, const HyperOptions& o, int64_t layer,
                    HyperNetwork shared_hyper);
-  torch::Tensor forward(const torch::Tensor& hidden, const Routing& routing,
-                        const DispatchPlan& plan) override;
+  /// Statistics: "distinct_sets" (sets generated for this batch), "adapter_flops_per_token"
+  /// and "hyper_flops_per_token" (the generator's FLOPs spread over the batch's tokens).
+  BankOutput forward(const torch::Tensor& hidden, const Routing& routing,
+                     const DispatchPlan& plan) override;
   int64_t params_per_expert() const override { return inner->params_per_expert(); }
   int64_t flops_per_expert_token() const override { return inner->flops_per_expert_token(); }
   double extra_active_params() const override;
   double extra_flops_per_token() const override;
-  std::map<std::string, double> last_stats() const override { return last_stats_; }
 
   /// selected: [U, N] 0/1 masks -> e_hat = sum of the unselected experts' embeddings, [U, embed].
   torch::Tensor selection_embedding(const torch::Tensor& selected);
@@ -73,8 +76,10 @@ class HyperExpertsImpl : public ExpertBankImpl {
   HyperNetworkImpl::Adapter generate(const torch::Tensor& selected);
   /// The [T, N] 0/1 selection mask of a routing (slots with index -1 ignored).
   torch::Tensor selection_mask(const Routing& routing) const;
-  /// The adapter term alone, generated once per distinct set: [T, d].
-  torch::Tensor adapter(const torch::Tensor& hidden, const torch::Tensor& selected);
+  /// The adapter term alone, generated once per distinct set: [T, d]. Adds the generation
+  /// statistics to `stats` when given.
+  torch::Tensor adapter(const torch::Tensor& hidden, const torch::Tensor& selected,
+                        Stats* stats = nullptr);
 
   static std::shared_ptr<ExpertBankImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
@@ -87,7 +92,6 @@ class HyperExpertsImpl : public ExpertBankImpl {
  private:
   HyperOptions o_;
   int64_t layer_;
-  std::map<std::string, double> last_stats_;
 };
 TORCH_MODULE(HyperExperts);
 

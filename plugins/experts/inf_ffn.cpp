@@ -7,18 +7,25 @@
 #include "core/grouped_ffn.h"
 
 namespace moe {
+namespace {
+
+const std::vector<std::string> kComputes = {"gather", "dense"};
+const std::vector<std::string> kActivations = {"gelu", "relu"};  // blocks need elementwise ones
+
+}  // namespace
 
 InfFFNExpertsImpl::InfFFNExpertsImpl(InfFFNExpertsOptions options) : options_(std::move(options)) {
   const int64_t d = options_.d_model(), g = options_.num_experts();
   const int64_t width = options_.D_mult() * d;
-  TORCH_CHECK(d > 0 && g > 0 && options_.D_mult() > 0,
-              "expert bank 'inf_ffn': expected positive sizes, got d=", d, " blocks=", g,
-              " D=", options_.D_mult());
-  TORCH_CHECK(width % g == 0, "expert bank 'inf_ffn': D * d_model (", width,
-              ") must be divisible by moe.num_experts (the number of maskable blocks, ", g, ")");
-  TORCH_CHECK(options_.activation() == "gelu" || options_.activation() == "relu",
-              "expert bank 'inf_ffn': activation '", options_.activation(),
-              "' not supported; valid: gelu | relu");
+  const OptionCheck check("experts", "inf_ffn");
+  check.expect(options_.D_mult() > 0, "D", "> 0 (a multiple of d_model)",
+               static_cast<double>(options_.D_mult()));
+  check.expect(d > 0 && g > 0, "num_experts", "> 0 with d_model > 0", static_cast<double>(g));
+  check.expect(width % g == 0, "D",
+               "D * d_model divisible by moe.num_experts (" + std::to_string(g) +
+                   ", the number of maskable blocks)",
+               static_cast<double>(options_.D_mult()));
+  check.one_of("activation", activation_name(options_.activation()), kActivations);
   set_compute(options_.compute());
   block_ = width / g;
   const double a1 = 1.0 / std::sqrt(static_cast<double>(d));
@@ -30,8 +37,7 @@ InfFFNExpertsImpl::InfFFNExpertsImpl(InfFFNExpertsOptions options) : options_(st
 }
 
 void InfFFNExpertsImpl::set_compute(const std::string& mode) {
-  TORCH_CHECK(mode == "gather" || mode == "dense", "expert bank 'inf_ffn': compute '", mode,
-              "' unknown; valid: gather | dense");
+  OptionCheck("experts", "inf_ffn").one_of("compute", mode, kComputes);
   options_.compute(mode);
 }
 
@@ -48,30 +54,31 @@ torch::Tensor InfFFNExpertsImpl::dense_forward(const torch::Tensor& hidden,
   return torch::addmm(b2, h, w2.reshape({g * block_, d}));
 }
 
-torch::Tensor InfFFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing& routing,
-                                         const DispatchPlan& plan) {
+BankOutput InfFFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing& routing,
+                                      const DispatchPlan& plan) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "expert bank 'inf_ffn': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  // Kept for last_stats(), which only evaluations call: no work here in training.
-  last_indices_ = routing.indices.detach();
-  auto it = routing.extras.find("stat.nominal_experts");
-  last_nominal_ = it == routing.extras.end() ? torch::Tensor() : it->second;
-  if (options_.compute() == "dense") return dense_forward(hidden, routing);
-  if (plan.token_index.numel() == 0) return torch::zeros_like(hidden) + b2;
-  auto xs = gather_rows(hidden, plan);
-  auto no_bias = torch::zeros({options_.num_experts(), options_.d_model()}, hidden.options());
-  auto ys = grouped_ffn(xs, w1, b1, w2, no_bias, plan.counts, options_.activation());
-  return combine_rows(ys, plan.weight, plan, hidden.size(0)) + b2;
-}
-
-std::map<std::string, double> InfFFNExpertsImpl::last_stats() const {
-  std::map<std::string, double> out;
-  if (last_indices_.defined()) {
-    out["union_units"] =
-        last_indices_.ge(0).sum(1).to(torch::kDouble).mean().item<double>() * double(block_);
+  BankOutput out;
+  // The union's units per token stay a device scalar until an evaluation reads them.
+  if (hidden.size(0) > 0) {
+    add_stat(out.stats, "union_units",
+             routing.indices.detach().ge(0).sum(1).to(torch::kDouble).mean() * double(block_),
+             Reduce::kSum);
   }
-  if (last_nominal_.defined()) out["nominal_units"] = last_nominal_.item<double>() * double(block_);
+  if (routing.nominal_experts > 0) {
+    add_stat(out.stats, "nominal_units", routing.nominal_experts * double(block_), Reduce::kSum);
+  }
+  if (options_.compute() == "dense") {
+    out.y = dense_forward(hidden, routing);
+  } else if (plan.token_index.numel() == 0) {
+    out.y = torch::zeros_like(hidden) + b2;
+  } else {
+    auto xs = gather_rows(hidden, plan);
+    auto no_bias = torch::zeros({options_.num_experts(), options_.d_model()}, hidden.options());
+    auto ys = grouped_ffn(xs, w1, b1, w2, no_bias, plan.counts, options_.activation());
+    out.y = combine_rows(ys, plan.weight, plan, hidden.size(0)) + b2;
+  }
   return out;
 }
 
@@ -87,20 +94,8 @@ std::shared_ptr<ExpertBankImpl> InfFFNExpertsImpl::create(const PluginSpec& spec
                                                           const LayerContext& ctx) {
   auto o = InfFFNExpertsOptions(ctx.d_model, ctx.num_experts)
                .D_mult(spec.get<int64_t>("D", 8))
-               .activation(spec.get<std::string>("activation", "gelu"))
+               .activation(parse_activation(spec.choice("activation", "gelu", kActivations)))
                .compute(spec.get<std::string>("compute", "gather"));
-  if (o.D_mult() <= 0) spec.fail("parameter 'D' expected > 0 (a multiple of d_model)");
-  if ((o.D_mult() * ctx.d_model) % ctx.num_experts != 0) {
-    spec.fail("parameter 'D' * d_model = " + std::to_string(o.D_mult() * ctx.d_model) +
-              " must be divisible by moe.num_experts (" + std::to_string(ctx.num_experts) +
-              ", the number of maskable blocks)");
-  }
-  if (o.activation() != "gelu" && o.activation() != "relu") {
-    spec.fail("parameter 'activation' = '" + o.activation() + "'; valid: gelu | relu");
-  }
-  if (o.compute() != "gather" && o.compute() != "dense") {
-    spec.fail("parameter 'compute' = '" + o.compute() + "'; valid: gather | dense");
-  }
   return std::make_shared<InfFFNExpertsImpl>(o);
 }
 

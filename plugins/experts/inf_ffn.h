@@ -13,8 +13,9 @@
 // compute = "dense": the masked dense form, the whole D-wide FFN for every token times
 //   the expanded mask (the reference and the benchmark's baseline; ignores capacity).
 // Per expert (block): params b (2d + 1), FLOPs 4 d b; b2 counts as an extra active param.
-// Layer statistics: "union_units" (mean kept hidden units per token, the union) and
-// "nominal_units" (K * kept blocks * b, when the router is inf_moe).
+// Statistics (per-token counts, summed over layers): "union_units" (mean kept hidden units
+// per token, the union) and "nominal_units" (Routing::nominal_experts * b: K * n * b when
+// the router is inf_moe).
 #include "core/experts.h"
 
 namespace moe {
@@ -25,19 +26,18 @@ struct InfFFNExpertsOptions {
   TORCH_ARG(int64_t, d_model);
   TORCH_ARG(int64_t, num_experts);
   TORCH_ARG(int64_t, D_mult) = 8;
-  TORCH_ARG(std::string, activation) = "gelu";  ///< gelu | relu
-  TORCH_ARG(std::string, compute) = "gather";   ///< gather | dense
+  TORCH_ARG(Activation, activation) = Activation::kGelu;  ///< gelu | relu
+  TORCH_ARG(std::string, compute) = "gather";             ///< gather | dense
 };
 
 class InfFFNExpertsImpl : public ExpertBankImpl {
  public:
   explicit InfFFNExpertsImpl(InfFFNExpertsOptions options);
-  torch::Tensor forward(const torch::Tensor& hidden, const Routing& routing,
-                        const DispatchPlan& plan) override;
+  BankOutput forward(const torch::Tensor& hidden, const Routing& routing,
+                     const DispatchPlan& plan) override;
   int64_t params_per_expert() const override;
   int64_t flops_per_expert_token() const override;
   double extra_active_params() const override { return static_cast<double>(b2.numel()); }
-  std::map<std::string, double> last_stats() const override;
 
   int64_t block() const { return block_; }
   void set_compute(const std::string& mode);
@@ -52,7 +52,6 @@ class InfFFNExpertsImpl : public ExpertBankImpl {
 
   InfFFNExpertsOptions options_;
   int64_t block_ = 0;
-  torch::Tensor last_indices_, last_nominal_;  // detached, read only by last_stats()
 };
 TORCH_MODULE(InfFFNExperts);
 

@@ -3,28 +3,14 @@
 #include <torch/torch.h>
 
 namespace moe {
-namespace {
-
-void check_choice(const std::string& what, const std::string& value,
-                  const std::vector<std::string>& choices) {
-  std::string list;
-  for (const auto& c : choices) {
-    if (c == value) return;
-    list += (list.empty() ? "" : ", ") + c;
-  }
-  TORCH_CHECK(false, "router 'adaptive': parameter '", what, "' expected one of [", list,
-              "], got '", value, "'");
-}
-
-}  // namespace
 
 AdaptiveRouterImpl::AdaptiveRouterImpl(AdaptiveRouterOptions options) : options_(options) {
-  TORCH_CHECK(options_.num_experts() >= 2, "router 'adaptive': expected num_experts >= 2, got ",
-              options_.num_experts());
-  TORCH_CHECK(options_.threshold() >= 0, "router 'adaptive': expected threshold >= 0, got ",
-              options_.threshold());
-  check_choice("gap", options_.gap(), {"pair", "raw"});
-  check_choice("combine", options_.combine(), {"mixed", "raw", "renorm"});
+  const OptionCheck check("router", "adaptive");
+  check.expect(options_.num_experts() >= 2, "moe.num_experts", ">= 2 (top-1 or top-2)",
+               static_cast<double>(options_.num_experts()));
+  check.expect(options_.threshold() >= 0, "threshold", ">= 0", options_.threshold());
+  check.one_of("gap", options_.gap(), {"pair", "raw"});
+  check.one_of("combine", options_.combine(), {"mixed", "raw", "renorm"});
   gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
@@ -43,8 +29,8 @@ Routing AdaptiveRouterImpl::forward(const torch::Tensor& hidden) {
   {
     torch::NoGradGuard no_grad;
     auto gap = options_.gap() == "pair" ? (p1 - p2) / pair_sum : p1 - p2;
-    two = options_.force_top1() ? torch::zeros_like(gap, torch::kBool)
-                                : gap.le(options_.threshold());
+    two =
+        options_.force_top1() ? torch::zeros_like(gap, torch::kBool) : gap.le(options_.threshold());
   }
   auto two_f = two.to(probs.dtype());
   torch::Tensor w1, w2;
@@ -73,8 +59,7 @@ Routing AdaptiveRouterImpl::forward(const torch::Tensor& hidden) {
 
 void AdaptiveRouterImpl::set_inference_option(const std::string& key, double value) {
   if (key == "threshold") {
-    TORCH_CHECK(value >= 0, "router 'adaptive': inference option threshold expected >= 0, got ",
-                value);
+    OptionCheck("router", "adaptive").expect(value >= 0, "threshold", ">= 0", value);
     options_.threshold(value);
   } else if (key == "force_top1") {
     options_.force_top1(value != 0);
@@ -86,16 +71,8 @@ void AdaptiveRouterImpl::set_inference_option(const std::string& key, double val
 std::shared_ptr<RouterImpl> AdaptiveRouterImpl::create(const PluginSpec& spec,
                                                        const LayerContext& ctx) {
   const double threshold = spec.get<double>("threshold", 0.1);
-  if (threshold < 0) spec.fail("parameter 'threshold' expected >= 0");
-  if (ctx.num_experts < 2) spec.fail("needs num_experts >= 2");
   const auto gap = spec.get<std::string>("gap", "pair");
   const auto combine = spec.get<std::string>("combine", "mixed");
-  if (gap != "pair" && gap != "raw") {
-    spec.fail("parameter 'gap' expected one of [pair, raw], got '" + gap + "'");
-  }
-  if (combine != "mixed" && combine != "raw" && combine != "renorm") {
-    spec.fail("parameter 'combine' expected one of [mixed, raw, renorm], got '" + combine + "'");
-  }
   return std::make_shared<AdaptiveRouterImpl>(AdaptiveRouterOptions(ctx.d_model, ctx.num_experts)
                                                   .threshold(threshold)
                                                   .gap(gap)

@@ -13,29 +13,19 @@ namespace {
 const std::vector<std::string> kScores = {"linear", "positions"};
 const std::vector<std::string> kWeights = {"sigmoid", "softmax", "straight_through", "hard"};
 
-bool one_of(const std::string& v, const std::vector<std::string>& list) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
-
-std::string join(const std::vector<std::string>& list) {
-  std::string out;
-  for (const auto& s : list) out += (out.empty() ? "" : " | ") + s;
-  return out;
-}
-
 }  // namespace
 
 InfMoERouterImpl::InfMoERouterImpl(InfMoERouterOptions options) : options_(std::move(options)) {
   const auto& o = options_;
-  TORCH_CHECK(o.d_z() > 0, "router 'inf_moe': expected d_z > 0, got ", o.d_z());
-  TORCH_CHECK(o.r() > 0 && o.r() <= 1, "router 'inf_moe': expected 0 < r <= 1, got ", o.r());
-  TORCH_CHECK(o.K() >= 1, "router 'inf_moe': expected K >= 1, got ", o.K());
-  TORCH_CHECK(one_of(o.score(), kScores), "router 'inf_moe': unknown score '", o.score(),
-              "'; known: ", join(kScores));
-  TORCH_CHECK(one_of(o.weight(), kWeights), "router 'inf_moe': unknown weight '", o.weight(),
-              "'; known: ", join(kWeights));
-  TORCH_CHECK(o.sigma_init() > 0 && o.log_sigma_min() <= o.log_sigma_max(),
-              "router 'inf_moe': expected sigma_init > 0 and log_sigma_min <= log_sigma_max");
+  const OptionCheck check("router", "inf_moe");
+  check.expect(o.d_z() > 0, "d_z", "> 0", static_cast<double>(o.d_z()));
+  check.expect(o.r() > 0 && o.r() <= 1, "r", "in (0, 1]", o.r());
+  check.expect(o.K() >= 1, "K", ">= 1", static_cast<double>(o.K()));
+  check.one_of("score", o.score(), kScores);
+  check.one_of("weight", o.weight(), kWeights);
+  check.expect(o.sigma_init() > 0, "sigma_init", "> 0", o.sigma_init());
+  check.expect(o.log_sigma_min() <= o.log_sigma_max(), "log_sigma_min",
+               "<= log_sigma_max (" + format_number(o.log_sigma_max()) + ")", o.log_sigma_min());
   if (o.weight() == "hard") {
     TORCH_WARN(
         "router 'inf_moe': weight = hard passes no gradient to the router; mu, sigma "
@@ -100,7 +90,8 @@ Routing InfMoERouterImpl::route_samples(const torch::Tensor& z) const {
   routing.weights = a.gather(1, idx) * valid.to(a.dtype());
   routing.probs = a.detach() / a.detach().sum(1, true).clamp_min(1e-12);
   routing.extras["z"] = z;
-  routing.extras["stat.nominal_experts"] = torch::tensor(static_cast<double>(samples * n));
+  routing.nominal_experts = static_cast<double>(samples * n);
+  add_stat(routing.stats, "nominal_experts", routing.nominal_experts, Reduce::kSum);
   return routing;
 }
 
@@ -125,16 +116,15 @@ Routing InfMoERouterImpl::forward(const torch::Tensor& hidden) {
   Routing routing = route_samples(z);
   routing.extras["mu"] = m;
   routing.extras["sigma"] = sigma;
-  routing.extras["stat.sigma_mean"] = sigma.detach().mean();
+  add_stat(routing.stats, "sigma_mean", sigma.detach().mean(), Reduce::kMean);
   return routing;
 }
 
 void InfMoERouterImpl::set_inference_option(const std::string& key, double value) {
   if (key == "K") {
-    TORCH_CHECK(value >= 0 && value == std::floor(value),
-                "router 'inf_moe': inference option K expects an integer >= 0 (0 = "
-                "deterministic z = mu), got ",
-                value);
+    OptionCheck("router", "inf_moe")
+        .expect(value >= 0 && value == std::floor(value), "K",
+                "an integer >= 0 (0 = deterministic z = mu)", value);
     options_.deterministic(value == 0);
     if (value > 0) options_.K(static_cast<int64_t>(value));
     return;
@@ -158,19 +148,6 @@ std::shared_ptr<RouterImpl> InfMoERouterImpl::create(const PluginSpec& spec,
                .sigma_init(spec.get<double>("sigma_init", 1.0))
                .log_sigma_min(spec.get<double>("log_sigma_min", -5.0))
                .log_sigma_max(spec.get<double>("log_sigma_max", 2.0));
-  if (o.d_z() <= 0) spec.fail("parameter 'd_z' expected > 0");
-  if (o.r() <= 0 || o.r() > 1) spec.fail("parameter 'r' expected in (0, 1]");
-  if (o.K() < 1) spec.fail("parameter 'K' expected >= 1");
-  if (!one_of(o.score(), kScores)) {
-    spec.fail("parameter 'score' = '" + o.score() + "'; valid: " + join(kScores));
-  }
-  if (!one_of(o.weight(), kWeights)) {
-    spec.fail("parameter 'weight' = '" + o.weight() + "'; valid: " + join(kWeights));
-  }
-  if (o.sigma_init() <= 0) spec.fail("parameter 'sigma_init' expected > 0");
-  if (o.log_sigma_min() > o.log_sigma_max()) {
-    spec.fail("parameters 'log_sigma_min' > 'log_sigma_max'");
-  }
   return std::make_shared<InfMoERouterImpl>(o);
 }
 

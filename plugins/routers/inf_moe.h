@@ -20,8 +20,9 @@
 // Sampling uses the router's own generator (seeded from the global RNG at construction):
 // fresh noise every training forward; in eval mode the generator restarts from that seed
 // at each forward, so an evaluation is reproducible. eps is drawn on the CPU.
-// extras: "z" [K, T, d_z], "mu", "sigma" [T, d_z]; layer statistics "stat.sigma_mean"
-// (mean sigma, also reported when deterministic) and "stat.nominal_experts" (K * n).
+// extras: "z" [K, T, d_z], "mu", "sigma" [T, d_z]; nominal_experts = K * n; statistics
+// "sigma_mean" (mean sigma, also reported when deterministic; averaged over layers) and
+// "nominal_experts" (K * n, summed over layers).
 // Inference options: "K" (>= 1; 0 = deterministic z = mu) and "deterministic" (0/1).
 #include <ATen/core/Generator.h>
 #include <torch/nn/modules/linear.h>

@@ -7,11 +7,11 @@
 namespace moe {
 
 TopKRouterImpl::TopKRouterImpl(TopKRouterOptions options) : options_(options) {
-  TORCH_CHECK(options_.k() >= 1 && options_.k() <= options_.num_experts(),
-              "router 'top_k': expected 1 <= k <= num_experts (", options_.num_experts(),
-              "), got k = ", options_.k());
-  TORCH_CHECK(options_.noise_std() >= 0, "router 'top_k': expected noise_std >= 0, got ",
-              options_.noise_std());
+  const OptionCheck check("router", "top_k");
+  check.expect(options_.k() >= 1 && options_.k() <= options_.num_experts(), "k",
+               "1..num_experts (" + std::to_string(options_.num_experts()) + ")",
+               static_cast<double>(options_.k()));
+  check.expect(options_.noise_std() >= 0, "noise_std", ">= 0", options_.noise_std());
   gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
@@ -47,10 +47,6 @@ std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
                      .k(k)
                      .noise_std(spec.get<double>("noise_std", 0.0))
                      .normalize(spec.get<bool>("normalize", k > 1));
-  if (k < 1 || k > ctx.num_experts) {
-    spec.fail("parameter 'k' expected 1..num_experts (" + std::to_string(ctx.num_experts) +
-              "), got " + std::to_string(k));
-  }
   return std::make_shared<TopKRouterImpl>(options);
 }
 

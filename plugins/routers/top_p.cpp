@@ -6,8 +6,8 @@
 
 namespace moe {
 
-std::pair<torch::Tensor, torch::Tensor> top_p_select(const torch::Tensor& probs,
-                                                     double threshold, int64_t max_experts) {
+std::pair<torch::Tensor, torch::Tensor> top_p_select(const torch::Tensor& probs, double threshold,
+                                                     int64_t max_experts) {
   TORCH_CHECK(probs.dim() == 2, "top_p_select: expected probs [T, N], got ", probs.sizes());
   const int64_t tokens = probs.size(0);
   // Stable descending sort: among equal probabilities the lower expert index comes first.
@@ -28,11 +28,13 @@ std::pair<torch::Tensor, torch::Tensor> top_p_select(const torch::Tensor& probs,
 }
 
 TopPRouterImpl::TopPRouterImpl(TopPRouterOptions options) : options_(options) {
-  TORCH_CHECK(options_.threshold() >= 0 && options_.threshold() <= 1,
-              "router 'top_p': expected 0 <= threshold <= 1, got ", options_.threshold());
-  TORCH_CHECK(options_.max_experts() >= 0 && options_.max_experts() <= options_.num_experts(),
-              "router 'top_p': expected 0 <= max_experts <= num_experts (",
-              options_.num_experts(), "), got ", options_.max_experts());
+  const OptionCheck check("router", "top_p");
+  check.expect(options_.threshold() >= 0 && options_.threshold() <= 1, "threshold", "in [0, 1]",
+               options_.threshold());
+  check.expect(options_.max_experts() >= 0 && options_.max_experts() <= options_.num_experts(),
+               "max_experts",
+               "0..moe.num_experts (" + std::to_string(options_.num_experts()) + "; 0 = no cap)",
+               static_cast<double>(options_.max_experts()));
   gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
@@ -58,7 +60,7 @@ Routing TopPRouterImpl::forward(const torch::Tensor& hidden) {
 
 void TopPRouterImpl::set_inference_option(const std::string& key, double value) {
   if (key != "threshold") return RouterImpl::set_inference_option(key, value);
-  TORCH_CHECK(value >= 0 && value <= 1, "router 'top_p': inference option threshold expected in [0, 1], got ", value);
+  OptionCheck("router", "top_p").expect(value >= 0 && value <= 1, "threshold", "in [0, 1]", value);
   options_.threshold(value);
 }
 
@@ -66,13 +68,6 @@ std::shared_ptr<RouterImpl> TopPRouterImpl::create(const PluginSpec& spec,
                                                    const LayerContext& ctx) {
   const double threshold = spec.get<double>("threshold", 0.4);
   const int64_t max_experts = spec.get<int64_t>("max_experts", 0);
-  if (threshold < 0 || threshold > 1) {
-    spec.fail("parameter 'threshold' expected in [0, 1], got " + std::to_string(threshold));
-  }
-  if (max_experts < 0 || max_experts > ctx.num_experts) {
-    spec.fail("parameter 'max_experts' expected 0..num_experts (" +
-              std::to_string(ctx.num_experts) + "), got " + std::to_string(max_experts));
-  }
   return std::make_shared<TopPRouterImpl>(TopPRouterOptions(ctx.d_model, ctx.num_experts)
                                               .threshold(threshold)
                                               .max_experts(max_experts));

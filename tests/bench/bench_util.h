@@ -11,9 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "core/moe_layer.h"
 #include "core/train/device.h"
 
 namespace moe::bench {
+
+/// The output tensor of a forward: a dense module's tensor, or an MoE layer's y.
+inline const torch::Tensor& output_of(const torch::Tensor& y) { return y; }
+inline const torch::Tensor& output_of(const moe::MoEOutput& out) { return out.y; }
 
 /// Times layer->forward(x).backward(grad) on x [tokens, d] after two warm-up passes;
 /// items = tokens per iteration.
@@ -22,11 +27,11 @@ void run_fwd_bwd(benchmark::State& state, Layer& layer, int64_t tokens, int64_t 
   torch::manual_seed(0);
   auto x = torch::randn({tokens, d}, torch::requires_grad());
   auto grad = torch::randn({tokens, d});
-  for (int i = 0; i < 2; ++i) layer->forward(x).backward(grad);
+  for (int i = 0; i < 2; ++i) output_of(layer->forward(x)).backward(grad);
   for (auto _ : state) {
     layer->zero_grad();
     x.mutable_grad() = torch::Tensor();
-    layer->forward(x).backward(grad);
+    output_of(layer->forward(x)).backward(grad);
   }
   state.SetItemsProcessed(state.iterations() * tokens);
 }

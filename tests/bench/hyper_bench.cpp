@@ -46,8 +46,9 @@ void adapter_bench(benchmark::State& state, bool per_token) {
   auto x = torch::randn({kT, kD}, torch::requires_grad());
   auto mask = bank->selection_mask(router->forward(x.detach()));
   auto grad = torch::randn({kT, kD});
-  bank->adapter(x.detach(), mask);  // records the number of distinct sets
-  const double sets = bank->last_stats().at("distinct_sets");
+  moe::Stats stats;
+  bank->adapter(x.detach(), mask, &stats);  // records the number of distinct sets
+  const double sets = stats.at("distinct_sets").value.item<double>();
   auto step = [&] {
     auto y =
         per_token ? moe::testing::hyper_adapter_per_token(*bank, x, mask) : bank->adapter(x, mask);

@@ -36,10 +36,9 @@ moe::MoELayer inf_layer(int64_t blocks, int64_t samples, const std::string& comp
 
 void inf_bench(benchmark::State& state, const std::string& compute, int64_t samples) {
   auto layer = inf_layer(state.range(0), samples, compute);
-  layer->set_collect_stats(true);
-  layer->forward(torch::randn({kT, kD}));
-  state.counters["union_units"] = layer->stats().bank_stats().at("union_units");
-  layer->set_collect_stats(false);
+  moe::LayerStats stats;
+  stats.add(layer->forward(torch::randn({kT, kD})).trace);
+  state.counters["union_units"] = stats.statistics().at("union_units");
   moe::bench::run_fwd_bwd(state, layer, kT, kD);
 }
 
@@ -59,7 +58,7 @@ void BM_Top2of4(benchmark::State& state) {
 
 void BM_DenseFFN(benchmark::State& state) {
   torch::manual_seed(0);
-  moe::DenseFFN ffn(kD, state.range(0), "gelu");
+  moe::DenseFFN ffn(kD, state.range(0), moe::Activation::kGelu);
   moe::bench::run_fwd_bwd(state, ffn, kT, kD);
 }
 

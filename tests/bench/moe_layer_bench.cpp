@@ -28,7 +28,7 @@ constexpr int64_t kT = 4096, kD = 256;
 // args: hidden
 void BM_DenseFFN(benchmark::State& state) {
   torch::manual_seed(0);
-  moe::DenseFFN ffn(kD, state.range(0), "gelu");
+  moe::DenseFFN ffn(kD, state.range(0), moe::Activation::kGelu);
   moe::bench::run_fwd_bwd(state, ffn, kT, kD);
 }
 
@@ -73,16 +73,17 @@ void BM_DynamicVsDense(benchmark::State& state) {
   }
   auto x = torch::randn({kT, kD}, torch::requires_grad());
   auto grad = torch::randn({kT, kD});
-  layer->forward(x).backward(grad);
-  const double k = layer->last_mean_experts().item<double>();
-  moe::DenseFFN dense(kD, static_cast<int64_t>(std::lround(k * h)), "gelu");
+  auto first = layer->forward(x);
+  first.y.backward(grad);
+  const double k = first.trace.mean_experts();
+  moe::DenseFFN dense(kD, static_cast<int64_t>(std::lround(k * h)), moe::Activation::kGelu);
   dense->forward(x).backward(grad);
   double moe_s = 0, dense_s = 0;
   using clock = std::chrono::steady_clock;
   for (auto _ : state) {
     auto t0 = clock::now();
     layer->zero_grad();
-    layer->forward(x).backward(grad);
+    layer->forward(x).y.backward(grad);
     auto t1 = clock::now();
     dense->zero_grad();
     dense->forward(x).backward(grad);

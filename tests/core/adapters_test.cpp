@@ -72,14 +72,14 @@ TEST(Adapters, EveryMethodStartsAsTheIdentityOfThePretrainedModel) {
   save_model(dir.file("base.pt"), base.model());
   auto batch = base.task().eval_batches(Split::kValid, 4, 1).front();
   base.model()->eval();
-  auto reference = base.model()->forward(batch.tokens, batch.features, batch.pad_mask);
+  auto reference = base.model()->forward(batch.tokens, batch.features, batch.pad_mask).logits;
   for (const std::string method : {"ia3", "mov", "lora", "molora"}) {
     SCOPED_TRACE(method);
     json["peft"] = {{"method", method}};
     json["train"]["init_from"] = dir.file("base.pt");
     Trainer tuned(ExperimentConfig::from_json(json, "tiny"));
     tuned.model()->eval();
-    auto y = tuned.model()->forward(batch.tokens, batch.features, batch.pad_mask);
+    auto y = tuned.model()->forward(batch.tokens, batch.features, batch.pad_mask).logits;
     EXPECT_TRUE(torch::allclose(y, reference, 1e-5, 1e-6));
     EXPECT_GT(tuned.model()->total_params(), base.model()->total_params());
   }
@@ -161,7 +161,7 @@ TEST_P(AdapterContract, FrozenBackboneGradientsReachOnlyAdapters) {
   json["train"]["trainable"] = {"*_adapter.*"};
   Trainer t(ExperimentConfig::from_json(json, "tiny"));
   auto batch = t.task().eval_batches(Split::kValid, 4, 1).front();
-  auto logits = t.model()->forward(batch.tokens, batch.features, batch.pad_mask);
+  auto logits = t.model()->forward(batch.tokens, batch.features, batch.pad_mask).logits;
   logits.pow(2).mean().backward();
   int64_t adapters = 0;
   for (const auto& kv : t.model()->named_parameters()) {

@@ -91,11 +91,11 @@ TEST(Sampler, CurriculumOrdersTheNextEpochByRecordedComplexity) {
   for (int64_t step = 0; step < 2; ++step) {
     auto batch = sampler.batch(step);
     torch::NoGradGuard g;
-    model->forward(batch.tokens, batch.features, batch.pad_mask);
-    sampler.record_routing(model->moe_layers(), batch);
+    auto out = model->forward(batch.tokens, batch.features, batch.pad_mask);
+    sampler.record_routing(out.traces, batch);
     auto ids = torch::tensor(sampler.last_ids(), torch::kLong);
     for (int64_t l = 0; l < 2; ++l) {
-      auto r = multi_expert_fraction(model->moe_layers()[l]->last_token_experts(), 16, {});
+      auto r = multi_expert_fraction(out.traces[l].token_experts, 16, {});
       complexity.select(1, l).index_copy_(0, ids, r);
       seen.insert(sampler.last_ids().begin(), sampler.last_ids().end());
     }

@@ -6,9 +6,9 @@
 #include <map>
 #include <set>
 
-#include "core/data/brown.h"
 #include "core/data/task.h"
-#include "core/data/wordnet.h"
+#include "plugins/tasks/brown.h"
+#include "plugins/tasks/wordnet.h"
 #include "tests/test_util.h"
 
 namespace moe {

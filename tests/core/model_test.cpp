@@ -30,11 +30,11 @@ TEST(Transformer, HeadShapes) {
   torch::manual_seed(0);
   auto tokens = torch::randint(11, {2, 6}, torch::kLong);
   auto feats = torch::randint(5, {2, 6, 2}, torch::kLong);
-  EXPECT_EQ(Transformer(small("lm", true, 1))->forward(tokens).sizes(),
+  EXPECT_EQ(Transformer(small("lm", true, 1))->forward(tokens).logits.sizes(),
             (std::vector<int64_t>{2, 6, 11}));
-  EXPECT_EQ(Transformer(small("tag", false, 1))->forward(tokens, feats).sizes(),
+  EXPECT_EQ(Transformer(small("tag", false, 1))->forward(tokens, feats).logits.sizes(),
             (std::vector<int64_t>{2, 6, 3}));
-  EXPECT_EQ(Transformer(small("cls", false, 0))->forward(tokens).sizes(),
+  EXPECT_EQ(Transformer(small("cls", false, 0))->forward(tokens).logits.sizes(),
             (std::vector<int64_t>{2, 3}));
 }
 
@@ -44,10 +44,10 @@ TEST(Transformer, CausalAttentionIgnoresTheFuture) {
   auto a = torch::randint(11, {1, 6}, torch::kLong);
   auto b = a.clone();
   b[0][5] = (a[0][5].item<int64_t>() + 1) % 11;
-  EXPECT_TRUE(torch::allclose(causal->forward(a).narrow(1, 0, 5),
-                              causal->forward(b).narrow(1, 0, 5), 1e-5, 1e-6));
-  EXPECT_FALSE(torch::allclose(bidir->forward(a).narrow(1, 0, 5), bidir->forward(b).narrow(1, 0, 5),
-                               1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(causal->forward(a).logits.narrow(1, 0, 5),
+                              causal->forward(b).logits.narrow(1, 0, 5), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(bidir->forward(a).logits.narrow(1, 0, 5),
+                               bidir->forward(b).logits.narrow(1, 0, 5), 1e-5, 1e-6));
 }
 
 TEST(Attention, AlibiBiasMatchesHandComputedWeights) {
@@ -90,7 +90,8 @@ TEST(Transformer, PaddingIsNeverAttendedAndNotPooled) {
   b[0][4] = (a[0][4].item<int64_t>() + 3) % 11;
   b[0][5] = (a[0][5].item<int64_t>() + 3) % 11;
   auto pad = torch::tensor({{false, false, false, false, true, true}});
-  EXPECT_TRUE(torch::allclose(model->forward(a, {}, pad), model->forward(b, {}, pad), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(model->forward(a, {}, pad).logits, model->forward(b, {}, pad).logits,
+                              1e-5, 1e-6));
 }
 
 TEST(Transformer, MoeEveryPlacesLayers) {

@@ -15,7 +15,7 @@ constexpr int64_t kD = 6, kE = 4, kH = 5;
 
 // y[t] = sum_s w[t,s] * (act(x W1[e] + b1[e]) W2[e] + b2[e]), one token at a time.
 torch::Tensor naive(const FFNExperts& bank, const torch::Tensor& x, const Routing& r,
-                    const std::string& act) {
+                    Activation act) {
   std::vector<torch::Tensor> rows;
   for (int64_t t = 0; t < x.size(0); ++t) {
     auto y = torch::zeros({x.size(1)});
@@ -34,7 +34,7 @@ TEST(Dispatch, MatchesNaivePerTokenReferenceWithGradients) {
   for (const std::string act : {"gelu", "relu", "swiglu"}) {
     SCOPED_TRACE(act);
     torch::manual_seed(3);
-    FFNExperts bank(FFNExpertsOptions(kD, kE, kH).activation(act));
+    FFNExperts bank(FFNExpertsOptions(kD, kE, kH).activation(parse_activation(act)));
     {
       torch::NoGradGuard g;
       bank->b1.normal_();
@@ -50,11 +50,11 @@ TEST(Dispatch, MatchesNaivePerTokenReferenceWithGradients) {
     EXPECT_EQ(plan.counts, (std::vector<int64_t>{3, 3, 3, 0}));
     EXPECT_EQ(plan.selected, 9);
     EXPECT_EQ(plan.slot_index[1][1].item<int64_t>(), -1);
-    auto fast = bank->forward(x, r, plan);
+    auto fast = bank->forward(x, r, plan).y;
     auto grad_out = torch::randn_like(fast);
     std::vector<torch::Tensor> wrt = {x, r.weights, bank->w1, bank->b1, bank->w2, bank->b2};
     auto g_fast = torch::autograd::grad({fast}, wrt, {grad_out});
-    auto slow = naive(bank, x, r, act);
+    auto slow = naive(bank, x, r, parse_activation(act));
     auto g_slow = torch::autograd::grad({slow}, wrt, {grad_out}, {}, false, true);
     EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-6));
     for (size_t i = 0; i < g_fast.size(); ++i) {
@@ -78,13 +78,15 @@ TEST(Dispatch, CapacityDropsLaterTokensFirst) {
 
 TEST(MoELayer, DroppedTokensGetZeroOutputAndAreCounted) {
   torch::manual_seed(0);
-  MoELayer layer(Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(1)).ptr())),
-                 ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
-                 MoELayerOptions(kE).capacity_factor(0.25));  // capacity ceil(.25*8/4) = 1
+  MoELayer layer(
+      Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(1)).ptr())),
+      ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
+      MoELayerOptions(kE).capacity_factor(0.25));  // capacity ceil(.25*8/4) = 1
   layer->eval();
-  layer->set_collect_stats(true);
-  auto y = layer->forward(torch::randn({8, kD}));
-  const auto& st = layer->stats();
+  auto out = layer->forward(torch::randn({8, kD}));
+  const auto& y = out.y;
+  LayerStats st;
+  st.add(out.trace);
   EXPECT_EQ(st.tokens, 8);
   EXPECT_EQ(st.selected_slots, 8);
   const int64_t zero_rows = y.abs().sum(1).eq(0).sum().item<int64_t>();
@@ -95,13 +97,14 @@ TEST(MoELayer, DroppedTokensGetZeroOutputAndAreCounted) {
 
 TEST(MoELayer, StatisticsMatchTheRouting) {
   torch::manual_seed(1);
-  MoELayer layer(Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
-                 ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())), MoELayerOptions(kE));
-  layer->set_collect_stats(true);
+  MoELayer layer(
+      Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
+      ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
+      MoELayerOptions(kE));
   auto x = torch::randn({10, kD});
-  layer->forward(x);
+  LayerStats st;
+  st.add(layer->forward(x).trace);
   auto r = layer->router->forward(x);
-  const auto& st = layer->stats();
   EXPECT_DOUBLE_EQ(st.mean_experts(), 2.0);
   EXPECT_EQ(st.histogram, (std::vector<double>{0, 0, 10}));
   double load_total = 0;
@@ -112,6 +115,50 @@ TEST(MoELayer, StatisticsMatchTheRouting) {
   EXPECT_NEAR(load_total, 1.0, 1e-12);
   auto p = r.probs.to(torch::kDouble);
   EXPECT_NEAR(st.entropy(), (-(p * p.log()).sum(1)).mean().item<double>(), 1e-6);
+}
+
+TEST(LayerStats, StatisticsCombineByTheirReduction) {
+  // Two forwards of layer A, one of layer B, each with a sum, a mean and a max statistic.
+  auto trace = [](double units, double sigma, double peak) {
+    LayerTrace t;
+    add_stat(t.stats, "units", units, Reduce::kSum);
+    add_stat(t.stats, "sigma", torch::tensor(sigma), Reduce::kMean);
+    add_stat(t.stats, "peak", peak, Reduce::kMax);
+    return t;
+  };
+  LayerStats a, b;
+  a.add(trace(4, 0.5, 3));
+  a.add(trace(8, 1.5, 1));
+  b.add(trace(10, 3.0, 2));
+  // Within a layer, over forwards: sum and mean averaged per forward, max the maximum.
+  EXPECT_EQ(a.statistics(),
+            (std::map<std::string, double>{{"peak", 3}, {"sigma", 1}, {"units", 6}}));
+  // Over layers: sum adds (6 + 10), mean averages ((1 + 3) / 2), max is the maximum.
+  EXPECT_EQ(combine_layers({a, b}),
+            (std::map<std::string, double>{{"peak", 3}, {"sigma", 2}, {"units", 16}}));
+}
+
+TEST(MoELayer, ForwardReturnsItsTraceAndKeepsNoRoutingState) {
+  torch::manual_seed(2);
+  MoELayer layer(
+      Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
+      ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
+      MoELayerOptions(kE));
+  auto x = torch::randn({2, 3, kD});
+  auto out = layer->forward(x);
+  EXPECT_EQ(out.y.sizes(), x.sizes());
+  EXPECT_EQ(out.trace.tokens, 6);
+  EXPECT_EQ(out.trace.selected, 12);
+  EXPECT_TRUE(torch::equal(out.trace.token_experts, torch::full({6}, 2, torch::kLong)));
+  EXPECT_EQ(out.trace.aux_losses.count("balance"), 1u);
+  EXPECT_TRUE(out.trace.aux_losses.at("balance").requires_grad());
+  // A second pass on other input does not change the first pass's trace.
+  auto first_load = out.trace.load;
+  layer->forward(torch::randn({5, kD}));
+  EXPECT_EQ(out.trace.load, first_load);
+  int64_t total = 0;
+  for (auto v : first_load) total += v;
+  EXPECT_EQ(total, 12);
 }
 
 }  // namespace

@@ -19,8 +19,7 @@ TEST(Registry, GoldenNames) {
   EXPECT_EQ(router_registry().names(),
             (std::vector<std::string>{"adaptive", "inf_moe", "top_k", "top_p"}));
   EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper", "inf_ffn"}));
-  EXPECT_EQ(adapter_registry().names(),
-            (std::vector<std::string>{"ia3", "lora", "molora", "mov"}));
+  EXPECT_EQ(adapter_registry().names(), (std::vector<std::string>{"ia3", "lora", "molora", "mov"}));
   EXPECT_EQ(task_registry().names(),
             (std::vector<std::string>{"brown_lm", "brown_pos", "facts", "mod_sum", "pointer_chase",
                                       "wordnet_sst"}));
@@ -65,6 +64,54 @@ TEST(PluginSpec, DefaultsAndBlocks) {
   EXPECT_EQ(spec.get<int64_t>("missing", 4), 4);
   EXPECT_EQ(spec.block("t")["b"], 1);
   EXPECT_NO_THROW(spec.check_all_read());
+}
+
+// One message style for every plugin option, wherever the plugin is built from.
+TEST(OptionCheck, OneMessageStyle) {
+  const LayerContext ctx{8, 4, 0, 2};
+  expect_error(
+      [&] {
+        make_router(PluginSpec("router", "top_k", {{"k", 9}}), ctx);
+      },
+      "router 'top_k': parameter 'k' expected 1..num_experts (4), got 9");
+  expect_error(
+      [&] {
+        make_router(PluginSpec("router", "top_p", {{"threshold", 1.5}}), ctx);
+      },
+      "router 'top_p': parameter 'threshold' expected in [0, 1], got 1.5");
+  expect_error(
+      [&] {
+        make_router(PluginSpec("router", "inf_moe", {{"weight", "soft"}}), ctx);
+      },
+      "router 'inf_moe': parameter 'weight' expected one of [sigmoid, softmax, "
+      "straight_through, hard], got 'soft'");
+  expect_error(
+      [&] {
+        make_expert_bank(PluginSpec("experts", "ffn", {{"activation", "tanh"}}), ctx);
+      },
+      "experts 'ffn': parameter 'activation' expected one of [gelu, relu, swiglu], got 'tanh'");
+  expect_error(
+      [&] {
+        make_expert_bank(PluginSpec("experts", "inf_ffn", {{"activation", "swiglu"}}), ctx);
+      },
+      "experts 'inf_ffn': parameter 'activation' expected one of [gelu, relu], got 'swiglu'");
+  expect_error(
+      [&] {
+        make_adapter(PeftOptions{"molora", {{"top_k", 11}}}, 8, 8);
+      },
+      "adapter 'molora': parameter 'top_k' expected 0 (soft merge) .. experts (10), "
+      "got 11");
+  expect_error(
+      [&] {
+        make_adapter(PeftOptions{"mov", {{"experts", 0}}}, 8, 8);
+      },
+      "adapter 'mov': parameter 'experts' expected >= 1, got 0");
+  EXPECT_EQ(format_number(0.1), "0.1");
+  EXPECT_EQ(format_number(3), "3");
+  EXPECT_EQ(format_number(1e-5), "1e-05");
+  EXPECT_EQ(list_of({"a", "b"}), "[a, b]");
+  EXPECT_EQ(parse_activation("swiglu"), Activation::kSwiglu);
+  expect_error([] { parse_activation("tanh"); }, "expected one of [gelu, relu, swiglu]");
 }
 
 }  // namespace

@@ -69,8 +69,9 @@ TEST(Trainer, SameSeedSameResult) {
 }
 
 TEST(Trainer, ResumeFromCheckpointEqualsUninterruptedRun) {
-  const auto path = (std::filesystem::temp_directory_path() /
-                     ("moe_ckpt_" + std::to_string(::getpid()) + ".pt")).string();
+  const auto path =
+      (std::filesystem::temp_directory_path() / ("moe_ckpt_" + std::to_string(::getpid()) + ".pt"))
+          .string();
   auto config = tiny_config();
   config.moe.router["noise_std"] = 0.5;  // exercises the RNG state too
   Trainer straight(config);
@@ -129,8 +130,8 @@ TEST(Trainer, DynamicRoutingRecordsDifficultyAndTimeToTarget) {
   // Per-level means average back to the layer's mean (both count the same tokens).
   const auto& lv = result.test.level_experts[0];
   const auto& n = result.test.level_count;
-  EXPECT_NEAR((lv[0] * n[0] + lv[1] * n[1]) / (n[0] + n[1]),
-              result.test.layers[0].mean_experts(), 0.5);
+  EXPECT_NEAR((lv[0] * n[0] + lv[1] * n[1]) / (n[0] + n[1]), result.test.layers[0].mean_experts(),
+              0.5);
 
   // The threshold of the trained model changes at evaluation; the parameters do not.
   auto before = params_of(trainer);
@@ -174,8 +175,7 @@ TEST(Config, UnknownKeysAndBadValuesAreNamed) {
                "expected one of [gelu, relu, swiglu], got 'tanh'");
   json = tiny_config_json();
   json["modle"] = nlohmann::json::object();
-  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); },
-               "unknown parameter 'modle'");
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); }, "unknown parameter 'modle'");
 }
 
 }  // namespace

@@ -22,9 +22,8 @@ AdaptiveRouterOptions opts() { return AdaptiveRouterOptions(4, 4); }
 // a: pair gap .05/.85 = .059 -> two experts; b: gap .4/.8 = .5 -> one;
 // c: an exact tie -> gap 0 -> two, lower index first.
 torch::Tensor hand_probs() {
-  return torch::tensor({{0.45f, 0.40f, 0.10f, 0.05f},
-                        {0.60f, 0.20f, 0.10f, 0.10f},
-                        {0.10f, 0.40f, 0.10f, 0.40f}});
+  return torch::tensor(
+      {{0.45f, 0.40f, 0.10f, 0.05f}, {0.60f, 0.20f, 0.10f, 0.10f}, {0.10f, 0.40f, 0.10f, 0.40f}});
 }
 
 TEST(Adaptive, SelectionAndMixedWeights) {
@@ -49,8 +48,8 @@ TEST(Adaptive, RawGapAndRawCombine) {
   auto p = torch::tensor({{0.5f, 0.3f, 0.1f, 0.1f}});
   auto pair = identity_router(opts().threshold(0.22))->forward(torch::log(p));
   EXPECT_EQ(pair.indices[0][1].item<int64_t>(), -1);
-  auto raw = identity_router(opts().threshold(0.22).gap("raw").combine("raw"))
-                 ->forward(torch::log(p));
+  auto raw =
+      identity_router(opts().threshold(0.22).gap("raw").combine("raw"))->forward(torch::log(p));
   EXPECT_EQ(raw.indices[0][1].item<int64_t>(), 1);
   EXPECT_NEAR(raw.weights[0][0].item<double>(), 0.5, 1e-6);  // not renormalised
   EXPECT_NEAR(raw.weights[0][1].item<double>(), 0.3, 1e-6);
@@ -89,10 +88,14 @@ TEST(Adaptive, InferenceOptionsChangeRoutingNotParameters) {
 TEST(Adaptive, BadParametersAreNamed) {
   const LayerContext ctx{8, 4, 0, 2};
   testing::expect_error(
-      [&] { make_router(PluginSpec("router", "adaptive", {{"gap", "normed"}}), ctx); },
+      [&] {
+        make_router(PluginSpec("router", "adaptive", {{"gap", "normed"}}), ctx);
+      },
       "[pair, raw]");
   testing::expect_error(
-      [&] { make_router(PluginSpec("router", "adaptive", {{"combine", "x"}}), ctx); },
+      [&] {
+        make_router(PluginSpec("router", "adaptive", {{"combine", "x"}}), ctx);
+      },
       "[mixed, raw, renorm]");
 }
 

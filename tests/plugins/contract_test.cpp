@@ -1,5 +1,6 @@
-// Contract tests every registered router and expert bank must pass, run over
-// registry.names() so a new plugin is covered the moment it registers.
+// Contract tests every registered router and expert bank must pass, parameterised over
+// registry.names() so a new plugin is covered the moment it registers and a failure
+// names it (RouterContract/top_k, ExpertContract/hyper_by_top_p).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -39,9 +40,10 @@ void expect_valid_routing(const Routing& r, int64_t tokens) {
 }
 
 torch::Tensor routing_loss(const Routing& r) {
-  auto loss = (r.weights * torch::linspace(0.5, 1.5, r.weights.numel(), r.weights.options())
-                               .view(r.weights.sizes()))
-                  .sum();
+  auto loss =
+      (r.weights *
+       torch::linspace(0.5, 1.5, r.weights.numel(), r.weights.options()).view(r.weights.sizes()))
+          .sum();
   for (const auto& kv : r.aux_losses) loss = loss + kv.second;
   return loss;
 }
@@ -49,67 +51,88 @@ torch::Tensor routing_loss(const Routing& r) {
 void expect_all_grads(torch::nn::Module& m, const std::string& what) {
   for (const auto& p : m.named_parameters()) {
     ASSERT_TRUE(p.value().grad().defined()) << what << ": no gradient for " << p.key();
-    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << what << ": zero grad for "
-                                                              << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0)
+        << what << ": zero grad for " << p.key();
   }
 }
 
-TEST(RouterContract, EveryRegisteredRouter) {
-  for (const auto& name : router_registry().names()) {
-    SCOPED_TRACE("router " + name);
-    auto router = new_router(name);
-    auto x = torch::randn({kT, kD});
-    auto x_copy = x.clone();
-    auto r = router->forward(x);
-    EXPECT_TRUE(torch::equal(x, x_copy)) << "router modified its input";
-    expect_valid_routing(r, kT);
-    routing_loss(r).backward();
-    expect_all_grads(*router, name);
+/// Names a parameterised case after its plugin(s), so a failure names the plugin.
+std::string case_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
-    // Determinism: same seed, same parameters, same routing.
-    auto again = new_router(name)->forward(x);
-    EXPECT_TRUE(torch::equal(r.indices, again.indices));
-    EXPECT_TRUE(torch::allclose(r.weights, again.weights));
+class RouterContract : public ::testing::TestWithParam<std::string> {};
 
-    // Every tensor is registered: converting the module converts all of it.
-    router->to(torch::kDouble);
-    auto rd = router->forward(x.to(torch::kDouble));
-    expect_valid_routing(rd, kT);
-    EXPECT_EQ(rd.probs.scalar_type(), torch::kDouble);
-  }
+TEST_P(RouterContract, ValidRoutingGradientsDeterminismAndDouble) {
+  const auto& name = GetParam();
+  auto router = new_router(name);
+  auto x = torch::randn({kT, kD});
+  auto x_copy = x.clone();
+  auto r = router->forward(x);
+  EXPECT_TRUE(torch::equal(x, x_copy)) << "router modified its input";
+  expect_valid_routing(r, kT);
+  routing_loss(r).backward();
+  expect_all_grads(*router, name);
+
+  // Determinism: same seed, same parameters, same routing.
+  auto again = new_router(name)->forward(x);
+  EXPECT_TRUE(torch::equal(r.indices, again.indices));
+  EXPECT_TRUE(torch::allclose(r.weights, again.weights));
+
+  // Every tensor is registered: converting the module converts all of it.
+  router->to(torch::kDouble);
+  auto rd = router->forward(x.to(torch::kDouble));
+  expect_valid_routing(rd, kT);
+  EXPECT_EQ(rd.probs.scalar_type(), torch::kDouble);
 }
 
-TEST(ExpertContract, EveryRegisteredExpertBank) {
-  for (const auto& name : expert_registry().names()) {
-    SCOPED_TRACE("expert bank " + name);
-    for (const auto& router_name : router_registry().names()) {
-      SCOPED_TRACE("routed by " + router_name);
-      // Eval mode: a sampling router (inf_moe) then draws the same noise at every
-      // forward, so the determinism and dtype comparisons below apply; gradients still flow.
-      auto layer = MoELayer(new_router(router_name), new_bank(name), MoELayerOptions(kE));
-      layer->eval();
-      auto x = torch::randn({2, kT / 2, kD});
-      auto y = layer->forward(x);
-      EXPECT_EQ(y.sizes(), x.sizes());
-      EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
-      auto loss = y.pow(2).sum();
-      for (const auto& kv : layer->aux_losses()) loss = loss + kv.second;
-      loss.backward();
-      expect_all_grads(*layer, name);
+INSTANTIATE_TEST_SUITE_P(Registered, RouterContract, ::testing::ValuesIn(router_registry().names()),
+                         case_name);
 
-      auto again = MoELayer(new_router(router_name), new_bank(name), MoELayerOptions(kE));
-      again->eval();
-      EXPECT_TRUE(torch::allclose(again->forward(x), y));
+/// (expert bank, router) pairs: every bank routed by every router.
+class ExpertContract : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
-      layer->to(torch::kDouble);
-      auto yd = layer->forward(x.to(torch::kDouble));
-      EXPECT_EQ(yd.scalar_type(), torch::kDouble);
-      EXPECT_TRUE(torch::allclose(yd.to(torch::kFloat), y, 1e-4, 1e-5));
-    }
-    EXPECT_GT(new_bank(name)->params_per_expert(), 0);
-    EXPECT_GT(new_bank(name)->flops_per_expert_token(), 0);
-  }
+TEST_P(ExpertContract, ShapesGradientsDeterminismDoubleAndTrace) {
+  const auto& [name, router_name] = GetParam();
+  // Eval mode: a sampling router (inf_moe) then draws the same noise at every forward, so
+  // the determinism and dtype comparisons below apply; gradients still flow.
+  auto layer = MoELayer(new_router(router_name), new_bank(name), MoELayerOptions(kE));
+  layer->eval();
+  auto x = torch::randn({2, kT / 2, kD});
+  auto out = layer->forward(x);
+  const auto& y = out.y;
+  EXPECT_EQ(y.sizes(), x.sizes());
+  EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+  // The trace describes this pass.
+  EXPECT_EQ(out.trace.tokens, kT);
+  EXPECT_EQ(out.trace.token_experts.numel(), kT);
+  EXPECT_EQ(static_cast<int64_t>(out.trace.load.size()), kE);
+  int64_t load = 0;
+  for (auto v : out.trace.load) load += v;
+  EXPECT_EQ(load, out.trace.selected);
+  EXPECT_EQ(out.trace.token_experts.sum().item<int64_t>(), out.trace.selected);
+  auto loss = y.pow(2).sum();
+  for (const auto& kv : out.trace.aux_losses) loss = loss + kv.second;
+  loss.backward();
+  expect_all_grads(*layer, name);
+
+  auto again = MoELayer(new_router(router_name), new_bank(name), MoELayerOptions(kE));
+  again->eval();
+  EXPECT_TRUE(torch::allclose(again->forward(x).y, y));
+
+  layer->to(torch::kDouble);
+  auto yd = layer->forward(x.to(torch::kDouble)).y;
+  EXPECT_EQ(yd.scalar_type(), torch::kDouble);
+  EXPECT_TRUE(torch::allclose(yd.to(torch::kFloat), y, 1e-4, 1e-5));
+  EXPECT_GT(new_bank(name)->params_per_expert(), 0);
+  EXPECT_GT(new_bank(name)->flops_per_expert_token(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Registered, ExpertContract,
+    ::testing::Combine(::testing::ValuesIn(expert_registry().names()),
+                       ::testing::ValuesIn(router_registry().names())),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, std::string>>& info) {
+      return std::get<0>(info.param) + "_by_" + std::get<1>(info.param);
+    });
 
 }  // namespace
 }  // namespace moe

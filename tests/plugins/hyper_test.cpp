@@ -33,11 +33,12 @@ TEST(Hyper, PerSetGenerationEqualsPerToken) {
   auto x = torch::randn({64, kD});
   TopKRouter router(TopKRouterOptions(kD, kE).k(2));
   auto mask = bank->selection_mask(router->forward(x));
-  auto per_set = bank->adapter(x, mask);
+  Stats stats;
+  auto per_set = bank->adapter(x, mask, &stats);
   auto per_token = testing::hyper_adapter_per_token(*bank, x, mask);
   EXPECT_GT(per_token.abs().max().item<double>(), 0.1);
   EXPECT_TRUE(torch::allclose(per_set, per_token, 1e-5, 1e-5));
-  EXPECT_LE(bank->last_stats().at("distinct_sets"), 6);  // C(4, 2)
+  EXPECT_LE(stats.at("distinct_sets").value.item<double>(), 6);  // C(4, 2)
   // Gradients agree too.
   auto g = torch::randn_like(per_set);
   auto params = bank->parameters();
@@ -54,7 +55,8 @@ TEST(Hyper, SelectionEmbeddingIsTheSumOfTheUnselected) {
   {
     torch::NoGradGuard g;
     bank->expert_emb.zero_();
-    bank->expert_emb.narrow(1, 0, 2).copy_(torch::tensor({{1.f, 0.f}, {0.f, 1.f}, {10.f, 0.f}, {0.f, 10.f}}));
+    bank->expert_emb.narrow(1, 0, 2).copy_(
+        torch::tensor({{1.f, 0.f}, {0.f, 1.f}, {10.f, 0.f}, {0.f, 10.f}}));
   }
   // Token selects experts {0, 2}: e_hat = Emb[1] + Emb[3] = (0, 11).
   Routing r;
@@ -78,7 +80,7 @@ MoELayer hyper_layer(int64_t k, bool normalize) {
 
 TEST(Hyper, GradientsReachEmbeddingsMlpHypernetworkAndRouter) {
   auto layer = hyper_layer(2, true);
-  auto y = layer->forward(torch::randn({2, 16, kD}));
+  auto y = layer->forward(torch::randn({2, 16, kD})).y;
   y.pow(2).sum().backward();  // the task-like loss alone, no aux losses
   for (const auto& p : layer->named_parameters()) {
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
@@ -90,7 +92,7 @@ TEST(Hyper, TopOneWithSwitchGateTrainsTheRouterFromTheTaskLoss) {
   auto x = torch::randn({2, 16, kD});
   auto gate_grad = [&](bool normalize) {
     auto layer = hyper_layer(1, normalize);
-    layer->forward(x).pow(2).sum().backward();
+    layer->forward(x).y.pow(2).sum().backward();
     return layer->router->named_parameters()["gate.weight"].grad().abs().sum().item<double>();
   };
   // top_k never renormalises k = 1 (normalize applies to k >= 2), so even normalize = true
@@ -101,17 +103,25 @@ TEST(Hyper, TopOneWithSwitchGateTrainsTheRouterFromTheTaskLoss) {
 
 TEST(Hyper, OneHypernetworkSharedByAllLayersAndCountedHonestly) {
   auto options = TransformerOptions()
-                     .vocab_size(10).d_model(kD).layers(3).heads(2).max_len(8).num_classes(10)
+                     .vocab_size(10)
+                     .d_model(kD)
+                     .layers(3)
+                     .heads(2)
+                     .max_len(8)
+                     .num_classes(10)
                      .moe_every(1);
   MoEConfig moe;
   moe.num_experts = kE;
   moe.router = {{"name", "top_k"}, {"k", 2}};
-  moe.experts = {{"name", "hyper"}, {"bottleneck", 3}, {"inner", {{"name", "ffn"}, {"hidden", 16}}}};
+  moe.experts = {
+      {"name", "hyper"}, {"bottleneck", 3}, {"inner", {{"name", "ffn"}, {"hidden", 16}}}};
   torch::manual_seed(0);
   Transformer model(options.moe(moe));
   auto layers = model->moe_layers();
   ASSERT_EQ(layers.size(), 3u);
-  auto bank = [&](size_t l) { return std::dynamic_pointer_cast<HyperExpertsImpl>(layers[l]->experts.ptr()); };
+  auto bank = [&](size_t l) {
+    return std::dynamic_pointer_cast<HyperExpertsImpl>(layers[l]->experts.ptr());
+  };
   EXPECT_EQ(bank(0)->hyper.get(), bank(2)->hyper.get());
   ASSERT_TRUE(model->shared);
   std::set<const void*> seen;
@@ -126,7 +136,8 @@ TEST(Hyper, OneHypernetworkSharedByAllLayersAndCountedHonestly) {
   }
   const int64_t per_expert = (kD * 16 + 16 + 16 * kD + kD);
   const double adapter = 2 * kD * 3 + kD + 3;
-  const double expected = model->total_params() - generators - banks + 3 * (2 * per_expert + adapter);
+  const double expected =
+      model->total_params() - generators - banks + 3 * (2 * per_expert + adapter);
   EXPECT_DOUBLE_EQ(model->active_params({2, 2, 2}), expected);
   EXPECT_EQ(bank(0)->params_per_expert(), per_expert);
 }

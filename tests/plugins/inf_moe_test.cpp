@@ -63,7 +63,8 @@ TEST(InfMoE, UnionOfTwoSamples) {
   auto r = router->route_samples(torch::tensor({1.0f, -1.0f}).view({2, 1, 1}));
   // z = 1 keeps block 0 (s = 1), z = -1 keeps block 1 (s = 1): weights sigmoid(1) / 2.
   expect_row(r, {0, 1}, {0.365529f, 0.365529f}, {0.5f, 0.5f, 0, 0});
-  EXPECT_EQ(r.extras.at("stat.nominal_experts").item<double>(), 2.0);
+  EXPECT_EQ(r.nominal_experts, 2.0);
+  EXPECT_EQ(r.stats.at("nominal_experts").value.item<double>(), 2.0);
 }
 
 TEST(InfMoE, SigmaIsClamped) {
@@ -76,7 +77,7 @@ TEST(InfMoE, SigmaIsClamped) {
   router->log_sigma->bias.fill_(-10.0);
   auto r = router->forward(x);
   EXPECT_TRUE(torch::allclose(r.extras.at("sigma"), torch::full({kT, 16}, std::exp(-3.0))));
-  EXPECT_NEAR(r.extras.at("stat.sigma_mean").item<double>(), std::exp(-3.0), 1e-6);
+  EXPECT_NEAR(r.stats.at("sigma_mean").value.item<double>(), std::exp(-3.0), 1e-6);
 }
 
 MoELayer make_layer(InfMoERouterOptions ro, const std::string& compute = "gather") {
@@ -93,7 +94,7 @@ TEST(InfMoE, AveragedMaskEqualsMeanOfSamplePasses) {
   auto* bank = layer->experts->as<InfFFNExpertsImpl>();
   auto x = torch::randn({kT, kD});
   auto routing = router->forward(x);
-  auto run = [&](const Routing& r) { return bank->forward(x, r, plan_dispatch(r, kG, 0)); };
+  auto run = [&](const Routing& r) { return bank->forward(x, r, plan_dispatch(r, kG, 0)).y; };
   auto y = run(routing);
   const auto& z = routing.extras.at("z");
   ASSERT_EQ(z.sizes(), (std::vector<int64_t>{3, kT, 16}));
@@ -111,7 +112,7 @@ TEST(InfMoE, AveragedMaskEqualsMeanOfSamplePasses) {
 void expect_router_grads(const std::string& weight, bool expected) {
   SCOPED_TRACE("weight = " + weight);
   auto layer = make_layer(InfMoERouterOptions(kD, kG).weight(weight));
-  layer->forward(torch::randn({kT, kD})).pow(2).sum().backward();
+  layer->forward(torch::randn({kT, kD})).y.pow(2).sum().backward();
   auto* router = layer->router->as<InfMoERouterImpl>();
   for (auto* p : {&router->mu->weight, &router->log_sigma->weight, &router->score_map}) {
     const bool has = p->grad().defined() && p->grad().abs().sum().item<double>() > 0;
@@ -153,33 +154,36 @@ TEST(InfMoE, EvalTimeKChangesOutputAndCost) {
   auto layer = make_layer(InfMoERouterOptions(kD, kG).K(2));
   layer->eval();
   auto x = torch::randn({kT, kD});
-  auto y2 = layer->forward(x);
-  EXPECT_TRUE(torch::equal(y2, layer->forward(x))) << "eval must be reproducible";
-  const double union2 = layer->last_mean_experts().item<double>();
+  auto out2 = layer->forward(x);
+  const auto& y2 = out2.y;
+  EXPECT_TRUE(torch::equal(y2, layer->forward(x).y)) << "eval must be reproducible";
+  const double union2 = out2.trace.mean_experts();
   layer->router->set_inference_option("K", 8);
-  auto y8 = layer->forward(x);
-  const double union8 = layer->last_mean_experts().item<double>();
+  auto out8 = layer->forward(x);
+  const auto& y8 = out8.y;
+  const double union8 = out8.trace.mean_experts();
   EXPECT_FALSE(torch::allclose(y2, y8));
   EXPECT_GT(union8, union2);                    // more samples, larger union, more FLOPs per token
   layer->router->set_inference_option("K", 0);  // deterministic z = mu
-  auto yd = layer->forward(x);
-  EXPECT_DOUBLE_EQ(layer->last_mean_experts().item<double>(), 2.0);  // exactly n blocks
+  auto outd = layer->forward(x);
+  const auto& yd = outd.y;
+  EXPECT_DOUBLE_EQ(outd.trace.mean_experts(), 2.0);  // exactly n blocks
   EXPECT_FALSE(torch::allclose(yd, y2));
   testing::expect_error([&] { layer->router->set_inference_option("K", 1.5); }, "integer >= 0");
   // Training draws fresh noise at every forward.
   layer->train();
   layer->router->set_inference_option("K", 2);
-  EXPECT_FALSE(torch::allclose(layer->forward(x), layer->forward(x)));
+  EXPECT_FALSE(torch::allclose(layer->forward(x).y, layer->forward(x).y));
 }
 
 TEST(InfMoE, StatisticsAndActiveParameters) {
   auto layer = make_layer(InfMoERouterOptions(kD, kG).K(2));
-  layer->set_collect_stats(true);
-  layer->forward(torch::randn({kT, kD}));
-  auto stats = layer->stats().bank_stats();
+  LayerStats st;
+  st.add(layer->forward(torch::randn({kT, kD})).trace);
+  auto stats = st.statistics();
   const int64_t block = 4 * kD / kG;  // D = 4 d = 32 units, 8 blocks of 4
   EXPECT_DOUBLE_EQ(stats.at("nominal_units"), 2.0 * 2 * block);
-  EXPECT_NEAR(stats.at("union_units"), layer->stats().mean_experts() * block, 1e-9);
+  EXPECT_NEAR(stats.at("union_units"), st.mean_experts() * block, 1e-9);
   EXPECT_GT(stats.at("sigma_mean"), 0.5);  // initialised at sigma = 1
   EXPECT_EQ(layer->experts->params_per_expert(), block * (2 * kD + 1));
   EXPECT_EQ(layer->experts->flops_per_expert_token(), 4 * kD * block);

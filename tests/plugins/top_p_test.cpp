@@ -18,9 +18,8 @@ std::vector<int64_t> row_indices(const torch::Tensor& idx, int64_t row) {
 
 // Rows: top-1 above p; a tie between experts 1 and 3; a flat distribution.
 torch::Tensor hand_probs() {
-  return torch::tensor({{0.50f, 0.30f, 0.15f, 0.05f},
-                        {0.10f, 0.35f, 0.20f, 0.35f},
-                        {0.25f, 0.25f, 0.25f, 0.25f}});
+  return torch::tensor(
+      {{0.50f, 0.30f, 0.15f, 0.05f}, {0.10f, 0.35f, 0.20f, 0.35f}, {0.25f, 0.25f, 0.25f, 0.25f}});
 }
 
 TEST(TopP, SelectionMatchesHandCases) {
@@ -67,8 +66,8 @@ TEST(TopP, LossesMatchHandValues) {
   // Selected sets {0} and {0, 1}: f = [1, .5, 0, 0]; P = [.375, .275, .2, .15];
   // balance = 4 * (1 * .375 + .5 * .275) = 2.05.
   EXPECT_NEAR(r.aux_losses.at("balance").item<double>(), 2.05, 1e-5);
-  const double h0 = -(0.5 * std::log(0.5) + 0.3 * std::log(0.3) + 0.15 * std::log(0.15) +
-                      0.05 * std::log(0.05));
+  const double h0 =
+      -(0.5 * std::log(0.5) + 0.3 * std::log(0.3) + 0.15 * std::log(0.15) + 0.05 * std::log(0.05));
   EXPECT_NEAR(r.aux_losses.at("entropy").item<double>(), (h0 + std::log(4.0)) / 2, 1e-5);
   EXPECT_EQ(r.aux_losses.count("z"), 0u);
 }
@@ -92,9 +91,14 @@ TEST(TopP, EvalTimeThresholdChangesRoutingNotParameters) {
 TEST(TopP, BadParametersAreNamed) {
   const LayerContext ctx{8, 4, 0, 2};
   testing::expect_error(
-      [&] { make_router(PluginSpec("router", "top_p", {{"threshold", 2.0}}), ctx); }, "threshold");
+      [&] {
+        make_router(PluginSpec("router", "top_p", {{"threshold", 2.0}}), ctx);
+      },
+      "threshold");
   testing::expect_error(
-      [&] { make_router(PluginSpec("router", "top_p", {{"max_experts", 9}}), ctx); },
+      [&] {
+        make_router(PluginSpec("router", "top_p", {{"max_experts", 9}}), ctx);
+      },
       "max_experts");
 }
 

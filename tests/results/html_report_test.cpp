@@ -49,7 +49,7 @@ class ReportFixture : public ::testing::Test {
         nlohmann::json cfg = {{"seed", seed},
                               {"model", {{"moe_every", m == "dense" ? 0 : 1}}},
                               {"train", {{"lr", 0.003}}}};
-        s.ensure_run({key, "demo", m, cfg.dump(), seed});
+        s.ensure_run({key, "demo", m, cfg.dump(), seed, "", "", ""});
         const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch 1.13.1", "abc");
         const double acc = (m == "dense" ? 0.5 : 0.6) + 0.01 * seed;
         for (int64_t step = 10; step <= 30; step += 10)
@@ -74,7 +74,7 @@ class ReportFixture : public ::testing::Test {
         s.finish_run(id, "completed", "");
       }
     }
-    s.ensure_run({"bad", "demo", "dense", "{\"seed\": 9}", 9});
+    s.ensure_run({"bad", "demo", "dense", "{\"seed\": 9}", 9, "", "", ""});
     const auto id = s.start_run("bad", "host", 1, "cpu", "LibTorch 1.13.1", "abc");
     s.finish_run(id, "failed", "<b>non-finite</b> training loss");
     return db;

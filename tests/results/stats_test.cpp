@@ -79,7 +79,7 @@ class CompareTest : public ::testing::Test {
  protected:
   void add(Store& s, const std::string& method, int64_t seed, double acc, double loss) {
     const std::string key = method + std::to_string(seed);
-    s.ensure_run({key, "sw", method, "{}", seed});
+    s.ensure_run({key, "sw", method, "{}", seed, "", "", ""});
     const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
     s.add_metric(id, 10, "final", "test_accuracy", acc);
     s.add_metric(id, 10, "final", "test_loss", loss);

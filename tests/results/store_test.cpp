@@ -25,7 +25,7 @@ class StoreTest : public ::testing::Test {
   /// A completed run with final metrics.
   static void add_run(Store& s, const std::string& key, const std::string& method, int64_t seed,
                       double acc, double active, const std::string& status = "completed") {
-    s.ensure_run({key, "sw", method, "{}", seed});
+    s.ensure_run({key, "sw", method, "{}", seed, "", "", ""});
     const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
     s.add_metric(id, 10, "final", "test_accuracy", acc);
     s.add_metric(id, 10, "final", "active_params", active);
@@ -39,7 +39,7 @@ class StoreTest : public ::testing::Test {
 
 TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
   Store s(path("a.sqlite"));
-  s.ensure_run({"k", "sw", "m", "{}", 0});
+  s.ensure_run({"k", "sw", "m", "{}", 0, "", "", ""});
   const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
   s.add_metric(id, 1, "train", "nan", NAN);
   s.add_metric(id, 1, "train", "inf", INFINITY);
@@ -57,15 +57,15 @@ TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
 
 TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
   Store s(path("a.sqlite"));
-  s.ensure_run({"k", "sw", "m", "{\"seed\":3}", 3});
-  s.ensure_run({"k", "sw", "other", "{}", 9});  // existing key: only the label follows
+  s.ensure_run({"k", "sw", "m", "{\"seed\":3}", 3, "", "", ""});
+  s.ensure_run({"k", "sw", "other", "{}", 9, "", "", ""});  // existing key: only the label follows
   auto r = s.find_run("k");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, "queued");
   EXPECT_EQ(r->method, "other");
   EXPECT_EQ(r->seed, 3);
   EXPECT_EQ(r->config_json, "{\"seed\":3}");
-  s.ensure_run({"k", "sw", "m", "{}", 3});
+  s.ensure_run({"k", "sw", "m", "{}", 3, "", "", ""});
   const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
   EXPECT_EQ(s.find_run("k")->status, "running");
   EXPECT_EQ(s.find_run("k")->attempts, 1);
@@ -114,7 +114,7 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
 
 TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   Store a(path("c.sqlite")), b(path("c.sqlite"));  // two processes' connections
-  a.ensure_run({"k", "sw", "m", "{}", 0});
+  a.ensure_run({"k", "sw", "m", "{}", 0, "", "", ""});
   auto queued = [](const RunRow& r) { return r.status == "queued"; };
   const auto ca = a.claim_run("k", "h", 11, queued);
   ASSERT_TRUE(ca);
@@ -287,7 +287,7 @@ TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
     for (const char* m : {"full task=a", "mov task=a", "mov task=b", "pretrain"}) {
       for (int seed = 0; seed < 2; ++seed) {
         const std::string key = "k" + std::to_string(i++);
-        s.ensure_run({key, "sw", m, "{}", seed});
+        s.ensure_run({key, "sw", m, "{}", seed, "", "", ""});
         const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
         s.add_metric(id, 10, "final", "test_accuracy", 0.5 + 0.1 * seed);
         s.add_metric(id, 10, "final", "trainable_percent", m[0] == 'f' ? 100.0 : 2.0);
@@ -307,7 +307,7 @@ TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
   {
     Store s(path("g.sqlite"));
     add_run(s, "x", "dense", 0, 0.5, 10);
-    s.ensure_run({"y", "sw", "switch", "{}", 0});
+    s.ensure_run({"y", "sw", "switch", "{}", 0, "", "", ""});
     const auto id = s.start_run("y", "host", 1, "cpu", "LibTorch", "v");
     s.add_metric(id, 10, "final", "test_accuracy", 0.6);
     s.add_metric(id, 10, "final", "trainable_percent", 100.0);

@@ -1,4 +1,4 @@
-#include "core/data/wordnet.h"
+#include "plugins/tasks/wordnet.h"
 
 #include <torch/torch.h>
 
@@ -7,7 +7,7 @@
 #include <fstream>
 #include <random>
 
-#include "core/data/brown.h"
+#include "plugins/tasks/brown.h"
 
 namespace moe {
 
@@ -143,9 +143,7 @@ std::vector<ParamDoc> WordNetSSTTask::param_docs() {
           {"wordnet_dir", "/usr/share/wordnet", "directory of WordNet's data.* files"}};
 }
 
-void register_wordnet_tasks(TaskRegistry& registry) {
-  registry.add({"wordnet_sst", "WordNet supersense (45 classes) of glosses, brown_lm word ids",
-                WordNetSSTTask::param_docs(), &WordNetSSTTask::create});
-}
+MOE_REGISTER_TASK("wordnet_sst", WordNetSSTTask,
+                  "WordNet supersense (45 classes) of glosses, brown_lm word ids");
 
 }  // namespace moe

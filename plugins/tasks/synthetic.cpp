@@ -1,4 +1,4 @@
-#include "core/data/synthetic.h"
+#include "plugins/tasks/synthetic.h"
 
 #include <torch/torch.h>
 
@@ -232,13 +232,11 @@ std::vector<ParamDoc> FactsTask::param_docs() {
           {"data_seed", "1234", "seed of the fact table and of the fixed valid/test sets"}};
 }
 
-void register_synthetic_tasks(TaskRegistry& registry) {
-  registry.add({"mod_sum", "variable-depth modular sum; difficulty = number of summed values",
-                ModSumTask::param_docs(), &ModSumTask::create});
-  registry.add({"pointer_chase", "variable-hop pointer chasing; difficulty = number of hops",
-                PointerChaseTask::param_docs(), &PointerChaseTask::create});
-  registry.add({"facts", "associative recall of a fixed table of key-pair facts (capacity-bound)",
-                FactsTask::param_docs(), &FactsTask::create});
-}
+MOE_REGISTER_TASK("mod_sum", ModSumTask,
+                  "variable-depth modular sum; difficulty = number of summed values");
+MOE_REGISTER_TASK("pointer_chase", PointerChaseTask,
+                  "variable-hop pointer chasing; difficulty = number of hops");
+MOE_REGISTER_TASK("facts", FactsTask,
+                  "associative recall of a fixed table of key-pair facts (capacity-bound)");
 
 }  // namespace moe

@@ -1,4 +1,4 @@
-#include "core/data/brown.h"
+#include "plugins/tasks/brown.h"
 
 #include <c10/util/Exception.h>
 
@@ -299,11 +299,9 @@ std::vector<ParamDoc> BrownLMTask::param_docs() {
           {"vocab_size", "10000", "most frequent training words kept (+ <unk>, </s>)"}};
 }
 
-void register_brown_tasks(TaskRegistry& registry) {
-  registry.add({"brown_pos", "Brown corpus POS tagging; difficulty = tags per word form",
-                BrownPosTask::param_docs(), &BrownPosTask::create});
-  registry.add({"brown_lm", "Brown corpus word-level language model; difficulty = word rank",
-                BrownLMTask::param_docs(), &BrownLMTask::create});
-}
+MOE_REGISTER_TASK("brown_pos", BrownPosTask,
+                  "Brown corpus POS tagging; difficulty = tags per word form");
+MOE_REGISTER_TASK("brown_lm", BrownLMTask,
+                  "Brown corpus word-level language model; difficulty = word rank");
 
 }  // namespace moe

@@ -1,0 +1,26 @@
+#pragma once
+// The FFN activations, one enum parsed in one place (parse_activation).
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class Activation { kGelu, kRelu, kSwiglu };
+
+/// The names, in enum order: [gelu, relu, swiglu].
+const std::vector<std::string>& activation_names();
+/// Parses a name; throws std::invalid_argument "activation: expected one of [gelu, relu,
+/// swiglu], got '<name>'". Option readers check the name first (PluginSpec::choice), so
+/// their message names the file's key.
+Activation parse_activation(const std::string& name);
+const std::string& activation_name(Activation a);
+/// Width of the up projection: swiglu's holds a gate and a value half.
+inline int64_t up_width(Activation a, int64_t hidden) {
+  return a == Activation::kSwiglu ? 2 * hidden : hidden;
+}
+/// act(x); swiglu splits the last dimension into halves: silu(a) * b.
+torch::Tensor apply_activation(Activation a, const torch::Tensor& x);
+
+}  // namespace moe

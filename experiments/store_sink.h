@@ -1,0 +1,51 @@
+#pragma once
+// StoreSink: the one MetricSink that writes into the results store (sweep workers and
+// moe sweep eval). It times itself, so the harness's own cost per run can be stored, and
+// calls an optional check before every write and training step, which may throw to stop
+// the run (a signal, a run taken over by another process).
+#include <chrono>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "core/train/metric_sink.h"
+#include "results/store.h"
+
+namespace moe {
+
+class StoreSink : public MetricSink {
+ public:
+  StoreSink(results::Store& store, int64_t run_id, std::function<void()> check = {})
+      : store_(store), run_id_(run_id), check_(std::move(check)) {}
+
+  void metric(int64_t step, const std::string& split, const std::string& name,
+              double value) override {
+    if (check_) check_();
+    const auto t = std::chrono::steady_clock::now();
+    store_.add_metric(run_id_, step, split, name, value);
+    seconds_ += since(t);
+  }
+  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
+                  double value) override {
+    const auto t = std::chrono::steady_clock::now();
+    store_.add_layer_stat(run_id_, step, split, layer, name, value);
+    seconds_ += since(t);
+  }
+  void poll() override {
+    if (check_) check_();
+  }
+  /// Seconds spent writing to the store.
+  double seconds() const { return seconds_; }
+
+ private:
+  static double since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
+  results::Store& store_;
+  int64_t run_id_;
+  std::function<void()> check_;
+  double seconds_ = 0;
+};
+
+}  // namespace moe
