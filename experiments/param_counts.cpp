@@ -38,18 +38,7 @@ ParamCounts nominal_param_counts(const nlohmann::json& json) {
 void check_trial_builds(const nlohmann::json& json) {
   const auto config = ExperimentConfig::from_json(json, "trial");
   const std::string task_name = config.task.value("name", "");
-  const auto& entry = task_registry().entry(task_name);
-  std::string known;
-  for (const auto& p : entry.params) known += (known.empty() ? "" : ", ") + p.name;
-  for (auto it = config.task.begin(); it != config.task.end(); ++it) {
-    if (it.key() == "name") continue;
-    bool found = false;
-    for (const auto& p : entry.params) found |= p.name == it.key();
-    if (!found) {
-      throw std::invalid_argument("task '" + task_name + "': unknown parameter '" + it.key() +
-                                  "'; known: [" + known + "]");
-    }
-  }
+  check_task_options(PluginSpec::from_block("task", config.task));  // no data is read
   // The data is not read: a stand-in vocabulary and head; one MoE layer (and the dense
   // layers before it) is enough for every plugin to check its parameters.
   TaskInfo info;

@@ -17,8 +17,8 @@ struct ParamCounts {
 /// need their data) and counts its parameters.
 ParamCounts nominal_param_counts(const nlohmann::json& config);
 
-/// Plan-time check of a resolved trial config without its data: the task's parameter
-/// names against the task's documented ones, then the model built on the CPU (only up to
+/// Plan-time check of a resolved trial config without its data: the task's parameters
+/// (check_task_options: names and values), then the model built on the CPU (only up to
 /// its first MoE layer, with a small stand-in vocabulary) so that every router, expert
 /// bank and adapter validates its parameters. Throws std::invalid_argument with the
 /// plugin's message.

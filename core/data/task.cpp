@@ -35,6 +35,26 @@ TaskRegistry& task_registry() {
   return *registry;
 }
 
+namespace {
+
+std::map<std::string, TaskOptionCheck>& task_option_checks() {
+  static auto* checks = new std::map<std::string, TaskOptionCheck>();
+  return *checks;
+}
+
+}  // namespace
+
+TaskRegistrar::TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check) {
+  task_option_checks()[entry.name] = check;
+  task_registry().add(std::move(entry));
+}
+
+void check_task_options(const PluginSpec& spec) {
+  task_registry().entry(spec.name());  // unknown task: lists the known ones
+  task_option_checks().at(spec.name())(spec);
+  spec.check_all_read();
+}
+
 std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx) {
   auto task = task_registry().create(spec.name(), spec, ctx);
   spec.check_all_read();

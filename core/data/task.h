@@ -63,6 +63,16 @@ using TaskRegistry = Registry<Task, const PluginSpec&, const TaskContext&>;
 /// Tasks are plugins (plugins/tasks/): each registers itself with MOE_REGISTER_TASK.
 TaskRegistry& task_registry();
 
+/// Reads and checks a task's parameters without reading its data (what `moe sweep plan`
+/// runs for every distinct task config): the task's own check_options, then unknown keys.
+void check_task_options(const PluginSpec& spec);
+
+using TaskOptionCheck = void (*)(const PluginSpec&);
+/// Adds a task to the registry and its option check beside it (MOE_REGISTER_TASK).
+struct TaskRegistrar {
+  TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check);
+};
+
 /// Creates the task named by spec; rejects unknown parameters.
 std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx);
 
@@ -94,8 +104,9 @@ class StreamTask : public Task {
 }  // namespace moe
 
 /// MOE_REGISTER_TASK("mod_sum", ModSumTask, "help"): the class supplies
-/// `static std::shared_ptr<Task> create(const PluginSpec&, const TaskContext&)` and
-/// `static std::vector<ParamDoc> param_docs()`.
-#define MOE_REGISTER_TASK(NAME, CLASS, HELP)                                        \
-  static ::moe::Registrar<::moe::TaskRegistry> MOE_CONCAT(moe_task_reg_, __LINE__)( \
-      ::moe::task_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})
+/// `static std::shared_ptr<Task> create(const PluginSpec&, const TaskContext&)`,
+/// `static void check_options(const PluginSpec&)` (every parameter read and checked, no
+/// data) and `static std::vector<ParamDoc> param_docs()`.
+#define MOE_REGISTER_TASK(NAME, CLASS, HELP)                       \
+  static ::moe::TaskRegistrar MOE_CONCAT(moe_task_reg_, __LINE__)( \
+      {NAME, HELP, CLASS::param_docs(), &CLASS::create}, &CLASS::check_options)

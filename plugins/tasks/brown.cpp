@@ -124,23 +124,39 @@ const BrownCorpus& load_brown(const std::string& data_dir) {
   return *slot;
 }
 
-BrownPosTask::BrownPosTask(const PluginSpec& spec, const TaskContext& ctx) {
-  info_.name = spec.name();
+BrownPosTask::Options BrownPosTask::read_options(const PluginSpec& spec) {
+  Options o;
+  o.name = spec.name();
+  o.seq_len = spec.get<int64_t>("seq_len", o.seq_len);
+  o.min_count = spec.get<int64_t>("min_count", o.min_count);
+  o.suffix_min_count = spec.get<int64_t>("suffix_min_count", o.suffix_min_count);
+  o.word_dropout = spec.get<double>("word_dropout", o.word_dropout);
+  o.features = spec.get<bool>("features", o.features);
+  o.vocab = spec.choice("vocab", o.vocab, {"own", "lm"});
+  o.lm_vocab_size = spec.get<int64_t>("lm_vocab_size", o.lm_vocab_size);
+  const auto check = spec.check();
+  check.expect(o.seq_len >= 2, "seq_len", ">= 2", static_cast<double>(o.seq_len));
+  check.expect(o.min_count >= 1, "min_count", ">= 1", static_cast<double>(o.min_count));
+  check.expect(o.suffix_min_count >= 1, "suffix_min_count", ">= 1",
+               static_cast<double>(o.suffix_min_count));
+  check.expect(o.lm_vocab_size >= 10, "lm_vocab_size", ">= 10",
+               static_cast<double>(o.lm_vocab_size));
+  check.expect(o.word_dropout >= 0 && o.word_dropout < 1, "word_dropout", "in [0, 1)",
+               o.word_dropout);
+  return o;
+}
+
+BrownPosTask::BrownPosTask(const Options& o, const TaskContext& ctx) {
+  info_.name = o.name;
   info_.head = "tag";
   info_.causal = false;
-  info_.seq_len = spec.get<int64_t>("seq_len", 64);
-  const int64_t min_count = spec.get<int64_t>("min_count", 2);
-  const int64_t suffix_min = spec.get<int64_t>("suffix_min_count", 5);
-  word_dropout_ = spec.get<double>("word_dropout", 0.05);
-  const bool features = spec.get<bool>("features", true);
-  const auto vocab_kind = spec.get<std::string>("vocab", "own");
-  const int64_t lm_vocab_size = spec.get<int64_t>("lm_vocab_size", 10000);
-  if (vocab_kind != "own" && vocab_kind != "lm") {
-    spec.fail("parameter 'vocab' = '" + vocab_kind + "'; valid: own | lm");
-  }
-  if (lm_vocab_size < 10) spec.fail("parameter 'lm_vocab_size' expected >= 10");
-  if (word_dropout_ < 0 || word_dropout_ >= 1)
-    spec.fail("parameter 'word_dropout' expected [0, 1)");
+  info_.seq_len = o.seq_len;
+  const int64_t min_count = o.min_count;
+  const int64_t suffix_min = o.suffix_min_count;
+  word_dropout_ = o.word_dropout;
+  const bool features = o.features;
+  const auto& vocab_kind = o.vocab;
+  const int64_t lm_vocab_size = o.lm_vocab_size;
   const auto& corpus = load_brown(ctx.data_dir);
   const auto& train = corpus.splits[static_cast<int>(Split::kTrain)];
 
@@ -247,13 +263,23 @@ std::unordered_map<std::string, int64_t> brown_lm_vocab(const BrownCorpus& corpu
   return ids;
 }
 
-BrownLMTask::BrownLMTask(const PluginSpec& spec, const TaskContext& ctx) {
-  info_.name = spec.name();
+BrownLMTask::Options BrownLMTask::read_options(const PluginSpec& spec) {
+  Options o;
+  o.name = spec.name();
+  o.seq_len = spec.get<int64_t>("seq_len", o.seq_len);
+  o.vocab_size = spec.get<int64_t>("vocab_size", o.vocab_size);
+  const auto check = spec.check();
+  check.expect(o.seq_len >= 2, "seq_len", ">= 2", static_cast<double>(o.seq_len));
+  check.expect(o.vocab_size >= 10, "vocab_size", ">= 10", static_cast<double>(o.vocab_size));
+  return o;
+}
+
+BrownLMTask::BrownLMTask(const Options& o, const TaskContext& ctx) {
+  info_.name = o.name;
   info_.head = "lm";
   info_.causal = true;
-  info_.seq_len = spec.get<int64_t>("seq_len", 64);
-  const int64_t vocab = spec.get<int64_t>("vocab_size", 10000);
-  if (vocab < 10) spec.fail("parameter 'vocab_size' expected >= 10");
+  info_.seq_len = o.seq_len;
+  const int64_t vocab = o.vocab_size;
   const auto& corpus = load_brown(ctx.data_dir);
   const auto ids = brown_lm_vocab(corpus, vocab);
   info_.vocab_size = static_cast<int64_t>(ids.size()) + 2;
@@ -277,10 +303,10 @@ BrownLMTask::BrownLMTask(const PluginSpec& spec, const TaskContext& ctx) {
 }
 
 std::shared_ptr<Task> BrownPosTask::create(const PluginSpec& spec, const TaskContext& ctx) {
-  return std::make_shared<BrownPosTask>(spec, ctx);
+  return std::make_shared<BrownPosTask>(read_options(spec), ctx);
 }
 std::shared_ptr<Task> BrownLMTask::create(const PluginSpec& spec, const TaskContext& ctx) {
-  return std::make_shared<BrownLMTask>(spec, ctx);
+  return std::make_shared<BrownLMTask>(read_options(spec), ctx);
 }
 
 std::vector<ParamDoc> BrownPosTask::param_docs() {

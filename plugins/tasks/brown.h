@@ -41,7 +41,17 @@ std::string lower(const std::string& s);
 
 class BrownPosTask : public StreamTask {
  public:
-  BrownPosTask(const PluginSpec& spec, const TaskContext& ctx);
+  struct Options {
+    std::string name;
+    int64_t seq_len = 64, min_count = 2, suffix_min_count = 5, lm_vocab_size = 10000;
+    double word_dropout = 0.05;
+    bool features = true;
+    std::string vocab = "own";
+  };
+  /// Reads and checks every parameter without reading the corpus (also the plan-time check).
+  static Options read_options(const PluginSpec& spec);
+  static void check_options(const PluginSpec& spec) { read_options(spec); }
+  BrownPosTask(const Options& o, const TaskContext& ctx);
   Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) override;
   static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
   static std::vector<ParamDoc> param_docs();
@@ -52,7 +62,13 @@ class BrownPosTask : public StreamTask {
 
 class BrownLMTask : public StreamTask {
  public:
-  BrownLMTask(const PluginSpec& spec, const TaskContext& ctx);
+  struct Options {
+    std::string name;
+    int64_t seq_len = 64, vocab_size = 10000;
+  };
+  static Options read_options(const PluginSpec& spec);
+  static void check_options(const PluginSpec& spec) { read_options(spec); }
+  BrownLMTask(const Options& o, const TaskContext& ctx);
   static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
   static std::vector<ParamDoc> param_docs();
 };

@@ -8,17 +8,30 @@
 
 namespace moe {
 
-SequenceTask::SequenceTask(const PluginSpec& spec, int64_t default_len)
-    : eval_sequences_(spec.get<int64_t>("eval_sequences", 512)),
-      train_sequences_(spec.get<int64_t>("train_sequences", 16384)),
-      data_seed_(static_cast<uint64_t>(spec.get<int64_t>("data_seed", 1234))) {
-  info_.name = spec.name();
-  info_.seq_len = spec.get<int64_t>("seq_len", default_len);
+SequenceTask::Common SequenceTask::read_common(const PluginSpec& spec, int64_t default_len) {
+  Common c;
+  c.name = spec.name();
+  c.seq_len = spec.get<int64_t>("seq_len", default_len);
+  c.eval_sequences = spec.get<int64_t>("eval_sequences", c.eval_sequences);
+  c.train_sequences = spec.get<int64_t>("train_sequences", c.train_sequences);
+  c.data_seed = static_cast<uint64_t>(spec.get<int64_t>("data_seed", 1234));
+  const auto check = spec.check();
+  check.expect(c.seq_len >= 2, "seq_len", ">= 2", static_cast<double>(c.seq_len));
+  check.expect(c.eval_sequences >= 1, "eval_sequences", ">= 1",
+               static_cast<double>(c.eval_sequences));
+  check.expect(c.train_sequences >= 1, "train_sequences", ">= 1",
+               static_cast<double>(c.train_sequences));
+  return c;
+}
+
+SequenceTask::SequenceTask(const Common& c)
+    : eval_sequences_(c.eval_sequences),
+      train_sequences_(c.train_sequences),
+      data_seed_(c.data_seed) {
+  info_.name = c.name;
+  info_.seq_len = c.seq_len;
   info_.head = "tag";
   info_.causal = true;
-  if (info_.seq_len < 2) spec.fail("parameter 'seq_len' expected >= 2");
-  if (eval_sequences_ < 1) spec.fail("parameter 'eval_sequences' expected >= 1");
-  if (train_sequences_ < 1) spec.fail("parameter 'train_sequences' expected >= 1");
 }
 
 Batch SequenceTask::stack(const std::vector<Sequence>& seqs) const {
@@ -71,14 +84,21 @@ std::vector<Batch> SequenceTask::eval_batches(Split split, int64_t batch_size,
   return out;
 }
 
-ModSumTask::ModSumTask(const PluginSpec& spec)
-    : SequenceTask(spec, 32),
-      modulus_(spec.get<int64_t>("modulus", 10)),
-      max_depth_(spec.get<int64_t>("max_depth", 4)) {
-  if (modulus_ < 2) spec.fail("parameter 'modulus' expected >= 2");
-  if (max_depth_ < 1 || max_depth_ > info_.seq_len) {
-    spec.fail("parameter 'max_depth' expected 1..seq_len");
-  }
+ModSumTask::Options ModSumTask::read_options(const PluginSpec& spec) {
+  Options o;
+  o.common = read_common(spec, 32);
+  o.modulus = spec.get<int64_t>("modulus", o.modulus);
+  o.max_depth = spec.get<int64_t>("max_depth", o.max_depth);
+  const auto check = spec.check();
+  check.expect(o.modulus >= 2, "modulus", ">= 2", static_cast<double>(o.modulus));
+  check.expect(o.max_depth >= 1 && o.max_depth <= o.common.seq_len, "max_depth",
+               "1..seq_len (" + std::to_string(o.common.seq_len) + ")",
+               static_cast<double>(o.max_depth));
+  return o;
+}
+
+ModSumTask::ModSumTask(const Options& o)
+    : SequenceTask(o.common), modulus_(o.modulus), max_depth_(o.max_depth) {
   info_.vocab_size = modulus_;
   info_.num_classes = modulus_;
   info_.feature_vocab = max_depth_ + 1;
@@ -110,7 +130,7 @@ SequenceTask::Sequence ModSumTask::generate(std::mt19937_64& rng) const {
 }
 
 std::shared_ptr<Task> ModSumTask::create(const PluginSpec& spec, const TaskContext&) {
-  return std::make_shared<ModSumTask>(spec);
+  return std::make_shared<ModSumTask>(read_options(spec));
 }
 
 std::vector<ParamDoc> ModSumTask::param_docs() {
@@ -122,12 +142,21 @@ std::vector<ParamDoc> ModSumTask::param_docs() {
           {"data_seed", "1234", "seed of the fixed valid/test sets"}};
 }
 
-PointerChaseTask::PointerChaseTask(const PluginSpec& spec)
-    : SequenceTask(spec, 32),
-      slots_(spec.get<int64_t>("slots", 16)),
-      max_hops_(spec.get<int64_t>("max_hops", 3)) {
-  if (slots_ < 2 || slots_ >= info_.seq_len) spec.fail("parameter 'slots' expected 2..seq_len-1");
-  if (max_hops_ < 1) spec.fail("parameter 'max_hops' expected >= 1");
+PointerChaseTask::Options PointerChaseTask::read_options(const PluginSpec& spec) {
+  Options o;
+  o.common = read_common(spec, 32);
+  o.slots = spec.get<int64_t>("slots", o.slots);
+  o.max_hops = spec.get<int64_t>("max_hops", o.max_hops);
+  const auto check = spec.check();
+  check.expect(o.slots >= 2 && o.slots < o.common.seq_len, "slots",
+               "2..seq_len-1 (" + std::to_string(o.common.seq_len - 1) + ")",
+               static_cast<double>(o.slots));
+  check.expect(o.max_hops >= 1, "max_hops", ">= 1", static_cast<double>(o.max_hops));
+  return o;
+}
+
+PointerChaseTask::PointerChaseTask(const Options& o)
+    : SequenceTask(o.common), slots_(o.slots), max_hops_(o.max_hops) {
   info_.vocab_size = slots_;
   info_.num_classes = slots_;
   info_.feature_vocab = max_hops_ + 1;
@@ -159,7 +188,7 @@ SequenceTask::Sequence PointerChaseTask::generate(std::mt19937_64& rng) const {
 }
 
 std::shared_ptr<Task> PointerChaseTask::create(const PluginSpec& spec, const TaskContext&) {
-  return std::make_shared<PointerChaseTask>(spec);
+  return std::make_shared<PointerChaseTask>(read_options(spec));
 }
 
 std::vector<ParamDoc> PointerChaseTask::param_docs() {
@@ -171,14 +200,21 @@ std::vector<ParamDoc> PointerChaseTask::param_docs() {
           {"data_seed", "1234", "seed of the fixed valid/test sets"}};
 }
 
-FactsTask::FactsTask(const PluginSpec& spec)
-    : SequenceTask(spec, 32),
-      keys_(spec.get<int64_t>("keys", 128)),
-      values_(spec.get<int64_t>("values", 16)) {
-  const double zipf = spec.get<double>("zipf", 0.0);
-  if (keys_ < 2 || keys_ > 4096) spec.fail("parameter 'keys' expected 2..4096");
-  if (values_ < 2) spec.fail("parameter 'values' expected >= 2");
-  if (!(zipf >= 0 && zipf <= 4)) spec.fail("parameter 'zipf' expected 0..4");
+FactsTask::Options FactsTask::read_options(const PluginSpec& spec) {
+  Options o;
+  o.common = read_common(spec, 32);
+  o.keys = spec.get<int64_t>("keys", o.keys);
+  o.values = spec.get<int64_t>("values", o.values);
+  o.zipf = spec.get<double>("zipf", o.zipf);
+  const auto check = spec.check();
+  check.expect(o.keys >= 2 && o.keys <= 4096, "keys", "2..4096", static_cast<double>(o.keys));
+  check.expect(o.values >= 2, "values", ">= 2", static_cast<double>(o.values));
+  check.expect(o.zipf >= 0 && o.zipf <= 4, "zipf", "in [0, 4]", o.zipf);
+  return o;
+}
+
+FactsTask::FactsTask(const Options& o) : SequenceTask(o.common), keys_(o.keys), values_(o.values) {
+  const double zipf = o.zipf;
   info_.vocab_size = keys_;
   info_.num_classes = values_;
   info_.feature_vocab = 0;
@@ -219,7 +255,7 @@ SequenceTask::Sequence FactsTask::generate(std::mt19937_64& rng) const {
 }
 
 std::shared_ptr<Task> FactsTask::create(const PluginSpec& spec, const TaskContext&) {
-  return std::make_shared<FactsTask>(spec);
+  return std::make_shared<FactsTask>(read_options(spec));
 }
 
 std::vector<ParamDoc> FactsTask::param_docs() {

@@ -27,6 +27,15 @@ namespace moe {
 /// Generates one sequence at a time; batches are stacks of sequences.
 class SequenceTask : public Task {
  public:
+  /// The parameters every sequence task reads.
+  struct Common {
+    std::string name;
+    int64_t seq_len = 32, eval_sequences = 512, train_sequences = 16384;
+    uint64_t data_seed = 1234;
+  };
+  /// Reads and checks the common parameters (no data is made).
+  static Common read_common(const PluginSpec& spec, int64_t default_len);
+
   struct Sequence {
     std::vector<int64_t> tokens, targets, difficulty, features;  // features: [S * F]
   };
@@ -37,7 +46,7 @@ class SequenceTask : public Task {
   Batch train_samples(const std::vector<int64_t>& ids) override;
 
  protected:
-  SequenceTask(const PluginSpec& spec, int64_t default_len);
+  explicit SequenceTask(const Common& c);
   virtual Sequence generate(std::mt19937_64& rng) const = 0;
   Batch stack(const std::vector<Sequence>& seqs) const;
 
@@ -50,7 +59,14 @@ class SequenceTask : public Task {
 
 class ModSumTask : public SequenceTask {
  public:
-  explicit ModSumTask(const PluginSpec& spec);
+  struct Options {
+    Common common;
+    int64_t modulus = 10, max_depth = 4;
+  };
+  /// Reads and checks every parameter without making data (also the plan-time check).
+  static Options read_options(const PluginSpec& spec);
+  static void check_options(const PluginSpec& spec) { read_options(spec); }
+  explicit ModSumTask(const Options& o);
   static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
   static std::vector<ParamDoc> param_docs();
 
@@ -63,7 +79,13 @@ class ModSumTask : public SequenceTask {
 
 class PointerChaseTask : public SequenceTask {
  public:
-  explicit PointerChaseTask(const PluginSpec& spec);
+  struct Options {
+    Common common;
+    int64_t slots = 16, max_hops = 3;
+  };
+  static Options read_options(const PluginSpec& spec);
+  static void check_options(const PluginSpec& spec) { read_options(spec); }
+  explicit PointerChaseTask(const Options& o);
   static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
   static std::vector<ParamDoc> param_docs();
 
@@ -76,7 +98,14 @@ class PointerChaseTask : public SequenceTask {
 
 class FactsTask : public SequenceTask {
  public:
-  explicit FactsTask(const PluginSpec& spec);
+  struct Options {
+    Common common;
+    int64_t keys = 128, values = 16;
+    double zipf = 0;
+  };
+  static Options read_options(const PluginSpec& spec);
+  static void check_options(const PluginSpec& spec) { read_options(spec); }
+  explicit FactsTask(const Options& o);
   static std::shared_ptr<Task> create(const PluginSpec& spec, const TaskContext& ctx);
   static std::vector<ParamDoc> param_docs();
 

@@ -40,15 +40,27 @@ bool WordNetSSTTask::parse_line(const std::string& line, std::vector<std::string
   return true;
 }
 
-WordNetSSTTask::WordNetSSTTask(const PluginSpec& spec, const TaskContext& ctx) {
-  info_.name = spec.name();
+WordNetSSTTask::Options WordNetSSTTask::read_options(const PluginSpec& spec) {
+  Options o;
+  o.name = spec.name();
+  o.seq_len = spec.get<int64_t>("seq_len", o.seq_len);
+  o.lm_vocab_size = spec.get<int64_t>("lm_vocab_size", o.lm_vocab_size);
+  o.wordnet_dir = spec.get<std::string>("wordnet_dir", o.wordnet_dir);
+  const auto check = spec.check();
+  check.expect(o.seq_len >= 2, "seq_len", ">= 2", static_cast<double>(o.seq_len));
+  check.expect(o.lm_vocab_size >= 10, "lm_vocab_size", ">= 10",
+               static_cast<double>(o.lm_vocab_size));
+  return o;
+}
+
+WordNetSSTTask::WordNetSSTTask(const Options& o, const TaskContext& ctx) {
+  const OptionCheck check("task", o.name);
+  info_.name = o.name;
   info_.head = "cls";
   info_.causal = false;
-  info_.seq_len = spec.get<int64_t>("seq_len", 32);
-  const int64_t vocab = spec.get<int64_t>("lm_vocab_size", 10000);
-  const auto dir = spec.get<std::string>("wordnet_dir", "/usr/share/wordnet");
-  if (info_.seq_len < 2) spec.fail("parameter 'seq_len' expected >= 2");
-  if (vocab < 10) spec.fail("parameter 'lm_vocab_size' expected >= 10");
+  info_.seq_len = o.seq_len;
+  const int64_t vocab = o.lm_vocab_size;
+  const auto& dir = o.wordnet_dir;
   const auto ids = brown_lm_vocab(load_brown(ctx.data_dir), vocab);
   info_.vocab_size = static_cast<int64_t>(ids.size()) + 2;
   info_.num_classes = 45;
@@ -58,8 +70,8 @@ WordNetSSTTask::WordNetSSTTask(const PluginSpec& spec, const TaskContext& ctx) {
     const auto path = std::filesystem::path(dir) / (std::string("data.") + pos);
     std::ifstream in(path);
     if (!in.good()) {
-      spec.fail("cannot read '" + path.string() +
-                "'; install WordNet with: apt-get install wordnet-base (or set wordnet_dir)");
+      check.fail("cannot read '" + path.string() +
+                 "'; install WordNet with: apt-get install wordnet-base (or set wordnet_dir)");
     }
     std::string line;
     while (std::getline(in, line)) {
@@ -80,7 +92,7 @@ WordNetSSTTask::WordNetSSTTask(const PluginSpec& spec, const TaskContext& ctx) {
   }
   for (const auto& split : splits_) {
     if (split.empty())
-      spec.fail("too few synsets in '" + dir + "' (" + std::to_string(index) + ")");
+      check.fail("too few synsets in '" + dir + "' (" + std::to_string(index) + ")");
   }
 }
 
@@ -134,7 +146,7 @@ Batch WordNetSSTTask::train_samples(const std::vector<int64_t>& ids) {
 }
 
 std::shared_ptr<Task> WordNetSSTTask::create(const PluginSpec& spec, const TaskContext& ctx) {
-  return std::make_shared<WordNetSSTTask>(spec, ctx);
+  return std::make_shared<WordNetSSTTask>(read_options(spec), ctx);
 }
 
 std::vector<ParamDoc> WordNetSSTTask::param_docs() {

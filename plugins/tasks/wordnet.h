@@ -17,7 +17,15 @@ namespace moe {
 
 class WordNetSSTTask : public Task {
  public:
-  WordNetSSTTask(const PluginSpec& spec, const TaskContext& ctx);
+  struct Options {
+    std::string name;
+    int64_t seq_len = 32, lm_vocab_size = 10000;
+    std::string wordnet_dir = "/usr/share/wordnet";
+  };
+  /// Reads and checks every parameter without reading data (also the plan-time check).
+  static Options read_options(const PluginSpec& spec);
+  static void check_options(const PluginSpec& spec) { read_options(spec); }
+  WordNetSSTTask(const Options& o, const TaskContext& ctx);
   const TaskInfo& info() const override { return info_; }
   Batch train_batch(uint64_t seed, int64_t step, int64_t batch_size) override;
   std::vector<Batch> eval_batches(Split split, int64_t batch_size, int64_t max_batches) override;
@@ -42,7 +50,5 @@ class WordNetSSTTask : public Task {
   TaskInfo info_;
   std::vector<Sample> splits_[3];
 };
-
-void register_wordnet_tasks(TaskRegistry& registry);
 
 }  // namespace moe

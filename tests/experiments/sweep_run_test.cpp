@@ -34,7 +34,8 @@ class SweepRun : public ::testing::Test {
       << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
       << "[presets.dense]\n\"model.moe_every\" = 0\n[presets.switch]\n\"moe.router\" = { name = "
          "\"top_k\", k = 1 }\n"
-      << "[presets.bad]\n\"task.max_depth\" = 99\n"
+      // Fails when its worker starts (plan time reads no files): the model is absent.
+      << "[presets.bad]\n\"train.init_from\" = \"/nonexistent-moe-model.pt\"\n"
       << "[grid]\nmethod = [\"dense\", \"switch\"" << (with_bad ? ", \"bad\"" : "") << "]\n";
     std::ofstream(path("s.toml")) << s.str();
     return path("s.toml");
@@ -98,7 +99,9 @@ TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {
             "status,n\ncompleted,4\nfailed,2\n");
   const auto err =
       query(path("r.sqlite"), "SELECT DISTINCT error FROM runs WHERE status = 'failed'");
-  EXPECT_NE(err.find("parameter 'max_depth' expected 1..seq_len"), std::string::npos) << err;
+  EXPECT_NE(err.find("train.init_from: model file '/nonexistent-moe-model.pt' not found"),
+            std::string::npos)
+      << err;
   // Rerun: nothing to do without --retry-failed; failures are still reported.
   EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1);
   EXPECT_EQ(query(path("r.sqlite"), "SELECT sum(attempts) AS a FROM runs"), "a\n6\n");

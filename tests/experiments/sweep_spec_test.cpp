@@ -231,7 +231,16 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
        "type.toml: trial 'b': section 'model': parameter 'd_model' expected an integer, got "
        "string 'big'"},
       {"task.toml", head + "\"task.seq_lenn\" = 3\n",
-       "task.toml: trial 'b': task 'mod_sum': unknown parameter 'seq_lenn'; known: [seq_len,"},
+       "task.toml: trial 'b': task 'mod_sum': unknown parameter 'seq_lenn'; known: [data_seed, "
+       "eval_sequences, max_depth, modulus, seq_len, train_sequences]"},
+      {"depth.toml", head + "\"task.max_depth\" = 99\n",
+       "depth.toml: trial 'b': task 'mod_sum': parameter 'max_depth' expected 1..seq_len (12), "
+       "got 99"},
+      // A data-backed task's values are checked without its data (the directory is absent).
+      {"brown.toml",
+       "name = \"b\"\nseeds = [0]\n[base]\ndata_dir = \"/nonexistent\"\n"
+       "task = { name = \"brown_lm\", vocab_size = 3 }\n",
+       "brown.toml: trial 'b': task 'brown_lm': parameter 'vocab_size' expected >= 10, got 3"},
       {"zip.toml", head + "[zip]\n\"train.lr\" = [1e-3, 2e-3]\n\"train.warmup\" = [1]\n",
        "zip.toml:9: zip axis 'train.warmup' has 1 values, but 'train.lr' has 2"},
       {"empty.toml", head + "[grid]\n\"train.lr\" = []\n",
