@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 
 namespace moe {
 
@@ -25,10 +27,13 @@ void LayerStats::add(const LayerTrace& trace) {
     auto hist = torch::bincount(trace.token_experts.reshape({-1}), {}, trace.slots + 1)
                     .to(torch::kCPU, torch::kLong);
     for (int64_t i = 0; i < hist.size(0); ++i) histogram[i] += hist[i].item<int64_t>();
+    // Padded positions hold 0 experts in token_experts but are no tokens.
+    histogram[0] -= static_cast<double>(trace.token_experts.numel() - trace.tokens);
   }
   if (trace.router_probs.defined() && trace.router_probs.numel() > 0) {
     auto p = trace.router_probs.to(torch::kDouble);
     entropy_sum += -(p * torch::log(p.clamp_min(1e-12))).sum().item<double>();
+    saturation_sum += std::get<0>(p.max(1)).sum().item<double>();
   }
   for (const auto& kv : trace.stats) {
     const double v = kv.second.value.to(torch::kCPU, torch::kDouble).item<double>();
@@ -45,6 +50,47 @@ void LayerStats::add(const LayerTrace& trace) {
   tokens += trace.tokens;
   selected_slots += trace.selected;
   dropped_slots += trace.dropped;
+}
+
+int64_t LayerStats::dead_experts() const { return std::count(load.begin(), load.end(), 0.0); }
+
+double LayerStats::load_cv() const {
+  if (load.empty()) return 0.0;
+  double mean = 0, var = 0;
+  for (double v : load) mean += v / static_cast<double>(load.size());
+  for (double v : load) var += (v - mean) * (v - mean) / static_cast<double>(load.size());
+  return mean > 0 ? std::sqrt(var) / mean : 0.0;
+}
+
+double LayerStats::load_max_over_mean() const {
+  if (load.empty()) return 0.0;
+  double total = 0;
+  for (double v : load) total += v;
+  const double mean = total / static_cast<double>(load.size());
+  return mean > 0 ? *std::max_element(load.begin(), load.end()) / mean : 0.0;
+}
+
+double LayerStats::load_top20_share() const {
+  if (load.empty()) return 0.0;
+  auto sorted = load;
+  std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+  const size_t top = static_cast<size_t>(std::ceil(0.2 * static_cast<double>(load.size())));
+  double total = 0, head = 0;
+  for (size_t e = 0; e < sorted.size(); ++e) {
+    total += sorted[e];
+    if (e < top) head += sorted[e];
+  }
+  return total > 0 ? head / total : 0.0;
+}
+
+double LayerStats::experts_quantile(double q) const {
+  if (tokens == 0) return 0.0;
+  double below = 0;
+  for (size_t n = 0; n < histogram.size(); ++n) {
+    below += histogram[n];
+    if (below >= q * static_cast<double>(tokens) - 1e-9) return static_cast<double>(n);
+  }
+  return static_cast<double>(histogram.size()) - 1;
 }
 
 std::vector<double> LayerStats::load_fraction() const {
@@ -99,9 +145,18 @@ MoELayerImpl::MoELayerImpl(Router router_in, ExpertBank experts_in, MoELayerOpti
   experts = register_module("experts", std::move(experts_in));
 }
 
-MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
+MoEOutput MoELayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
   const auto shape = x.sizes().vec();
-  auto hidden = x.reshape({-1, shape.back()});
+  auto all = x.reshape({-1, shape.back()});
+  // Padding is dropped before routing and put back (as zeros) after the experts.
+  torch::Tensor keep_index;
+  if (pad_mask.defined()) {
+    TORCH_CHECK(pad_mask.numel() == all.size(0), "moe layer: pad_mask has ", pad_mask.numel(),
+                " entries for ", all.size(0), " tokens");
+    auto keep = pad_mask.reshape({-1}).logical_not();
+    if (!keep.all().item<bool>()) keep_index = keep.nonzero().squeeze(1);
+  }
+  auto hidden = keep_index.defined() ? all.index_select(0, keep_index) : all;
   Routing routing = router->forward(hidden);
   const int64_t tokens = hidden.size(0);
   TORCH_CHECK(routing.indices.dim() == 2 && routing.indices.size(0) == tokens, "router '",
@@ -112,10 +167,17 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x) {
   DispatchPlan plan = plan_dispatch(routing, options_.num_experts(), capacity);
   auto bank = experts->forward(hidden, routing, plan);
   MoEOutput out;
-  out.y = bank.y.reshape(shape);
+  auto token_experts = routing.indices.detach().ge(0).sum(1);
+  if (keep_index.defined()) {
+    out.y = torch::zeros_like(all).index_copy(0, keep_index, bank.y).reshape(shape);
+    token_experts = torch::zeros({all.size(0)}, token_experts.options())
+                        .index_copy(0, keep_index, token_experts);
+  } else {
+    out.y = bank.y.reshape(shape);
+  }
   auto& t = out.trace;
   t.aux_losses = std::move(routing.aux_losses);
-  t.token_experts = routing.indices.detach().ge(0).sum(1);
+  t.token_experts = token_experts;
   t.router_probs = routing.probs.detach();
   t.tokens = tokens;
   t.slots = routing.indices.size(1);

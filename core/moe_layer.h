@@ -21,6 +21,7 @@ struct LayerStats {
   int64_t selected_slots = 0;     ///< (token, expert) pairs the router chose
   int64_t dropped_slots = 0;      ///< of those, dropped by the capacity limit
   double entropy_sum = 0;         ///< sum over tokens of -sum_i p_i log p_i
+  double saturation_sum = 0;      ///< sum over tokens of max_i p_i
   std::vector<double> load;       ///< [E]: slots routed to each expert
   std::vector<double> histogram;  ///< [slots+1]: tokens by number of experts used
   struct Accumulated {
@@ -38,6 +39,19 @@ struct LayerStats {
     return selected_slots ? double(dropped_slots) / selected_slots : 0.0;
   }
   double entropy() const { return tokens ? entropy_sum / tokens : 0.0; }
+  /// Router saturation: mean over tokens of the largest router probability.
+  double saturation() const { return tokens ? saturation_sum / tokens : 0.0; }
+  /// Experts no token chose over the evaluation.
+  int64_t dead_experts() const;
+  /// Load imbalance over experts (load = slots chosen): coefficient of variation
+  /// (population std / mean), max / mean, and the share of the slots taken by the
+  /// ceil(0.2 E) most-loaded experts.
+  double load_cv() const;
+  double load_max_over_mean() const;
+  double load_top20_share() const;
+  /// The q-quantile of experts per token (smallest n with at least q of the tokens using
+  /// n experts or fewer), from the histogram; q in (0, 1].
+  double experts_quantile(double q) const;
   /// Per-expert share of the selected slots, [E], sums to 1.
   std::vector<double> load_fraction() const;
   /// The router's and bank's statistics over the added forwards: kSum and kMean averaged
@@ -64,8 +78,11 @@ class MoELayerImpl : public torch::nn::Module {
  public:
   MoELayerImpl(Router router, ExpertBank experts, MoELayerOptions options);
 
-  /// x: [..., d_model] -> y of the same shape, and the trace of this pass.
-  MoEOutput forward(const torch::Tensor& x);
+  /// x: [..., d_model] -> y of the same shape, and the trace of this pass. pad_mask:
+  /// optional, x's leading shape, true = padding: padded tokens are not routed (their y
+  /// is 0; the residual carries them), so they count in no router loss and no statistic;
+  /// trace.token_experts keeps every position (0 at padding).
+  MoEOutput forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
 
   Router router{nullptr};
   ExpertBank experts{nullptr};

@@ -56,6 +56,11 @@ class RouterImpl : public torch::nn::Module {
   /// Names of the knobs set_inference_option accepts.
   virtual std::vector<std::string> inference_options() const { return {}; }
 
+  /// Forward FLOPs per token of routing (2 per multiply-add). The default counts the
+  /// router's "gate" projection, W_r [d, N]: 2 d N; routers with more work (∞-MoE's
+  /// mu/sigma maps and per-sample scores) count their own.
+  virtual double flops_per_token() const;
+
   const std::string& plugin_name() const { return plugin_name_; }
   void set_plugin_name(std::string name) { plugin_name_ = std::move(name); }
 

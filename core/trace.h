@@ -33,12 +33,13 @@ struct LayerTrace {
   /// Unscaled auxiliary losses (scalars with their graph); the trainer applies the
   /// coefficients of [loss].
   std::map<std::string, torch::Tensor> aux_losses;
-  /// [tokens] int64: experts each token was routed to (before capacity drops), tokens in
-  /// the order of the input's leading dimensions. Detached, on the model's device.
+  /// [positions] int64: experts each token was routed to (before capacity drops), in the
+  /// order of the input's leading dimensions; 0 at padded positions, which are not routed.
+  /// Detached, on the model's device.
   torch::Tensor token_experts;
   /// [tokens, experts] detached router probabilities (entropy is computed when read).
   torch::Tensor router_probs;
-  int64_t tokens = 0;
+  int64_t tokens = 0;         ///< tokens routed (padding excluded)
   int64_t slots = 0;          ///< columns of the routing (k, or the batch maximum)
   int64_t selected = 0;       ///< (token, expert) slots the router chose
   int64_t dropped = 0;        ///< of those, dropped by the capacity limit

@@ -121,7 +121,7 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_
   auto f = ln2(h);
   BlockOutput out;
   if (moe) {
-    auto m = moe(f);
+    auto m = moe(f, pad_mask);
     out.x = h + drop(m.y);
     out.trace = std::move(m.trace);
   } else {
@@ -259,7 +259,7 @@ FlopsBreakdown TransformerImpl::flops_breakdown(const std::vector<double>& mean_
     if (block->ffn) f.adapters += block->ffn->adapter_flops_per_token();
     if (block->moe) {
       const double k = moe_index < mean_experts.size() ? mean_experts[moe_index] : 0.0;
-      f.router += 2 * d * block->moe->options().num_experts();
+      f.router += block->moe->router->flops_per_token();
       f.ffn += k * block->moe->experts->flops_per_expert_token() +
                block->moe->experts->extra_flops_per_token();
       ++moe_index;

@@ -48,13 +48,16 @@ int query_command(const std::vector<std::string>& args) {
 int plot_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
-      "Usage: moe plot pareto|layers|load|curves|difficulty|experts|reevals|trainable|all\n"
+      "Usage: moe plot pareto|layers|load|routing|curves|difficulty|experts|reevals|trainable|"
+      "all\n"
       "                [--db PATH] [--sweep NAME] [--out DIR]\n\n"
       "  pareto      mean test accuracy vs mean non-embedding active parameters per method,\n"
       "              95% CI bars over seeds, and the Pareto front (--x, --error below);\n"
       "              sweeps with [tune] axes: each method at its chosen value\n"
       "  layers      mean experts per token per MoE layer, and a layer x experts-used heatmap\n"
       "  load        per-expert routing load per method and layer (heatmap; 0 = dead expert)\n"
+      "  routing     per-expert load at every validation evaluation (method x layer x expert\n"
+      "              heatmap over training; 0 = dead) and the routing fluctuation over training\n"
       "  curves      training loss against step for every run\n"
       "  difficulty  test accuracy per difficulty level for every method\n"
       "  experts     experts per token during training (methods whose count changes)\n"
@@ -85,6 +88,7 @@ int plot_command(const std::vector<std::string>& args) {
       {"pareto", pareto},
       {"layers", &results::plot_layers},
       {"load", &results::plot_load},
+      {"routing", &results::plot_routing},
       {"curves", &results::plot_curves},
       {"difficulty", &results::plot_difficulty},
       {"experts", &results::plot_experts},
@@ -105,7 +109,8 @@ int plot_command(const std::vector<std::string>& args) {
   if (!found) {
     throw std::invalid_argument(
         "unknown plot '" + kind +
-        "'; known: [pareto, layers, load, curves, difficulty, experts, reevals, trainable, all]");
+        "'; known: [pareto, layers, load, routing, curves, difficulty, experts, reevals, "
+        "trainable, all]");
   }
   return 0;
 }

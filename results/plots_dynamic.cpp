@@ -1,9 +1,11 @@
-// Plots of dynamic routing: experts per token during training, re-evaluations.
+// Plots of dynamic routing: experts per token during training, routing (load and
+// fluctuation) over training, re-evaluations.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "results/plot_util.h"
@@ -57,6 +59,117 @@ std::string plot_experts(const std::string& db_path, const std::string& sweep,
           "right\n"
        << "plot for [i=0:" << series.size() - 1 << "] '" << base
        << ".dat' index i using 1:2 with lines lw 2 title columnheader(1)\n";
+  run_gnuplot(base, body.str());
+  return base + ".png";
+}
+
+std::string plot_routing(const std::string& db_path, const std::string& sweep,
+                         const std::string& out_dir) {
+  Db db = open_for_plot(db_path, out_dir);
+  const std::string base = (std::filesystem::path(out_dir) / "routing").string();
+  // Load share per (method, layer, expert) at each validation evaluation, mean over seeds.
+  auto h = db.prepare(
+      "SELECT r.method, l.layer, CAST(substr(l.name, 6) AS INTEGER) AS e, l.step, avg(l.value) "
+      "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
+      "WHERE l.split = 'valid' AND l.name LIKE 'load/%' AND r.status = 'completed' "
+      "AND (?1 = '' OR r.sweep = ?1) "
+      "GROUP BY r.method, l.layer, e, l.step ORDER BY r.method, l.layer, e, l.step");
+  h.bind(1, sweep);
+  struct Row {
+    std::string method;
+    int64_t layer = 0, expert = 0;
+    std::map<int64_t, double> by_step;
+  };
+  std::vector<Row> rows;
+  std::map<std::pair<std::string, int64_t>, int64_t> experts;  // (method, layer) -> E
+  std::set<int64_t> steps;
+  while (h.step()) {
+    const std::string method = h.get_text(0);
+    const int64_t layer = h.get_int(1), e = h.get_int(2), step = h.get_int(3);
+    if (rows.empty() || rows.back().method != method || rows.back().layer != layer ||
+        rows.back().expert != e) {
+      rows.push_back({method, layer, e, {}});
+    }
+    rows.back().by_step[step] = h.get_double(4);
+    auto& n = experts[{method, layer}];
+    n = std::max(n, e + 1);
+    steps.insert(step);
+  }
+  if (rows.empty()) {
+    throw std::runtime_error("no validation load per expert (MoE runs) in " + db_path +
+                             (sweep.empty() ? "" : " for sweep '" + sweep + "'"));
+  }
+  const std::vector<int64_t> step_list(steps.begin(), steps.end());
+  {
+    std::ofstream dat(base + ".dat");
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const double e = static_cast<double>(experts[{rows[r].method, rows[r].layer}]);
+      for (size_t c = 0; c < step_list.size(); ++c) {
+        auto it = rows[r].by_step.find(step_list[c]);
+        dat << c << "\t" << r << "\t";
+        if (it == rows[r].by_step.end()) {
+          dat << "NaN\n";
+        } else {
+          dat << it->second * e << "\n";
+        }
+      }
+      dat << "\n";
+    }
+  }
+  // One y tic per (method, layer), in the middle of its experts' rows; a line between.
+  std::ostringstream ytics, xtics, lines;
+  for (size_t r = 0; r < rows.size();) {
+    size_t end = r;
+    while (end < rows.size() && rows[end].method == rows[r].method &&
+           rows[end].layer == rows[r].layer) {
+      ++end;
+    }
+    ytics << (ytics.tellp() > 0 ? ", " : "") << "'"
+          << tic_label(sanitize(rows[r].method) + "/L" + std::to_string(rows[r].layer)) << "' "
+          << (r + end - 1) / 2.0;
+    if (end < rows.size()) {
+      lines << "set arrow from graph 0, first " << end - 0.5 << " to graph 1, first " << end - 0.5
+            << " nohead lc rgb 'black' lw 1 front\n";
+    }
+    r = end;
+  }
+  const size_t every = std::max<size_t>(1, step_list.size() / 8);
+  for (size_t c = 0; c < step_list.size(); c += every) {
+    xtics << (xtics.tellp() > 0 ? ", " : "") << "'" << step_list[c] << "' " << c;
+  }
+  // Fluctuation per method: mean over layers and seeds at each evaluation.
+  auto f = db.prepare(
+      "SELECT r.method, l.step, avg(l.value) FROM layer_stats l JOIN runs r ON r.id = l.run_id "
+      "AND l.attempt = r.attempts WHERE l.split = 'valid' AND l.name = 'fluctuation' "
+      "AND r.status = 'completed' AND (?1 = '' OR r.sweep = ?1) "
+      "GROUP BY r.method, l.step ORDER BY r.method, l.step");
+  f.bind(1, sweep);
+  std::map<std::string, std::vector<std::pair<double, double>>> fluctuation;
+  while (f.step()) fluctuation[f.get_text(0)].emplace_back(f.get_double(1), f.get_double(2));
+  if (!fluctuation.empty()) write_series(base + "_fluctuation.dat", fluctuation);
+
+  std::ostringstream body;
+  body << "set multiplot\n"
+       << "set origin 0," << (fluctuation.empty() ? "0" : "0.35") << "\nset size 1,"
+       << (fluctuation.empty() ? "1" : "0.65") << "\n"
+       << "set title 'Expert load over training (" << sweep_title(sweep)
+       << ", valid split, mean over seeds); 1 = uniform share, 0 = dead (dark red)'\n"
+       << "set xlabel 'training step (evaluations)'\nset ytics (" << ytics.str()
+       << ") font ',8'\nset xtics (" << xtics.str() << ")\nset yrange [" << rows.size() - 0.5
+       << ":-0.5]\n"  // the first row on top
+       << lines.str() << "set cblabel 'load / uniform load'\nset cbrange [0:2]\n"
+       << "set palette defined (0 '#67001f', 0.05 '#d6604d', 1 'white', 2 '#2166ac')\n"
+       << "plot '" << base << ".dat' using 1:2:3 with image pixels notitle\n";
+  if (!fluctuation.empty()) {
+    body << "unset arrow\nunset ytics\nset ytics auto\nset yrange [*:*]\nset xtics auto\n"
+         << "set origin 0,0\nset size 1,0.35\n"
+         << "set title 'Routing fluctuation: share of probe tokens whose top-1 expert changed "
+            "since the previous evaluation'\n"
+         << "set xlabel 'training step'\nset ylabel 'fluctuation'\nset grid\n"
+         << "set key outside right\nunset colorbox\n"
+         << "plot for [i=0:" << fluctuation.size() - 1 << "] '" << base
+         << "_fluctuation.dat' index i using 1:2 with linespoints lw 2 title columnheader(1)\n";
+  }
   run_gnuplot(base, body.str());
   return base + ".png";
 }

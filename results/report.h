@@ -52,6 +52,13 @@ std::string plot_difficulty(const std::string& db_path, const std::string& sweep
 std::string plot_experts(const std::string& db_path, const std::string& sweep,
                          const std::string& out_dir);
 
+/// <out_dir>/routing.{png,svg}: routing over training: per method, MoE layer and expert,
+/// the load (share of slots, relative to uniform; 0 = dead) at every validation
+/// evaluation as a heatmap (top), and the routing fluctuation between consecutive
+/// evaluations, mean over layers and seeds (bottom, when runs evaluated more than once).
+std::string plot_routing(const std::string& db_path, const std::string& sweep,
+                         const std::string& out_dir);
+
 /// <out_dir>/reevals.{png,svg}: re-evaluations of trained models (view reevals) against
 /// the inference option's value, mean over seeds: test accuracy change from the first
 /// value (left) and evaluation latency (right), one line per method.

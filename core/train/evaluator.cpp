@@ -8,6 +8,18 @@
 
 namespace moe {
 
+std::vector<double> routing_fluctuation(const EvalResult& before, const EvalResult& now) {
+  std::vector<double> out;
+  if (before.probe_top1.size() != now.probe_top1.size()) return out;
+  for (size_t l = 0; l < now.probe_top1.size(); ++l) {
+    const auto& a = before.probe_top1[l];
+    const auto& b = now.probe_top1[l];
+    if (a.numel() == 0 || a.sizes() != b.sizes()) return {};
+    out.push_back(a.ne(b).to(torch::kDouble).mean().item<double>());
+  }
+  return out;
+}
+
 std::vector<double> EvalResult::mean_experts() const {
   std::vector<double> out;
   for (const auto& l : layers) out.push_back(l.mean_experts());
@@ -129,6 +141,9 @@ EvalResult evaluate(Transformer& model, Task& task, Split split, int64_t batch_s
     auto b = host.to(device);
     auto out = model->forward(b.tokens, b.features, b.pad_mask);
     for (size_t l = 0; l < out.traces.size(); ++l) r.layers[l].add(out.traces[l]);
+    if (r.probe_top1.empty()) {
+      for (const auto& t : out.traces) r.probe_top1.push_back(t.router_probs.argmax(1).cpu());
+    }
     const auto& logits = out.logits;
     auto flat_logits = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat);
     auto targets = b.targets.reshape({-1});

@@ -36,8 +36,20 @@ struct EvalResult {
   double flops_per_token = 0;
   FlopsBreakdown flops;  ///< flops_per_token by part
 
+  /// Top-1 expert (router argmax) of every routed token of the split's first batch, per
+  /// MoE layer, on the CPU: a fixed probe set, the same at every evaluation of a run.
+  std::vector<torch::Tensor> probe_top1;
+  /// Routing fluctuation (StableMoE) per MoE layer: the share of the probe tokens whose
+  /// top-1 expert changed since the previous evaluation (set by the trainer; empty for
+  /// the first evaluation).
+  std::vector<double> fluctuation;
+
   std::vector<double> mean_experts() const;
 };
+
+/// Per layer, the share of probe tokens whose top-1 expert differs between two
+/// evaluations of the same split (empty when either has no probe).
+std::vector<double> routing_fluctuation(const EvalResult& before, const EvalResult& now);
 
 /// Runs the model (eval mode, no grad) over the split; restores train mode afterwards if
 /// the model was training.

@@ -39,6 +39,20 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
     sink.layer_stat(step, split, layer, "mean_experts", st.mean_experts());
     sink.layer_stat(step, split, layer, "entropy", st.entropy());
     sink.layer_stat(step, split, layer, "dropped_fraction", st.dropped_fraction());
+    // Diagnostics (results/README.md has the formulas).
+    sink.layer_stat(step, split, layer, "saturation", st.saturation());
+    sink.layer_stat(step, split, layer, "dead_experts", static_cast<double>(st.dead_experts()));
+    sink.layer_stat(step, split, layer, "load_cv", st.load_cv());
+    sink.layer_stat(step, split, layer, "load_max_over_mean", st.load_max_over_mean());
+    sink.layer_stat(step, split, layer, "load_top20_share", st.load_top20_share());
+    for (const auto& [name, q] : {std::pair<const char*, double>{"experts_p50", 0.5},
+                                  {"experts_p90", 0.9},
+                                  {"experts_p99", 0.99}}) {
+      sink.layer_stat(step, split, layer, name, st.experts_quantile(q));
+    }
+    if (l < r.fluctuation.size()) {
+      sink.layer_stat(step, split, layer, "fluctuation", r.fluctuation[l]);
+    }
     for (const auto& kv : st.statistics()) sink.layer_stat(step, split, layer, kv.first, kv.second);
     const auto load = st.load_fraction();
     for (size_t e = 0; e < load.size(); ++e) {

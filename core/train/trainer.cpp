@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/train/checkpoint.h"
@@ -156,8 +157,8 @@ void Trainer::log_window(int64_t done, const StepOutcome& last, const Window& w)
 
 void Trainer::evaluate_during(int64_t done) {
   const auto& t = config_.train;
-  const auto r =
-      evaluate(model_, *task_, Split::kValid, t.eval_batch_size, t.eval_batches, device_);
+  auto r = evaluate(model_, *task_, Split::kValid, t.eval_batch_size, t.eval_batches, device_);
+  track_fluctuation(r);
   if (sink_) {
     write_eval(*sink_, done, "valid", r, task_->info());
     sink_->metric(done, "valid", "seconds", train_seconds_);
@@ -166,6 +167,11 @@ void Trainer::evaluate_during(int64_t done) {
     steps_to_target_ = done;
     seconds_to_target_ = train_seconds_;
   }
+}
+
+void Trainer::track_fluctuation(EvalResult& r) {
+  r.fluctuation = routing_fluctuation(previous_probe_, r);
+  previous_probe_.probe_top1 = r.probe_top1;
 }
 
 void Trainer::train_until(int64_t until) {
@@ -203,6 +209,7 @@ TrainResult Trainer::run() {
   if (!t.checkpoint.empty()) save(t.checkpoint);
   TrainResult result;
   result.valid = evaluate(model_, *task_, Split::kValid, t.eval_batch_size, 0, device_);
+  track_fluctuation(result.valid);
   log_eval("valid", result.valid);
   if (t.target_loss > 0 && steps_to_target_ < 0 && result.valid.loss <= t.target_loss) {
     steps_to_target_ = step_;
@@ -235,6 +242,12 @@ TrainResult Trainer::run() {
   s["train_tokens_per_s"] = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0;
   s["eval_tokens_per_s"] = result.test.tokens_per_s;
   s["train_seconds"] = train_seconds_;
+  {  // the process's peak resident memory so far (Linux reports KiB)
+    struct rusage usage {};
+    if (getrusage(RUSAGE_SELF, &usage) == 0) {
+      s["peak_rss_mb"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
+    }
+  }
   double k = 0;
   for (double v : result.test.mean_experts()) k += v;
   if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();

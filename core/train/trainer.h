@@ -67,6 +67,8 @@ class Trainer {
   void log_window(int64_t done, const StepOutcome& last, const Window& w);
   /// The periodic validation evaluation at step `done`.
   void evaluate_during(int64_t done);
+  /// Sets r's routing fluctuation against the previous validation evaluation.
+  void track_fluctuation(EvalResult& r);
   double lr_at(int64_t step) const;
   void log_eval(const std::string& split, const EvalResult& r);
   void print_progress(double loss, double tokens_per_s, bool force);
@@ -86,6 +88,8 @@ class Trainer {
   // Time to target (train.target_loss).
   int64_t steps_to_target_ = -1;
   double seconds_to_target_ = -1;
+  /// The probe routing of the last validation evaluation (routing fluctuation).
+  EvalResult previous_probe_;
   /// When the progress line was last drawn (each trainer its own).
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };

@@ -120,6 +120,15 @@ Routing InfMoERouterImpl::forward(const torch::Tensor& hidden) {
   return routing;
 }
 
+double InfMoERouterImpl::flops_per_token() const {
+  const double d = static_cast<double>(options_.d_model()),
+               dz = static_cast<double>(options_.d_z());
+  const double g = static_cast<double>(options_.num_experts());
+  const double samples = options_.deterministic() ? 1.0 : static_cast<double>(options_.K());
+  const double per_sample = options_.score() == "linear" ? 2 * dz * g : 3 * dz * g + dz;
+  return 2 * 2 * d * dz + samples * per_sample;
+}
+
 void InfMoERouterImpl::set_inference_option(const std::string& key, double value) {
   if (key == "K") {
     OptionCheck("router", "inf_moe")

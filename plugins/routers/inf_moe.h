@@ -64,6 +64,11 @@ class InfMoERouterImpl : public RouterImpl {
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
 
+  /// The mu and log-sigma maps (2 * 2 d d_z) plus, per sample (K; one when
+  /// deterministic), the scores of the G blocks: linear 2 d_z G; positions 3 d_z G + d_z
+  /// (z.c, ||c||^2, ||z||^2). The top-r selection's comparisons are not counted.
+  double flops_per_token() const override;
+
   torch::nn::Linear mu{nullptr}, log_sigma{nullptr};
   torch::Tensor score_map;  ///< A [G, d_z] (linear) or the positions c [G, d_z]
   const InfMoERouterOptions& options() const { return options_; }

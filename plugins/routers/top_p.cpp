@@ -14,7 +14,13 @@ std::pair<torch::Tensor, torch::Tensor> top_p_select(const torch::Tensor& probs,
   auto sorted = torch::sort(probs.detach(), /*stable=*/true, /*dim=*/-1, /*descending=*/true);
   auto sorted_p = std::get<0>(sorted);
   auto order = std::get<1>(sorted);
-  auto keep = (sorted_p.cumsum(-1) - sorted_p).le(threshold);  // the reference rule
+  // The reference rule: keep j iff the probability mass before it (an exclusive cumulative
+  // sum, the inclusive one shifted right) is <= threshold. Not cumsum - sorted: rounding
+  // makes that differ when a cumulative sum lands on the threshold exactly.
+  const auto cum = sorted_p.cumsum(-1);
+  const int64_t n = probs.size(1);
+  auto before = torch::cat({torch::zeros({tokens, 1}, cum.options()), cum.narrow(1, 0, n - 1)}, 1);
+  auto keep = before.le(threshold);
   if (max_experts > 0 && max_experts < probs.size(1)) {
     keep.narrow(1, max_experts, probs.size(1) - max_experts).fill_(false);
   }

@@ -4,9 +4,9 @@
 //
 //   logits = W_r x (W_r: [d, N], no bias, N(0, 0.02)), p = softmax(logits) in float32
 //   sort p descending (ties: lower expert index first); keep expert j of that order while
-//   (cumsum_j - sorted_j) <= threshold, i.e. until the cumulative probability first
-//   exceeds the threshold, the crossing expert included. A token whose top-1 probability
-//   is above the threshold uses one expert; a flat distribution uses many.
+//   the mass before it, sum_{i<j} sorted_i (a shifted cumsum), is <= threshold, i.e. until
+//   the cumulative probability first exceeds the threshold, the crossing expert included. A token
+//   whose top-1 probability is above the threshold uses one expert; a flat distribution uses many.
 //   weights = the raw p of the kept experts (no renormalisation).
 //   slots = the largest number of experts any token of the batch keeps (capped by
 //   max_experts when > 0); unused slots hold index -1 and weight 0.
@@ -31,8 +31,8 @@ struct TopPRouterOptions {
 
 /// The selection rule alone. probs: [T, N] -> (weights [T, slots], indices [T, slots]),
 /// unused slots -1 / 0. Exposed for tests and for routers that reuse it.
-std::pair<torch::Tensor, torch::Tensor> top_p_select(const torch::Tensor& probs,
-                                                     double threshold, int64_t max_experts);
+std::pair<torch::Tensor, torch::Tensor> top_p_select(const torch::Tensor& probs, double threshold,
+                                                     int64_t max_experts);
 
 class TopPRouterImpl : public RouterImpl {
  public:

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "core/experts.h"
+#include "core/train/evaluator.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
 
@@ -159,6 +160,64 @@ TEST(MoELayer, ForwardReturnsItsTraceAndKeepsNoRoutingState) {
   int64_t total = 0;
   for (auto v : first_load) total += v;
   EXPECT_EQ(total, 12);
+}
+
+TEST(MoELayer, PaddingIsNotRoutedAndCountsNowhere) {
+  torch::manual_seed(4);
+  MoELayer layer(
+      Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
+      ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
+      MoELayerOptions(kE));
+  auto x = torch::randn({2, 4, kD});
+  auto pad = torch::tensor({{false, false, false, true}, {false, false, true, true}});
+  auto out = layer->forward(x, pad);
+  // Pads: output 0, no experts; the 5 real tokens are routed exactly as they are alone.
+  auto flat_y = out.y.reshape({8, kD});
+  for (int64_t p : {3, 6, 7}) EXPECT_EQ(flat_y[p].abs().sum().item<double>(), 0.0) << p;
+  EXPECT_EQ(out.trace.tokens, 5);
+  EXPECT_EQ(out.trace.selected, 10);
+  EXPECT_TRUE(
+      torch::equal(out.trace.token_experts, torch::tensor({2, 2, 2, 0, 2, 2, 0, 0}, torch::kLong)));
+  auto real = torch::stack({x[0][0], x[0][1], x[0][2], x[1][0], x[1][1]});
+  auto alone = layer->forward(real);
+  EXPECT_TRUE(
+      torch::allclose(alone.trace.aux_losses.at("balance"), out.trace.aux_losses.at("balance")));
+  EXPECT_TRUE(
+      torch::allclose(alone.y, flat_y.index_select(0, torch::tensor({0, 1, 2, 4, 5})), 1e-5, 1e-6));
+  LayerStats st;
+  st.add(out.trace);
+  EXPECT_EQ(st.tokens, 5);
+  EXPECT_EQ(st.histogram, (std::vector<double>{0, 0, 5}));  // pads are not 0-expert tokens
+}
+
+TEST(LayerStats, DiagnosticsMatchHandValues) {
+  LayerStats st;
+  st.load = {6, 2, 0, 0, 2};  // 10 slots over 5 experts; mean 2
+  st.tokens = 10;
+  st.histogram = {0, 6, 3, 1};  // tokens using 0, 1, 2, 3 experts
+  EXPECT_EQ(st.dead_experts(), 2);
+  // Population variance ((6-2)^2 + 0 + 4 + 4 + 0) / 5 = 4.8.
+  EXPECT_NEAR(st.load_cv(), std::sqrt(4.8) / 2, 1e-12);
+  EXPECT_DOUBLE_EQ(st.load_max_over_mean(), 3.0);
+  EXPECT_DOUBLE_EQ(st.load_top20_share(), 0.6);  // ceil(0.2 * 5) = 1 expert: 6 of 10
+  EXPECT_EQ(st.experts_quantile(0.5), 1);        // 6 of 10 tokens use <= 1
+  EXPECT_EQ(st.experts_quantile(0.9), 2);        // 9 of 10 use <= 2
+  EXPECT_EQ(st.experts_quantile(0.99), 3);
+  // Saturation: mean over tokens of the largest probability.
+  LayerTrace t;
+  t.router_probs = torch::tensor({{0.7, 0.2, 0.1}, {0.4, 0.3, 0.3}}, torch::kDouble);
+  t.tokens = 2;
+  LayerStats s2;
+  s2.add(t);
+  EXPECT_NEAR(s2.saturation(), 0.55, 1e-12);
+}
+
+TEST(Evaluator, RoutingFluctuationIsTheShareOfChangedTopOne) {
+  EvalResult a, b;
+  a.probe_top1 = {torch::tensor({0, 1, 2, 3}), torch::tensor({1, 1})};
+  b.probe_top1 = {torch::tensor({0, 1, 3, 3}), torch::tensor({0, 0})};
+  EXPECT_EQ(routing_fluctuation(a, b), (std::vector<double>{0.25, 1.0}));
+  EXPECT_TRUE(routing_fluctuation(EvalResult{}, b).empty());  // the first evaluation
 }
 
 }  // namespace

@@ -125,6 +125,14 @@ TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {
                   "AND code_version != '' AND wall_seconds > 0 AND status = 'completed'"),
             "n\n4\n");
   EXPECT_EQ(moe("sweep status " + file + " --db " + path("r.sqlite")), 0);
+  // The routing diagnostics are stored per layer, and moe plot routing draws them.
+  EXPECT_EQ(query(path("r.sqlite"),
+                  "SELECT count(DISTINCT name) AS n FROM layer_stats WHERE split = 'valid' AND "
+                  "name IN ('dead_experts', 'load_cv', 'load_max_over_mean', 'load_top20_share', "
+                  "'saturation', 'experts_p50', 'experts_p90', 'experts_p99')"),
+            "n\n8\n");
+  ASSERT_EQ(moe("plot routing --db " + path("r.sqlite") + " --out " + path("plots")), 0);
+  EXPECT_TRUE(std::filesystem::exists(path("plots") + "/routing.png"));
 }
 
 TEST_F(SweepRun, KillDashNineThenRerunCompletesOnlyTheMissingTrials) {

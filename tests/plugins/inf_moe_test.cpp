@@ -191,5 +191,19 @@ TEST(InfMoE, StatisticsAndActiveParameters) {
                         "divisible by moe.num_experts");
 }
 
+TEST(InfMoE, RouterFlopsCountTheMapsAndEverySamplesScores) {
+  // d = 8, d_z = 4, G = 8: maps 2 * 2 * 8 * 4 = 128; linear scores 2 * 4 * 8 = 64 per sample.
+  InfMoERouter linear(InfMoERouterOptions(8, 8).d_z(4).K(2));
+  EXPECT_DOUBLE_EQ(linear->flops_per_token(), 128 + 2 * 64);
+  InfMoERouter det(InfMoERouterOptions(8, 8).d_z(4).K(2).deterministic(true));
+  EXPECT_DOUBLE_EQ(det->flops_per_token(), 128 + 64);
+  // positions: 3 * 4 * 8 + 4 = 100 per sample.
+  InfMoERouter pos(InfMoERouterOptions(8, 8).d_z(4).K(3).score("positions"));
+  EXPECT_DOUBLE_EQ(pos->flops_per_token(), 128 + 3 * 100);
+  // The standard gate: 2 d N.
+  const LayerContext ctx{8, 4, 0, 2};
+  EXPECT_DOUBLE_EQ(make_router(PluginSpec("router", "top_k", {}), ctx)->flops_per_token(), 64);
+}
+
 }  // namespace
 }  // namespace moe

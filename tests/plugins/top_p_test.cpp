@@ -51,6 +51,20 @@ TEST(TopP, CrossingExpertIsKeptAndFlatUsesMany) {
   EXPECT_EQ(std::get<1>(top_p_select(hand_probs(), 0.0, 0)).size(1), 1);
 }
 
+TEST(TopP, BoundaryUsesTheExclusiveCumulativeSum) {
+  // The mass before the second expert is exactly the threshold (as float32): the reference
+  // keeps it (0.4 <= 0.4); cumsum - sorted rounds to 0.40000004 and would drop it.
+  auto probs = torch::tensor({{0.4f, 0.1668088f, 0.1668088f, 0.1668088f, 0.0995736f}});
+  const auto sorted = probs[0];
+  const float rounded = (sorted.cumsum(0) - sorted)[1].item<float>();
+  ASSERT_GT(rounded, 0.4f) << "the case must exercise the rounding difference";
+  auto idx = std::get<1>(top_p_select(probs, 0.4, 0));
+  EXPECT_EQ(row_indices(idx, 0), (std::vector<int64_t>{0, 1}));
+  // Ties: experts 1, 2 and 3 are equal; at p = 0.6 two of them are kept, lower index first.
+  EXPECT_EQ(row_indices(std::get<1>(top_p_select(probs, 0.6, 0)), 0),
+            (std::vector<int64_t>{0, 1, 2}));
+}
+
 // Gate = identity and hidden = log p, so softmax(W x) = p exactly as written.
 TopPRouter identity_router(double threshold) {
   TopPRouter r(TopPRouterOptions(4, 4).threshold(threshold));
