@@ -55,6 +55,7 @@ void HyperOptions::validate() const {
   for (const auto& [name, value] : sizes) {
     check.expect(value > 0, name, "> 0", static_cast<double>(value));
   }
+  check.expect(embed_init_std > 0, "embed_init_std", "> 0", embed_init_std);
   check.expect(num_experts >= 1 && num_experts <= 62, "num_experts",
                "1..62 (selected sets are coded as 64-bit masks)", static_cast<double>(num_experts));
 }
@@ -66,7 +67,8 @@ HyperExpertsImpl::HyperExpertsImpl(ExpertBank inner_in, const HyperOptions& o, i
   TORCH_CHECK(layer >= 0 && layer < o.num_layers, "expert bank 'hyper': layer ", layer,
               " outside [0, ", o.num_layers, ")");
   inner = register_module("inner", std::move(inner_in));
-  expert_emb = register_parameter("expert_emb", torch::randn({o.num_experts, o.embed_dim}) * 0.02);
+  expert_emb = register_parameter("expert_emb",
+                                  torch::randn({o.num_experts, o.embed_dim}) * o.embed_init_std);
   mlp1 = register_module("mlp1", torch::nn::Linear(o.embed_dim, o.hidden));
   mlp2 = register_module("mlp2", torch::nn::Linear(o.hidden, o.hidden));
   if (shared_hyper) {
@@ -153,6 +155,7 @@ std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
   o.num_layers = std::max<int64_t>(1, ctx.num_layers);
   const int64_t small = std::min<int64_t>(128, std::max<int64_t>(8, ctx.d_model / 2));
   o.embed_dim = spec.get<int64_t>("embed_dim", small);
+  o.embed_init_std = spec.get<double>("embed_init_std", o.embed_init_std);
   o.hidden = spec.get<int64_t>("hidden", small);
   o.hyper_hidden = spec.get<int64_t>("hyper_hidden", small);
   o.bottleneck =
@@ -185,6 +188,8 @@ std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
 std::vector<ParamDoc> HyperExpertsImpl::param_docs() {
   return {{"inner", "{name = \"ffn\"}", "the host expert bank (any but hyper)"},
           {"embed_dim", "clamp(d/2, 8, 128)", "expert embedding size"},
+          {"embed_init_std", "1.0",
+           "std of the expert embeddings' N(0, std) init (the reference's nn.Embedding)"},
           {"hidden", "clamp(d/2, 8, 128)", "selection-embedding MLP width"},
           {"hyper_hidden", "clamp(d/2, 8, 128)", "hypernetwork trunk width"},
           {"bottleneck", "clamp(d/4, 4, 64)", "r: the generated adapter's bottleneck"},

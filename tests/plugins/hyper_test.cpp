@@ -10,6 +10,7 @@
 #include "core/transformer.h"
 #include "plugins/routers/top_k.h"
 #include "tests/plugins/hyper_reference.h"
+#include "tests/test_util.h"
 
 namespace moe {
 namespace {
@@ -140,6 +141,25 @@ TEST(Hyper, OneHypernetworkSharedByAllLayersAndCountedHonestly) {
       model->total_params() - generators - banks + 3 * (2 * per_expert + adapter);
   EXPECT_DOUBLE_EQ(model->active_params({2, 2, 2}), expected);
   EXPECT_EQ(bank(0)->params_per_expert(), per_expert);
+}
+
+TEST(Hyper, ExpertEmbeddingsStartAsTheReferencesNormalOne) {
+  // nn.Embedding's N(0, 1), so e_hat (a sum of embeddings) is O(1) like the layer embedding
+  // it is concatenated with; 0.02 made the generated adapter nearly selection-blind.
+  const LayerContext ctx{kD, kE, 0, 2};
+  torch::manual_seed(5);
+  auto bank = make_expert_bank(PluginSpec("experts", "hyper", {{"embed_dim", 64}}), ctx);
+  const double std_1 = bank->as<HyperExpertsImpl>()->expert_emb.std().item<double>();
+  EXPECT_GT(std_1, 0.85);
+  EXPECT_LT(std_1, 1.15);
+  auto small = make_expert_bank(
+      PluginSpec("experts", "hyper", {{"embed_dim", 64}, {"embed_init_std", 0.02}}), ctx);
+  EXPECT_NEAR(small->as<HyperExpertsImpl>()->expert_emb.std().item<double>(), 0.02, 0.004);
+  testing::expect_error(
+      [&] {
+        make_expert_bank(PluginSpec("experts", "hyper", {{"embed_init_std", 0.0}}), ctx);
+      },
+      "experts 'hyper': parameter 'embed_init_std' expected > 0, got 0");
 }
 
 }  // namespace
