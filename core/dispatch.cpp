@@ -12,7 +12,8 @@ int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64
       std::ceil(capacity_factor * static_cast<double>(k * tokens) / num_experts));
 }
 
-DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity) {
+DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity,
+                           DropPolicy policy) {
   TORCH_CHECK(routing.indices.dim() == 2, "dispatch: expected indices [tokens, slots], got ",
               routing.indices.sizes());
   TORCH_CHECK(routing.weights.sizes() == routing.indices.sizes(), "dispatch: weights ",
@@ -23,6 +24,13 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t 
   auto flat_w = routing.weights.reshape({-1});
   auto valid = flat_idx.ge(0);
   auto pos = valid.nonzero().squeeze(1);  // flat (token, slot) positions in use
+  if (capacity > 0 && slots > 1 && policy == DropPolicy::kPriority) {
+    // Slot-major: all first choices, then all second choices, each in token order; the
+    // stable sort by expert below keeps that order, so capacity drops later choices first.
+    const int64_t tokens = routing.indices.size(0);
+    auto key = torch::remainder(pos, slots) * tokens + torch::div(pos, slots, "floor");
+    pos = pos.index_select(0, std::get<1>(torch::sort(key, /*stable=*/true, 0, false)));
+  }
   auto expert = flat_idx.index_select(0, pos);
   // Stable sort keeps token order within each expert: capacity then drops later tokens.
   auto sorted = std::get<1>(torch::sort(expert, /*stable=*/true, 0, /*descending=*/false));

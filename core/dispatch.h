@@ -3,8 +3,9 @@
 //
 // The (token, slot) pairs a router selected are sorted by expert so that each expert
 // sees one contiguous block of rows: one matmul per expert, no masking of all tokens,
-// no compute for experts nobody chose. Capacity limits are applied here, in token order
-// within each expert (earlier tokens win), as in Switch/GShard.
+// no compute for experts nobody chose. Capacity limits are applied here, per expert: by
+// default every first choice before any second choice, then earlier tokens first (GShard);
+// DropPolicy::kPosition ranks by token position only.
 #include <torch/types.h>
 
 #include <vector>
@@ -25,10 +26,18 @@ struct DispatchPlan {
   int64_t dropped = 0;          ///< slots dropped by the capacity limit
 };
 
+/// Which (token, slot) pairs a full expert keeps. kPriority (GShard): every token's first
+/// choice before any token's second choice, then by position; kPosition: by position only
+/// (earlier tokens win whatever the slot).
+enum class DropPolicy { kPriority, kPosition };
+
 /// capacity <= 0 means dropless. routing.indices: [T, slots] int64 with -1 for unused.
-DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity);
+DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity,
+                           DropPolicy policy = DropPolicy::kPriority);
 
 /// capacity = ceil(capacity_factor * k * T / E); 0 when capacity_factor <= 0 (dropless).
+/// The MoE layer passes k * T = the slots the router selected, so a dynamic router's
+/// capacity follows its mean experts per token, not the batch's widest row.
 int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64_t num_experts);
 
 }  // namespace moe

@@ -162,9 +162,16 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pad
   TORCH_CHECK(routing.indices.dim() == 2 && routing.indices.size(0) == tokens, "router '",
               router->plugin_name(), "': expected indices [", tokens, ", slots], got ",
               routing.indices.sizes());
-  const int64_t capacity = expert_capacity(options_.capacity_factor(), routing.indices.size(1),
-                                           tokens, options_.num_experts());
-  DispatchPlan plan = plan_dispatch(routing, options_.num_experts(), capacity);
+  const double factor = !is_training() && options_.eval_capacity_factor() >= 0
+                            ? options_.eval_capacity_factor()
+                            : options_.capacity_factor();
+  int64_t capacity = 0;
+  if (factor > 0) {  // from the slots actually selected (a host sync, only with a capacity)
+    const int64_t selected = routing.indices.ge(0).sum().item<int64_t>();
+    capacity = expert_capacity(factor, selected, 1, options_.num_experts());
+  }
+  DispatchPlan plan =
+      plan_dispatch(routing, options_.num_experts(), capacity, options_.drop_policy());
   auto bank = experts->forward(hidden, routing, plan);
   MoEOutput out;
   auto token_experts = routing.indices.detach().ge(0).sum(1);

@@ -65,8 +65,12 @@ std::map<std::string, double> combine_layers(const std::vector<LayerStats>& laye
 struct MoELayerOptions {
   MoELayerOptions(int64_t num_experts) : num_experts_(num_experts) {}  // NOLINT
   TORCH_ARG(int64_t, num_experts);
-  /// ceil(CF * k * T / E) slots per expert; 0 = dropless (methods.md default).
+  /// ceil(CF * selected slots / E) slots per expert (selected = k T for top-k, the
+  /// router's actual slots for dynamic routers); 0 = dropless (methods.md default).
   TORCH_ARG(double, capacity_factor) = 0.0;
+  /// The capacity factor in eval mode; < 0 = the training one.
+  TORCH_ARG(double, eval_capacity_factor) = -1.0;
+  TORCH_ARG(DropPolicy, drop_policy) = DropPolicy::kPriority;
 };
 
 struct MoEOutput {

@@ -105,11 +105,13 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
     LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index, opt.layers(), shared};
     auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
     auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
-    moe = register_module(
-        "moe",
-        MoELayer(
-            router, bank,
-            MoELayerOptions(opt.moe().num_experts).capacity_factor(opt.moe().capacity_factor)));
+    moe = register_module("moe", MoELayer(router, bank,
+                                          MoELayerOptions(opt.moe().num_experts)
+                                              .capacity_factor(opt.moe().capacity_factor)
+                                              .eval_capacity_factor(opt.moe().eval_capacity_factor)
+                                              .drop_policy(opt.moe().drop_policy == "position"
+                                                               ? DropPolicy::kPosition
+                                                               : DropPolicy::kPriority)));
   } else {
     ffn = register_module("ffn",
                           DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation(), opt.peft()));

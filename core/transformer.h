@@ -30,6 +30,8 @@ namespace moe {
 struct MoEConfig {
   int64_t num_experts = 8;
   double capacity_factor = 0.0;
+  double eval_capacity_factor = -1.0;           ///< < 0: the training one
+  std::string drop_policy = "priority";         ///< priority (GShard) | position
   nlohmann::json router = {{"name", "top_k"}};  ///< {"name": ..., params...}
   nlohmann::json experts = {{"name", "ffn"}};
 };

@@ -44,12 +44,16 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   PluginSpec moe(family, "moe", top.block("moe"));
   c.moe.num_experts = moe.get<int64_t>("num_experts", c.moe.num_experts);
   c.moe.capacity_factor = moe.get<double>("capacity_factor", 0.0);
+  c.moe.eval_capacity_factor = moe.get<double>("eval_capacity_factor", -1.0);
+  c.moe.drop_policy = moe.choice("drop_policy", c.moe.drop_policy, {"priority", "position"});
   if (moe.contains("router")) c.moe.router = moe.block("router");
   if (moe.contains("experts")) c.moe.experts = moe.block("experts");
   moe.block("router");
   moe.block("experts");
   moe.check_all_read();
   if (c.moe.num_experts <= 0) moe.fail("parameter 'num_experts' expected > 0");
+  moe.check().expect(c.moe.capacity_factor >= 0, "capacity_factor", ">= 0 (0 = dropless)",
+                     c.moe.capacity_factor);
 
   PluginSpec train(family, "train", top.block("train"));
   auto& t = c.train;

@@ -5,7 +5,8 @@
 //   seed, device ("auto" | "cpu" | "cuda" | "cuda:N"), threads (0 = all cores), data_dir
 //   [task]  name + task parameters          (see `moe plugins`)
 //   [model] d_model, layers, heads, ffn_hidden, activation, moe_every, dropout, attention_bias
-//   [moe]   num_experts, capacity_factor, router = {name, ...}, experts = {name, ...}
+//   [moe]   num_experts, capacity_factor, eval_capacity_factor, drop_policy,
+//           router = {name, ...}, experts = {name, ...}
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
 //           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume,
 //           sampling (iid | epochs | curriculum), curriculum_eps, target_loss,

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "core/experts.h"
+#include "core/router.h"
 #include "core/train/evaluator.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
@@ -75,6 +78,53 @@ TEST(Dispatch, CapacityDropsLaterTokensFirst) {
   EXPECT_TRUE(torch::equal(plan.token_index, torch::tensor({0, 1, 3}, torch::kLong)));
   EXPECT_EQ(expert_capacity(1.0, 2, 10, 4), 5);  // ceil(1.0 * 2 * 10 / 4)
   EXPECT_EQ(expert_capacity(0.0, 2, 10, 4), 0);  // dropless
+}
+
+TEST(Dispatch, PriorityPlacesEveryFirstChoiceBeforeAnySecondChoice) {
+  // Expert 0: token 0's second choice, tokens 1 and 2's first. Expert 1: token 0's first,
+  // tokens 1 and 2's second. Capacity 2 per expert.
+  Routing r;
+  r.indices = torch::tensor({{1, 0}, {0, 1}, {0, 1}}, torch::kLong);
+  r.weights = torch::ones({3, 2});
+  auto kept = [](const DispatchPlan& p, int64_t expert) {
+    std::vector<int64_t> out;
+    auto e = p.expert_index.contiguous(), t = p.token_index.contiguous();
+    for (int64_t i = 0; i < e.numel(); ++i) {
+      if (e[i].item<int64_t>() == expert) out.push_back(t[i].item<int64_t>());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto priority = plan_dispatch(r, 2, 2, DropPolicy::kPriority);
+  EXPECT_EQ(priority.dropped, 2);
+  EXPECT_EQ(kept(priority, 0), (std::vector<int64_t>{1, 2}));  // both first choices
+  EXPECT_EQ(kept(priority, 1), (std::vector<int64_t>{0, 1}));  // first, then token 1's second
+  auto position = plan_dispatch(r, 2, 2, DropPolicy::kPosition);
+  EXPECT_EQ(position.dropped, 2);
+  EXPECT_EQ(kept(position, 0), (std::vector<int64_t>{0, 1}));  // token 2's first choice lost
+  EXPECT_EQ(kept(position, 1), (std::vector<int64_t>{0, 1}));
+  // Dropless ignores the policy.
+  EXPECT_EQ(plan_dispatch(r, 2, 0, DropPolicy::kPriority).dropped, 0);
+}
+
+TEST(MoELayer, CapacityFollowsSelectedSlotsAndEvalFactor) {
+  // top_p with a high threshold keeps several experts for some tokens: the capacity is
+  // ceil(CF * selected / E), not CF * widest row * T / E.
+  torch::manual_seed(6);
+  const LayerContext ctx{kD, kE, 0, 1};
+  auto router = make_router(PluginSpec("router", "top_p", {{"threshold", 0.3}}), ctx);
+  auto bank = make_expert_bank(PluginSpec("experts", "ffn", {{"hidden", kH}}), ctx);
+  MoELayer layer(router, bank, MoELayerOptions(kE).capacity_factor(1.0).eval_capacity_factor(0));
+  auto x = torch::randn({32, kD});
+  layer->train();
+  auto train = layer->forward(x);
+  const int64_t selected = train.trace.selected;
+  const int64_t capacity = (selected + kE - 1) / kE;  // ceil(1.0 * selected / 4)
+  int64_t over = 0;                                   // slots beyond the capacity of each expert
+  for (auto v : train.trace.load) over += std::max<int64_t>(0, v - capacity);
+  EXPECT_EQ(train.trace.dropped, over);
+  layer->eval();  // eval_capacity_factor 0: dropless
+  EXPECT_EQ(layer->forward(x).trace.dropped, 0);
 }
 
 TEST(MoELayer, DroppedTokensGetZeroOutputAndAreCounted) {
