@@ -18,9 +18,9 @@ bool adapter_at(const PeftOptions& peft, const std::string& site) {
   return std::find(tags.begin(), tags.end(), site) != tags.end();
 }
 
-AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out) {
+AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out, int64_t heads) {
   PluginSpec spec("adapter", peft.method, peft.params);
-  auto adapter = adapter_registry().create(peft.method, spec, d_in, d_out);
+  auto adapter = adapter_registry().create(peft.method, spec, d_in, d_out, heads);
   spec.check_all_read();
   return adapter;
 }
@@ -39,7 +39,7 @@ void check_peft(const PeftOptions& peft) {
                                 ", got '" + peft.method + "'");
   }
   torch::NoGradGuard no_grad;
-  make_adapter(peft, 2, 2);
+  make_adapter(peft, 4, 4, 2);
 }
 
 void check_mixture(const OptionCheck& check, int64_t experts, int64_t top_k) {
@@ -49,15 +49,18 @@ void check_mixture(const OptionCheck& check, int64_t experts, int64_t top_k) {
                static_cast<double>(top_k));
 }
 
-torch::Tensor adapter_mixture(const torch::Tensor& x, const torch::Tensor& router, int64_t top_k) {
-  auto logits = torch::matmul(x, router.to(x.dtype()));
+torch::Tensor mixture_from_logits(const torch::Tensor& logits, int64_t top_k) {
   auto p = torch::softmax(
       logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat), -1);
-  if (top_k > 0 && top_k < p.size(-1)) {
-    auto kth = std::get<0>(p.topk(top_k, -1)).narrow(-1, top_k - 1, 1);
-    p = p * p.ge(kth).to(p.dtype());  // no renormalisation
+  if (top_k > 0 && top_k < p.size(-1)) {  // exactly k, even under ties; no renormalisation
+    auto keep = torch::zeros_like(p).scatter_(-1, std::get<1>(p.topk(top_k, -1)), 1.0);
+    p = p * keep;
   }
   return p;
+}
+
+torch::Tensor adapter_mixture(const torch::Tensor& x, const torch::Tensor& router, int64_t top_k) {
+  return mixture_from_logits(torch::matmul(x, router.to(x.dtype())), top_k);
 }
 
 }  // namespace moe

@@ -38,8 +38,10 @@ class AdapterImpl : public torch::nn::Module {
 };
 using AdapterPtr = std::shared_ptr<AdapterImpl>;
 
-/// Created with the site's projection shape d_in -> d_out (scaling sites: d_in = d_out).
-using AdapterRegistry = Registry<AdapterImpl, const PluginSpec&, int64_t, int64_t>;
+/// Created with the site's projection shape d_in -> d_out (scaling sites: d_in = d_out)
+/// and its attention heads (k and v: the model's heads, their width d_out / heads; 1
+/// elsewhere).
+using AdapterRegistry = Registry<AdapterImpl, const PluginSpec&, int64_t, int64_t, int64_t>;
 AdapterRegistry& adapter_registry();
 
 /// The sites an adapter sits at (its registry entry's tags: "q", "k", "v", "o", "up",
@@ -48,7 +50,7 @@ bool adapter_at(const PeftOptions& peft, const std::string& site);
 
 /// Creates the adapter for one site and rejects any parameter it did not read. Errors:
 /// "adapter '<name>': parameter '<p>' expected ..., got ...".
-AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out);
+AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out, int64_t heads = 1);
 
 /// Checks the section (a known adapter, valid parameters) by building one small adapter.
 void check_peft(const PeftOptions& peft);
@@ -57,6 +59,9 @@ void check_peft(const PeftOptions& peft);
 /// in float32 (double when x is double), then, for 0 < top_k < E, the top_k largest kept
 /// and the rest zeroed, without renormalising. [..., E].
 torch::Tensor adapter_mixture(const torch::Tensor& x, const torch::Tensor& router, int64_t top_k);
+/// The same from logits [..., E]: softmax over the last dimension, then exactly top_k
+/// kept per row (ties broken by index), no renormalisation.
+torch::Tensor mixture_from_logits(const torch::Tensor& logits, int64_t top_k);
 /// The mixture adapters' (mov, molora) shared option check: experts >= 1 and
 /// 0 <= top_k <= experts.
 void check_mixture(const OptionCheck& check, int64_t experts, int64_t top_k);
@@ -65,7 +70,7 @@ void check_mixture(const OptionCheck& check, int64_t experts, int64_t top_k);
 
 /// MOE_REGISTER_ADAPTER("ia3", IA3Adapter, "help", {"k", "v", "mid"}): the class supplies
 /// `static std::shared_ptr<AdapterImpl> create(const PluginSpec&, int64_t d_in, int64_t
-/// d_out)` and `static std::vector<ParamDoc> param_docs()`.
+/// d_out, int64_t heads)` and `static std::vector<ParamDoc> param_docs()`.
 #define MOE_REGISTER_ADAPTER(NAME, CLASS, HELP, ...)                                      \
   static ::moe::Registrar<::moe::AdapterRegistry> MOE_CONCAT(moe_adapter_reg_, __LINE__)( \
       ::moe::adapter_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create, __VA_ARGS__})

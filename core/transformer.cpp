@@ -20,9 +20,9 @@ double flops_of(std::initializer_list<const AdapterPtr*> adapters) {
 
 /// The adapter at `site` (registered as "<site>_adapter"), or null when peft puts none there.
 AdapterPtr site_adapter(torch::nn::Module& m, const PeftOptions& peft, const std::string& site,
-                        int64_t d_in, int64_t d_out) {
+                        int64_t d_in, int64_t d_out, int64_t heads = 1) {
   if (!adapter_at(peft, site)) return nullptr;
-  return m.register_module(site + "_adapter", make_adapter(peft, d_in, d_out));
+  return m.register_module(site + "_adapter", make_adapter(peft, d_in, d_out, heads));
 }
 
 }  // namespace
@@ -37,8 +37,8 @@ AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool a
   v = register_module("v", torch::nn::Linear(d_model, d_model));
   o = register_module("o", torch::nn::Linear(d_model, d_model));
   q_adapter = site_adapter(*this, peft, "q", d_model, d_model);
-  k_adapter = site_adapter(*this, peft, "k", d_model, d_model);
-  v_adapter = site_adapter(*this, peft, "v", d_model, d_model);
+  k_adapter = site_adapter(*this, peft, "k", d_model, d_model, heads);  // per-head routing
+  v_adapter = site_adapter(*this, peft, "v", d_model, d_model, heads);
   o_adapter = site_adapter(*this, peft, "o", d_model, d_model);
 }
 

@@ -71,16 +71,31 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
     }
   }
   apply_trainable(*model_, config_.train.trainable, "train.trainable");
-  std::vector<torch::Tensor> trainable;
-  for (const auto& p : model_->parameters()) {
-    if (p.requires_grad()) trainable.push_back(p);
+  // Adapter scale and bias vectors ((IA)^3 / MoV scales start at 1; weight decay would
+  // pull them to 0) get no weight decay: a second parameter group, only when there is one.
+  std::vector<torch::Tensor> decayed, not_decayed;
+  for (const auto& p : model_->named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    const auto& name = p.key();
+    const bool adapter = name.find("_adapter.") != std::string::npos;
+    const bool vector = name.size() >= 8 && name.compare(name.size() - 8, 8, ".vectors") == 0;
+    (adapter && (vector || p.value().dim() <= 1) ? not_decayed : decayed).push_back(p.value());
   }
   sampler_ = std::make_unique<BatchSampler>(*task_, config_.train, config_.seed,
                                             static_cast<int64_t>(model_->moe_layers().size()));
-  optimizer_ = std::make_unique<torch::optim::AdamW>(trainable,
-                                                     torch::optim::AdamWOptions(config_.train.lr)
-                                                         .betas({0.9, 0.98})
-                                                         .weight_decay(config_.train.weight_decay));
+  const auto options = torch::optim::AdamWOptions(config_.train.lr)
+                           .betas({0.9, 0.98})
+                           .weight_decay(config_.train.weight_decay);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decayed.empty() || not_decayed.empty()) {
+    groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(options));
+  }
+  if (!not_decayed.empty()) {
+    auto no_decay = options;
+    no_decay.weight_decay(0.0);
+    groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(no_decay));
+  }
+  optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), options);
 }
 
 double Trainer::lr_at(int64_t step) const {

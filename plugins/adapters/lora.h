@@ -32,14 +32,16 @@ class LoRAAdapter : public AdapterImpl {
 };
 
 struct LoRA : LoRAAdapter {
-  static std::shared_ptr<AdapterImpl> create(const PluginSpec& spec, int64_t d_in, int64_t d_out) {
+  static std::shared_ptr<AdapterImpl> create(const PluginSpec& spec, int64_t d_in, int64_t d_out,
+                                             int64_t /*heads*/) {
     return make(spec, d_in, d_out, false);
   }
   static std::vector<ParamDoc> param_docs();
 };
 
 struct MoLoRA : LoRAAdapter {
-  static std::shared_ptr<AdapterImpl> create(const PluginSpec& spec, int64_t d_in, int64_t d_out) {
+  static std::shared_ptr<AdapterImpl> create(const PluginSpec& spec, int64_t d_in, int64_t d_out,
+                                             int64_t /*heads*/) {
     return make(spec, d_in, d_out, true);
   }
   static std::vector<ParamDoc> param_docs();

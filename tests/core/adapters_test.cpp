@@ -22,8 +22,8 @@ PeftOptions peft(const std::string& method, int64_t experts = 2, int64_t top_k =
 }
 
 template <class T>
-std::shared_ptr<T> make(const PeftOptions& o, int64_t d_in, int64_t d_out) {
-  auto a = std::dynamic_pointer_cast<T>(make_adapter(o, d_in, d_out));
+std::shared_ptr<T> make(const PeftOptions& o, int64_t d_in, int64_t d_out, int64_t heads = 1) {
+  auto a = std::dynamic_pointer_cast<T>(make_adapter(o, d_in, d_out, heads));
   EXPECT_TRUE(a);
   return a;
 }
@@ -47,6 +47,61 @@ TEST(Adapters, TopKDoesNotRenormalise) {
   auto p = mov->mixture(torch::tensor({{2.0f, 1.0f, 0.0f}}));
   EXPECT_TRUE(torch::allclose(p, torch::tensor({{0.665241f, 0.244728f, 0.0f}})));
   EXPECT_NEAR(p.sum().item<double>(), 0.909969, 1e-5);
+}
+
+TEST(Adapters, MoVRoutesPerHeadAtKeysAndValues) {
+  // n = 4, two heads of width 2, two experts per head. Router input h = [1, 0, 0, 1].
+  auto mov = make<MoVAdapter>(peft("mov"), 4, 4, /*heads=*/2);
+  ASSERT_EQ(mov->router.sizes(), (std::vector<int64_t>{4, 4}));
+  ASSERT_EQ(mov->vectors.sizes(), (std::vector<int64_t>{2, 2, 2}));
+  torch::NoGradGuard no_grad;
+  // Head 0's logits = h[0] * [1, 0]; head 1's = h[3] * [0, 2].
+  mov->router.zero_();
+  mov->router[0][0] = 1.0f;
+  mov->router[3][3] = 2.0f;
+  mov->vectors.copy_(torch::tensor({{{2.0f, 3.0f}, {4.0f, 5.0f}}, {{1.0f, 1.0f}, {3.0f, 7.0f}}}));
+  auto h = torch::tensor({{1.0f, 0.0f, 0.0f, 1.0f}});
+  // Head 0: softmax([1, 0]) = [0.731059, 0.268941]; head 1: softmax([0, 2]) = [0.119203,
+  // 0.880797].
+  auto p = mov->mixture(h);
+  EXPECT_TRUE(
+      torch::allclose(p, torch::tensor({{{0.731059f, 0.268941f}, {0.119203f, 0.880797f}}})));
+  // Scales: head 0 = .731059 [2, 3] + .268941 [4, 5]; head 1 = .119203 [1, 1] + .880797 [3, 7].
+  const float s0 = 0.731059f * 2 + 0.268941f * 4, s3 = 0.119203f * 1 + 0.880797f * 7;
+  EXPECT_TRUE(torch::allclose(mov->forward(h, h), torch::tensor({{s0, 0.0f, 0.0f, s3}}), 1e-5));
+  // route = "token" keeps one mixture over the whole vector.
+  PeftOptions token = peft("mov");
+  token.params["route"] = "token";
+  EXPECT_EQ(make<MoVAdapter>(token, 4, 4, 2)->vectors.sizes(), (std::vector<int64_t>{2, 4}));
+}
+
+TEST(Adapters, TopKKeepsExactlyKUnderTies) {
+  auto p = mixture_from_logits(torch::tensor({{1.0f, 1.0f, 1.0f, 0.0f}}), 2);
+  EXPECT_EQ(p.gt(0).sum().item<int64_t>(), 2);
+}
+
+TEST(Adapters, ScaleVectorsGetNoWeightDecay) {
+  auto json = moe::testing::tiny_config_json();
+  json["peft"] = {{"method", "ia3"}};
+  json["train"]["weight_decay"] = 0.1;
+  Trainer t(ExperimentConfig::from_json(json, "tiny"));  // the whole model trains
+  // Each parameter's weight decay: 0 for the (IA)^3 vectors, 0.1 for everything else.
+  int64_t vectors = 0, others = 0;
+  for (const auto& group : t.optimizer().param_groups()) {
+    const double wd =
+        static_cast<const torch::optim::AdamWOptions&>(group.options()).weight_decay();
+    for (const auto& p : group.params()) {
+      bool is_vector = false;
+      for (const auto& kv : t.model()->named_parameters()) {
+        if (kv.value().is_same(p))
+          is_vector = kv.key().find("_adapter.vectors") != std::string::npos;
+      }
+      EXPECT_EQ(wd, is_vector ? 0.0 : 0.1);
+      (is_vector ? vectors : others) += 1;
+    }
+  }
+  EXPECT_GT(vectors, 0);
+  EXPECT_GT(others, 0);
 }
 
 TEST(Adapters, MoLoRAIsTheWeightedSumOfLoRADeltas) {
