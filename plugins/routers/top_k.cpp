@@ -12,6 +12,11 @@ TopKRouterImpl::TopKRouterImpl(TopKRouterOptions options) : options_(options) {
                "1..num_experts (" + std::to_string(options_.num_experts()) + ")",
                static_cast<double>(options_.k()));
   check.expect(options_.noise_std() >= 0, "noise_std", ">= 0", options_.noise_std());
+  check.expect(options_.noise() != "jitter" || options_.noise_std() < 1, "noise_std",
+               "< 1 with noise = jitter (the factor U(1 - eps, 1 + eps) stays positive)",
+               options_.noise_std());
+  check.one_of("noise", options_.noise(), {"jitter", "logit"});
+  check.one_of("score", options_.score(), {"softmax", "sigmoid"});
   gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
 }
 
@@ -19,12 +24,23 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'top_k': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  auto logits = router_logits(gate, hidden);
-  if (is_training() && options_.noise_std() > 0) {
+  const auto clean = router_logits(gate, hidden);
+  auto logits = clean;
+  const bool noisy = is_training() && options_.noise_std() > 0;
+  if (noisy && options_.noise() == "jitter") {
+    const double eps = options_.noise_std();
+    logits = router_logits(gate, hidden * torch::empty_like(hidden).uniform_(1 - eps, 1 + eps));
+  } else if (noisy) {
     logits = logits + torch::randn_like(logits) * options_.noise_std();
   }
-  auto probs = torch::softmax(logits, -1);
-  auto top = probs.topk(options_.k(), -1);
+  torch::Tensor probs, scores;
+  if (options_.score() == "sigmoid") {
+    scores = torch::sigmoid(logits);
+    probs = scores / scores.sum(-1, /*keepdim=*/true);
+  } else {
+    scores = probs = torch::softmax(logits, -1);
+  }
+  auto top = scores.topk(options_.k(), -1);
   auto weights = std::get<0>(top);
   auto indices = std::get<1>(top);
   if (options_.normalize() && options_.k() > 1) {
@@ -36,7 +52,7 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   routing.probs = probs;
   auto top1 = torch::one_hot(indices.select(1, 0), options_.num_experts());
   routing.aux_losses["balance"] = load_balance_loss(probs, top1);
-  routing.aux_losses["z"] = z_loss(logits);
+  routing.aux_losses["z"] = z_loss(clean);
   return routing;
 }
 
@@ -46,13 +62,21 @@ std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
   auto options = TopKRouterOptions(ctx.d_model, ctx.num_experts)
                      .k(k)
                      .noise_std(spec.get<double>("noise_std", 0.0))
+                     .noise(spec.choice("noise", "jitter", {"jitter", "logit"}))
+                     .score(spec.choice("score", "softmax", {"softmax", "sigmoid"}))
                      .normalize(spec.get<bool>("normalize", k > 1));
   return std::make_shared<TopKRouterImpl>(options);
 }
 
 std::vector<ParamDoc> TopKRouterImpl::param_docs() {
   return {{"k", "2", "experts per token (1 = Switch, 2 = GShard)"},
-          {"noise_std", "0", "std of Gaussian noise added to the logits while training"},
+          {"score", "softmax",
+           "softmax | sigmoid (s = sigmoid(logits); gates renormalised over the chosen k; "
+           "DeepSeek-V3)"},
+          {"noise_std", "0", "train-time routing noise: jitter's eps, or logit noise's std"},
+          {"noise", "jitter",
+           "jitter: router input x U(1 - eps, 1 + eps) (Switch) | logit: + N(0, std^2) on the "
+           "logits; the z-loss uses the clean logits"},
           {"normalize", "k >= 2", "renormalise the k gates to sum to 1"}};
 }
 

@@ -1,13 +1,16 @@
 #pragma once
 // Router "top_k": Switch (k = 1) and GShard (k >= 2) routing, methods.md §0.
 //
-//   logits = W_r x (W_r: [d, N], no bias, N(0, 0.02)), p = softmax(logits) in float32
-//   k = 1: i = argmax p, weight = p_i (not renormalised: the router keeps a gradient)
-//   k >= 2: the k largest p, weights renormalised over them, g_j = p_j / sum p
-// Train-time noise (noise_std > 0) adds N(0, noise_std^2) to the logits used for selection
-// and probabilities, only while training.
-// Aux losses (unscaled): "balance" = N * sum_i f_i P_i with f from the top-1 choice;
-// "z" = mean logsumexp(logits)^2.
+//   logits = W_r x (W_r: [d, N], no bias, N(0, 0.02)), in float32
+//   score = "softmax" (default): s = p = softmax(logits)
+//   score = "sigmoid" (DeepSeek-V3, torchtitan): s = sigmoid(logits), p = s / sum_i s_i
+//   k = 1: i = argmax s, weight = s_i (not renormalised: the router keeps a gradient)
+//   k >= 2: the k largest s, weights renormalised over them, g_j = s_j / sum s
+// Train-time noise (noise_std > 0, only while training), noise = "jitter" (default,
+// Switch): the router input is multiplied elementwise by U(1 - noise_std, 1 + noise_std);
+// noise = "logit": N(0, noise_std^2) is added to the logits.
+// Aux losses (unscaled): "balance" = N * sum_i f_i P_i with f from the top-1 choice and
+// P = mean p; "z" = mean logsumexp(clean logits)^2 (without the noise).
 #include <torch/nn/modules/linear.h>
 
 #include "core/router.h"
@@ -21,6 +24,8 @@ struct TopKRouterOptions {
   TORCH_ARG(int64_t, num_experts);
   TORCH_ARG(int64_t, k) = 2;
   TORCH_ARG(double, noise_std) = 0.0;
+  TORCH_ARG(std::string, noise) = "jitter";   ///< jitter | logit
+  TORCH_ARG(std::string, score) = "softmax";  ///< softmax | sigmoid
   /// Renormalise the k gates to sum to 1 (GShard). Default: k >= 2.
   TORCH_ARG(bool, normalize) = true;
 };

@@ -49,7 +49,7 @@ TEST(PluginSpec, UnknownKeyListsKnown) {
       [&] {
         make_router(PluginSpec("router", "top_k", {{"kk", 2}}), ctx);
       },
-      "router 'top_k': unknown parameter 'kk'; known: [k, noise_std, normalize]");
+      "router 'top_k': unknown parameter 'kk'; known: [k, noise, noise_std, normalize, score]");
 }
 
 TEST(PluginSpec, WrongTypeNamesKeyAndType) {

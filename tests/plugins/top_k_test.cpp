@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/losses.h"
+#include "tests/test_util.h"
 
 namespace moe {
 namespace {
@@ -79,13 +80,60 @@ TEST(TopK, Top1RouterGetsGradientFromTheGate) {
 
 TEST(TopK, NoiseOnlyWhileTraining) {
   torch::manual_seed(0);
-  TopKRouter router(TopKRouterOptions(2, 3).k(1).noise_std(1.0));
+  TopKRouter router(TopKRouterOptions(2, 3).k(1).noise_std(1.0).noise("logit"));
   auto x = torch::randn({64, 2});
   router->eval();
   auto a = router->forward(x).probs, b = router->forward(x).probs;
   EXPECT_TRUE(torch::equal(a, b));
   router->train();
   EXPECT_FALSE(torch::equal(router->forward(x).probs, a));
+}
+
+TEST(TopK, SigmoidScoresSelectAndRenormaliseOverTheChosen) {
+  // Token a: logits [2, 1, 0] -> s = [0.880797, 0.731059, 0.5]; top-2 {0, 1}, gates
+  // s / (0.880797 + 0.731059); p = s / sum s for the balance loss.
+  TopKRouter r(TopKRouterOptions(2, 3).k(2).score("sigmoid"));
+  {
+    torch::NoGradGuard g;
+    r->gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {0.0f, 0.0f}}));
+  }
+  auto out = r->forward(hidden());
+  const double s0 = 1 / (1 + std::exp(-2.0)), s1 = 1 / (1 + std::exp(-1.0)), s2 = 0.5;
+  EXPECT_EQ(out.indices[0][0].item<int64_t>(), 0);
+  EXPECT_EQ(out.indices[0][1].item<int64_t>(), 1);
+  EXPECT_NEAR(out.weights[0][0].item<double>(), s0 / (s0 + s1), 1e-6);
+  EXPECT_NEAR(out.weights[0][1].item<double>(), s1 / (s0 + s1), 1e-6);
+  EXPECT_NEAR(out.probs[0][2].item<double>(), s2 / (s0 + s1 + s2), 1e-6);
+  // Token b: logits [-1, 1, 0] -> the chosen pair is {1, 2}.
+  EXPECT_EQ(out.indices[1][0].item<int64_t>(), 1);
+  EXPECT_EQ(out.indices[1][1].item<int64_t>(), 2);
+}
+
+TEST(TopK, JitterScalesTheInputAndTheZLossUsesCleanLogits) {
+  torch::manual_seed(1);
+  auto r = make_router(1);
+  TopKRouter jitter(TopKRouterOptions(2, 3).k(1).noise_std(0.5));  // noise = jitter
+  TopKRouter logit(TopKRouterOptions(2, 3).k(1).noise_std(0.5).noise("logit"));
+  for (auto* router : {&jitter, &logit}) {
+    torch::NoGradGuard g;
+    (*router)->gate->weight.copy_(r->gate->weight);
+  }
+  auto x = torch::randn({256, 2});
+  auto clean = r->forward(x);
+  for (auto* router : {&jitter, &logit}) {
+    auto noisy = (*router)->forward(x);  // training mode
+    EXPECT_FALSE(torch::allclose(noisy.probs, clean.probs));
+    EXPECT_TRUE(torch::allclose(noisy.aux_losses.at("z"), clean.aux_losses.at("z")));
+  }
+  // Jitter multiplies each input coordinate by a factor in [0.5, 1.5]: expert 0's logit
+  // (x0) stays within that band of the clean one and keeps its sign.
+  torch::manual_seed(2);
+  auto jittered_p = jitter->forward(x).probs;
+  auto ratio =
+      (jittered_p.log() - jittered_p.log().select(1, 2).unsqueeze(1)).select(1, 0) / x.select(1, 0);
+  EXPECT_TRUE(ratio.ge(0.5 - 1e-5).all().item<bool>());
+  EXPECT_TRUE(ratio.le(1.5 + 1e-5).all().item<bool>());
+  testing::expect_error([] { TopKRouter(TopKRouterOptions(2, 3).noise_std(1.0)); }, "< 1");
 }
 
 TEST(TopK, WrongShapeIsAClearError) {
