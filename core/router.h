@@ -56,6 +56,10 @@ class RouterImpl : public torch::nn::Module {
   /// Names of the knobs set_inference_option accepts.
   virtual std::vector<std::string> inference_options() const { return {}; }
 
+  /// Called by the trainer after each optimizer step with the trace of that step's
+  /// forward (aux-loss-free balancing updates its bias from the load). Default: nothing.
+  virtual void after_step(const LayerTrace& trace) {}
+
   /// Forward FLOPs per token of routing (2 per multiply-add). The default counts the
   /// router's "gate" projection, W_r [d, N]: 2 d N; routers with more work (∞-MoE's
   /// mu/sigma maps and per-sample scores) count their own.

@@ -132,6 +132,12 @@ Trainer::StepOutcome Trainer::step_once() {
       model_->parameters(),
       config_.train.clip > 0 ? config_.train.clip : std::numeric_limits<double>::infinity());
   optimizer_->step();
+  {  // routers that adapt between steps (aux-loss-free balancing) see this step's load
+    auto layers = model_->moe_layers();
+    for (size_t l = 0; l < layers.size() && l < out.traces.size(); ++l) {
+      layers[l]->router->after_step(out.traces[l]);
+    }
+  }
   r.loss = loss.item<double>();
   last_grad_norm_ = r.grad_norm;
   TORCH_CHECK(std::isfinite(r.loss), "non-finite training loss (", r.loss, ") at step ", step_ + 1,

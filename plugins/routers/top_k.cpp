@@ -17,7 +17,12 @@ TopKRouterImpl::TopKRouterImpl(TopKRouterOptions options) : options_(options) {
                options_.noise_std());
   check.one_of("noise", options_.noise(), {"jitter", "logit"});
   check.one_of("score", options_.score(), {"softmax", "sigmoid"});
+  check.expect(options_.bias_update_rate() >= 0, "bias_update_rate", ">= 0 (0 = off)",
+               options_.bias_update_rate());
   gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
+  if (options_.bias_update_rate() > 0) {
+    expert_bias = register_buffer("expert_bias", torch::zeros({options_.num_experts()}));
+  }
 }
 
 Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
@@ -40,9 +45,16 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   } else {
     scores = probs = torch::softmax(logits, -1);
   }
-  auto top = scores.topk(options_.k(), -1);
-  auto weights = std::get<0>(top);
-  auto indices = std::get<1>(top);
+  torch::Tensor weights, indices;
+  if (expert_bias.defined()) {  // the bias chooses; the gates stay the scores
+    indices =
+        std::get<1>((scores.detach() + expert_bias.to(scores.dtype())).topk(options_.k(), -1));
+    weights = scores.gather(1, indices);
+  } else {
+    auto top = scores.topk(options_.k(), -1);
+    weights = std::get<0>(top);
+    indices = std::get<1>(top);
+  }
   if (options_.normalize() && options_.k() > 1) {
     weights = weights / weights.sum(-1, /*keepdim=*/true);
   }
@@ -56,6 +68,15 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   return routing;
 }
 
+void TopKRouterImpl::after_step(const LayerTrace& trace) {
+  if (!expert_bias.defined() || trace.load.empty()) return;
+  torch::NoGradGuard no_grad;
+  auto load = torch::tensor(trace.load, torch::kDouble);
+  auto step = torch::sign(load.mean() - load) * options_.bias_update_rate();
+  expert_bias.add_(step.to(expert_bias.device(), expert_bias.scalar_type()));
+  if (options_.center_bias()) expert_bias.sub_(expert_bias.mean());
+}
+
 std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
                                                    const LayerContext& ctx) {
   const auto k = spec.get<int64_t>("k", 2);
@@ -64,7 +85,9 @@ std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
                      .noise_std(spec.get<double>("noise_std", 0.0))
                      .noise(spec.choice("noise", "jitter", {"jitter", "logit"}))
                      .score(spec.choice("score", "softmax", {"softmax", "sigmoid"}))
-                     .normalize(spec.get<bool>("normalize", k > 1));
+                     .normalize(spec.get<bool>("normalize", k > 1))
+                     .bias_update_rate(spec.get<double>("bias_update_rate", 0.0))
+                     .center_bias(spec.get<bool>("center_bias", false));
   return std::make_shared<TopKRouterImpl>(options);
 }
 
@@ -77,7 +100,12 @@ std::vector<ParamDoc> TopKRouterImpl::param_docs() {
           {"noise", "jitter",
            "jitter: router input x U(1 - eps, 1 + eps) (Switch) | logit: + N(0, std^2) on the "
            "logits; the z-loss uses the clean logits"},
-          {"normalize", "k >= 2", "renormalise the k gates to sum to 1"}};
+          {"normalize", "k >= 2", "renormalise the k gates to sum to 1"},
+          {"bias_update_rate", "0",
+           "aux-loss-free balancing (DeepSeek-V3): a per-expert bias chooses the experts, "
+           "b_i += rate * sign(mean load - load_i) after each step; 0 = off (try 1e-3 with "
+           "loss.balance = 0)"},
+          {"center_bias", "false", "re-centre that bias to mean 0 after each update"}};
 }
 
 MOE_REGISTER_ROUTER("top_k", TopKRouterImpl,

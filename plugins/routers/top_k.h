@@ -11,6 +11,11 @@
 // noise = "logit": N(0, noise_std^2) is added to the logits.
 // Aux losses (unscaled): "balance" = N * sum_i f_i P_i with f from the top-1 choice and
 // P = mean p; "z" = mean logsumexp(clean logits)^2 (without the noise).
+// Aux-loss-free balancing (DeepSeek-V3, arXiv 2408.15664; bias_update_rate u > 0): a
+// per-expert bias b (a buffer: not a parameter, not in the optimizer, saved in
+// checkpoints) is added to s only to choose the experts (top-k of s + b); gates use s.
+// After each optimizer step b_i += u * sign(mean load - load_i) over that step's batch
+// (load = slots chosen), then b -= mean(b) when center_bias. Use it with loss.balance = 0.
 #include <torch/nn/modules/linear.h>
 
 #include "core/router.h"
@@ -26,6 +31,8 @@ struct TopKRouterOptions {
   TORCH_ARG(double, noise_std) = 0.0;
   TORCH_ARG(std::string, noise) = "jitter";   ///< jitter | logit
   TORCH_ARG(std::string, score) = "softmax";  ///< softmax | sigmoid
+  TORCH_ARG(double, bias_update_rate) = 0.0;  ///< u; 0 = no aux-loss-free bias
+  TORCH_ARG(bool, center_bias) = false;
   /// Renormalise the k gates to sum to 1 (GShard). Default: k >= 2.
   TORCH_ARG(bool, normalize) = true;
 };
@@ -34,11 +41,13 @@ class TopKRouterImpl : public RouterImpl {
  public:
   explicit TopKRouterImpl(TopKRouterOptions options);
   Routing forward(const torch::Tensor& hidden) override;
+  void after_step(const LayerTrace& trace) override;
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
 
   torch::nn::Linear gate{nullptr};
+  torch::Tensor expert_bias;  ///< [N] float32 buffer (aux-loss-free balancing)
   const TopKRouterOptions& options() const { return options_; }
 
  private:

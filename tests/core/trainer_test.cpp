@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/train/device.h"
+#include "plugins/routers/top_k.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -88,6 +89,34 @@ TEST(Trainer, ResumeFromCheckpointEqualsUninterruptedRun) {
   resumed.train_until(20);
   auto a = params_of(straight), b = params_of(resumed);
   ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "param " << i;
+  std::filesystem::remove(path);
+}
+
+TEST(Trainer, AuxLossFreeBiasIsSavedAndResumedExactly) {
+  const auto path =
+      (std::filesystem::temp_directory_path() / ("moe_bias_" + std::to_string(::getpid()) + ".pt"))
+          .string();
+  auto config = tiny_config();
+  config.moe.router = {{"name", "top_k"}, {"k", 1}, {"bias_update_rate", 0.01}};
+  config.loss_coefs["balance"] = 0.0;
+  Trainer straight(config);
+  straight.train_until(12);
+  {
+    Trainer first(config);
+    first.train_until(6);
+    first.save(path);
+  }
+  Trainer resumed(config);
+  resumed.load(path);
+  resumed.train_until(12);
+  auto bias = [](Trainer& t) {
+    auto* router = t.model()->moe_layers()[0]->router->as<TopKRouterImpl>();
+    return router->expert_bias.clone();
+  };
+  EXPECT_GT(bias(straight).abs().sum().item<double>(), 0) << "the bias moved";
+  EXPECT_TRUE(torch::equal(bias(straight), bias(resumed)));
+  auto a = params_of(straight), b = params_of(resumed);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "param " << i;
   std::filesystem::remove(path);
 }

@@ -136,6 +136,29 @@ TEST(TopK, JitterScalesTheInputAndTheZLossUsesCleanLogits) {
   testing::expect_error([] { TopKRouter(TopKRouterOptions(2, 3).noise_std(1.0)); }, "< 1");
 }
 
+TEST(TopK, AuxLossFreeBiasChoosesAndUpdatesBySignOfTheLoadGap) {
+  TopKRouter r(TopKRouterOptions(2, 4).k(1).bias_update_rate(0.1).center_bias(true));
+  ASSERT_TRUE(r->expert_bias.defined());
+  EXPECT_FALSE(r->expert_bias.requires_grad());
+  for (const auto& p : r->parameters()) EXPECT_FALSE(p.is_same(r->expert_bias));
+  // Load [0, 0, 0, 8], mean 2: b += 0.1 * sign(2 - load) = [0.1, 0.1, 0.1, -0.1], then
+  // re-centred (mean 0.05): [0.05, 0.05, 0.05, -0.15].
+  LayerTrace t;
+  t.load = {0, 0, 0, 8};
+  r->after_step(t);
+  EXPECT_TRUE(torch::allclose(r->expert_bias, torch::tensor({0.05f, 0.05f, 0.05f, -0.15f})));
+  // The bias only chooses: a bias large enough moves the choice, the gate stays s.
+  {
+    torch::NoGradGuard g;
+    r->gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {0.0f, 0.0f}, {0.0f, 0.0f}}));
+    r->expert_bias.copy_(torch::tensor({0.0f, 0.0f, 0.0f, 1.0f}));
+  }
+  r->eval();
+  auto out = r->forward(torch::tensor({{2.0f, 1.0f}}));  // p = softmax([2, 1, 0, 0])
+  EXPECT_EQ(out.indices[0][0].item<int64_t>(), 3);       // p3 + 1 > p0
+  EXPECT_NEAR(out.weights[0][0].item<double>(), out.probs[0][3].item<double>(), 1e-7);
+}
+
 TEST(TopK, WrongShapeIsAClearError) {
   auto router = make_router(2);
   try {
