@@ -164,7 +164,6 @@ std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
   nlohmann::json inner_block = {{"name", "ffn"}};
   if (spec.contains("inner")) inner_block = spec.block("inner");
   spec.block("inner");
-  o.validate();  // before the shared hypernetwork is made from these sizes
   if (inner_block.value("name", "") == "hyper") {
     auto hosts = expert_registry().names();
     hosts.erase(std::remove(hosts.begin(), hosts.end(), "hyper"), hosts.end());

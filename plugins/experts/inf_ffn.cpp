@@ -60,10 +60,12 @@ BankOutput InfFFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing
               "expert bank 'inf_ffn': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
   BankOutput out;
-  // The union's units per token stay a device scalar until an evaluation reads them.
+  // The union's units per token, from the dispatch's host count of selected slots (the
+  // same number the indices give, with no device work in the step).
   if (hidden.size(0) > 0) {
     add_stat(out.stats, "union_units",
-             routing.indices.detach().ge(0).sum(1).to(torch::kDouble).mean() * double(block_),
+             static_cast<double>(plan.selected) / static_cast<double>(hidden.size(0)) *
+                 static_cast<double>(block_),
              Reduce::kSum);
   }
   if (routing.nominal_experts > 0) {
