@@ -18,6 +18,12 @@ ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx) {
   return ExpertBank(impl);
 }
 
+void ExpertBankImpl::upcycle(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                             const torch::Tensor&, double) {
+  throw std::invalid_argument("train.upcycle_from: expert bank '" + plugin_name() +
+                              "' cannot be upcycled from a dense FFN (the 'ffn' bank can)");
+}
+
 const std::vector<std::string>& activation_names() {
   static const std::vector<std::string> names = {"gelu", "relu", "swiglu"};
   return names;

@@ -40,6 +40,15 @@ class ExpertBankImpl : public torch::nn::Module {
   virtual double extra_active_params() const { return 0; }
   /// Forward FLOPs per token besides the routed experts (HyperMoE's adapter).
   virtual double extra_flops_per_token() const { return 0; }
+  /// Hidden width and activation of one expert, for banks whose experts are FFNs (what a
+  /// shared expert copies); 0 = the bank has no such width and takes no shared experts.
+  virtual int64_t expert_hidden() const { return 0; }
+  virtual Activation expert_activation() const { return Activation::kGelu; }
+  /// Sparse upcycling (Komatsuzaki et al. 2023): sets every expert to the dense FFN
+  /// act(x up_w^T + up_b) down_w^T + down_b (nn.Linear layouts), plus N(0, noise_std^2)
+  /// on the weights. The default throws: the bank cannot be upcycled.
+  virtual void upcycle(const torch::Tensor& up_w, const torch::Tensor& up_b,
+                       const torch::Tensor& down_w, const torch::Tensor& down_b, double noise_std);
 
   const std::string& plugin_name() const { return plugin_name_; }
   void set_plugin_name(std::string name) { plugin_name_ = std::move(name); }

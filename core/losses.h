@@ -11,6 +11,13 @@ namespace moe {
 /// with one expert per token.
 torch::Tensor load_balance_loss(const torch::Tensor& probs, const torch::Tensor& assigned);
 
+/// Sequence-level balance loss (DeepSeek-V2/V3's sequence-wise auxiliary loss): the
+/// Switch loss N * sum_i f_i P_i computed over the tokens of each sequence, averaged over
+/// the sequences. seq: [T] int64 sequence id of each token in [0, num_seqs); sequences
+/// without tokens are skipped.
+torch::Tensor sequence_balance_loss(const torch::Tensor& probs, const torch::Tensor& assigned,
+                                    const torch::Tensor& seq, int64_t num_seqs);
+
 /// Router z-loss: mean_t logsumexp(logits_t)^2. logits: [T, N].
 torch::Tensor z_loss(const torch::Tensor& logits);
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 
+#include "core/losses.h"
+
 namespace moe {
 
 void add_stat(Stats& stats, const std::string& name, const torch::Tensor& value, Reduce reduce) {
@@ -184,6 +186,16 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pad
   }
   auto& t = out.trace;
   t.aux_losses = std::move(routing.aux_losses);
+  if (routing.balance_assigned.defined() && tokens > 0) {
+    // Sequences are the input's rows ([B, S, d]); a bare [T, d] input is one sequence.
+    const int64_t seq_len = shape.size() >= 3 ? shape[shape.size() - 2] : all.size(0);
+    auto position = keep_index.defined()
+                        ? keep_index
+                        : torch::arange(tokens, routing.indices.options().dtype(torch::kLong));
+    t.aux_losses["balance_seq"] =
+        sequence_balance_loss(routing.probs, routing.balance_assigned,
+                              torch::div(position, seq_len, "floor"), all.size(0) / seq_len);
+  }
   t.token_experts = token_experts;
   t.router_probs = routing.probs.detach();
   t.tokens = tokens;

@@ -24,6 +24,24 @@ torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden
   return logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
 }
 
+std::pair<torch::Tensor, torch::Tensor> routing_from_mask(const torch::Tensor& mask,
+                                                          const torch::Tensor& weights) {
+  TORCH_CHECK(mask.dim() == 2 && weights.sizes() == mask.sizes(),
+              "routing_from_mask: expected mask and weights [T, N], got ", mask.sizes(), " and ",
+              weights.sizes());
+  const auto chosen = mask.to(torch::kBool);
+  // A stable descending sort of the 0/1 mask puts each row's chosen experts first, in
+  // ascending expert order.
+  auto order = std::get<1>(torch::sort(chosen.to(torch::kInt), /*stable=*/true, /*dim=*/1,
+                                       /*descending=*/true));
+  const int64_t widest = mask.size(0) > 0 ? chosen.sum(1).max().item<int64_t>() : 0;
+  const int64_t slots = std::max<int64_t>(1, widest);
+  order = order.narrow(1, 0, slots);
+  auto keep = chosen.gather(1, order);
+  auto out_weights = weights.gather(1, order) * keep.to(weights.dtype());
+  return {out_weights, order.masked_fill(keep.logical_not(), -1)};
+}
+
 RouterRegistry& router_registry() {
   static auto* registry = new RouterRegistry("router");
   return *registry;

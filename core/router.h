@@ -23,6 +23,11 @@ struct Routing {
   /// Unscaled auxiliary losses (scalars), e.g. "balance", "z", "entropy"; the trainer
   /// applies the coefficients from the config.
   std::map<std::string, torch::Tensor> aux_losses;
+  /// [tokens, experts] 0/1: the experts that count for the balance loss's f (the top-1
+  /// choice for top-k, the selected set for dynamic routers); the layer computes the
+  /// sequence-level balance loss ("balance_seq") from it and probs. Undefined = the router
+  /// has no balance loss.
+  torch::Tensor balance_assigned;
   /// Method-specific tensors for banks that need more than an index (∞-MoE's samples).
   std::map<std::string, torch::Tensor> extras;
   /// Experts per token counted once per sample, for routers that sample several masks and
@@ -40,6 +45,9 @@ struct LayerContext {
   int64_t num_experts = 0;
   int64_t layer_index = 0;  ///< 0-based position among all transformer layers
   int64_t num_layers = 0;
+  /// Whether the model's attention is causal (a router that looks across tokens, such as
+  /// expert choice, would leak the future there).
+  bool causal = false;
   /// Modules shared by all MoE layers of the model (core/shared_modules.h); nullptr when
   /// the plugin is built alone.
   SharedModulesImpl* shared = nullptr;
@@ -77,6 +85,14 @@ TORCH_MODULE(Router);
 torch::nn::Linear make_router_gate(int64_t d_model, int64_t num_experts);
 /// gate(hidden) in float32 (or double when the model is double): logits [T, N].
 torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden);
+
+/// A routing from a [T, N] 0/1 mask of chosen (token, expert) pairs and [T, N] weights
+/// (only masked entries are used): {weights [T, slots], indices [T, slots]} with each row's
+/// chosen experts first (ascending expert index), unused slots -1 / 0, slots = the largest
+/// row count (at least 1). Weights keep their gradient. For routers whose experts per
+/// token vary (expert choice, ReLU routing).
+std::pair<torch::Tensor, torch::Tensor> routing_from_mask(const torch::Tensor& mask,
+                                                          const torch::Tensor& weights);
 
 using RouterRegistry = Registry<RouterImpl, const PluginSpec&, const LayerContext&>;
 RouterRegistry& router_registry();

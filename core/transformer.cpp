@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <stdexcept>
 
 namespace moe {
 
@@ -102,7 +103,8 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
   drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
   const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
   if (is_moe) {
-    LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index, opt.layers(), shared};
+    LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index,
+                     opt.layers(),  opt.causal(),          shared};
     auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
     auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
     moe = register_module("moe", MoELayer(router, bank,
@@ -112,6 +114,16 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
                                               .drop_policy(opt.moe().drop_policy == "position"
                                                                ? DropPolicy::kPosition
                                                                : DropPolicy::kPriority)));
+    if (opt.moe().shared_experts > 0) {
+      const int64_t width = bank->expert_hidden();
+      if (width <= 0) {
+        throw std::invalid_argument("moe.shared_experts: expert bank '" + bank->plugin_name() +
+                                    "' has no FFN width to copy (the 'ffn' bank has)");
+      }
+      this->shared = register_module(
+          "shared",
+          DenseFFN(opt.d_model(), opt.moe().shared_experts * width, bank->expert_activation()));
+    }
   } else {
     ffn = register_module("ffn",
                           DenseFFN(opt.d_model(), opt.ffn_hidden(), opt.activation(), opt.peft()));
@@ -124,7 +136,7 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_
   BlockOutput out;
   if (moe) {
     auto m = moe(f, pad_mask);
-    out.x = h + drop(m.y);
+    out.x = h + drop(shared ? m.y + shared(f) : m.y);
     out.trace = std::move(m.trace);
   } else {
     out.x = h + drop(ffn(f));
@@ -264,6 +276,10 @@ FlopsBreakdown TransformerImpl::flops_breakdown(const std::vector<double>& mean_
       f.router += block->moe->router->flops_per_token();
       f.ffn += k * block->moe->experts->flops_per_expert_token() +
                block->moe->experts->extra_flops_per_token();
+      if (block->shared) {
+        f.ffn += 2 * static_cast<double>(block->shared->up->weight.numel() +
+                                         block->shared->down->weight.numel());
+      }
       ++moe_index;
     } else {
       f.ffn += 2 * static_cast<double>(block->ffn->up->weight.numel() +

@@ -30,8 +30,11 @@ namespace moe {
 struct MoEConfig {
   int64_t num_experts = 8;
   double capacity_factor = 0.0;
-  double eval_capacity_factor = -1.0;           ///< < 0: the training one
-  std::string drop_policy = "priority";         ///< priority (GShard) | position
+  double eval_capacity_factor = -1.0;    ///< < 0: the training one
+  std::string drop_policy = "priority";  ///< priority (GShard) | position
+  /// Always-on experts of the bank's width beside the routed ones (DeepSeekMoE):
+  /// y = shared(x) + sum of the routed experts; held as one FFN of width n * hidden.
+  int64_t shared_experts = 0;
   nlohmann::json router = {{"name", "top_k"}};  ///< {"name": ..., params...}
   nlohmann::json experts = {{"name", "ffn"}};
 };
@@ -99,7 +102,8 @@ struct BlockOutput {
   std::optional<LayerTrace> trace;  ///< set when the block's FFN is an MoE layer
 };
 
-/// One pre-LN block; exactly one of ffn / moe is non-null.
+/// One pre-LN block; exactly one of ffn / moe is non-null; shared (the MoE layer's
+/// always-on experts) only beside moe.
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const TransformerOptions& options, int64_t layer_index,
@@ -109,6 +113,7 @@ class BlockImpl : public torch::nn::Module {
   Attention attn{nullptr};
   DenseFFN ffn{nullptr};
   MoELayer moe{nullptr};
+  DenseFFN shared{nullptr};
   torch::nn::Dropout drop{nullptr};
 };
 TORCH_MODULE(Block);

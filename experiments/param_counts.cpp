@@ -26,11 +26,14 @@ ParamCounts nominal_param_counts(const nlohmann::json& json) {
     return c;
   }
   const auto& router = config.moe.router;
-  if (router.value("name", "") != "top_k") {
+  // Routers whose experts per token are set by k (expert_choice: on average; remoe: its
+  // sparsity target); the others' are measured only.
+  const std::string name = router.value("name", "");
+  if (name != "top_k" && name != "expert_choice" && name != "remoe") {
     c.nonembed_active = std::nan("");
     return c;
   }
-  const double k = router.value("k", 2);  // top_k's default
+  const double k = router.value("k", 2);  // their default
   c.nonembed_active = model->active_params(std::vector<double>(layers.size(), k)) - embed;
   return c;
 }
@@ -45,6 +48,7 @@ void check_trial_builds(const nlohmann::json& json) {
   info.name = task_name;
   info.vocab_size = 16;
   info.num_classes = 4;
+  info.causal = task_is_causal(task_name);
   const auto seq = config.task.find("seq_len");
   info.seq_len = seq != config.task.end() && seq->is_number_integer() ? seq->get<int64_t>() : 16;
   auto small = config;

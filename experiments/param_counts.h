@@ -8,7 +8,8 @@ namespace moe {
 struct ParamCounts {
   double total = 0, nonembed_total = 0;
   /// Non-embedding active parameters per token at the router's nominal expert count
-  /// (top_k: k; dense: every parameter); NaN when the router has no fixed count (top_p,
+  /// (top_k: k; expert_choice: k on average; remoe: its target k; dense: every parameter);
+  /// NaN when the router has no fixed count (top_p,
   /// adaptive, inf_moe: measured at evaluation instead).
   double nonembed_active = 0;
 };

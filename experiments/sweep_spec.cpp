@@ -392,6 +392,37 @@ class TrialValidator {
   std::set<std::string> built_;
 };
 
+/// The "granularity" axis (DeepSeekMoE's fine-grained experts): m splits every expert
+/// into m narrower ones at the same active compute: num_experts x m, experts.hidden / m,
+/// router k x m, shared_experts x m (the shared width stays n * hidden). Dense trials
+/// (moe_every = 0) are left alone. Errors name the sweep file.
+void apply_granularity(const std::string& path, int64_t m, nlohmann::json& config) {
+  const auto parsed = ExperimentConfig::from_json(config, "trial");
+  if (parsed.model.moe_every == 0) return;
+  auto& moe = config["moe"];
+  const std::string router = parsed.moe.router.value("name", "top_k");
+  static const std::set<std::string> with_k = {"top_k", "expert_choice", "remoe"};
+  if (!with_k.count(router)) {
+    fail(path, nullptr,
+         "axis 'granularity': router '" + router +
+             "' has no k to scale (routers with k: top_k, expert_choice, remoe); give "
+             "moe.num_experts, moe.experts.hidden and the router's options as [zip] axes");
+  }
+  const int64_t hidden =
+      parsed.moe.experts.value("hidden", nlohmann::json(4 * parsed.model.d_model)).get<int64_t>();
+  if (hidden % m != 0) {
+    fail(path, nullptr,
+         "axis 'granularity': moe.experts.hidden " + std::to_string(hidden) +
+             " is not divisible by granularity " + std::to_string(m));
+  }
+  moe["router"]["name"] = router;
+  moe["experts"]["name"] = parsed.moe.experts.value("name", "ffn");
+  moe["num_experts"] = parsed.moe.num_experts * m;
+  moe["experts"]["hidden"] = hidden / m;
+  moe["router"]["k"] = parsed.moe.router.value("k", nlohmann::json(2)).get<int64_t>() * m;
+  if (parsed.moe.shared_experts > 0) moe["shared_experts"] = parsed.moe.shared_experts * m;
+}
+
 /// The [pretrain] trial (if any) and one trial per (point, seed), each validated.
 void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& expanded,
                  SweepPlan& plan) {
@@ -430,17 +461,26 @@ void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& ex
     if (excluded) continue;
     nlohmann::json config = spec.base;
     std::string preset, context, tuned;
+    int64_t granularity = 1;
     for (size_t i = 0; i < point.size(); ++i) {
       const auto& [k, v] = point[i];
       if (k == "method") {
         merge_into(config, spec.presets.at(v.get<std::string>()));
         preset = v.get<std::string>();
+      } else if (k == "granularity") {
+        if (!v.is_number_integer() || v.get<int64_t>() < 1) {
+          fail(src.path, nullptr, "axis 'granularity' expected integers >= 1, got " + v.dump());
+        }
+        granularity = v.get<int64_t>();
+        auto& part = i >= expanded.tune_from ? tuned : context;
+        part += (part.empty() ? "" : " ") + k + "=" + short_value(v);
       } else {
         set_dotted(config, k, v);
         auto& part = i >= expanded.tune_from ? tuned : context;
         part += (part.empty() ? "" : " ") + k + "=" + short_value(v);
       }
     }
+    if (granularity > 1) apply_granularity(src.path, granularity, config);
     std::string label = preset;
     for (const auto* part : {&context, &tuned}) {
       if (!part->empty()) label += (label.empty() ? "" : " ") + *part;
@@ -455,9 +495,18 @@ void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& ex
       t.tune = tuned;
       t.config = config;
       t.config["seed"] = t.seed;
-      if (!pretrain_key.empty()) {
-        set_dotted(t.config, "train.init_from", "run:" + pretrain_key);
+      if (!pretrain_key.empty()) {  // upcycle_from = "pretrain" upcycles; the rest start from it
+        const auto* train = t.config.contains("train") ? &t.config["train"] : nullptr;
+        const bool upcycle =
+            train && train->value("upcycle_from", nlohmann::json("")) == "pretrain";
+        set_dotted(t.config, upcycle ? "train.upcycle_from" : "train.init_from",
+                   "run:" + pretrain_key);
         t.depends_on = pretrain_key;
+      } else if (t.config.contains("train") &&
+                 t.config["train"].value("upcycle_from", nlohmann::json("")) == "pretrain") {
+        fail(src.path, nullptr,
+             "trial '" + label + "': train.upcycle_from = \"pretrain\" needs a [pretrain] " +
+                 "section (the dense model to upcycle)");
       }
       t.run_key = run_key_of(t.config);
       validate(t.config, label);

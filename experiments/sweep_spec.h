@@ -9,8 +9,11 @@
 //   seeds = [0, 1]                     # required, non-empty
 //   [base]       any config keys (dotted or nested), applied over base_config
 //   [presets.NAME]   named bundles of config keys (e.g. dense, switch, gshard)
-//   [grid]       axes: "method" lists preset names; any other key is a dotted config
-//                key with a list of values; the trials are their cartesian product
+//   [grid]       axes: "method" lists preset names; "granularity" = [1, 2, 4] splits each
+//                expert into m narrower ones at equal active compute (num_experts x m,
+//                experts.hidden / m, router k x m, shared_experts x m); any other key is
+//                a dotted config key with a list of values; the trials are their
+//                cartesian product
 //   [zip]        axes that vary together (equal lengths), crossed with the grid
 //   [[exclude]]  tables of axis = value; a trial matching every entry of one is dropped
 //   keep_models = true                 # save each trained model for re-evaluation
@@ -19,7 +22,9 @@
 //   [pretrain]   config keys over [base] (and `seed`, default the first of seeds) for one
 //                pretraining trial (method "pretrain", model always kept) run before all
 //                others; every other trial starts from it: train.init_from =
-//                "run:<its run key>", resolved to its saved model by the worker
+//                "run:<its run key>", resolved to its saved model by the worker; a
+//                trial with train.upcycle_from = "pretrain" is upcycled from it instead
+//                (train.upcycle_from = "run:<key>", and no init_from)
 //
 // Every trial resolves to one canonical JSON config (keys sorted) that includes its seed;
 // its run key is a hash of that text, so it is stable under key order in the file and

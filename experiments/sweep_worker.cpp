@@ -105,15 +105,16 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   });
   std::string status = "completed", error;
   try {
-    // A sweep's fine-tuning trials name their pretraining run: "run:<key>".
-    if (json.contains("train") && json["train"].value("init_from", "").rfind("run:", 0) == 0) {
-      const std::string pre = json["train"]["init_from"].get<std::string>().substr(4);
+    // A sweep's fine-tuning (and upcycled) trials name their pretraining run: "run:<key>".
+    for (const char* field : {"init_from", "upcycle_from"}) {
+      if (!json.contains("train") || json["train"].value(field, "").rfind("run:", 0) != 0) continue;
+      const std::string pre = json["train"][field].get<std::string>().substr(4);
       const auto path = model_path(db, pre);
       if (!std::filesystem::exists(path)) {
         throw std::invalid_argument("pretraining run " + pre + " has no saved model (" + path +
                                     "); rerun the sweep to train it");
       }
-      json["train"]["init_from"] = path;
+      json["train"][field] = path;
     }
     auto config = ExperimentConfig::from_json(json, "run " + key);
     StoreSink sink(store, run_id, check_stop);  // its time is stored as harness_seconds

@@ -129,10 +129,14 @@ int train_command(const std::vector<std::string>& args) {
   if (!device.empty()) json["device"] = device;
   if (threads >= 0) json["threads"] = threads;
   auto config = ExperimentConfig::from_json(json, config_path);
-  if (config.train.init_from.rfind("run:", 0) == 0) {  // the sweep runner's convention
-    throw std::invalid_argument(config_path + ": train.init_from '" + config.train.init_from +
-                                "' names a sweep's pretraining run; only moe sweep run "
-                                "resolves it (give a model file here)");
+  for (const auto* from : {&config.train.init_from, &config.train.upcycle_from}) {
+    if (from->rfind("run:", 0) == 0 || *from == "pretrain") {  // the sweep runner's conventions
+      throw std::invalid_argument(config_path + ": train." +
+                                  (from == &config.train.init_from ? "init_from" : "upcycle_from") +
+                                  " '" + *from +
+                                  "' names a sweep's pretraining run; only moe sweep run "
+                                  "resolves it (give a model file here)");
+    }
   }
   std::unique_ptr<JsonlSink> sink;
   if (!metrics_path.empty()) sink = std::make_unique<JsonlSink>(metrics_path);

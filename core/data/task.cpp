@@ -42,11 +42,22 @@ std::map<std::string, TaskOptionCheck>& task_option_checks() {
   return *checks;
 }
 
+std::map<std::string, bool>& task_causal() {
+  static auto* causal = new std::map<std::string, bool>();
+  return *causal;
+}
+
 }  // namespace
 
-TaskRegistrar::TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check) {
+TaskRegistrar::TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check, bool causal) {
   task_option_checks()[entry.name] = check;
+  task_causal()[entry.name] = causal;
   task_registry().add(std::move(entry));
+}
+
+bool task_is_causal(const std::string& name) {
+  task_registry().entry(name);  // unknown task: lists the known ones
+  return task_causal().at(name);
 }
 
 void check_task_options(const PluginSpec& spec) {

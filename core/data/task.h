@@ -68,10 +68,14 @@ TaskRegistry& task_registry();
 void check_task_options(const PluginSpec& spec);
 
 using TaskOptionCheck = void (*)(const PluginSpec&);
-/// Adds a task to the registry and its option check beside it (MOE_REGISTER_TASK).
+/// Adds a task to the registry, its option check and whether its model attends causally
+/// beside it (MOE_REGISTER_TASK).
 struct TaskRegistrar {
-  TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check);
+  TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check, bool causal);
 };
+
+/// Whether the task's model attends causally (TaskInfo::causal), known without its data.
+bool task_is_causal(const std::string& name);
 
 /// Creates the task named by spec; rejects unknown parameters.
 std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx);
@@ -106,7 +110,8 @@ class StreamTask : public Task {
 /// MOE_REGISTER_TASK("mod_sum", ModSumTask, "help"): the class supplies
 /// `static std::shared_ptr<Task> create(const PluginSpec&, const TaskContext&)`,
 /// `static void check_options(const PluginSpec&)` (every parameter read and checked, no
-/// data) and `static std::vector<ParamDoc> param_docs()`.
+/// data), `static std::vector<ParamDoc> param_docs()` and `static constexpr bool kCausal`
+/// (its TaskInfo::causal).
 #define MOE_REGISTER_TASK(NAME, CLASS, HELP)                       \
   static ::moe::TaskRegistrar MOE_CONCAT(moe_task_reg_, __LINE__)( \
-      {NAME, HELP, CLASS::param_docs(), &CLASS::create}, &CLASS::check_options)
+      {NAME, HELP, CLASS::param_docs(), &CLASS::create}, &CLASS::check_options, CLASS::kCausal)

@@ -45,6 +45,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   c.moe.num_experts = moe.get<int64_t>("num_experts", c.moe.num_experts);
   c.moe.capacity_factor = moe.get<double>("capacity_factor", 0.0);
   c.moe.eval_capacity_factor = moe.get<double>("eval_capacity_factor", -1.0);
+  c.moe.shared_experts = moe.get<int64_t>("shared_experts", c.moe.shared_experts);
   c.moe.drop_policy = moe.choice("drop_policy", c.moe.drop_policy, {"priority", "position"});
   if (moe.contains("router")) c.moe.router = moe.block("router");
   if (moe.contains("experts")) c.moe.experts = moe.block("experts");
@@ -52,6 +53,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   moe.block("experts");
   moe.check_all_read();
   if (c.moe.num_experts <= 0) moe.fail("parameter 'num_experts' expected > 0");
+  moe.check().expect(c.moe.shared_experts >= 0, "shared_experts", ">= 0 (0 = none)",
+                     static_cast<double>(c.moe.shared_experts));
   moe.check().expect(c.moe.capacity_factor >= 0, "capacity_factor", ">= 0 (0 = dropless)",
                      c.moe.capacity_factor);
 
@@ -75,6 +78,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.curriculum_eps = train.get<double>("curriculum_eps", t.curriculum_eps);
   t.target_loss = train.get<double>("target_loss", t.target_loss);
   t.init_from = train.get<std::string>("init_from", t.init_from);
+  t.upcycle_from = train.get<std::string>("upcycle_from", t.upcycle_from);
+  t.upcycle_noise = train.get<double>("upcycle_noise", t.upcycle_noise);
   t.trainable = train.get<std::vector<std::string>>("trainable", t.trainable);
   train.check_all_read();
   if (t.sampling != "iid" && t.sampling != "epochs" && t.sampling != "curriculum") {
@@ -88,6 +93,15 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
     train.fail("expected steps, batch_size, eval_batch_size and lr > 0");
   }
   if (t.log_every <= 0) train.fail("parameter 'log_every' expected > 0");
+  if (!t.upcycle_from.empty() && !t.init_from.empty()) {
+    train.fail(
+        "expected at most one of init_from and upcycle_from (upcycling also copies "
+        "every other tensor by name)");
+  }
+  if (!t.upcycle_from.empty() && m.moe_every == 0) {
+    train.fail("parameter 'upcycle_from' needs MoE layers to upcycle (model.moe_every > 0)");
+  }
+  train.check().expect(t.upcycle_noise >= 0, "upcycle_noise", ">= 0", t.upcycle_noise);
 
   // [peft]: method names the adapter plugin, which reads (and checks) the other keys.
   PluginSpec peft(family, "peft", top.block("peft"));

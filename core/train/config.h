@@ -5,13 +5,15 @@
 //   seed, device ("auto" | "cpu" | "cuda" | "cuda:N"), threads (0 = all cores), data_dir
 //   [task]  name + task parameters          (see `moe plugins`)
 //   [model] d_model, layers, heads, ffn_hidden, activation, moe_every, dropout, attention_bias
-//   [moe]   num_experts, capacity_factor, eval_capacity_factor, drop_policy,
+//   [moe]   num_experts, shared_experts, capacity_factor, eval_capacity_factor, drop_policy,
 //           router = {name, ...}, experts = {name, ...}
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
 //           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume,
 //           sampling (iid | epochs | curriculum), curriculum_eps, target_loss,
-//           init_from, trainable (fine-tuning: core/train/finetune.h)
-//   [loss]  coefficients of the routers' aux losses: balance, z, entropy
+//           init_from, upcycle_from, upcycle_noise, trainable (core/train/finetune.h)
+//   [loss]  coefficients of the routers' aux losses: balance (batch-level Switch loss),
+//           balance_seq (the same per sequence, averaged; default 0), z, entropy, l1
+//           (ReMoE's L1 penalty, which carries its own adaptive coefficient; default 1)
 //   [peft]  method = an adapter plugin (ia3 | mov | lora | molora: `moe plugins`), plus its
 //           parameters (core/adapters.h, plugins/adapters/)
 // Every unknown key is an error naming the section, the key and the known keys.
@@ -52,6 +54,11 @@ struct TrainOptions {
   /// A model saved by save_model to start from (matching names and shapes are copied,
   /// the rest stays freshly initialised); empty = train from scratch.
   std::string init_from;
+  /// Sparse upcycling: a saved dense model whose FFN in layer l initialises every expert
+  /// of the MoE layer l (core/train/finetune.h); everything else is copied by name as
+  /// init_from does. upcycle_noise: std of N(0, s^2) added to each expert's weights.
+  std::string upcycle_from;
+  double upcycle_noise = 0.0;
   /// Globs over parameter names (fnmatch); only matching parameters train, the rest are
   /// frozen. Empty = everything trains.
   std::vector<std::string> trainable;
@@ -74,7 +81,8 @@ struct ExperimentConfig {
   MoEConfig moe;
   PeftOptions peft;
   TrainOptions train;
-  std::map<std::string, double> loss_coefs = {{"balance", 1e-2}, {"z", 1e-3}, {"entropy", 1e-4}};
+  std::map<std::string, double> loss_coefs = {
+      {"balance", 1e-2}, {"balance_seq", 0.0}, {"z", 1e-3}, {"entropy", 1e-4}, {"l1", 1.0}};
   nlohmann::json resolved;  ///< the input JSON the config was parsed from
 
   /// source names the file in error messages. Throws std::invalid_argument.

@@ -4,8 +4,11 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
+
+#include "core/transformer.h"
 
 namespace moe {
 namespace {
@@ -38,24 +41,68 @@ void load_matching(torch::serialize::InputArchive& archive, torch::nn::Module& m
   }
 }
 
-}  // namespace
-
-InitReport init_from_model(const std::string& path, torch::nn::Module& model) {
+void open_archive(const std::string& key, const std::string& path,
+                  torch::serialize::InputArchive& archive) {
   if (!std::filesystem::exists(path)) {
-    throw std::invalid_argument("train.init_from: model file '" + path + "' not found");
+    throw std::invalid_argument(key + ": model file '" + path + "' not found");
   }
-  torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
-    throw std::invalid_argument("train.init_from: cannot read '" + path +
+    throw std::invalid_argument(key + ": cannot read '" + path +
                                 "': " + e.what_without_backtrace());
   }
+}
+
+/// The tensor at a dotted path of nested archives, or an undefined tensor.
+torch::Tensor read_dotted(torch::serialize::InputArchive& archive, const std::string& dotted) {
+  const auto dot = dotted.find('.');
+  if (dot == std::string::npos) {
+    torch::Tensor t;
+    return archive.try_read(dotted, t) ? t : torch::Tensor();
+  }
+  torch::serialize::InputArchive sub;
+  if (!archive.try_read(dotted.substr(0, dot), sub)) return {};
+  return read_dotted(sub, dotted.substr(dot + 1));
+}
+
+}  // namespace
+
+InitReport init_from_model(const std::string& path, torch::nn::Module& model) {
+  torch::serialize::InputArchive archive;
+  open_archive("train.init_from", path, archive);
   InitReport report;
   load_matching(archive, model, "", report);
   if (report.loaded == 0) {
     throw std::invalid_argument("train.init_from: '" + path +
                                 "' shares no parameter (same name and shape) with this model");
+  }
+  return report;
+}
+
+InitReport upcycle_from_model(const std::string& path, TransformerImpl& model, double noise_std) {
+  torch::serialize::InputArchive archive;
+  open_archive("train.upcycle_from", path, archive);
+  InitReport report;
+  load_matching(archive, model, "", report);  // attention, norms, embeddings, dense layers
+  for (size_t l = 0; l < model.blocks->size(); ++l) {
+    auto block = model.blocks->ptr<BlockImpl>(l);
+    if (!block->moe) continue;
+    const std::string at = "blocks." + std::to_string(l) + ".ffn.";
+    auto up_w = read_dotted(archive, at + "up.weight"), up_b = read_dotted(archive, at + "up.bias");
+    auto down_w = read_dotted(archive, at + "down.weight");
+    auto down_b = read_dotted(archive, at + "down.bias");
+    if (!up_w.defined() || !up_b.defined() || !down_w.defined() || !down_b.defined()) {
+      throw std::invalid_argument("train.upcycle_from: '" + path + "' has no dense FFN at " + at +
+                                  "* for MoE layer " + std::to_string(l) +
+                                  " (upcycle from a model trained with model.moe_every = 0)");
+    }
+    block->moe->experts->upcycle(up_w, up_b, down_w, down_b, noise_std);
+    report.loaded += 4;
+    const std::string bank = "blocks." + std::to_string(l) + ".moe.experts.";
+    report.fresh.erase(std::remove_if(report.fresh.begin(), report.fresh.end(),
+                                      [&](const std::string& n) { return n.rfind(bank, 0) == 0; }),
+                       report.fresh.end());
   }
   return report;
 }

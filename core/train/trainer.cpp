@@ -70,6 +70,15 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
       *progress_ << "\n";
     }
   }
+  if (!config_.train.upcycle_from.empty()) {
+    const auto report =
+        upcycle_from_model(config_.train.upcycle_from, *model_, config_.train.upcycle_noise);
+    if (progress_) {
+      *progress_ << "upcycle_from " << config_.train.upcycle_from << ": " << report.loaded
+                 << " tensors loaded (every expert from its layer's dense FFN), "
+                 << report.fresh.size() + report.reshaped.size() << " fresh\n";
+    }
+  }
   apply_trainable(*model_, config_.train.trainable, "train.trainable");
   // Adapter scale and bias vectors ((IA)^3 / MoV scales start at 1; weight decay would
   // pull them to 0) get no weight decay: a second parameter group, only when there is one.

@@ -43,6 +43,32 @@ int64_t FFNExpertsImpl::flops_per_expert_token() const {
   return 2 * (w1.size(1) * w1.size(2) + w2.size(1) * w2.size(2));
 }
 
+void FFNExpertsImpl::upcycle(const torch::Tensor& up_w, const torch::Tensor& up_b,
+                             const torch::Tensor& down_w, const torch::Tensor& down_b,
+                             double noise_std) {
+  // nn.Linear stores [out, in]; the bank stores [E, in, out].
+  auto fits = [&](const torch::Tensor& dense, const torch::Tensor& bank) {
+    return dense.defined() && dense.sizes() == bank.sizes().slice(1);
+  };
+  if (!fits(up_w.t(), w1) || !fits(up_b, b1) || !fits(down_w.t(), w2) || !fits(down_b, b2)) {
+    throw std::invalid_argument(
+        "train.upcycle_from: the dense FFN (up " + c10::str(up_w.sizes()) + ", down " +
+        c10::str(down_w.sizes()) + ") does not fit expert bank 'ffn' (per expert w1 " +
+        c10::str(w1.sizes().slice(1)) + ", w2 " + c10::str(w2.sizes().slice(1)) +
+        "): use the dense model's model.ffn_hidden as moe.experts.hidden and the same "
+        "activation");
+  }
+  torch::NoGradGuard no_grad;
+  auto set = [&](torch::Tensor& target, const torch::Tensor& source, bool noisy) {
+    target.copy_(source.to(target.options()).unsqueeze(0).expand_as(target));
+    if (noisy && noise_std > 0) target.add_(torch::randn_like(target) * noise_std);
+  };
+  set(w1, up_w.t(), true);
+  set(b1, up_b, false);
+  set(w2, down_w.t(), true);
+  set(b2, down_b, false);
+}
+
 std::shared_ptr<ExpertBankImpl> FFNExpertsImpl::create(const PluginSpec& spec,
                                                        const LayerContext& ctx) {
   auto options =

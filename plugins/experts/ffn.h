@@ -28,6 +28,10 @@ class FFNExpertsImpl : public ExpertBankImpl {
                      const DispatchPlan& plan) override;
   int64_t params_per_expert() const override;
   int64_t flops_per_expert_token() const override;
+  int64_t expert_hidden() const override { return options_.hidden(); }
+  Activation expert_activation() const override { return options_.activation(); }
+  void upcycle(const torch::Tensor& up_w, const torch::Tensor& up_b, const torch::Tensor& down_w,
+               const torch::Tensor& down_b, double noise_std) override;
 
   static std::shared_ptr<ExpertBankImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();

@@ -72,6 +72,12 @@ class HyperExpertsImpl : public ExpertBankImpl {
                      const DispatchPlan& plan) override;
   int64_t params_per_expert() const override { return inner->params_per_expert(); }
   int64_t flops_per_expert_token() const override { return inner->flops_per_expert_token(); }
+  int64_t expert_hidden() const override { return inner->expert_hidden(); }
+  Activation expert_activation() const override { return inner->expert_activation(); }
+  void upcycle(const torch::Tensor& up_w, const torch::Tensor& up_b, const torch::Tensor& down_w,
+               const torch::Tensor& down_b, double noise_std) override {
+    inner->upcycle(up_w, up_b, down_w, down_b, noise_std);
+  }
   double extra_active_params() const override;
   double extra_flops_per_token() const override;
 

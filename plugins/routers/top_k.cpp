@@ -63,6 +63,7 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   routing.indices = indices;
   routing.probs = probs;
   auto top1 = torch::one_hot(indices.select(1, 0), options_.num_experts());
+  routing.balance_assigned = top1;
   routing.aux_losses["balance"] = load_balance_loss(probs, top1);
   routing.aux_losses["z"] = z_loss(clean);
   return routing;

@@ -59,6 +59,7 @@ Routing TopPRouterImpl::forward(const torch::Tensor& hidden) {
   auto assigned = torch::zeros_like(probs);
   auto idx = routing.indices.clamp_min(0);
   assigned.scatter_add_(1, idx, routing.indices.ge(0).to(probs.dtype()));
+  routing.balance_assigned = assigned;
   routing.aux_losses["balance"] = load_balance_loss(probs, assigned);
   routing.aux_losses["entropy"] = entropy_loss(probs);
   return routing;

@@ -149,7 +149,7 @@ BrownPosTask::Options BrownPosTask::read_options(const PluginSpec& spec) {
 BrownPosTask::BrownPosTask(const Options& o, const TaskContext& ctx) {
   info_.name = o.name;
   info_.head = "tag";
-  info_.causal = false;
+  info_.causal = kCausal;
   info_.seq_len = o.seq_len;
   const int64_t min_count = o.min_count;
   const int64_t suffix_min = o.suffix_min_count;
@@ -277,7 +277,7 @@ BrownLMTask::Options BrownLMTask::read_options(const PluginSpec& spec) {
 BrownLMTask::BrownLMTask(const Options& o, const TaskContext& ctx) {
   info_.name = o.name;
   info_.head = "lm";
-  info_.causal = true;
+  info_.causal = kCausal;
   info_.seq_len = o.seq_len;
   const int64_t vocab = o.vocab_size;
   const auto& corpus = load_brown(ctx.data_dir);

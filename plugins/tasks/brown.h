@@ -41,6 +41,7 @@ std::string lower(const std::string& s);
 
 class BrownPosTask : public StreamTask {
  public:
+  static constexpr bool kCausal = false;  ///< a tagger sees the whole sentence
   struct Options {
     std::string name;
     int64_t seq_len = 64, min_count = 2, suffix_min_count = 5, lm_vocab_size = 10000;
@@ -62,6 +63,7 @@ class BrownPosTask : public StreamTask {
 
 class BrownLMTask : public StreamTask {
  public:
+  static constexpr bool kCausal = true;
   struct Options {
     std::string name;
     int64_t seq_len = 64, vocab_size = 10000;

@@ -31,7 +31,7 @@ SequenceTask::SequenceTask(const Common& c)
   info_.name = c.name;
   info_.seq_len = c.seq_len;
   info_.head = "tag";
-  info_.causal = true;
+  info_.causal = kCausal;
 }
 
 Batch SequenceTask::stack(const std::vector<Sequence>& seqs) const {

@@ -27,6 +27,7 @@ namespace moe {
 /// Generates one sequence at a time; batches are stacks of sequences.
 class SequenceTask : public Task {
  public:
+  static constexpr bool kCausal = true;  ///< answers are read left to right
   /// The parameters every sequence task reads.
   struct Common {
     std::string name;

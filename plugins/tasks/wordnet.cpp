@@ -57,7 +57,7 @@ WordNetSSTTask::WordNetSSTTask(const Options& o, const TaskContext& ctx) {
   const OptionCheck check("task", o.name);
   info_.name = o.name;
   info_.head = "cls";
-  info_.causal = false;
+  info_.causal = kCausal;
   info_.seq_len = o.seq_len;
   const int64_t vocab = o.lm_vocab_size;
   const auto& dir = o.wordnet_dir;

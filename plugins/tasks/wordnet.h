@@ -17,6 +17,7 @@ namespace moe {
 
 class WordNetSSTTask : public Task {
  public:
+  static constexpr bool kCausal = false;
   struct Options {
     std::string name;
     int64_t seq_len = 32, lm_vocab_size = 10000;

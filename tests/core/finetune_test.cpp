@@ -81,3 +81,81 @@ TEST(Finetune, InitFromCopiesMatchingTensorsAndKeepsANewHeadFresh) {
 
 }  // namespace
 }  // namespace moe
+
+namespace moe {
+namespace {
+
+/// The tiny config as a dense model (moe_every 0) of FFN width 16.
+nlohmann::json tiny_dense_json() {
+  auto json = moe::testing::tiny_config_json();
+  json["model"]["moe_every"] = 0;
+  json["model"]["ffn_hidden"] = 16;
+  json["train"]["steps"] = 3;
+  return json;
+}
+
+TEST(Upcycle, UniformRouterReproducesTheDenseModelAtStepZero) {
+  moe::testing::TempDir dir;
+  const auto path = dir.file("dense.pt");
+  Trainer dense(ExperimentConfig::from_json(tiny_dense_json(), "dense"));
+  dense.train_until(3);
+  save_model(path, dense.model());
+
+  auto json = moe::testing::tiny_config_json(2);  // top_k k = 2, renormalised gates
+  json["train"]["upcycle_from"] = path;
+  Trainer upcycled(ExperimentConfig::from_json(json, "upcycled"));
+  auto& model = upcycled.model();
+  // Every expert is the dense FFN of its layer.
+  for (size_t l = 0; l < model->blocks->size(); ++l) {
+    auto moe_block = model->blocks->ptr<BlockImpl>(l);
+    auto dense_block = dense.model()->blocks->ptr<BlockImpl>(l);
+    auto bank = moe_block->moe->experts->named_parameters();
+    for (int64_t e = 0; e < 4; ++e) {
+      EXPECT_TRUE(torch::equal(bank["w1"][e], dense_block->ffn->up->weight.t()));
+      EXPECT_TRUE(torch::equal(bank["b2"][e], dense_block->ffn->down->bias));
+    }
+    EXPECT_TRUE(torch::equal(moe_block->attn->q->weight, dense_block->attn->q->weight));
+    torch::NoGradGuard g;
+    moe_block->moe->router->named_parameters()["gate.weight"].zero_();  // a uniform router
+  }
+  model->eval();
+  dense.model()->eval();
+  auto tokens = torch::randint(5, {3, 12}, torch::kLong);
+  auto a = dense.model()->forward(tokens).logits;
+  auto b = model->forward(tokens).logits;
+  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-5)) << (a - b).abs().max().item<double>();
+
+  // upcycle_noise perturbs each expert independently.
+  json["train"]["upcycle_noise"] = 0.01;
+  Trainer noisy(ExperimentConfig::from_json(json, "noisy"));
+  auto bank = noisy.model()->blocks->ptr<BlockImpl>(0)->moe->experts->named_parameters();
+  EXPECT_FALSE(torch::equal(bank["w1"][0], bank["w1"][1]));
+  EXPECT_TRUE(torch::equal(bank["b1"][0], bank["b1"][1]));  // biases are copied exactly
+}
+
+TEST(Upcycle, MismatchesAreClearErrors) {
+  moe::testing::TempDir dir;
+  const auto dense_path = dir.file("dense.pt"), moe_path = dir.file("moe.pt");
+  Trainer dense(ExperimentConfig::from_json(tiny_dense_json(), "dense"));
+  save_model(dense_path, dense.model());
+  auto json = moe::testing::tiny_config_json(2);
+  Trainer sparse(ExperimentConfig::from_json(json, "moe"));
+  save_model(moe_path, sparse.model());
+
+  json["train"]["upcycle_from"] = moe_path;  // a MoE model has no dense FFN to copy
+  expect_error([&] { Trainer t(ExperimentConfig::from_json(json, "x")); },
+               "has no dense FFN at blocks.0.ffn.*");
+  json["train"]["upcycle_from"] = dense_path;
+  json["moe"]["experts"]["hidden"] = 8;  // the experts must have the dense width
+  expect_error([&] { Trainer t(ExperimentConfig::from_json(json, "x")); },
+               "use the dense model's model.ffn_hidden as moe.experts.hidden");
+  json["train"]["upcycle_from"] = dir.file("absent.pt");
+  expect_error([&] { Trainer t(ExperimentConfig::from_json(json, "x")); },
+               "train.upcycle_from: model file");
+  json["train"]["init_from"] = dense_path;
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); },
+               "at most one of init_from and upcycle_from");
+}
+
+}  // namespace
+}  // namespace moe

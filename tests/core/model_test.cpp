@@ -150,3 +150,47 @@ TEST(Transformer, NonEmbeddingCountsAndFlopsByPartByHand) {
 
 }  // namespace
 }  // namespace moe
+
+namespace moe {
+namespace {
+
+TEST(Transformer, SharedExpertsAreAlwaysOnAndCounted) {
+  torch::manual_seed(3);
+  auto options = small("tag", false, 1);
+  auto plain = Transformer(options);
+  options.moe().shared_experts = 2;
+  auto shared = Transformer(options);
+  auto block = shared->blocks->ptr<BlockImpl>(0);
+  ASSERT_TRUE(block->shared);
+  // Two experts of the bank's width (hidden 8) held as one FFN of width 16.
+  EXPECT_EQ(block->shared->up->weight.sizes(), (std::vector<int64_t>{16, 8}));
+  // y = h + shared(f) + routed(f), f = LN(h), h = x + attn(LN(x)).
+  block->eval();
+  auto x = torch::randn({2, 6, 8});
+  auto h = x + block->attn(block->ln1(x));
+  auto f = block->ln2(h);
+  auto expected = h + block->moe(f).y + block->shared(f);
+  EXPECT_TRUE(torch::allclose(block->forward(x).x, expected, 1e-5, 1e-6));
+  // Counted in full: every shared parameter is active, and its FLOPs are in the FFN part.
+  const int64_t extra = 2 * (8 * 16 + 16) + 2 * (16 * 8 + 8);  // two layers' up and down
+  EXPECT_EQ(shared->total_params() - plain->total_params(), extra);
+  EXPECT_NEAR(shared->active_params({2, 2}) - plain->active_params({2, 2}), extra, 1e-9);
+  EXPECT_NEAR(shared->flops_breakdown({2, 2}, 6).ffn - plain->flops_breakdown({2, 2}, 6).ffn,
+              2 * 2.0 * (8 * 16 + 16 * 8), 1e-9);
+}
+
+TEST(Transformer, SharedExpertsNeedABankWithAnFFNWidth) {
+  auto options = small("tag", false, 1);
+  options.moe().shared_experts = 1;
+  options.moe().router = {{"name", "inf_moe"}};
+  options.moe().experts = {{"name", "inf_ffn"}};
+  try {
+    Transformer{options};
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("moe.shared_experts"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe

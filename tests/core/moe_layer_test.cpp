@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/experts.h"
+#include "core/losses.h"
 #include "core/router.h"
 #include "core/train/evaluator.h"
 #include "plugins/experts/ffn.h"
@@ -238,6 +239,45 @@ TEST(MoELayer, PaddingIsNotRoutedAndCountsNowhere) {
   st.add(out.trace);
   EXPECT_EQ(st.tokens, 5);
   EXPECT_EQ(st.histogram, (std::vector<double>{0, 0, 5}));  // pads are not 0-expert tokens
+}
+
+TEST(Losses, SequenceBalanceIsTheSwitchLossPerSequenceAveraged) {
+  // Sequence 0: p [[.9, .1], [.6, .4]], both tokens on expert 0: f [1, 0], P [.75, .25]:
+  // 2 * .75 = 1.5. Sequence 1: p [[.2, .8], [.7, .3]], experts 1 then 0: f [.5, .5],
+  // P [.45, .55]: 2 * (.225 + .275) = 1.0. Mean 1.25 (the batch-level loss is 1.1).
+  auto probs = torch::tensor({{.9, .1}, {.6, .4}, {.2, .8}, {.7, .3}}, torch::kDouble);
+  auto assigned = torch::tensor({{1., 0.}, {1., 0.}, {0., 1.}, {1., 0.}}, torch::kDouble);
+  auto seq = torch::tensor({0, 0, 1, 1}, torch::kLong);
+  EXPECT_NEAR(sequence_balance_loss(probs, assigned, seq, 2).item<double>(), 1.25, 1e-12);
+  EXPECT_NEAR(load_balance_loss(probs, assigned).item<double>(), 1.1, 1e-12);
+  // Sequence 1 holding only its first token: 2 * .8 = 1.6; a sequence with no tokens
+  // (id 2) is skipped: (1.5 + 1.6) / 2.
+  auto three = torch::tensor({0, 0, 1}, torch::kLong);
+  EXPECT_NEAR(sequence_balance_loss(probs.narrow(0, 0, 3), assigned.narrow(0, 0, 3), three, 3)
+                  .item<double>(),
+              1.55, 1e-12);
+}
+
+TEST(MoELayer, SequenceBalanceLossUsesTheInputRowsAsSequences) {
+  torch::manual_seed(5);
+  MoELayer layer(
+      Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
+      ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
+      MoELayerOptions(kE));
+  auto x = torch::randn({3, 5, kD});
+  auto out = layer->forward(x);
+  auto routing = layer->router->forward(x.reshape({15, kD}));
+  auto top1 = torch::one_hot(routing.indices.select(1, 0), kE).to(torch::kFloat);
+  auto seq = torch::arange(15, torch::kLong).div(5, "floor");
+  EXPECT_NEAR(out.trace.aux_losses.at("balance_seq").item<double>(),
+              sequence_balance_loss(routing.probs, top1, seq, 3).item<double>(), 1e-6);
+  // A padded batch: the pads belong to no sequence's f or P.
+  auto pad = torch::zeros({3, 5}, torch::kBool);
+  pad[2].fill_(true);  // the whole third row is padding: two sequences remain
+  auto padded = layer->forward(x, pad);
+  auto first_two = layer->forward(x.narrow(0, 0, 2));
+  EXPECT_NEAR(padded.trace.aux_losses.at("balance_seq").item<double>(),
+              first_two.trace.aux_losses.at("balance_seq").item<double>(), 1e-6);
 }
 
 TEST(LayerStats, DiagnosticsMatchHandValues) {

@@ -17,7 +17,8 @@ using moe::testing::expect_error;
 // Golden list: a plugin silently dropped by the linker, or renamed, fails here.
 TEST(Registry, GoldenNames) {
   EXPECT_EQ(router_registry().names(),
-            (std::vector<std::string>{"adaptive", "inf_moe", "top_k", "top_p"}));
+            (std::vector<std::string>{"adaptive", "expert_choice", "inf_moe", "remoe", "top_k",
+                                      "top_p"}));
   EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper", "inf_ffn"}));
   EXPECT_EQ(adapter_registry().names(), (std::vector<std::string>{"ia3", "lora", "molora", "mov"}));
   EXPECT_EQ(task_registry().names(),
@@ -37,8 +38,9 @@ TEST(Registry, DuplicateNameThrows) {
 
 TEST(Registry, UnknownRouterListsKnown) {
   LayerContext ctx{8, 4, 0, 1};
-  expect_error([&] { make_router(PluginSpec("router", "nope", {}), ctx); },
-               "unknown router 'nope'; known: [adaptive, inf_moe, top_k, top_p]");
+  expect_error(
+      [&] { make_router(PluginSpec("router", "nope", {}), ctx); },
+      "unknown router 'nope'; known: [adaptive, expert_choice, inf_moe, remoe, top_k, top_p]");
   expect_error([&] { make_expert_bank(PluginSpec("experts", "nope", {}), ctx); },
                "unknown expert bank 'nope'; known: [ffn, hyper, inf_ffn]");
 }

@@ -74,5 +74,31 @@ TEST_F(PretrainSweep, PretrainsOnceAndFineTunesEveryTrialFromIt) {
   EXPECT_EQ(query("SELECT sum(attempts) AS a FROM runs"), "a\n5\n");
 }
 
+TEST_F(PretrainSweep, UpcyclesTheDenseModelIntoEveryExpert) {
+  std::ofstream(path("u.toml"))
+      << "name = \"up\"\nseeds = [0]\n[base]\ndevice = \"cpu\"\nthreads = 1\n"
+      << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = "
+         "8 }\n"
+      << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8, moe_every = 0 }\n"
+      << "train = { steps = 3, batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
+      << "[pretrain]\n\"train.steps\" = 4\n"
+      << "[presets.upcycled]\n\"model.moe_every\" = 1\n\"moe.num_experts\" = 4\n"
+      << "\"moe.experts\" = { name = \"ffn\", hidden = 8 }\n\"train.upcycle_from\" = \"pretrain\"\n"
+      << "[presets.continued]\n\"train.lr\" = 1e-3\n"
+      << "[grid]\nmethod = [\"upcycled\", \"continued\"]\n";
+  const auto plan = load_sweep(path("u.toml"));
+  ASSERT_EQ(plan.trials.size(), 3u);
+  const auto& pre = plan.trials.front();
+  const auto& up = plan.trials[1].config["train"];
+  EXPECT_EQ(up["upcycle_from"], "run:" + pre.run_key);
+  EXPECT_FALSE(up.contains("init_from"));
+  EXPECT_EQ(plan.trials[1].depends_on, pre.run_key);
+  EXPECT_EQ(plan.trials[2].config["train"]["init_from"], "run:" + pre.run_key);
+  ASSERT_EQ(moe("sweep run " + path("u.toml") + " --db " + path("r.sqlite")), 0)
+      << std::ifstream(path("log.txt")).rdbuf();
+  EXPECT_EQ(query("SELECT method, status FROM runs ORDER BY method"),
+            "method,status\ncontinued,completed\npretrain,completed\nupcycled,completed\n");
+}
+
 }  // namespace
 }  // namespace moe

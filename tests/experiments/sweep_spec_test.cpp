@@ -132,7 +132,7 @@ TEST(SweepSpec, BadFilesNameFileKeyAndChoices) {
                                "name = \"x\"\nseeds = [0]\ntask = "
                                "\"mod_sum\"\n[base]\n\"moe.router\" = { name = \"top_q\" }\n"));
       },
-      "unknown router 'top_q'; known: [adaptive, inf_moe, top_k, top_p]");
+      "unknown router 'top_q'; known: [adaptive, expert_choice, inf_moe, remoe, top_k, top_p]");
   expect_error(
       [] { load_sweep(write_sweep("t.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_summ\"\n")); },
       "unknown task 'mod_summ'; known: [brown_lm, brown_pos, facts, mod_sum, pointer_chase, "
@@ -210,7 +210,23 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
   for (int i = 0; i < 10; ++i) huge += "\"x" + std::to_string(i) + "\" = [0,1,2,3,4,5,6,7,8,9]\n";
   const std::vector<Case> cases = {
       {"plugin.toml", preset("\"moe.router\" = { name = \"top_q\" }"),
-       "plugin.toml: trial 'm': unknown router 'top_q'; known: [adaptive, inf_moe, top_k, top_p]"},
+       "plugin.toml: trial 'm': unknown router 'top_q'; known: [adaptive, expert_choice, inf_moe, "
+       "remoe, top_k, "
+       "top_p]"},
+      // mod_sum's model is causal: expert choice would see later tokens.
+      {"ec.toml", preset("\"moe.router\" = { name = \"expert_choice\" }"),
+       "ec.toml: trial 'm': router 'expert_choice': each expert picks its top-C tokens across "
+       "the whole batch"},
+      {"up.toml", head + "\"train.upcycle_from\" = \"pretrain\"\n",
+       "up.toml: trial 'b': train.upcycle_from = \"pretrain\" needs a [pretrain] section"},
+      {"gran.toml",
+       head + "\"moe.experts\" = { name = \"ffn\", hidden = 30 }\n[grid]\n"
+              "granularity = [1, 4]\n",
+       "gran.toml: axis 'granularity': moe.experts.hidden 30 is not divisible by granularity 4"},
+      {"granp.toml", head + "\"moe.router\" = { name = \"top_p\" }\n[grid]\ngranularity = [2]\n",
+       "granp.toml: axis 'granularity': router 'top_p' has no k to scale"},
+      {"shared.toml", head + "\"moe.shared_experts\" = -1\n",
+       "shared.toml: trial 'b': section 'moe': parameter 'shared_experts' expected >= 0"},
       {"k.toml", preset("\"moe.router\" = { name = \"top_k\", k = 9 }\n\"moe.num_experts\" = 4"),
        "k.toml: trial 'm': router 'top_k': parameter 'k' expected 1..num_experts (4), got 9"},
       {"p.toml", preset("\"moe.router\" = { name = \"top_p\", threshold = 1.5 }"),
@@ -269,6 +285,47 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
                    1);
       },
       "two.toml: the sweep expands to 2 trials (seeds: 2), above --max-trials 1");
+}
+
+TEST(SweepSpec, GranularitySplitsExpertsAtEqualActiveCompute) {
+  auto plan = load_sweep(write_sweep("g.toml", R"(
+name = "g"
+seeds = [0]
+[base]
+task = { name = "mod_sum", seq_len = 12 }
+model = { d_model = 16, layers = 1, heads = 2 }
+"moe.num_experts" = 4
+"moe.shared_experts" = 1
+"moe.experts" = { name = "ffn", hidden = 32 }
+"moe.router" = { name = "top_k", k = 2, score = "sigmoid" }
+[presets.dense]
+"model.moe_every" = 0
+[presets.moe]
+"model.moe_every" = 1
+[grid]
+method = ["dense", "moe"]
+granularity = [1, 2, 4]
+)"));
+  // The dense trial is the same at every granularity: planned once.
+  ASSERT_EQ(plan.trials.size(), 4u);
+  EXPECT_EQ(plan.trials[0].method, "dense granularity=1");
+  for (int i = 1; i <= 3; ++i) {
+    const int64_t m = int64_t{1} << (i - 1);
+    const auto& moe = plan.trials[i].config["moe"];
+    EXPECT_EQ(plan.trials[i].method, "moe granularity=" + std::to_string(m));
+    EXPECT_EQ(moe["num_experts"], 4 * m);
+    EXPECT_EQ(moe["experts"]["hidden"], 32 / m);
+    EXPECT_EQ(moe["router"]["k"], 2 * m);
+    EXPECT_EQ(moe["router"]["score"], "sigmoid");
+    EXPECT_EQ(moe["shared_experts"], m);
+  }
+  expect_error(
+      [] {
+        load_sweep(write_sweep("g0.toml",
+                               "name = \"g\"\nseeds = [0]\ntask = \"mod_sum\"\n"
+                               "[grid]\ngranularity = [0]\n"));
+      },
+      "g0.toml: axis 'granularity' expected integers >= 1, got 0");
 }
 
 TEST(SweepSpec, EvaluateTableAndTaskTablesAsAxisValues) {

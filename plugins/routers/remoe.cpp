@@ -1,0 +1,80 @@
+#include "plugins/routers/remoe.h"
+
+#include <torch/torch.h>
+
+namespace moe {
+
+ReMoERouterImpl::ReMoERouterImpl(ReMoERouterOptions options) : options_(options) {
+  const OptionCheck check("router", "remoe");
+  check.expect(options_.k() >= 1 && options_.k() <= options_.num_experts(), "k",
+               "1..num_experts (" + std::to_string(options_.num_experts()) + ")",
+               static_cast<double>(options_.k()));
+  check.expect(options_.alpha() > 1, "alpha", "> 1", options_.alpha());
+  check.expect(options_.l1_init() > 0, "l1_init", "> 0", options_.l1_init());
+  gate = register_module("gate", make_router_gate(options_.d_model(), options_.num_experts()));
+  l1_coef = register_buffer("l1_coef", torch::tensor(options_.l1_init(), torch::kDouble));
+}
+
+Routing ReMoERouterImpl::forward(const torch::Tensor& hidden) {
+  TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
+              "router 'remoe': expected hidden [tokens, ", options_.d_model(), "], got ",
+              hidden.sizes());
+  const auto logits = router_logits(gate, hidden);
+  const auto w = torch::relu(logits);
+  const auto active = w.detach().gt(0);
+  auto selection = routing_from_mask(active, w);
+  Routing routing;
+  routing.weights = selection.first;
+  routing.indices = selection.second;
+  routing.probs = torch::softmax(logits.detach(), -1);
+  const int64_t tokens = hidden.size(0);
+  torch::Tensor per_expert = w.sum(0);  // [N]
+  if (options_.balanced() && tokens > 0) {
+    const double scale =
+        static_cast<double>(options_.num_experts()) / static_cast<double>(options_.k() * tokens);
+    per_expert = per_expert * (active.sum(0).to(w.dtype()) * scale);
+  }
+  routing.aux_losses["l1"] =
+      l1_coef.to(w.dtype()) * per_expert.sum() / static_cast<double>(std::max<int64_t>(1, tokens));
+  return routing;
+}
+
+void ReMoERouterImpl::after_step(const LayerTrace& trace) {
+  if (trace.tokens == 0) return;
+  const double n = static_cast<double>(options_.num_experts());
+  const double sparsity =
+      1.0 - static_cast<double>(trace.selected) / (static_cast<double>(trace.tokens) * n);
+  const double target = 1.0 - static_cast<double>(options_.k()) / n;
+  torch::NoGradGuard no_grad;
+  if (sparsity < target) {
+    l1_coef.mul_(options_.alpha());
+  } else if (sparsity > target) {
+    l1_coef.div_(options_.alpha());
+  }
+}
+
+std::shared_ptr<RouterImpl> ReMoERouterImpl::create(const PluginSpec& spec,
+                                                    const LayerContext& ctx) {
+  return std::make_shared<ReMoERouterImpl>(ReMoERouterOptions(ctx.d_model, ctx.num_experts)
+                                               .k(spec.get<int64_t>("k", 2))
+                                               .alpha(spec.get<double>("alpha", 1.2))
+                                               .l1_init(spec.get<double>("l1_init", 1e-8))
+                                               .balanced(spec.get<bool>("balanced", true)));
+}
+
+std::vector<ParamDoc> ReMoERouterImpl::param_docs() {
+  return {{"k", "2",
+           "target active experts per token: the L1 coefficient steers the sparsity "
+           "toward 1 - k / num_experts"},
+          {"alpha", "1.2", "after each step the L1 coefficient is multiplied or divided by it"},
+          {"l1_init", "1e-8", "the L1 coefficient at step 0"},
+          {"balanced", "true",
+           "weight each expert's L1 by its load f_e = E / (k T) * tokens using it (ReMoE's "
+           "load-balanced penalty); false = plain L1"}};
+}
+
+MOE_REGISTER_ROUTER("remoe", ReMoERouterImpl,
+                    "ReMoE ReLU routing: w = ReLU(W_r x), experts with w > 0, adaptive L1 "
+                    "steering sparsity to 1 - k/E; experts per token vary");
+
+}  // namespace moe
