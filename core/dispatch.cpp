@@ -12,7 +12,7 @@ int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64
       std::ceil(capacity_factor * static_cast<double>(k * tokens) / num_experts));
 }
 
-DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity,
+DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, Capacity limit,
                            DropPolicy policy) {
   TORCH_CHECK(routing.indices.dim() == 2, "dispatch: expected indices [tokens, slots], got ",
               routing.indices.sizes());
@@ -24,6 +24,8 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t 
   auto flat_w = routing.weights.reshape({-1});
   auto valid = flat_idx.ge(0);
   auto pos = valid.nonzero().squeeze(1);  // flat (token, slot) positions in use
+  const int64_t capacity =
+      limit.factor > 0 ? expert_capacity(limit.factor, pos.size(0), 1, num_experts) : limit.slots;
   if (capacity > 0 && slots > 1 && policy == DropPolicy::kPriority) {
     // Slot-major: all first choices, then all second choices, each in token order; the
     // stable sort by expert below keeps that order, so capacity drops later choices first.

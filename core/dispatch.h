@@ -31,8 +31,22 @@ struct DispatchPlan {
 /// (earlier tokens win whatever the slot).
 enum class DropPolicy { kPriority, kPosition };
 
-/// capacity <= 0 means dropless. routing.indices: [T, slots] int64 with -1 for unused.
-DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, int64_t capacity,
+/// Slots per expert: a fixed count (<= 0: dropless), or ceil(factor * selected / E) from the
+/// slots the router actually selected (factor <= 0: dropless), counted where the dispatch
+/// already holds them on the host.
+struct Capacity {
+  Capacity(int64_t slots = 0) : slots(slots) {}  // NOLINT: a count converts
+  static Capacity from_factor(double factor) {
+    Capacity c;
+    c.factor = factor;
+    return c;
+  }
+  int64_t slots = 0;
+  double factor = 0;
+};
+
+/// routing.indices: [T, slots] int64 with -1 for unused.
+DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, Capacity capacity = {},
                            DropPolicy policy = DropPolicy::kPriority);
 
 /// capacity = ceil(capacity_factor * k * T / E); 0 when capacity_factor <= 0 (dropless).

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "core/compat.h"
+
 namespace moe {
 namespace {
 
@@ -235,13 +237,22 @@ torch::Tensor gather_rows(const torch::Tensor& x, const DispatchPlan& plan) {
 torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1, const torch::Tensor& b1,
                           const torch::Tensor& w2, const torch::Tensor& b2,
                           const std::vector<int64_t>& counts, Activation activation) {
+  // Under autocast (train.precision = "bf16") the expert matmuls run in its dtype: the
+  // inputs and (fp32 master) weights are cast, differentiably, and the output is cast back.
+  if (const auto dtype = compat::autocast_matmul_dtype(xs); dtype && *dtype != xs.scalar_type()) {
+    compat::NoAutocast explicit_casts;
+    return GroupedFFN::apply(xs.to(*dtype), w1.to(*dtype), b1.to(*dtype), w2.to(*dtype),
+                             b2.to(*dtype), counts, static_cast<int64_t>(activation))
+        .to(xs.scalar_type());
+  }
   return GroupedFFN::apply(xs, w1, b1, w2, b2, counts, static_cast<int64_t>(activation));
 }
 
 torch::Tensor combine_rows(const torch::Tensor& ys, const torch::Tensor& weight,
                            const DispatchPlan& plan, int64_t tokens) {
   TORCH_INTERNAL_ASSERT(plan.slot_index.size(0) == tokens);
-  return CombineRows::apply(ys, weight, plan.token_index, plan.slot_index);
+  // The output takes the router weights' dtype (fp32 under bf16 autocast).
+  return CombineRows::apply(ys.to(weight.scalar_type()), weight, plan.token_index, plan.slot_index);
 }
 
 }  // namespace moe

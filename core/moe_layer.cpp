@@ -147,17 +147,29 @@ MoELayerImpl::MoELayerImpl(Router router_in, ExpertBank experts_in, MoELayerOpti
   experts = register_module("experts", std::move(experts_in));
 }
 
+TokenSelection TokenSelection::of(const torch::Tensor& pad_mask) {
+  TokenSelection s;
+  s.from_mask = true;
+  if (pad_mask.defined()) {
+    auto keep = pad_mask.reshape({-1}).logical_not();
+    if (!keep.all().item<bool>()) s.keep_index = keep.nonzero().squeeze(1);
+  }
+  return s;
+}
+
 MoEOutput MoELayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
+  if (pad_mask.defined()) {
+    TORCH_CHECK(pad_mask.numel() * x.size(-1) == x.numel(), "moe layer: pad_mask has ",
+                pad_mask.numel(), " entries for ", x.numel() / x.size(-1), " tokens");
+  }
+  return forward(x, TokenSelection::of(pad_mask));
+}
+
+MoEOutput MoELayerImpl::forward(const torch::Tensor& x, const TokenSelection& selection) {
   const auto shape = x.sizes().vec();
   auto all = x.reshape({-1, shape.back()});
   // Padding is dropped before routing and put back (as zeros) after the experts.
-  torch::Tensor keep_index;
-  if (pad_mask.defined()) {
-    TORCH_CHECK(pad_mask.numel() == all.size(0), "moe layer: pad_mask has ", pad_mask.numel(),
-                " entries for ", all.size(0), " tokens");
-    auto keep = pad_mask.reshape({-1}).logical_not();
-    if (!keep.all().item<bool>()) keep_index = keep.nonzero().squeeze(1);
-  }
+  const torch::Tensor& keep_index = selection.keep_index;
   auto hidden = keep_index.defined() ? all.index_select(0, keep_index) : all;
   Routing routing = router->forward(hidden);
   const int64_t tokens = hidden.size(0);
@@ -167,13 +179,9 @@ MoEOutput MoELayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pad
   const double factor = !is_training() && options_.eval_capacity_factor() >= 0
                             ? options_.eval_capacity_factor()
                             : options_.capacity_factor();
-  int64_t capacity = 0;
-  if (factor > 0) {  // from the slots actually selected (a host sync, only with a capacity)
-    const int64_t selected = routing.indices.ge(0).sum().item<int64_t>();
-    capacity = expert_capacity(factor, selected, 1, options_.num_experts());
-  }
-  DispatchPlan plan =
-      plan_dispatch(routing, options_.num_experts(), capacity, options_.drop_policy());
+  // Capacity from the slots actually selected, counted by the dispatch itself.
+  DispatchPlan plan = plan_dispatch(routing, options_.num_experts(), Capacity::from_factor(factor),
+                                    options_.drop_policy());
   auto bank = experts->forward(hidden, routing, plan);
   MoEOutput out;
   auto token_experts = routing.indices.detach().ge(0).sum(1);

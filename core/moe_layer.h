@@ -73,6 +73,16 @@ struct MoELayerOptions {
   TORCH_ARG(DropPolicy, drop_policy) = DropPolicy::kPriority;
 };
 
+/// The tokens MoE layers route, from a batch's pad mask: computed once per batch (a host
+/// sync) and shared by every MoE layer of the model.
+struct TokenSelection {
+  /// [kept] int64 flat positions of the non-padding tokens; undefined = every position.
+  torch::Tensor keep_index;
+  bool from_mask = false;  ///< made by of(pad_mask) (an empty selection is "not made")
+  /// From an optional pad mask (true = padding); undefined or all-false keeps everything.
+  static TokenSelection of(const torch::Tensor& pad_mask);
+};
+
 struct MoEOutput {
   torch::Tensor y;  ///< [..., d_model], the input's shape
   LayerTrace trace;
@@ -87,6 +97,8 @@ class MoELayerImpl : public torch::nn::Module {
   /// is 0; the residual carries them), so they count in no router loss and no statistic;
   /// trace.token_experts keeps every position (0 at padding).
   MoEOutput forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
+  /// The same with the selection already made (TokenSelection::of(pad_mask)).
+  MoEOutput forward(const torch::Tensor& x, const TokenSelection& tokens);
 
   Router router{nullptr};
   ExpertBank experts{nullptr};

@@ -3,6 +3,8 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
+#include "core/compat.h"
+
 namespace moe {
 
 void RouterImpl::set_inference_option(const std::string& key, double /*value*/) {
@@ -20,8 +22,11 @@ torch::nn::Linear make_router_gate(int64_t d_model, int64_t num_experts) {
 }
 
 torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden) {
-  auto logits = gate(hidden);
-  return logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
+  // In fp32 (double for a double model) even under bf16 autocast: routing decisions and
+  // the aux losses are not made in reduced precision (methods.md).
+  compat::NoAutocast fp32;
+  const auto dtype = gate->weight.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  return gate(hidden.to(dtype)).to(dtype);
 }
 
 std::pair<torch::Tensor, torch::Tensor> routing_from_mask(const torch::Tensor& mask,

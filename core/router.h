@@ -83,7 +83,8 @@ TORCH_MODULE(Router);
 
 /// The router projection of methods.md: W_r [d, N], no bias, initialised N(0, 0.02).
 torch::nn::Linear make_router_gate(int64_t d_model, int64_t num_experts);
-/// gate(hidden) in float32 (or double when the model is double): logits [T, N].
+/// gate(hidden) in float32 (or double when the model is double), with autocast off:
+/// logits [T, N].
 torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden);
 
 /// A routing from a [T, N] 0/1 mask of chosen (token, expert) pairs and [T, N] weights

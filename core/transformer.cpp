@@ -2,10 +2,18 @@
 
 #include <torch/torch.h>
 
+#include "core/compat.h"
+
 #include <cmath>
 #include <stdexcept>
 
 namespace moe {
+
+#if MOE_HAVE_SDPA
+const bool kUseSdpa = true;
+#else
+const bool kUseSdpa = false;
+#endif
 
 namespace {
 
@@ -53,24 +61,50 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto qh = split(adapt(q_adapter, x, q(x)));
   auto kh = split(adapt(k_adapter, x, k(x)));
   auto vh = split(adapt(v_adapter, x, v(x)));
-  auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
-  if (alibi_) {
-    auto pos = torch::arange(s, x.options());
+  auto mixed =
+      attend(qh, kh, vh, causal_, alibi_, pad_mask, kUseSdpa).transpose(1, 2).reshape({b, s, d});
+  return adapt(o_adapter, mixed, o(mixed));
+}
+
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     bool causal, bool alibi, const torch::Tensor& pad_mask, bool use_sdpa) {
+  const int64_t b = q.size(0), heads = q.size(1), s = q.size(2), dh = q.size(3);
+  const auto neg_inf = -std::numeric_limits<float>::infinity();
+  // The additive bias: ALiBi's -slope_h |i - j|, -inf at masked keys (and, when there is a
+  // bias anyway, above the diagonal).
+  torch::Tensor bias;
+  auto fopts =
+      q.options().dtype(q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat);
+  if (alibi) {
+    auto pos = torch::arange(s, fopts);
     auto dist = (pos.unsqueeze(0) - pos.unsqueeze(1)).abs();  // [s, s]
-    auto slopes = torch::pow(2.0, -8.0 * (torch::arange(heads_, x.options()) + 1) / heads_);
-    scores = scores - slopes.view({1, heads_, 1, 1}) * dist.view({1, 1, s, s});
-  }
-  if (causal_) {
-    auto mask = torch::ones({s, s}, x.options().dtype(torch::kBool)).triu(1);
-    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+    auto slopes = torch::pow(2.0, -8.0 * (torch::arange(heads, fopts) + 1) / heads);
+    bias = -(slopes.view({1, heads, 1, 1}) * dist.view({1, 1, s, s}));
   }
   if (pad_mask.defined()) {
-    scores =
-        scores.masked_fill(pad_mask.view({b, 1, 1, s}), -std::numeric_limits<float>::infinity());
+    auto pad = torch::zeros({b, 1, 1, s}, fopts).masked_fill(pad_mask.view({b, 1, 1, s}), neg_inf);
+    bias = bias.defined() ? bias + pad : pad;
   }
-  auto attn = torch::softmax(scores, -1);
-  auto mixed = torch::matmul(attn, vh).transpose(1, 2).reshape({b, s, d});
-  return adapt(o_adapter, mixed, o(mixed));
+  if (causal && bias.defined()) {
+    bias = bias.masked_fill(torch::ones({s, s}, fopts.dtype(torch::kBool)).triu(1), neg_inf);
+  }
+#if MOE_HAVE_SDPA
+  if (use_sdpa) {
+    // Flash / memory-efficient kernels when there is no bias (causal as a flag).
+    return at::scaled_dot_product_attention(q, k, v, bias.defined() ? bias.to(q.dtype()) : bias,
+                                            0.0, causal && !bias.defined());
+  }
+#else
+  (void)use_sdpa;
+#endif
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh));
+  if (bias.defined()) {
+    scores = scores + bias.to(scores.dtype());
+  } else if (causal) {
+    scores =
+        scores.masked_fill(torch::ones({s, s}, q.options().dtype(torch::kBool)).triu(1), neg_inf);
+  }
+  return torch::matmul(torch::softmax(scores, -1).to(v.dtype()), v);
 }
 
 DenseFFNImpl::DenseFFNImpl(int64_t d_model, int64_t hidden, Activation activation,
@@ -130,12 +164,13 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
   }
 }
 
-BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask) {
+BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_mask,
+                               const TokenSelection& tokens) {
   auto h = x + drop(attn(ln1(x), pad_mask));
   auto f = ln2(h);
   BlockOutput out;
   if (moe) {
-    auto m = moe(f, pad_mask);
+    auto m = tokens.from_mask ? moe->forward(f, tokens) : moe->forward(f, pad_mask);
     out.x = h + drop(shared ? m.y + shared(f) : m.y);
     out.trace = std::move(m.trace);
   } else {
@@ -152,6 +187,8 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
   TORCH_CHECK(o.attention_bias() == "none" || o.attention_bias() == "alibi",
               "model: expected attention_bias one of [none, alibi], got '", o.attention_bias(),
               "'");
+  TORCH_CHECK(o.precision() == "fp32" || o.precision() == "bf16",
+              "model: expected precision one of [fp32, bf16], got '", o.precision(), "'");
   TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0, "model: head '", o.head(),
               "' expected num_classes > 0");
   tok_emb = register_module("tok_emb", torch::nn::Embedding(o.vocab_size(), o.d_model()));
@@ -184,11 +221,16 @@ ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::T
   const int64_t s = tokens.size(1);
   TORCH_CHECK(s <= options_.max_len(), "model: sequence length ", s, " exceeds max_len ",
               options_.max_len());
+  compat::AutocastGuard autocast(tok_emb->weight.device().type(), options_.precision() == "bf16",
+                                 torch::kBFloat16);
   auto x = tok_emb(tokens) + pos_emb(torch::arange(s, tokens.options()));
   if (feat_emb && features.defined()) x = x + feat_emb(features).sum(2);
   ModelOutput out;
+  // Which tokens the MoE layers route: one host sync per batch, not one per MoE layer.
+  const auto routed = pad_mask.defined() && options_.moe_every() > 0 ? TokenSelection::of(pad_mask)
+                                                                     : TokenSelection{};
   for (auto& block : block_list_) {
-    auto b = block(x, pad_mask);
+    auto b = block->forward(x, pad_mask, routed);
     x = b.x;
     if (b.trace) out.traces.push_back(std::move(*b.trace));
   }
@@ -210,6 +252,8 @@ ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::T
   } else {
     out.logits = head(x.mean(1));
   }
+  // The loss is taken outside the model: in the parameters' dtype, not autocast's.
+  out.logits = out.logits.to(tok_emb->weight.scalar_type());
   return out;
 }
 

@@ -60,7 +60,21 @@ struct TransformerOptions {
   TORCH_ARG(MoEConfig, moe) = {};
   /// Adapters at the projection sites (core/adapters.h); method "" = none.
   TORCH_ARG(PeftOptions, peft) = {};
+  /// "fp32", or "bf16": forward under autocast to bfloat16 on the parameters' device (CPU
+  /// or CUDA); parameters stay fp32, router logits, softmax and aux losses stay fp32,
+  /// logits are returned in fp32.
+  TORCH_ARG(std::string, precision) = "fp32";
 };
+
+/// Scaled dot-product attention over heads: q, k, v [B, H, S, dh] -> [B, H, S, dh], with
+/// causal masking, ALiBi's additive bias (-slope_h |i - j|, slope_h = 2^(-8 (h + 1) / H))
+/// and padded keys (pad_mask [B, S], true = padding) never attended to. use_sdpa: through
+/// at::scaled_dot_product_attention where the LibTorch version has it (2.1+: flash /
+/// memory-efficient kernels on GPU), else the explicit softmax(q k^T / sqrt(dh) + bias) v.
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     bool causal, bool alibi, const torch::Tensor& pad_mask, bool use_sdpa);
+/// Whether attend's SDPA path exists in this build (MOE_HAVE_SDPA, core/compat.h).
+extern const bool kUseSdpa;
 
 /// Multi-head self-attention with explicit q/k/v/o projections.
 class AttentionImpl : public torch::nn::Module {
@@ -108,7 +122,9 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const TransformerOptions& options, int64_t layer_index,
             SharedModulesImpl* shared = nullptr);
-  BlockOutput forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {});
+  /// tokens: the MoE layer's selection of pad_mask, when the caller made it already.
+  BlockOutput forward(const torch::Tensor& x, const torch::Tensor& pad_mask = {},
+                      const TokenSelection& tokens = {});
   torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
   Attention attn{nullptr};
   DenseFFN ffn{nullptr};

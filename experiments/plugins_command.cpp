@@ -49,7 +49,27 @@ int plugins_command(const std::vector<std::string>& args) {
   list(expert_registry(), "expert banks", "[moe.experts] name = ...");
   list(adapter_registry(), "adapters", "[peft] method = ...");
   list(task_registry(), "tasks", "[task] name = ...");
-  std::cout << "dense FFN baseline: set model.moe_every = 0 (model.ffn_hidden, model.activation)\n";
+  std::cout
+      << "dense FFN baseline: set model.moe_every = 0 (model.ffn_hidden, model.activation)\n\n";
+  // Options of the MoE layer and the trainer that work with any router (not plugins).
+  const std::pair<const char*, const char*> options[] = {
+      {"moe.shared_experts = 0",
+       "always-on experts of the bank's width added to the routed output (DeepSeekMoE); "
+       "counted as active"},
+      {"moe.capacity_factor = 0", "ceil(CF * selected slots / E) per expert; 0 = dropless"},
+      {"loss.balance = 1e-2", "Switch balance loss N sum_i f_i P_i over the batch"},
+      {"loss.balance_seq = 0",
+       "the same per sequence, averaged over sequences (DeepSeek-V3's sequence-wise loss)"},
+      {"loss.l1 = 1", "multiplies remoe's adaptive-lambda L1 penalty"},
+      {"train.upcycle_from = \"\"",
+       "sparse upcycling: every expert starts as its layer's FFN of a saved dense model; in "
+       "a sweep, \"pretrain\" names the [pretrain] run"},
+      {"train.upcycle_noise = 0", "std of N(0, s^2) added to each upcycled expert's weights"},
+      {"train.precision = \"fp32\"", "fp32 | bf16 (autocast forward; routing in fp32)"},
+      {"sweep axis granularity = [1, 2, 4]",
+       "fine-grained experts: num_experts x m, experts.hidden / m, router k x m"}};
+  std::cout << "layer, loss and training options (any router)\n";
+  for (const auto& [key, help] : options) std::cout << "  " << key << "\n      " << help << "\n";
   return 0;
 }
 

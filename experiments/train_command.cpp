@@ -87,6 +87,15 @@ void print_summary(const Trainer& trainer, const TrainResult& r, std::ostream& o
       << "\n";
   out << std::setw(26) << "eval tokens/s" << static_cast<int64_t>(s.at("eval_tokens_per_s"))
       << "\n";
+  out << std::setw(26) << "model FLOP/s (train)" << s.at("model_flops_per_s")
+      << "  (3 x forward)\n";
+  if (s.at("peak_flops_per_s") > 0) {
+    out << std::setw(26) << "MFU" << 100.0 * s.at("mfu") << "%  of " << s.at("peak_flops_per_s")
+        << " FLOP/s peak\n";
+  } else {
+    out << std::setw(26) << "MFU"
+        << "unknown (no peak for this GPU: pass --peak-tflops)\n";
+  }
   out << std::setw(26) << "train time" << s.at("train_seconds") << " s\n";
   const auto k = r.test.mean_experts();
   if (!k.empty()) {
@@ -105,12 +114,16 @@ int train_command(const std::vector<std::string>& args) {
   std::string config_path, device, metrics_path, summary_path;
   std::vector<std::string> sets;
   int64_t threads = -1;
+  double peak_tflops = -1;
   desc.add_options()("help,h", "show this help")(
       "config,c", po::value(&config_path), "experiment config (TOML); see experiments/configs/")(
       "set,s", po::value(&sets)->composing(),
       "override a config key, e.g. --set train.steps=200 --set moe.router.k=1 (repeatable)")(
       "device,d", po::value(&device), "auto | cpu | cuda | cuda:N (overrides the config's device)")(
       "threads,t", po::value(&threads), "CPU threads (0 = all cores; overrides the config)")(
+      "peak-tflops", po::value(&peak_tflops),
+      "the device's peak TFLOP/s for MFU (overrides train.peak_tflops; default: a table of "
+      "GPUs by name, or a matmul probe on CPU)")(
       "metrics", po::value(&metrics_path), "write every metric event to this JSON-lines file")(
       "summary", po::value(&summary_path), "write the final summary to this JSON file")(
       "quiet,q", "no live progress line");
@@ -128,6 +141,7 @@ int train_command(const std::vector<std::string>& args) {
   auto json = load_config(config_path, sets);
   if (!device.empty()) json["device"] = device;
   if (threads >= 0) json["threads"] = threads;
+  if (peak_tflops >= 0) json["train"]["peak_tflops"] = peak_tflops;
   auto config = ExperimentConfig::from_json(json, config_path);
   for (const auto* from : {&config.train.init_from, &config.train.upcycle_from}) {
     if (from->rfind("run:", 0) == 0 || *from == "pretrain") {  // the sweep runner's conventions

@@ -81,6 +81,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.upcycle_from = train.get<std::string>("upcycle_from", t.upcycle_from);
   t.upcycle_noise = train.get<double>("upcycle_noise", t.upcycle_noise);
   t.trainable = train.get<std::vector<std::string>>("trainable", t.trainable);
+  t.precision = train.choice("precision", t.precision, {"fp32", "bf16"});
+  t.peak_tflops = train.get<double>("peak_tflops", t.peak_tflops);
   train.check_all_read();
   if (t.sampling != "iid" && t.sampling != "epochs" && t.sampling != "curriculum") {
     train.fail("parameter 'sampling' expected one of [iid, epochs, curriculum], got '" +
@@ -102,6 +104,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
     train.fail("parameter 'upcycle_from' needs MoE layers to upcycle (model.moe_every > 0)");
   }
   train.check().expect(t.upcycle_noise >= 0, "upcycle_noise", ">= 0", t.upcycle_noise);
+  train.check().expect(t.peak_tflops >= 0, "peak_tflops", ">= 0 (0 = measured / looked up)",
+                       t.peak_tflops);
 
   // [peft]: method names the adapter plugin, which reads (and checks) the other keys.
   PluginSpec peft(family, "peft", top.block("peft"));

@@ -10,7 +10,8 @@
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
 //           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume,
 //           sampling (iid | epochs | curriculum), curriculum_eps, target_loss,
-//           init_from, upcycle_from, upcycle_noise, trainable (core/train/finetune.h)
+//           init_from, upcycle_from, upcycle_noise, trainable (core/train/finetune.h),
+//           precision (fp32 | bf16), peak_tflops (MFU's denominator; 0 = auto)
 //   [loss]  coefficients of the routers' aux losses: balance (batch-level Switch loss),
 //           balance_seq (the same per sequence, averaged; default 0), z, entropy, l1
 //           (ReMoE's L1 penalty, which carries its own adaptive coefficient; default 1)
@@ -62,6 +63,12 @@ struct TrainOptions {
   /// Globs over parameter names (fnmatch); only matching parameters train, the rest are
   /// frozen. Empty = everything trains.
   std::vector<std::string> trainable;
+  /// "fp32" | "bf16": the forward pass under autocast to bfloat16 (CPU and CUDA); fp32
+  /// master weights and optimizer state; router logits, softmax and aux losses in fp32.
+  std::string precision = "fp32";
+  /// The device's peak FLOP/s for MFU, in TFLOP/s; 0 = from the device table (CUDA) or a
+  /// matmul probe (CPU).
+  double peak_tflops = 0;
 };
 
 struct ModelSection {

@@ -6,6 +6,13 @@
 
 #include <malloc.h>
 
+#ifdef MOE_WITH_C10_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include <chrono>
+#include <cstdio>
+
 #include <stdexcept>
 #include <thread>
 
@@ -17,10 +24,10 @@ torch::Device select_device(const std::string& spec) {
   if (spec == "cpu") return torch::Device(torch::kCPU);
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     if (!cuda) {
-      throw std::invalid_argument(
-          "device '" + spec + "': CUDA is not available (" + libtorch_version() +
-          (torch::cuda::device_count() == 0 ? ", no GPU visible" : "") +
-          "); use --device cpu or --device auto");
+      throw std::invalid_argument("device '" + spec + "': CUDA is not available (" +
+                                  libtorch_version() +
+                                  (torch::cuda::device_count() == 0 ? ", no GPU visible" : "") +
+                                  "); use --device cpu or --device auto");
     }
     const auto index = spec == "cuda" ? 0 : std::stoi(spec.substr(5));
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
@@ -33,8 +40,8 @@ torch::Device select_device(const std::string& spec) {
 }
 
 int64_t configure_threads(int64_t threads) {
-  const int64_t n = threads > 0 ? threads
-                                : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t n =
+      threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
   torch::set_num_threads(static_cast<int>(n));
   return n;
 }
@@ -45,6 +52,74 @@ bool configure_allocator() {
 #else
   return false;
 #endif
+}
+
+namespace {
+
+/// The GPU's name from nvidia-smi ("" when it cannot be read).
+std::string gpu_name(int index) {
+  const std::string cmd = "nvidia-smi --query-gpu=name --format=csv,noheader -i " +
+                          std::to_string(index) + " 2>/dev/null";
+  std::string name;
+  if (FILE* pipe = popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof(buf), pipe)) name += buf;
+    pclose(pipe);
+  }
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name;
+}
+
+}  // namespace
+
+PeakFlops peak_flops(const torch::Device& device, const std::string& precision,
+                     double override_tflops) {
+  if (override_tflops > 0) return {override_tflops * 1e12, "override"};
+  const bool bf16 = precision == "bf16";
+  if (device.is_cuda()) {
+    const auto name = gpu_name(device.has_index() ? device.index() : 0);
+    struct Row {
+      const char* key;
+      double bf16_tflops, fp32_tflops;
+    };
+    // Dense peaks, no sparsity; fp32 without TF32 (moe-lab does not enable TF32).
+    static const Row table[] = {{"H200", 989, 67}, {"H100", 989, 67}, {"A100", 312, 19.5}};
+    for (const auto& row : table) {
+      if (name.find(row.key) != std::string::npos) {
+        return {(bf16 ? row.bf16_tflops : row.fp32_tflops) * 1e12, "table: " + name};
+      }
+    }
+    return {0, "unknown: " + (name.empty() ? std::string("GPU") : name)};
+  }
+  // CPU: time a square matmul in the run's dtype with this process's threads.
+  torch::NoGradGuard no_grad;
+  const int64_t n = 512;
+  const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
+  auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+  auto c = torch::mm(a, b);  // warm-up
+  const int reps = 8;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) c = torch::mm(a, b);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {2.0 * n * n * n * reps / std::max(seconds, 1e-9), "probe"};
+}
+
+double cuda_max_allocated_mb(const torch::Device& device) {
+#ifdef MOE_WITH_C10_CUDA
+  if (device.is_cuda()) {
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+    return static_cast<double>(stats
+                                   .allocated_bytes[static_cast<size_t>(
+                                       c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)]
+                                   .peak) /
+           (1024.0 * 1024.0);
+  }
+#else
+  (void)device;
+#endif
+  return -1;
 }
 
 std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }

@@ -20,6 +20,22 @@ int64_t configure_threads(int64_t threads);
 /// Returns false where the C library refused (the program runs as before).
 bool configure_allocator();
 
+/// The device's peak dense FLOP/s for MFU in the run's precision ("fp32" | "bf16"), and
+/// where it came from. override_tflops > 0 wins ("--peak-tflops"). CUDA: a table by the
+/// GPU's name (nvidia-smi): H100 / H200 SXM bf16 989, fp32 67 (non-tensor-core) TFLOP/s;
+/// A100 bf16 312, fp32 19.5; an unknown GPU gives 0 (no MFU; pass --peak-tflops). CPU: a
+/// matmul probe (8 x 512^3 in the run's dtype, this process's threads) per call.
+struct PeakFlops {
+  double flops_per_s = 0;
+  std::string source;  ///< "override", "table: <gpu name>", "probe", "unknown: <gpu name>"
+};
+PeakFlops peak_flops(const torch::Device& device, const std::string& precision,
+                     double override_tflops);
+
+/// The largest CUDA memory allocated by this process so far, MiB; < 0 when unknown (CPU
+/// builds, or a build without c10_cuda).
+double cuda_max_allocated_mb(const torch::Device& device);
+
 /// "LibTorch 1.13.1", for run metadata.
 std::string libtorch_version();
 

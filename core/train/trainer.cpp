@@ -47,7 +47,8 @@ Transformer build_model(const ExperimentConfig& c, const TaskInfo& info) {
                      .dropout(c.model.dropout)
                      .attention_bias(c.model.attention_bias)
                      .moe(c.moe)
-                     .peft(c.peft);
+                     .peft(c.peft)
+                     .precision(c.train.precision);
   return Transformer(options);
 }
 
@@ -149,6 +150,8 @@ Trainer::StepOutcome Trainer::step_once() {
   }
   r.loss = loss.item<double>();
   last_grad_norm_ = r.grad_norm;
+  last_mean_experts_.clear();
+  for (const auto& trace : out.traces) last_mean_experts_.push_back(trace.mean_experts());
   TORCH_CHECK(std::isfinite(r.loss), "non-finite training loss (", r.loss, ") at step ", step_ + 1,
               "; lower train.lr or set train.clip");
   for (const auto& kv : out.aux_losses) r.aux[kv.first] = kv.second.detach();
@@ -270,6 +273,13 @@ TrainResult Trainer::run() {
   s["flops_per_token/adapters"] = result.test.flops.adapters;
   s["flops_per_token/head"] = result.test.flops.head;
   s["train_tokens_per_s"] = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0;
+  // MFU: model FLOPs (3 x forward per token, at the test's experts per token) per second
+  // of training, against the device's peak in the run's precision.
+  s["model_flops_per_s"] =
+      train_flops_per_token(result.test.mean_experts()) * s["train_tokens_per_s"];
+  s["peak_flops_per_s"] = peak().flops_per_s;
+  s["mfu"] = peak().flops_per_s > 0 ? s["model_flops_per_s"] / peak().flops_per_s : 0.0;
+  if (const double mb = cuda_max_allocated_mb(device_); mb >= 0) s["cuda_max_allocated_mb"] = mb;
   s["eval_tokens_per_s"] = result.test.tokens_per_s;
   s["train_seconds"] = train_seconds_;
   {  // the process's peak resident memory so far (Linux reports KiB)
@@ -301,6 +311,20 @@ void Trainer::log_eval(const std::string& split, const EvalResult& r) {
   if (sink_) write_eval(*sink_, step_, split, r, task_->info());
 }
 
+const PeakFlops& Trainer::peak() {
+  if (!peak_) peak_ = peak_flops(device_, config_.train.precision, config_.train.peak_tflops);
+  return *peak_;
+}
+
+double Trainer::train_flops_per_token(const std::vector<double>& mean_experts) const {
+  return 3.0 * model_->flops_per_token(mean_experts, task_->info().seq_len);
+}
+
+double Trainer::mfu(double tokens_per_s, const std::vector<double>& mean_experts) {
+  const double p = peak().flops_per_s;
+  return p > 0 ? train_flops_per_token(mean_experts) * tokens_per_s / p : 0.0;
+}
+
 void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   if (!progress_) return;
   const auto now = std::chrono::steady_clock::now();
@@ -319,7 +343,8 @@ void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   std::ostringstream line;
   line << "step " << done << "/" << total << "  loss " << std::fixed << std::setprecision(4) << loss
        << "  |g| " << std::setprecision(2) << last_grad_norm_ << "  tok/s " << std::setprecision(0)
-       << tokens_per_s << "  ETA " << format_duration(eta);
+       << tokens_per_s << "  MFU " << std::setprecision(1)
+       << 100.0 * mfu(tokens_per_s, last_mean_experts_) << "%  ETA " << format_duration(eta);
   *progress_ << (tty ? "\r" : "") << line.str() << (tty ? "   " : "\n") << std::flush;
 }
 

@@ -8,11 +8,13 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/data/task.h"
 #include "core/train/config.h"
+#include "core/train/device.h"
 #include "core/train/evaluator.h"
 #include "core/train/metric_sink.h"
 #include "core/train/sampler.h"
@@ -45,6 +47,9 @@ class Trainer {
   int64_t step() const { return step_; }
   const torch::Device& device() const { return device_; }
   const ExperimentConfig& config() const { return config_; }
+  /// Model FLOPs per second achieved / the device's peak (MFU) at tokens_per_s training
+  /// tokens with mean_experts experts per token per MoE layer; 0 when the peak is unknown.
+  double mfu(double tokens_per_s, const std::vector<double>& mean_experts);
 
  private:
   /// What one optimizer step measured (host values, except the aux losses' tensors).
@@ -83,7 +88,13 @@ class Trainer {
   int64_t step_ = 0;
   double train_seconds_ = 0;
   double last_grad_norm_ = 0;
+  std::vector<double> last_mean_experts_;  ///< per MoE layer, from the last step
   int64_t train_tokens_ = 0;
+  /// The device's peak FLOP/s (MFU's denominator), looked up or probed on first use.
+  const PeakFlops& peak();
+  std::optional<PeakFlops> peak_;
+  /// Model FLOPs per training token: 3 x the forward's (backward ~ 2 x forward).
+  double train_flops_per_token(const std::vector<double>& mean_experts) const;
   std::unique_ptr<BatchSampler> sampler_;
   // Time to target (train.target_loss).
   int64_t steps_to_target_ = -1;

@@ -15,6 +15,12 @@
 #include <iostream>
 #include <map>
 
+#include <torch/cuda.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "core/compat.h"
 #include "core/moe_layer.h"
 #include "core/transformer.h"
 #include "plugins/experts/ffn.h"
@@ -102,6 +108,72 @@ BENCHMARK(BM_DynamicVsDense)
     ->Args({0, 1024})
     ->Args({1, 1024})
     ->Unit(benchmark::kMillisecond);
+
+// The GPU check's case (experiments/gpu/device_check.sh): MoE top-k vs the dense FFN of
+// equal active FLOPs (hidden k * h), timed in the same loop on MOE_BENCH_DEVICE (cpu |
+// cuda, default cpu) in MOE_BENCH_DTYPE (fp32 | bf16: the forward under autocast, as
+// train.precision does), at MOE_BENCH_SIZES = full (T 16384, d 1024) or toy (T 256, d 64).
+// args: shape (0: E=8 k=2 h=4096, 1: E=64 k=8 h=512; toy: h / 16). Counters: tokens/s of
+// each, their ratio, and the MoE's achieved TFLOP/s (3 x forward expert FLOPs).
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+void BM_Device(benchmark::State& state) {
+  const auto device = torch::Device(env_or("MOE_BENCH_DEVICE", "cpu"));
+  const bool bf16 = env_or("MOE_BENCH_DTYPE", "fp32") == "bf16";
+  const bool full = env_or("MOE_BENCH_SIZES", "toy") == "full";
+  const int64_t t = full ? 16384 : 256, d = full ? 1024 : 64;
+  const int64_t e = state.range(0) == 0 ? 8 : 64, k = state.range(0) == 0 ? 2 : 8;
+  const int64_t h = (state.range(0) == 0 ? 4096 : 512) / (full ? 1 : 16);
+  torch::manual_seed(0);
+  moe::MoELayer layer(moe::Router(std::shared_ptr<moe::RouterImpl>(
+                          moe::TopKRouter(moe::TopKRouterOptions(d, e).k(k)).ptr())),
+                      moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(
+                          moe::FFNExperts(moe::FFNExpertsOptions(d, e, h)).ptr())),
+                      moe::MoELayerOptions(e));
+  moe::DenseFFN dense(d, k * h, moe::Activation::kGelu);
+  layer->to(device);
+  dense->to(device);
+  auto x = torch::randn({t, d}, torch::TensorOptions(device).requires_grad(true));
+  auto grad = torch::randn({t, d}, torch::TensorOptions(device));
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  auto moe_pass = [&] {
+    moe::compat::AutocastGuard ac(device.type(), bf16);
+    layer->zero_grad();
+    layer->forward(x).y.backward(grad);
+  };
+  auto dense_pass = [&] {
+    moe::compat::AutocastGuard ac(device.type(), bf16);
+    dense->zero_grad();
+    dense->forward(x).backward(grad);
+  };
+  for (int i = 0; i < 2; ++i) moe_pass(), dense_pass();
+  sync();
+  double moe_s = 0, dense_s = 0;
+  using clock = std::chrono::steady_clock;
+  for (auto _ : state) {
+    auto t0 = clock::now();
+    moe_pass();
+    sync();
+    auto t1 = clock::now();
+    dense_pass();
+    sync();
+    auto t2 = clock::now();
+    moe_s += std::chrono::duration<double>(t1 - t0).count();
+    dense_s += std::chrono::duration<double>(t2 - t1).count();
+  }
+  const double n = static_cast<double>(state.iterations()) * t;
+  state.counters["moe_tok_s"] = n / moe_s;
+  state.counters["dense_tok_s"] = n / dense_s;
+  state.counters["ratio"] = dense_s / moe_s;
+  state.counters["moe_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / moe_s / 1e12;
+  state.counters["dense_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / dense_s / 1e12;
+}
+BENCHMARK(BM_Device)->ArgName("shape")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 /// Console output plus a ratio table: MoE tokens/s over the dense FFN with hidden = k * h.
 class RatioReporter : public moe::bench::MedianReporter {

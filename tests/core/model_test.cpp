@@ -169,7 +169,7 @@ TEST(Transformer, SharedExpertsAreAlwaysOnAndCounted) {
   auto x = torch::randn({2, 6, 8});
   auto h = x + block->attn(block->ln1(x));
   auto f = block->ln2(h);
-  auto expected = h + block->moe(f).y + block->shared(f);
+  auto expected = h + block->moe->forward(f).y + block->shared(f);
   EXPECT_TRUE(torch::allclose(block->forward(x).x, expected, 1e-5, 1e-6));
   // Counted in full: every shared parameter is active, and its FLOPs are in the FFN part.
   const int64_t extra = 2 * (8 * 16 + 16) + 2 * (16 * 8 + 8);  // two layers' up and down

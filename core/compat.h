@@ -1,0 +1,99 @@
+#pragma once
+// The one place where LibTorch versions differ for moe-lab: Debian's 1.13 (CPU) and the
+// 2.x that PyTorch wheels carry (GPU machines). Everything version-dependent is guarded
+// here on TORCH_VERSION_MAJOR / MINOR; the rest of the tree calls these helpers only.
+#include <ATen/autocast_mode.h>
+#include <c10/core/DispatchKeySet.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/types.h>
+#include <torch/version.h>
+
+#include <optional>
+
+#define MOE_TORCH_AT_LEAST(MAJOR, MINOR) \
+  (TORCH_VERSION_MAJOR > (MAJOR) ||      \
+   (TORCH_VERSION_MAJOR == (MAJOR) && TORCH_VERSION_MINOR >= (MINOR)))
+
+/// at::scaled_dot_product_attention with a `scale` argument (2.1+): flash /
+/// memory-efficient kernels on GPU; 1.13 uses the explicit softmax(QK^T / sqrt(d)) V.
+#define MOE_HAVE_SDPA MOE_TORCH_AT_LEAST(2, 1)
+
+namespace moe::compat {
+
+/// Whether autocast is on for tensors of this device type, and its dtype.
+inline bool autocast_enabled(c10::DeviceType device) {
+#if MOE_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(device);
+#else
+  return device == c10::DeviceType::CUDA ? at::autocast::is_enabled()
+                                         : at::autocast::is_cpu_enabled();
+#endif
+}
+
+inline c10::ScalarType autocast_dtype(c10::DeviceType device) {
+#if MOE_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                         : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+/// Autocast to `dtype` for one device type while in scope (a no-op when !enabled);
+/// restores the previous state and clears the cast cache on exit.
+class AutocastGuard {
+ public:
+  AutocastGuard(c10::DeviceType device, bool enabled, c10::ScalarType dtype = torch::kBFloat16)
+      : device_(device), enabled_(enabled) {
+    if (!enabled_) return;
+    was_enabled_ = autocast_enabled(device_);
+    was_dtype_ = autocast_dtype(device_);
+    set(true, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    set(was_enabled_, was_dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  void set(bool on, c10::ScalarType dtype) {
+#if MOE_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(device_, on);
+    at::autocast::set_autocast_dtype(device_, dtype);
+#else
+    if (device_ == c10::DeviceType::CUDA) {
+      at::autocast::set_enabled(on);
+      at::autocast::set_autocast_gpu_dtype(dtype);
+    } else {
+      at::autocast::set_cpu_enabled(on);
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    }
+#endif
+  }
+  c10::DeviceType device_;
+  bool enabled_;
+  bool was_enabled_ = false;
+  c10::ScalarType was_dtype_ = torch::kBFloat16;
+};
+
+/// Autocast off while in scope (router logits, softmax and aux losses stay in fp32).
+class NoAutocast {
+ public:
+  NoAutocast() : guard_(c10::autocast_dispatch_keyset) {}
+
+ private:
+  c10::impl::ExcludeDispatchKeyGuard guard_;
+};
+
+/// The dtype autocast would run a matmul on `t` in, or nullopt when it is off for t's device.
+inline std::optional<c10::ScalarType> autocast_matmul_dtype(const torch::Tensor& t) {
+  const auto device = t.device().type();
+  if (!autocast_enabled(device) || !t.is_floating_point()) return std::nullopt;
+  return autocast_dtype(device);
+}
+
+}  // namespace moe::compat
