@@ -19,15 +19,9 @@ mkdir -p "$out/include" "$out/lib/$arch/cmake" "$out/data"
 # minus what every C++ toolchain has (libstdc++, glibc, the compiler's own).
 probe=$(mktemp --suffix=.cpp)
 trap 'rm -f "$probe"' EXIT
-cat > "$probe" <<'CPP'
-#include <boost/program_options.hpp>
-#include <sqlite3.h>
-#include <toml++/toml.h>
-#include <nlohmann/json.hpp>
-#include <gtest/gtest.h>
-#include <gmock/gmock.h>
-#include <benchmark/benchmark.h>
-CPP
+# Every third-party header the tree includes (so a new #include is packed without edits).
+grep -rhoE '#include <(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/[^>]+>|#include <sqlite3\.h>' \
+  core plugins experiments results tests | sort -u > "$probe"
 g++ -std=c++17 -M "$probe" | tr ' \\' '\n\n' | grep -E '^/usr/include/' |
   grep -E '^/usr/include/(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/|^/usr/include/sqlite3' |
   sort -u > "$out/headers.txt"
@@ -43,9 +37,14 @@ while read -r header; do
   cp "$header" "$out/include/$rel"
 done < "$out/headers.txt"
 
+# Every header the tree names is in the pack.
+sed -E 's/#include <([^>]+)>/\1/' "$probe" | while read -r header; do
+  [ -f "$out/include/$header" ] || { echo "pack_deps: $header was not packed" >&2; exit 1; }
+done
+
 # Libraries (shared and static, with their version links) and CMake packages.
 lib=/usr/lib/$arch
-for pattern in 'libboost_program_options.*' 'libsqlite3.*' 'libgtest*.a' 'libgmock*.a' \
+for pattern in 'libboost_program_options.*' 'libsqlite3.*' 'libtomlplusplus.*' 'libgtest*.a' 'libgmock*.a' \
                'libbenchmark*'; do
   # shellcheck disable=SC2086
   cp -P $lib/$pattern "$out/lib/$arch/"

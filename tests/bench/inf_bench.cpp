@@ -64,7 +64,8 @@ void BM_DenseFFN(benchmark::State& state) {
 
 BENCHMARK(BM_DenseFFN)->ArgName("hidden")->Arg(1024)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Top2of4)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_InfMaskedDense)->ArgName("G")->Arg(32)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_InfMaskedDense)->ArgName("G")->Arg(32)->Arg(2048)->Unit(benchmark::kMillisecond);
+// Granularity (issue 16 item 7): G = 128, 256, 512 blocks and per-unit masks (G = D = 2048).
 BENCHMARK(BM_InfGather)
     ->ArgNames({"G", "K"})
     ->Args({32, 1})
@@ -72,6 +73,9 @@ BENCHMARK(BM_InfGather)
     ->Args({32, 4})
     ->Args({32, 8})
     ->Args({128, 2})
+    ->Args({256, 2})
+    ->Args({512, 2})
+    ->Args({2048, 2})
     ->Unit(benchmark::kMillisecond);
 
 class RatioReporter : public moe::bench::MedianReporter {
@@ -87,8 +91,12 @@ class RatioReporter : public moe::bench::MedianReporter {
               << "inf gather (G 32, K 2) / top-2 of 4:     " << speed(g, "BM_Top2of4") << "x\n"
               << "inf gather (G 32, K 2) / dense FFN 1024: " << speed(g, "BM_DenseFFN/hidden:1024")
               << "x\n"
-              << "inf gather G 128 / G 32 (K 2):           " << speed("BM_InfGather/G:128/K:2", g)
+              << "inf gather G 128, 256, 512, 2048 / G 32: " << speed("BM_InfGather/G:128/K:2", g)
+              << "x, " << speed("BM_InfGather/G:256/K:2", g) << "x, "
+              << speed("BM_InfGather/G:512/K:2", g) << "x, " << speed("BM_InfGather/G:2048/K:2", g)
               << "x\n"
+              << "per-unit (G 2048): gather / masked dense: "
+              << speed("BM_InfGather/G:2048/K:2", "BM_InfMaskedDense/G:2048") << "x\n"
               << "inf gather K 1, 4, 8 / K 2 (G 32):       " << speed("BM_InfGather/G:32/K:1", g)
               << "x, " << speed("BM_InfGather/G:32/K:4", g) << "x, "
               << speed("BM_InfGather/G:32/K:8", g) << "x\n";
