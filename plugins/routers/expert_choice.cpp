@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/dispatch.h"
 #include "core/losses.h"
 
 namespace moe {
@@ -11,9 +12,9 @@ namespace moe {
 int64_t expert_choice_capacity(double capacity_factor, int64_t k, int64_t tokens,
                                int64_t num_experts) {
   if (tokens <= 0) return 0;
-  const double c = std::ceil(
-      capacity_factor * static_cast<double>(k * tokens) / static_cast<double>(num_experts) - 1e-9);
-  return std::min<int64_t>(tokens, std::max<int64_t>(1, static_cast<int64_t>(c)));
+  // The layer's capacity rule (core/dispatch.h), kept within [1, T].
+  return std::min<int64_t>(
+      tokens, std::max<int64_t>(1, expert_capacity(capacity_factor, k, tokens, num_experts)));
 }
 
 ExpertChoiceRouterImpl::ExpertChoiceRouterImpl(ExpertChoiceRouterOptions options)
