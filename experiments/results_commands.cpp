@@ -127,7 +127,8 @@ int compare_command(const std::vector<std::string>& args) {
       "(adjusted p < 0.05, in the metric's direction: loss, perplexity, seconds and steps are\n"
       "lower-is-better) or n.s. Reads completed runs' final metrics only.\n\n"
       "A method is the sweep's method axis (preset). Other grid axes make contexts (e.g.\n"
-      "task.name=mod_sum): each context is compared to its own baseline row, Holm within it.\n"
+      "task.name=mod_sum): each context is compared to its own baseline row, Holm within it;\n"
+      "a context without the baseline (e.g. a [pretrain] trial) is left out and named.\n"
       "Sweeps with [tune] axes compare each method at its chosen value (the best mean\n"
       "validation metric over seeds, recorded by `moe sweep run` in table selections): see\n"
       "columns tuned and tuned_score.\n\nOptions");

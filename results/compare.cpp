@@ -220,16 +220,25 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
                            [](const std::string& m) { return m.rfind("dense", 0) == 0; });
     c.baseline = it != all_methods.end() ? *it : *all_methods.begin();
   }
+  // A context without the baseline (e.g. a sweep's [pretrain] trial, which is no method of
+  // the grid) is left out and named; no context with it at all is an error.
+  bool any = false;
   for (const auto& [ctx, methods] : runs) {
-    if (!methods.count(c.baseline)) {
-      std::vector<std::string> known;
-      for (const auto& kv : methods) known.push_back(kv.first);
-      throw std::invalid_argument("--baseline '" + c.baseline +
-                                  "': no completed runs of that method in sweep '" + c.sweep + "'" +
-                                  (ctx.empty() ? "" : " at " + ctx) + "; known: " + join(known));
+    if (methods.count(c.baseline)) {
+      any = true;
+      continue;
     }
+    std::vector<std::string> here;
+    for (const auto& kv : methods) here.push_back(kv.first);
+    c.skipped.push_back((ctx.empty() ? std::string("(no context)") : ctx) + ": " + join(here));
+  }
+  if (!any) {
+    throw std::invalid_argument("--baseline '" + c.baseline +
+                                "': no completed runs of that method in sweep '" + c.sweep +
+                                "'; known: " + join({all_methods.begin(), all_methods.end()}));
   }
   for (const auto& [ctx, methods] : runs) {
+    if (!methods.count(c.baseline)) continue;
     std::vector<CompareRow> rows;
     std::vector<double> ps;
     const auto& base = methods.at(c.baseline);
@@ -351,6 +360,9 @@ void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out
           << " over seeds (table selections)";
     }
     out << "\n";
+    if (!c.skipped.empty()) {
+      out << "not compared (no '" << c.baseline << "' runs there): " << join(c.skipped) << "\n";
+    }
   }
   print_rows(header, rows, types, format, out);
 }

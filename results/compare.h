@@ -44,6 +44,9 @@ struct Comparison {
   /// By context; in each, baseline first, then methods by name. Holm adjusts within a
   /// context.
   std::vector<CompareRow> rows;
+  /// Contexts left out because the baseline has no completed run there, each as
+  /// "context: [its methods]" (a [pretrain] trial: "(no context): [pretrain]").
+  std::vector<std::string> skipped;
 };
 
 /// "higher" or "lower": loss, perplexity, seconds and steps are lower-is-better.
@@ -61,8 +64,9 @@ std::vector<TunedChoice> record_selections(Db& db, const std::string& sweep);
 /// Reads the final metric `metric` of every completed run of the sweep (current attempts
 /// only). sweep "" = the database's only sweep; baseline "" = the first method whose name
 /// starts with "dense", else the first method; compared within each context (the
-/// sweep's other grid axes), over each method's chosen tune value. direction: auto | higher |
-/// lower. Throws with the valid choices for an unknown sweep, baseline or metric.
+/// sweep's other grid axes), over each method's chosen tune value; contexts without the
+/// baseline are left out (Comparison::skipped). direction: auto | higher | lower. Throws
+/// with the valid choices for an unknown sweep, baseline (in no context) or metric.
 Comparison compare_methods(const std::string& db_path, const std::string& sweep,
                            const std::string& baseline, const std::string& metric,
                            const std::string& direction = "auto");

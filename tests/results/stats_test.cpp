@@ -196,8 +196,48 @@ TEST_F(CompareTest, TunedSweepsCompareChosenValuesWithinEachContext) {
   EXPECT_EQ(q.get_int(0), 3);
   EXPECT_EQ(q.get_int(1), 3);
   moe::testing::expect_error([&] { compare_methods(db, "", "nope", "test_accuracy"); },
-                             "--baseline 'nope': no completed runs of that method in sweep 'tw' "
-                             "at task=a; known: [dense, moe]");
+                             "--baseline 'nope': no completed runs of that method in sweep 'tw'; "
+                             "known: [dense, moe]");
+}
+
+// A sweep with a [pretrain] trial (no context, its own method) and a context where the
+// baseline did not run: both are left out and named; the contexts with it are compared.
+TEST_F(CompareTest, ContextsWithoutTheBaselineAreLeftOutAndNamed) {
+  const auto db = tmp_.file("p.sqlite");
+  {
+    Store s(db);
+    auto run = [&](const std::string& preset, const std::string& ctx, int64_t seed, double acc) {
+      const std::string key = preset + ctx + std::to_string(seed);
+      s.ensure_run({key, "pw", ctx.empty() ? preset : preset + " " + ctx, "{}", seed,
+                    ctx.empty() ? "" : preset, ctx, ""});
+      const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
+      s.add_metric(id, 10, "final", "test_accuracy", acc);
+      s.finish_run(id, "completed", "");
+    };
+    run("pretrain", "", 0, 0.2);
+    for (int64_t i = 0; i < 3; ++i) {
+      run("ia3", "task=a", i, 0.5 + 0.01 * i);
+      run("mov", "task=a", i, 0.6 + 0.02 * i);
+      run("mov", "task=b", i, 0.7);
+    }
+  }
+  auto c = compare_methods(db, "", "ia3", "test_accuracy");
+  ASSERT_EQ(c.rows.size(), 2u);
+  EXPECT_EQ(c.rows[0].context, "task=a");
+  EXPECT_TRUE(c.rows[0].baseline);
+  EXPECT_EQ(c.rows[1].method, "mov");
+  EXPECT_EQ(c.rows[1].pairs, 3u);
+  EXPECT_NEAR(c.rows[1].test.diff.mean, 0.11, 1e-12);
+  EXPECT_EQ(c.skipped, (std::vector<std::string>{"(no context): [pretrain]", "task=b: [mov]"}));
+  std::ostringstream table;
+  print_comparison(c, QueryFormat::kTable, table);
+  EXPECT_NE(table.str().find("not compared (no 'ia3' runs there): [(no context): [pretrain], "
+                             "task=b: [mov]]"),
+            std::string::npos)
+      << table.str();
+  moe::testing::expect_error([&] { compare_methods(db, "", "lora", "test_accuracy"); },
+                             "--baseline 'lora': no completed runs of that method in sweep 'pw'; "
+                             "known: [ia3, mov, pretrain]");
 }
 
 }  // namespace
