@@ -8,7 +8,12 @@
 #include <torch/types.h>
 #include <torch/version.h>
 
+#include <c10/util/Exception.h>
+
+#include <cstdint>
 #include <optional>
+#include <string>
+#include <utility>
 
 #define MOE_TORCH_AT_LEAST(MAJOR, MINOR) \
   (TORCH_VERSION_MAJOR > (MAJOR) ||      \
@@ -95,5 +100,41 @@ inline std::optional<c10::ScalarType> autocast_matmul_dtype(const torch::Tensor&
   if (!autocast_enabled(device) || !t.is_floating_point()) return std::nullopt;
   return autocast_dtype(device);
 }
+
+/// Counts this thread's c10 warnings (TORCH_WARN) whose message contains `needle` while in
+/// scope, instead of printing them; the previous handler is restored on exit. The handler
+/// interface changed in 2.0 (a c10::Warning object instead of location, message, verbatim).
+class WarningCounter : public c10::WarningHandler {
+ public:
+  explicit WarningCounter(std::string needle) : needle_(std::move(needle)), previous_(get()) {
+    set(this);
+  }
+  ~WarningCounter() override { set(previous_); }
+  WarningCounter(const WarningCounter&) = delete;
+  WarningCounter& operator=(const WarningCounter&) = delete;
+#if MOE_TORCH_AT_LEAST(2, 0)
+  void process(const c10::Warning& warning) override { note(warning.msg()); }
+#else
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override {
+    note(msg);
+  }
+#endif
+  int64_t count() const { return count_; }
+
+ private:
+  void note(const std::string& msg) {
+    if (msg.find(needle_) != std::string::npos) ++count_;
+  }
+#if MOE_TORCH_AT_LEAST(2, 0)
+  static c10::WarningHandler* get() { return c10::WarningUtils::get_warning_handler(); }
+  static void set(c10::WarningHandler* h) { c10::WarningUtils::set_warning_handler(h); }
+#else
+  static c10::WarningHandler* get() { return c10::Warning::get_warning_handler(); }
+  static void set(c10::WarningHandler* h) { c10::Warning::set_warning_handler(h); }
+#endif
+  std::string needle_;
+  c10::WarningHandler* previous_;
+  int64_t count_ = 0;
+};
 
 }  // namespace moe::compat

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace moe {
@@ -19,46 +20,55 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, Capacity
   TORCH_CHECK(routing.weights.sizes() == routing.indices.sizes(), "dispatch: weights ",
               routing.weights.sizes(), " and indices ", routing.indices.sizes(),
               " differ in shape");
-  const int64_t slots = routing.indices.size(1);
+  // One device-to-host read per plan: the per-expert counts (the expert matmuls need them
+  // on the host anyway). Everything else is a fixed-shape device op: the order comes from
+  // one sort of all (token, slot) pairs, unused slots sorting last, instead of nonzero().
+  const int64_t tokens = routing.indices.size(0), slots = routing.indices.size(1);
+  const int64_t pairs = tokens * slots;
   auto flat_idx = routing.indices.reshape({-1});
   auto flat_w = routing.weights.reshape({-1});
   auto valid = flat_idx.ge(0);
-  auto pos = valid.nonzero().squeeze(1);  // flat (token, slot) positions in use
-  const int64_t capacity =
-      limit.factor > 0 ? expert_capacity(limit.factor, pos.size(0), 1, num_experts) : limit.slots;
-  if (capacity > 0 && slots > 1 && policy == DropPolicy::kPriority) {
-    // Slot-major: all first choices, then all second choices, each in token order; the
-    // stable sort by expert below keeps that order, so capacity drops later choices first.
-    const int64_t tokens = routing.indices.size(0);
-    auto key = torch::remainder(pos, slots) * tokens + torch::div(pos, slots, "floor");
-    pos = pos.index_select(0, std::get<1>(torch::sort(key, /*stable=*/true, 0, false)));
-  }
-  auto expert = flat_idx.index_select(0, pos);
-  // Stable sort keeps token order within each expert: capacity then drops later tokens.
-  auto sorted = std::get<1>(torch::sort(expert, /*stable=*/true, 0, /*descending=*/false));
-  auto order_pos = pos.index_select(0, sorted);
-  auto order_expert = expert.index_select(0, sorted);
-  auto counts_t = torch::bincount(expert, {}, num_experts).to(torch::kCPU);
+  auto expert_or_unused = flat_idx.where(valid, torch::full_like(flat_idx, num_experts));
+  auto counts_dev = torch::bincount(expert_or_unused, {}, num_experts + 1);
+  auto counts_t = counts_dev.to(torch::kCPU);
 
   DispatchPlan plan;
-  plan.selected = pos.size(0);
   plan.counts.assign(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + num_experts);
   plan.chosen = plan.counts;
+  for (auto c : plan.counts) plan.selected += c;
+  const int64_t capacity =
+      limit.factor > 0 ? expert_capacity(limit.factor, plan.selected, 1, num_experts) : limit.slots;
+  // Sort key: expert, then rank within the expert. Rank is the flat position (token order),
+  // or, for kPriority with a capacity, slot-major (every first choice, then every second
+  // choice, each in token order) so that capacity drops later choices first.
+  auto flat = torch::arange(pairs, flat_idx.options());
+  auto rank = flat;
+  if (capacity > 0 && slots > 1 && policy == DropPolicy::kPriority) {
+    rank = torch::remainder(flat, slots) * tokens + torch::div(flat, slots, "floor");
+  }
+  auto order = std::get<1>(torch::sort(expert_or_unused * pairs + rank, /*stable=*/true, 0,
+                                       /*descending=*/false));
+  auto order_pos = order.narrow(0, 0, plan.selected);
+  auto order_expert = flat_idx.index_select(0, order_pos);
   if (capacity > 0) {
-    std::vector<int64_t> keep;  // positions within the sorted order that fit the capacity
-    keep.reserve(plan.selected);
-    int64_t offset = 0;
+    int64_t kept_total = 0;
     for (auto& c : plan.counts) {
       const int64_t kept = std::min(c, capacity);
-      for (int64_t i = 0; i < kept; ++i) keep.push_back(offset + i);
-      offset += c;
       plan.dropped += c - kept;
+      kept_total += kept;
       c = kept;
     }
     if (plan.dropped > 0) {
-      auto keep_t = torch::tensor(keep, torch::kLong).to(order_pos.device());
-      order_pos = order_pos.index_select(0, keep_t);
-      order_expert = order_expert.index_select(0, keep_t);
+      // Rank of each sorted slot within its expert; those at or past the capacity go.
+      auto chosen_t = counts_dev.narrow(0, 0, num_experts);
+      auto start = chosen_t.cumsum(0) - chosen_t;
+      auto within =
+          torch::arange(plan.selected, flat_idx.options()) - start.index_select(0, order_expert);
+      auto drop = within.ge(capacity).to(torch::kByte);
+      auto kept_at =
+          std::get<1>(torch::sort(drop, /*stable=*/true, 0, false)).narrow(0, 0, kept_total);
+      order_pos = order_pos.index_select(0, kept_at);
+      order_expert = order_expert.index_select(0, kept_at);
     }
   }
   plan.token_index = torch::div(order_pos, slots, "floor");

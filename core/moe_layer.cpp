@@ -152,7 +152,8 @@ TokenSelection TokenSelection::of(const torch::Tensor& pad_mask) {
   s.from_mask = true;
   if (pad_mask.defined()) {
     auto keep = pad_mask.reshape({-1}).logical_not();
-    if (!keep.all().item<bool>()) s.keep_index = keep.nonzero().squeeze(1);
+    auto index = keep.nonzero().squeeze(1);  // one host read (its size)
+    if (index.size(0) < keep.numel()) s.keep_index = index;
   }
   return s;
 }

@@ -19,12 +19,18 @@ const char* split_name(Split split) {
 }
 
 Batch Batch::to(const torch::Device& device) const {
+  // To a GPU through pinned memory, without blocking: a pageable copy would synchronise
+  // the host with the device at every step.
+  const bool async = device.is_cuda() && !tokens.is_cuda();
+  auto move = [&](const torch::Tensor& t) {
+    return async ? t.pin_memory().to(device, /*non_blocking=*/true) : t.to(device);
+  };
   Batch b;
-  b.tokens = tokens.to(device);
-  if (features.defined()) b.features = features.to(device);
-  b.targets = targets.to(device);
-  b.difficulty = difficulty.to(device);
-  if (pad_mask.defined()) b.pad_mask = pad_mask.to(device);
+  b.tokens = move(tokens);
+  if (features.defined()) b.features = move(features);
+  b.targets = move(targets);
+  b.difficulty = move(difficulty);
+  if (pad_mask.defined()) b.pad_mask = move(pad_mask);
   return b;
 }
 

@@ -8,6 +8,9 @@
 
 #ifdef MOE_WITH_C10_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+
+#include "core/compat.h"
 #endif
 
 #include <chrono>
@@ -120,6 +123,27 @@ double cuda_max_allocated_mb(const torch::Device& device) {
   (void)device;
 #endif
   return -1;
+}
+
+int64_t count_cuda_syncs(const std::function<void()>& fn) {
+#ifdef MOE_WITH_C10_CUDA
+  // The sync debug mode warns "called a synchronizing CUDA operation" at each sync point.
+  auto& state = c10::cuda::warning_state();
+  const auto before = state.get_sync_debug_mode();
+  compat::WarningCounter counter("synchroniz");
+  state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+  try {
+    fn();
+  } catch (...) {
+    state.set_sync_debug_mode(before);
+    throw;
+  }
+  state.set_sync_debug_mode(before);
+  return counter.count();
+#else
+  fn();
+  return -1;
+#endif
 }
 
 std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }

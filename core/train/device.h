@@ -2,6 +2,7 @@
 // Device and thread selection.
 #include <torch/types.h>
 
+#include <functional>
 #include <string>
 
 namespace moe {
@@ -35,6 +36,11 @@ PeakFlops peak_flops(const torch::Device& device, const std::string& precision,
 /// The largest CUDA memory allocated by this process so far, MiB; < 0 when unknown (CPU
 /// builds, or a build without c10_cuda).
 double cuda_max_allocated_mb(const torch::Device& device);
+
+/// Runs fn with CUDA's sync debug mode set to warn and returns how many times it made the
+/// host wait for the device (.item(), .cpu(), a blocking copy, nonzero(), ...); -1 where
+/// this build cannot count them (no c10_cuda: CPU builds), after running fn all the same.
+int64_t count_cuda_syncs(const std::function<void()>& fn);
 
 /// "LibTorch 1.13.1", for run metadata.
 std::string libtorch_version();

@@ -30,6 +30,24 @@ std::string format_duration(double s) {
 
 }  // namespace
 
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> norms;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(p.grad().norm(2));
+  }
+  if (norms.empty()) return torch::zeros({});
+  auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
+  if (max_norm > 0) {
+    auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+    for (auto& g : grads) g.mul_(coef);
+  }
+  return total;
+}
+
 Transformer build_model(const ExperimentConfig& c, const TaskInfo& info) {
   auto options = TransformerOptions()
                      .vocab_size(info.vocab_size)
@@ -118,7 +136,6 @@ double Trainer::lr_at(int64_t step) const {
 }
 
 Trainer::StepOutcome Trainer::step_once() {
-  const auto start = std::chrono::steady_clock::now();
   StepOutcome r;
   r.lr = lr_at(step_);
   for (auto& group : optimizer_->param_groups()) {
@@ -137,10 +154,8 @@ Trainer::StepOutcome Trainer::step_once() {
   sampler_->record_routing(out.traces, batch);
   optimizer_->zero_grad();
   total.backward();
-  // Clipping at infinity measures the norm without changing anything.
-  r.grad_norm = torch::nn::utils::clip_grad_norm_(
-      model_->parameters(),
-      config_.train.clip > 0 ? config_.train.clip : std::numeric_limits<double>::infinity());
+  // train.clip <= 0 measures the norm without changing anything.
+  r.grad_norm = clip_grad_norm(model_->parameters(), config_.train.clip);
   optimizer_->step();
   {  // routers that adapt between steps (aux-loss-free balancing) see this step's load
     auto layers = model_->moe_layers();
@@ -148,27 +163,35 @@ Trainer::StepOutcome Trainer::step_once() {
       layers[l]->router->after_step(out.traces[l]);
     }
   }
-  r.loss = loss.item<double>();
-  last_grad_norm_ = r.grad_norm;
+  r.loss = loss.detach();
+  r.grad_norm = r.grad_norm.to(r.loss.device());
   last_mean_experts_.clear();
   for (const auto& trace : out.traces) last_mean_experts_.push_back(trace.mean_experts());
-  TORCH_CHECK(std::isfinite(r.loss), "non-finite training loss (", r.loss, ") at step ", step_ + 1,
-              "; lower train.lr or set train.clip");
   for (const auto& kv : out.aux_losses) r.aux[kv.first] = kv.second.detach();
   for (const auto& trace : out.traces) r.mean_experts.push_back(trace.mean_experts());
   r.tokens = batch.tokens.numel();
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
 
 void Trainer::Window::add(const StepOutcome& s) {
-  loss += s.loss;
-  grad_norm += s.grad_norm;
-  seconds += s.seconds;
+  auto l = s.loss.to(torch::kDouble), g = s.grad_norm.to(torch::kDouble);
+  loss_sum = steps == 0 ? l : loss_sum + l;
+  grad_norm_sum = steps == 0 ? g : grad_norm_sum + g;
+  last_grad_norm = g;
   tokens += s.tokens;
   if (experts.size() < s.mean_experts.size()) experts.resize(s.mean_experts.size(), 0.0);
   for (size_t l = 0; l < s.mean_experts.size(); ++l) experts[l] += s.mean_experts[l];
   ++steps;
+}
+
+double Trainer::Window::read() {
+  if (steps == 0) return 0;
+  auto host =
+      torch::stack({loss_sum, grad_norm_sum, last_grad_norm.to(loss_sum.device())}).to(torch::kCPU);
+  const auto* v = host.data_ptr<double>();
+  loss = v[0];
+  grad_norm = v[1];
+  return v[2];
 }
 
 void Trainer::log_window(int64_t done, const StepOutcome& last, const Window& w) {
@@ -210,24 +233,54 @@ void Trainer::track_fluctuation(EvalResult& r) {
 void Trainer::train_until(int64_t until) {
   const auto& t = config_.train;
   model_->train();
+  // When the host reads the loss: every step on the CPU (free there; the progress line is
+  // live and a non-finite loss names its step); on an accelerator only where a log line,
+  // an evaluation, a checkpoint or the end is due, so the device queue never drains
+  // in between.
+  const bool read_every_step = device_.is_cpu();
   Window window;
+  int64_t last_read = step_;
   for (; step_ < until; ++step_) {
     if (sink_) sink_->poll();
+    const auto start = std::chrono::steady_clock::now();
     const auto s = step_once();
-    train_seconds_ += s.seconds;
-    train_tokens_ += s.tokens;
     window.add(s);
     const int64_t done = step_ + 1;  // step_ is still the step in progress
-    print_progress(window.loss / window.steps, window.tokens / std::max(window.seconds, 1e-9),
-                   false);
-    if (done % t.log_every == 0 || done == t.steps) {
+    const bool log_due = done % t.log_every == 0 || done == t.steps;
+    const bool eval_due = t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps;
+    const bool save_due =
+        !t.checkpoint.empty() && t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
+    const bool read = read_every_step || log_due || eval_due || save_due || done == until;
+    if (read) {
+      last_grad_norm_ = window.read();
+      if (!std::isfinite(window.loss)) {
+        std::ostringstream where;
+        if (last_read + 1 == done) {
+          where << "at step " << done;
+        } else {
+          where << "at one of steps " << last_read + 1 << "-" << done << " (read once per log "
+                << "interval on " << device_ << ")";
+        }
+        TORCH_CHECK(false, "non-finite training loss (", window.loss, ") ", where.str(),
+                    "; lower train.lr or set train.clip");
+      }
+      last_read = done;
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    window.seconds += seconds;
+    train_seconds_ += seconds;
+    train_tokens_ += s.tokens;
+    if (read) {
+      print_progress(window.loss / window.steps, window.tokens / std::max(window.seconds, 1e-9),
+                     false);
+    }
+    if (log_due) {
       log_window(done, s, window);
       window = Window{};
     }
-    if (t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps) evaluate_during(done);
-    if (!t.checkpoint.empty() && t.checkpoint_every > 0 && done % t.checkpoint_every == 0) {
-      save(t.checkpoint);
-    }
+    if (eval_due) evaluate_during(done);
+    if (save_due) save(t.checkpoint);
   }
 }
 

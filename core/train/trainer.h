@@ -52,19 +52,26 @@ class Trainer {
   double mfu(double tokens_per_s, const std::vector<double>& mean_experts);
 
  private:
-  /// What one optimizer step measured (host values, except the aux losses' tensors).
+  /// What one optimizer step measured. The loss and gradient norm stay on the device as
+  /// tensors: on CUDA the host reads them only at the window's sync points (no per-step
+  /// synchronisation); on the CPU every step is a sync point.
   struct StepOutcome {
-    double lr = 0, loss = 0, grad_norm = 0, seconds = 0;
+    double lr = 0;
     int64_t tokens = 0;
+    torch::Tensor loss, grad_norm;             ///< detached scalars on the device
     std::map<std::string, torch::Tensor> aux;  ///< unscaled, detached, on the device
     std::vector<double> mean_experts;          ///< per MoE layer
   };
-  /// Sums over the steps since the last log line.
+  /// Sums over the steps since the last log line: loss and gradient norm on the device (in
+  /// double), read into the host fields by read().
   struct Window {
-    double loss = 0, grad_norm = 0, seconds = 0;
+    torch::Tensor loss_sum, grad_norm_sum, last_grad_norm;
+    double loss = 0, grad_norm = 0, seconds = 0;  ///< host sums as of the last read()
     int64_t steps = 0, tokens = 0;
     std::vector<double> experts;
     void add(const StepOutcome& s);
+    /// One device-to-host copy of the sums; returns the last step's gradient norm.
+    double read();
   };
   /// One step: batch, forward, loss with the aux losses, backward, clip, AdamW.
   StepOutcome step_once();
@@ -104,6 +111,11 @@ class Trainer {
   /// When the progress line was last drawn (each trainer its own).
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
+
+/// torch::nn::utils::clip_grad_norm_ without its host read: the total 2-norm of the
+/// parameters' gradients as a scalar on their device; when max_norm > 0 each gradient is
+/// scaled by min(1, max_norm / (norm + 1e-6)) on the device (the same arithmetic).
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
 
 /// Builds the model a config and task describe.
 Transformer build_model(const ExperimentConfig& config, const TaskInfo& info);

@@ -95,6 +95,27 @@ Routing InfMoERouterImpl::route_samples(const torch::Tensor& z) const {
   return routing;
 }
 
+torch::Tensor InfMoERouterImpl::noise(int64_t tokens, const torch::Device& device) {
+  // Drawn in float32 whatever the model's dtype, so a converted model sees the same noise.
+  const std::vector<int64_t> shape{options_.K(), tokens, options_.d_z()};
+  const auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  if (device.is_cpu()) {
+    if (!is_training()) generator_ = at::detail::createCPUGenerator(seed_);
+    return torch::randn(shape, generator_, options);
+  }
+  // On an accelerator the noise is drawn there: a host draw would cost a copy and a
+  // synchronisation per step. Training draws from the device's generator (which
+  // torch::manual_seed seeds); evaluation from this router's seed, as on the CPU, so every
+  // evaluation sees the same noise, leaving the device generator's state as it was.
+  auto generator = at::globalContext().defaultGenerator(device);
+  if (is_training()) return torch::randn(shape, generator, options);
+  const auto state = generator.get_state();
+  generator.set_current_seed(seed_);
+  auto eps = torch::randn(shape, generator, options);
+  generator.set_state(state);
+  return eps;
+}
+
 Routing InfMoERouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'inf_moe': expected hidden [tokens, ", options_.d_model(), "], got ",
@@ -106,11 +127,7 @@ Routing InfMoERouterImpl::forward(const torch::Tensor& hidden) {
   if (options_.deterministic()) {
     z = m.unsqueeze(0);
   } else {
-    if (!is_training()) generator_ = at::detail::createCPUGenerator(seed_);
-    // Drawn in float32 whatever the model's dtype, so a converted model sees the same noise.
-    auto eps = torch::randn({options_.K(), hidden.size(0), options_.d_z()}, generator_,
-                            torch::TensorOptions().dtype(torch::kFloat))
-                   .to(m.device(), m.scalar_type());
+    auto eps = noise(hidden.size(0), m.device()).to(m.scalar_type());
     z = m.unsqueeze(0) + sigma.unsqueeze(0) * eps;
   }
   Routing routing = route_samples(z);

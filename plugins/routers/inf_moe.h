@@ -74,6 +74,8 @@ class InfMoERouterImpl : public RouterImpl {
   const InfMoERouterOptions& options() const { return options_; }
 
  private:
+  /// eps ~ N(0, 1) [K, tokens, d_z] in float32 on `device` (see forward).
+  torch::Tensor noise(int64_t tokens, const torch::Device& device);
   InfMoERouterOptions options_;
   uint64_t seed_ = 0;
   at::Generator generator_;

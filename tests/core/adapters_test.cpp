@@ -2,6 +2,7 @@
 #include "core/adapters.h"
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "core/train/checkpoint.h"
@@ -207,6 +208,35 @@ TEST_P(AdapterContract, DoubleAndDeterministic) {
   auto yd = a->forward(x.to(torch::kDouble), out.to(torch::kDouble));
   EXPECT_EQ(yd.scalar_type(), torch::kDouble);
   EXPECT_TRUE(torch::allclose(yd.to(torch::kFloat), y, 1e-5, 1e-6));
+}
+
+TEST_P(AdapterContract, SameOnCuda_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA absent";
+  torch::manual_seed(4);
+  auto cpu = make_adapter(options(), d_in(), d_out());
+  torch::manual_seed(4);
+  auto gpu = make_adapter(options(), d_in(), d_out());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : cpu->parameters()) p.add_(torch::randn_like(p) * 0.1);  // away from identity
+    for (size_t i = 0; i < cpu->parameters().size(); ++i) {
+      gpu->parameters()[i].copy_(cpu->parameters()[i]);
+    }
+  }
+  gpu->to(torch::kCUDA);
+  auto x = torch::randn({2, 5, d_in()});
+  auto out = scaling() ? x : torch::randn({2, 5, d_out()});
+  auto y = cpu->forward(x, out);
+  auto yg = gpu->forward(x.to(torch::kCUDA), out.to(torch::kCUDA));
+  ASSERT_TRUE(yg.is_cuda());
+  EXPECT_TRUE(torch::allclose(y, yg.cpu(), 1e-4, 1e-5));
+  y.pow(2).sum().backward();
+  yg.pow(2).sum().backward();
+  const auto cp = cpu->parameters(), gp = gpu->parameters();
+  for (size_t i = 0; i < cp.size(); ++i) {
+    ASSERT_TRUE(gp[i].grad().defined());
+    EXPECT_TRUE(torch::allclose(cp[i].grad(), gp[i].grad().cpu(), 1e-3, 1e-5)) << "param " << i;
+  }
 }
 
 TEST_P(AdapterContract, FrozenBackboneGradientsReachOnlyAdapters) {

@@ -59,6 +59,23 @@ torch::Tensor naive_attention(const torch::Tensor& q, const torch::Tensor& k,
   return out;
 }
 
+TEST(Compat, WarningCounterCountsMatchingWarningsAndRestoresTheHandler) {
+  {
+    compat::WarningCounter counter("synchroniz");
+    TORCH_WARN("called a synchronizing CUDA operation");
+    TORCH_WARN("something else");
+    TORCH_WARN("called a synchronizing CUDA operation");
+    EXPECT_EQ(counter.count(), 2);
+    {
+      compat::WarningCounter inner("else");
+      TORCH_WARN("something else");
+      EXPECT_EQ(inner.count(), 1);
+    }
+    TORCH_WARN("synchronize again");  // back to the outer counter
+    EXPECT_EQ(counter.count(), 3);
+  }
+}
+
 TEST(Attention, ExplicitAndSdpaPathsMatchTheDefinition) {
   torch::manual_seed(0);
   auto q = torch::randn({2, 2, 5, 4}), k = torch::randn({2, 2, 5, 4}),

@@ -2,6 +2,7 @@
 // registry.names() so a new plugin is covered the moment it registers and a failure
 // names it (RouterContract/top_k, ExpertContract/hyper_by_top_p).
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "core/dispatch.h"
@@ -63,6 +64,25 @@ void expect_all_grads(torch::nn::Module& m, const std::string& what) {
   }
 }
 
+/// Sampling routers draw their noise from the device's generator, so the CPU and the GPU
+/// see different draws: the device comparisons route deterministically (inf_moe: K = 0).
+void without_sampling(RouterImpl& router, const std::string& name) {
+  if (name == "inf_moe") router.set_inference_option("K", 0);
+}
+
+/// Every gradient of `gpu` equals the CPU module's within float tolerance.
+void expect_same_grads(torch::nn::Module& cpu, torch::nn::Module& gpu, const std::string& what) {
+  const auto on_gpu = gpu.named_parameters();
+  for (const auto& p : cpu.named_parameters()) {
+    const auto* q = on_gpu.find(p.key());
+    ASSERT_NE(q, nullptr) << what << ": " << p.key() << " missing on the GPU";
+    ASSERT_EQ(p.value().grad().defined(), q->grad().defined()) << what << ": " << p.key();
+    if (!p.value().grad().defined()) continue;
+    EXPECT_TRUE(torch::allclose(q->grad().cpu(), p.value().grad(), 1e-3, 1e-5))
+        << what << ": gradient of " << p.key() << " differs on the GPU";
+  }
+}
+
 /// Names a parameterised case after its plugin(s), so a failure names the plugin.
 std::string case_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
@@ -89,6 +109,27 @@ TEST_P(RouterContract, ValidRoutingGradientsDeterminismAndDouble) {
   auto rd = router->forward(x.to(torch::kDouble));
   expect_valid_routing(rd, kT, !may_skip_tokens(name));
   EXPECT_EQ(rd.probs.scalar_type(), torch::kDouble);
+}
+
+TEST_P(RouterContract, SameOnCuda_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA absent";
+  const auto& name = GetParam();
+  auto cpu = new_router(name), gpu = new_router(name);
+  gpu->to(torch::kCUDA);
+  for (auto* r : {&cpu, &gpu}) {
+    (*r)->eval();
+    without_sampling(**r, name);
+  }
+  auto x = torch::randn({kT, kD});
+  auto a = cpu->forward(x);
+  auto b = gpu->forward(x.to(torch::kCUDA));
+  EXPECT_TRUE(b.weights.is_cuda() && b.indices.is_cuda() && b.probs.is_cuda());
+  EXPECT_TRUE(torch::equal(a.indices, b.indices.cpu())) << name << ": routing differs on the GPU";
+  EXPECT_TRUE(torch::allclose(a.weights, b.weights.cpu(), 1e-4, 1e-6));
+  EXPECT_TRUE(torch::allclose(a.probs, b.probs.cpu(), 1e-4, 1e-6));
+  routing_loss(a).backward();
+  routing_loss(b).backward();
+  expect_same_grads(*cpu, *gpu, name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Registered, RouterContract, ::testing::ValuesIn(router_registry().names()),
@@ -131,6 +172,33 @@ TEST_P(ExpertContract, ShapesGradientsDeterminismDoubleAndTrace) {
   EXPECT_TRUE(torch::allclose(yd.to(torch::kFloat), y, 1e-4, 1e-5));
   EXPECT_GT(new_bank(name)->params_per_expert(), 0);
   EXPECT_GT(new_bank(name)->flops_per_expert_token(), 0);
+}
+
+TEST_P(ExpertContract, SameOnCuda_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA absent";
+  const auto& [name, router_name] = GetParam();
+  auto cpu = MoELayer(new_router(router_name), new_bank(name), MoELayerOptions(kE));
+  auto gpu = MoELayer(new_router(router_name), new_bank(name), MoELayerOptions(kE));
+  gpu->to(torch::kCUDA);
+  for (auto* l : {&cpu, &gpu}) {
+    (*l)->eval();
+    without_sampling(*(*l)->router, router_name);
+  }
+  auto x = torch::randn({2, kT / 2, kD});
+  auto a = cpu->forward(x);
+  auto b = gpu->forward(x.to(torch::kCUDA));
+  ASSERT_TRUE(b.y.is_cuda());
+  EXPECT_TRUE(torch::allclose(a.y, b.y.cpu(), 1e-4, 1e-5)) << name << " by " << router_name;
+  EXPECT_EQ(a.trace.load, b.trace.load);
+  EXPECT_EQ(a.trace.selected, b.trace.selected);
+  auto loss = [](const MoEOutput& o) {
+    auto l = o.y.pow(2).sum();
+    for (const auto& kv : o.trace.aux_losses) l = l + kv.second;
+    return l;
+  };
+  loss(a).backward();
+  loss(b).backward();
+  expect_same_grads(*cpu, *gpu, name + " by " + router_name);
 }
 
 INSTANTIATE_TEST_SUITE_P(
