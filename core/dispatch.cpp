@@ -41,13 +41,13 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, Capacity
   // Sort key: expert, then rank within the expert. Rank is the flat position (token order),
   // or, for kPriority with a capacity, slot-major (every first choice, then every second
   // choice, each in token order) so that capacity drops later choices first.
-  auto flat = torch::arange(pairs, flat_idx.options());
-  auto rank = flat;
+  torch::Tensor key = expert_or_unused;  // stable: flat (token) order within an expert
   if (capacity > 0 && slots > 1 && policy == DropPolicy::kPriority) {
-    rank = torch::remainder(flat, slots) * tokens + torch::div(flat, slots, "floor");
+    auto flat = torch::arange(pairs, flat_idx.options());
+    auto rank = torch::remainder(flat, slots) * tokens + torch::div(flat, slots, "floor");
+    key = expert_or_unused * pairs + rank;
   }
-  auto order = std::get<1>(torch::sort(expert_or_unused * pairs + rank, /*stable=*/true, 0,
-                                       /*descending=*/false));
+  auto order = std::get<1>(torch::sort(key, /*stable=*/true, 0, /*descending=*/false));
   auto order_pos = order.narrow(0, 0, plan.selected);
   auto order_expert = flat_idx.index_select(0, order_pos);
   if (capacity > 0) {
