@@ -80,6 +80,8 @@ if [ "$built" = 1 ]; then
 # 3. The whole test suite (_CUDA tests run where CUDA is).
 step tests ctest --test-dir "$build" -j 4 --output-on-failure
 grep -E "tests passed|tests failed|Skipped|Failed" "$out/tests.log" | head -20 > "$out/tests.summary"
+# Host syncs per training step (CUDA's sync debug mode), dense and MoE.
+step host_syncs "$build/moe_tests" --gtest_filter='Device.TrainingStepsDoNotWaitForTheGpu_CUDA'
 
 # 4. The quick sweep on the device.
 rm -f "$out/quick.sqlite"*
@@ -122,6 +124,9 @@ fi
   echo
   echo "## Tests"
   echo '```'; cat "$out/tests.summary" 2>/dev/null; echo '```'
+  echo
+  echo "## Host syncs in the training step"
+  echo '```'; grep -E "syncs|SKIPPED|OK|FAILED" "$out/host_syncs.log" 2>/dev/null; echo '```'
   echo
   echo "## Quick sweep (moe compare)"
   echo '```'; tail -30 "$out/quick_compare.log" 2>/dev/null; echo '```'
