@@ -32,7 +32,8 @@ void BatchSampler::start_epoch(int64_t epoch) {
     // complexity: they go first, so they are not left out again.
     std::vector<int64_t> unseen, seen;
     for (int64_t id : base) (seen_[id] ? seen : unseen).push_back(id);
-    auto sub = complexity_.index_select(0, torch::tensor(seen, torch::kLong));
+    // The one read of the epoch's routing back to the host.
+    auto sub = complexity_.to(torch::kCPU).index_select(0, torch::tensor(seen, torch::kLong));
     std::vector<int64_t> local(seen.size());
     std::iota(local.begin(), local.end(), 0);
     order_ = std::move(unseen);
@@ -43,7 +44,10 @@ void BatchSampler::start_epoch(int64_t epoch) {
     order_ = std::move(base);
   }
   if (curriculum) {
-    complexity_ = torch::zeros({pool_, layers_}, torch::kFloat);
+    // Kept where the routing is (the model's device), so recording it costs no sync.
+    const auto device = complexity_.defined() ? complexity_.device() : torch::Device(torch::kCPU);
+    complexity_ =
+        torch::zeros({pool_, layers_}, torch::TensorOptions(torch::kFloat).device(device));
     seen_.assign(pool_, false);
   }
   epoch_ = epoch;
@@ -63,11 +67,14 @@ void BatchSampler::record_routing(const std::vector<LayerTrace>& traces, const B
   if (options_.sampling != "curriculum" || traces.empty()) return;
   TORCH_CHECK(static_cast<int64_t>(traces.size()) == layers_, "curriculum: expected ", layers_,
               " MoE layers, got ", traces.size());
+  const auto device = traces[0].token_experts.device();
+  if (complexity_.device() != device) complexity_ = complexity_.to(device);
   auto ids = torch::tensor(ids_, torch::kLong);
+  if (device.is_cuda()) ids = ids.pin_memory().to(device, /*non_blocking=*/true);
   const int64_t b = batch.tokens.size(0);
   for (int64_t l = 0; l < layers_; ++l) {
     auto r = multi_expert_fraction(traces[l].token_experts, b, batch.pad_mask);
-    complexity_.select(1, l).index_copy_(0, ids, r.to(torch::kCPU));
+    complexity_.select(1, l).index_copy_(0, ids, r.to(complexity_.scalar_type()));
   }
   for (int64_t id : ids_) seen_[id] = true;
 }

@@ -42,7 +42,7 @@ class BatchSampler {
   uint64_t seed_;
   int64_t layers_, pool_ = 0, epoch_ = -1;
   std::vector<int64_t> order_, ids_;
-  torch::Tensor complexity_;  ///< [pool, layers] float, CPU
+  torch::Tensor complexity_;  ///< [pool, layers] float, on the model's device
   std::vector<bool> seen_;    ///< samples with a complexity from the current epoch
 };
 
