@@ -29,7 +29,10 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_experts, Capacity
   auto flat_w = routing.weights.reshape({-1});
   auto valid = flat_idx.ge(0);
   auto expert_or_unused = flat_idx.where(valid, torch::full_like(flat_idx, num_experts));
-  auto counts_dev = torch::bincount(expert_or_unused, {}, num_experts + 1);
+  // Counted by index_add_, not bincount: bincount on CUDA reads the input's min and max
+  // back to the host (two more syncs).
+  auto counts_dev = torch::zeros({num_experts + 1}, flat_idx.options())
+                        .index_add_(0, expert_or_unused, torch::ones_like(expert_or_unused));
   auto counts_t = counts_dev.to(torch::kCPU);
 
   DispatchPlan plan;

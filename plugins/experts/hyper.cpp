@@ -99,15 +99,15 @@ torch::Tensor HyperExpertsImpl::adapter(const torch::Tensor& hidden, const torch
   auto bits = torch::pow(2, torch::arange(o_.num_experts, selected.options().dtype(torch::kLong)));
   auto code = (selected.to(torch::kLong) * bits).sum(1);
   auto uniq = torch::_unique2(code, /*sorted=*/true, /*return_inverse=*/true,
-                              /*return_counts=*/false);
+                              /*return_counts=*/true);
   auto sets = std::get<0>(uniq);
   auto inverse = std::get<1>(uniq);
+  auto counts_t = std::get<2>(uniq).to(torch::kCPU);  // tokens per set, read once
   const int64_t u = sets.size(0);
   auto set_mask = sets.unsqueeze(1).bitwise_and(bits).ne(0).to(torch::kFloat);  // [U, N]
   auto a = generate(set_mask);
   // Tokens in set order, one contiguous block per set, one matmul per block.
   auto order = std::get<1>(torch::sort(inverse, /*stable=*/true, 0, false));
-  auto counts_t = torch::bincount(inverse, {}, u).to(torch::kCPU);
   std::vector<int64_t> counts(counts_t.data_ptr<int64_t>(), counts_t.data_ptr<int64_t>() + u);
   auto ys = grouped_ffn(hidden.index_select(0, order), a.w_down, a.b_down, a.w_up, a.b_up, counts,
                         Activation::kRelu);
