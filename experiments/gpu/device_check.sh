@@ -133,7 +133,10 @@ fi
   for dtype in fp32 bf16; do
     echo
     echo "## MoE layer vs dense FFN, $dtype"
-    echo '```'; grep -E "BM_|Benchmark|ratio" "$out/bench_$dtype.log" 2>/dev/null; echo '```'
+    # (escape codes stripped: the benchmark colours its console output whatever the flag)
+    echo '```'
+    grep -E "BM_|Benchmark|ratio" "$out/bench_$dtype.log" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g'
+    echo '```'
   done
   echo
   echo "## GPT-2-small MoE ($device)"
