@@ -227,8 +227,7 @@ ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::T
   if (feat_emb && features.defined()) x = x + feat_emb(features).sum(2);
   ModelOutput out;
   // Which tokens the MoE layers route: one host sync per batch, not one per MoE layer.
-  const auto routed = pad_mask.defined() && options_.moe_every() > 0 ? TokenSelection::of(pad_mask)
-                                                                     : TokenSelection{};
+  const auto routed = options_.moe_every() > 0 ? TokenSelection::of(pad_mask) : TokenSelection{};
   for (auto& block : block_list_) {
     auto b = block->forward(x, pad_mask, routed);
     x = b.x;

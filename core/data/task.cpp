@@ -18,19 +18,20 @@ const char* split_name(Split split) {
   return "?";
 }
 
+torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device) {
+  if (device.is_cuda() && t.device().is_cpu()) {
+    return t.pin_memory().to(device, /*non_blocking=*/true);
+  }
+  return t.to(device);
+}
+
 Batch Batch::to(const torch::Device& device) const {
-  // To a GPU through pinned memory, without blocking: a pageable copy would synchronise
-  // the host with the device at every step.
-  const bool async = device.is_cuda() && !tokens.is_cuda();
-  auto move = [&](const torch::Tensor& t) {
-    return async ? t.pin_memory().to(device, /*non_blocking=*/true) : t.to(device);
-  };
   Batch b;
-  b.tokens = move(tokens);
-  if (features.defined()) b.features = move(features);
-  b.targets = move(targets);
-  b.difficulty = move(difficulty);
-  if (pad_mask.defined()) b.pad_mask = move(pad_mask);
+  b.tokens = to_device(tokens, device);
+  if (features.defined()) b.features = to_device(features, device);
+  b.targets = to_device(targets, device);
+  b.difficulty = to_device(difficulty, device);
+  if (pad_mask.defined()) b.pad_mask = to_device(pad_mask, device);
   return b;
 }
 

@@ -16,6 +16,10 @@ namespace moe {
 enum class Split { kTrain, kValid, kTest };
 const char* split_name(Split split);
 
+/// A host tensor to `device`; to a GPU through pinned memory without blocking (a pageable
+/// copy would make the host wait for the device).
+torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device);
+
 struct Batch {
   torch::Tensor tokens;      ///< [B, S] int64
   torch::Tensor features;    ///< [B, S, F] int64, or undefined when the task has none
@@ -23,8 +27,8 @@ struct Batch {
   torch::Tensor difficulty;  ///< same shape as targets, int64 level in [0, levels), -1 = none
   torch::Tensor pad_mask;    ///< optional [B, S] bool, true = padding
 
-  Batch to(const torch::Device& device) const;
-  int64_t num_targets() const;  ///< targets that are not ignored
+  Batch to(const torch::Device& device) const;  ///< each tensor through to_device
+  int64_t num_targets() const;                  ///< targets that are not ignored
 };
 
 struct TaskInfo {

@@ -69,8 +69,7 @@ void BatchSampler::record_routing(const std::vector<LayerTrace>& traces, const B
               " MoE layers, got ", traces.size());
   const auto device = traces[0].token_experts.device();
   if (complexity_.device() != device) complexity_ = complexity_.to(device);
-  auto ids = torch::tensor(ids_, torch::kLong);
-  if (device.is_cuda()) ids = ids.pin_memory().to(device, /*non_blocking=*/true);
+  auto ids = to_device(torch::tensor(ids_, torch::kLong), device);
   const int64_t b = batch.tokens.size(0);
   for (int64_t l = 0; l < layers_; ++l) {
     auto r = multi_expert_fraction(traces[l].token_experts, b, batch.pad_mask);

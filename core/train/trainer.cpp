@@ -164,11 +164,10 @@ Trainer::StepOutcome Trainer::step_once() {
     }
   }
   r.loss = loss.detach();
-  r.grad_norm = r.grad_norm.to(r.loss.device());
-  last_mean_experts_.clear();
-  for (const auto& trace : out.traces) last_mean_experts_.push_back(trace.mean_experts());
+  r.grad_norm = r.grad_norm.to(r.loss.device());  // a CPU zero when nothing has a gradient
   for (const auto& kv : out.aux_losses) r.aux[kv.first] = kv.second.detach();
   for (const auto& trace : out.traces) r.mean_experts.push_back(trace.mean_experts());
+  last_mean_experts_ = r.mean_experts;
   r.tokens = batch.tokens.numel();
   return r;
 }
@@ -186,8 +185,7 @@ void Trainer::Window::add(const StepOutcome& s) {
 
 double Trainer::Window::read() {
   if (steps == 0) return 0;
-  auto host =
-      torch::stack({loss_sum, grad_norm_sum, last_grad_norm.to(loss_sum.device())}).to(torch::kCPU);
+  auto host = torch::stack({loss_sum, grad_norm_sum, last_grad_norm}).to(torch::kCPU);
   const auto* v = host.data_ptr<double>();
   loss = v[0];
   grad_norm = v[1];
