@@ -56,7 +56,7 @@ void adapter_bench(benchmark::State& state, bool per_token) {
   };
   step();
   for (auto _ : state) {
-    bank->zero_grad();
+    moe::bench::clear_grads(bank);
     step();
   }
   const double rows = per_token ? kT : sets;

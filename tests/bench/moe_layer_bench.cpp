@@ -1,9 +1,10 @@
 // MoE layer forward+backward throughput against a dense FFN doing the same active FLOPs
-// (hidden width k * h), at realistic shapes. Reports tokens/s and, after all runs, each MoE
-// configuration's ratio to its dense baseline measured in the same process.
+// (hidden width k * h), at realistic shapes, the two timed alternately in the same loop.
+// Reports each one's tokens/s and their ratio, then each case against its target.
 //
 //   build/moe_bench                      # all shapes, one run each
-//   build/moe_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   build/moe_bench --benchmark_min_time=3 --benchmark_repetitions=5
+//   --benchmark_report_aggregates_only=true
 //                                        # ratios from the medians (use this for reports)
 //   build/moe_bench --benchmark_filter=E:8
 #include <benchmark/benchmark.h>
@@ -31,13 +32,25 @@ namespace {
 
 constexpr int64_t kT = 4096, kD = 256;
 
-// args: hidden
-void BM_DenseFFN(benchmark::State& state) {
-  torch::manual_seed(0);
-  moe::DenseFFN ffn(kD, state.range(0), moe::Activation::kGelu);
-  moe::bench::run_fwd_bwd(state, ffn, kT, kD);
+// Times the MoE layer's and the dense FFN's forward + backward on x alternately (CPU) and
+// sets the pair's counters.
+void moe_against_dense(benchmark::State& state, moe::MoELayer& layer, moe::DenseFFN& dense,
+                       const torch::Tensor& x, const torch::Tensor& grad) {
+  auto moe_pass = [&] {
+    moe::bench::clear_grads(layer);
+    layer->forward(x).y.backward(grad);
+  };
+  auto dense_pass = [&] {
+    moe::bench::clear_grads(dense);
+    dense->forward(x).backward(grad);
+  };
+  moe::bench::set_pair_counters(state, moe::bench::time_alternating(state, moe_pass, dense_pass),
+                                x.size(0));
 }
 
+// A top-k MoE layer (E experts of width h) against the dense FFN of the same active FLOPs
+// (hidden k * h), timed alternately in the same loop. Counters: each one's tokens/s and
+// their ratio (dense time / MoE time).
 // args: E, k, h
 void BM_MoE(benchmark::State& state) {
   torch::manual_seed(0);
@@ -47,10 +60,16 @@ void BM_MoE(benchmark::State& state) {
                       moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(
                           moe::FFNExperts(moe::FFNExpertsOptions(kD, e, h)).ptr())),
                       moe::MoELayerOptions(e));
-  moe::bench::run_fwd_bwd(state, layer, kT, kD);
+  moe::DenseFFN dense(kD, k * h, moe::Activation::kGelu);
+  auto x = torch::randn({kT, kD}, torch::requires_grad());
+  auto grad = torch::randn({kT, kD});
+  for (int i = 0; i < 2; ++i) {
+    layer->forward(x).y.backward(grad);
+    dense->forward(x).backward(grad);
+  }
+  moe_against_dense(state, layer, dense, x, grad);
 }
 
-BENCHMARK(BM_DenseFFN)->ArgName("hidden")->Arg(2048)->Arg(1024)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MoE)
     ->ArgNames({"E", "k", "h"})
     ->Args({8, 2, 1024})
@@ -84,24 +103,8 @@ void BM_DynamicVsDense(benchmark::State& state) {
   const double k = first.trace.mean_experts();
   moe::DenseFFN dense(kD, static_cast<int64_t>(std::lround(k * h)), moe::Activation::kGelu);
   dense->forward(x).backward(grad);
-  double moe_s = 0, dense_s = 0;
-  using clock = std::chrono::steady_clock;
-  for (auto _ : state) {
-    auto t0 = clock::now();
-    layer->zero_grad();
-    layer->forward(x).y.backward(grad);
-    auto t1 = clock::now();
-    dense->zero_grad();
-    dense->forward(x).backward(grad);
-    auto t2 = clock::now();
-    moe_s += std::chrono::duration<double>(t1 - t0).count();
-    dense_s += std::chrono::duration<double>(t2 - t1).count();
-  }
-  const double n = static_cast<double>(state.iterations()) * kT;
+  moe_against_dense(state, layer, dense, x, grad);
   state.counters["k"] = k;
-  state.counters["moe_tok_s"] = n / moe_s;
-  state.counters["dense_tok_s"] = n / dense_s;
-  state.counters["ratio"] = dense_s / moe_s;
 }
 BENCHMARK(BM_DynamicVsDense)
     ->ArgNames({"router", "h"})
@@ -142,60 +145,47 @@ void BM_Device(benchmark::State& state) {
     if (device.is_cuda()) torch::cuda::synchronize();
   };
   auto moe_pass = [&] {
-    moe::compat::AutocastGuard ac(device.type(), bf16);
-    layer->zero_grad();
-    layer->forward(x).y.backward(grad);
+    {
+      moe::compat::AutocastGuard ac(device.type(), bf16);
+      moe::bench::clear_grads(layer);
+      layer->forward(x).y.backward(grad);
+    }
+    sync();
   };
   auto dense_pass = [&] {
-    moe::compat::AutocastGuard ac(device.type(), bf16);
-    dense->zero_grad();
-    dense->forward(x).backward(grad);
+    {
+      moe::compat::AutocastGuard ac(device.type(), bf16);
+      moe::bench::clear_grads(dense);
+      dense->forward(x).backward(grad);
+    }
+    sync();
   };
   for (int i = 0; i < 2; ++i) moe_pass(), dense_pass();
-  sync();
-  double moe_s = 0, dense_s = 0;
-  using clock = std::chrono::steady_clock;
-  for (auto _ : state) {
-    auto t0 = clock::now();
-    moe_pass();
-    sync();
-    auto t1 = clock::now();
-    dense_pass();
-    sync();
-    auto t2 = clock::now();
-    moe_s += std::chrono::duration<double>(t1 - t0).count();
-    dense_s += std::chrono::duration<double>(t2 - t1).count();
-  }
+  const auto secs = moe::bench::time_alternating(state, moe_pass, dense_pass);
+  moe::bench::set_pair_counters(state, secs, t);
   const double n = static_cast<double>(state.iterations()) * t;
-  state.counters["moe_tok_s"] = n / moe_s;
-  state.counters["dense_tok_s"] = n / dense_s;
-  state.counters["ratio"] = dense_s / moe_s;
-  state.counters["moe_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / moe_s / 1e12;
-  state.counters["dense_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / dense_s / 1e12;
+  state.counters["moe_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / secs.a / 1e12;
+  state.counters["dense_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / secs.b / 1e12;
 }
 BENCHMARK(BM_Device)->ArgName("shape")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
-/// Console output plus a ratio table: MoE tokens/s over the dense FFN with hidden = k * h.
+/// Console output plus the MoE-vs-dense ratios against their targets (medians under
+/// --benchmark_repetitions).
 class RatioReporter : public moe::bench::MedianReporter {
  public:
   void Finalize() override {
     ConsoleReporter::Finalize();
-    struct Case {
-      const char* moe;
-      const char* dense;
-      double target;
-    };
-    const Case cases[] = {{"BM_MoE/E:8/k:2/h:1024", "BM_DenseFFN/hidden:2048", 0.9},
-                          {"BM_MoE/E:64/k:8/h:128", "BM_DenseFFN/hidden:1024", 0.6}};
-    std::cout << "\nforward+backward tokens/s, T=" << kT << " d=" << kD << ", "
-              << torch::get_num_threads() << " threads\n";
-    for (const auto& c : cases) {
-      if (rate(c.moe) <= 0 || rate(c.dense) <= 0) continue;
-      const double ratio = rate(c.moe) / rate(c.dense);
-      std::cout << std::left << std::setw(34) << c.moe << std::fixed << std::setprecision(0)
-                << rate(c.moe) << " tok/s vs " << std::setw(24) << c.dense << rate(c.dense)
-                << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= " << c.target
-                << ") " << (ratio >= c.target ? "ok" : "BELOW TARGET") << "\n";
+    const std::pair<const char*, double> cases[] = {{"BM_MoE/E:8/k:2/h:1024", 0.9},
+                                                    {"BM_MoE/E:64/k:8/h:128", 0.6}};
+    std::cout << "\nforward+backward, T=" << kT << " d=" << kD << ", " << torch::get_num_threads()
+              << " threads; MoE and the dense FFN of equal active FLOPs timed alternately\n";
+    for (const auto& [name, target] : cases) {
+      const double ratio = counter(name, "ratio");
+      if (ratio <= 0) continue;
+      std::cout << std::left << std::setw(24) << name << std::fixed << std::setprecision(0)
+                << counter(name, "moe_tok_s") << " tok/s vs dense " << counter(name, "dense_tok_s")
+                << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= " << target
+                << ") " << (ratio >= target ? "ok" : "BELOW TARGET") << "\n";
     }
   }
 };
