@@ -23,6 +23,10 @@
 /// memory-efficient kernels on GPU; 1.13 uses the explicit softmax(QK^T / sqrt(d)) V.
 #define MOE_HAVE_SDPA MOE_TORCH_AT_LEAST(2, 1)
 
+/// at::_grouped_mm (2.9+): the matmuls of all experts' row blocks in one call, a fused kernel
+/// for bf16 on sm90+ GPUs (other dtypes and GPUs: PyTorch's per-group loop).
+#define MOE_HAVE_GROUPED_MM MOE_TORCH_AT_LEAST(2, 9)
+
 namespace moe::compat {
 
 /// Whether autocast is on for tensors of this device type, and its dtype.

@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "core/compat.h"
+#include "core/data/task.h"
 
 namespace moe {
 namespace {
@@ -19,6 +20,22 @@ using torch::autograd::variable_list;
 bool cpu_fast_path(const torch::Tensor& t) {
   return t.device().is_cpu() &&
          (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble);
+}
+
+// <a, b> in eight running sums, so the compiler can vectorise it (a single running sum is a
+// dependency chain it may not reorder).
+template <class T>
+T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  constexpr int kLanes = 8;
+  T acc[kLanes] = {};
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += a[c + j] * b[c + j];
+  }
+  T sum = 0;
+  for (int j = 0; j < kLanes; ++j) sum += acc[j];
+  for (; c < n; ++c) sum += a[c] * b[c];
+  return sum;
 }
 
 // out[t] = sum_j scale(slot) * src[slot_index[t, j]] over slots j with slot_index >= 0.
@@ -50,12 +67,12 @@ torch::Tensor sum_slots(const torch::Tensor& src, const torch::Tensor& slot_inde
     auto* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, tokens, 64, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
-        scalar_t* row = o + t * d;
+        scalar_t* __restrict row = o + t * d;
         for (int64_t j = 0; j < slots; ++j) {
           const int64_t s = ix[t * slots + j];
           if (s < 0) continue;
           const scalar_t w = sc ? sc[s] : scalar_t(1);
-          const scalar_t* r = in + s * d;
+          const scalar_t* __restrict r = in + s * d;
           for (int64_t c = 0; c < d; ++c) row[c] += w * r[c];
         }
       }
@@ -123,15 +140,11 @@ struct CombineRows : public torch::autograd::Function<CombineRows> {
       auto* gw = g_w.data_ptr<scalar_t>();
       at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
         for (int64_t s = begin; s < end; ++s) {
-          const scalar_t* gr = g + tok[s] * d;
-          const scalar_t* yr = y + s * d;
-          scalar_t* out = gy + s * d;
-          scalar_t dot = 0;
-          for (int64_t c = 0; c < d; ++c) {
-            out[c] = w[s] * gr[c];
-            dot += gr[c] * yr[c];
-          }
-          gw[s] = dot;
+          const scalar_t* __restrict gr = g + tok[s] * d;
+          scalar_t* __restrict out = gy + s * d;
+          const scalar_t ws = w[s];
+          for (int64_t c = 0; c < d; ++c) out[c] = ws * gr[c];
+          gw[s] = dot(gr, y + s * d, d);
         }
       });
     });
@@ -169,6 +182,18 @@ void for_each_expert(const std::vector<int64_t>& counts, bool cpu, F&& fn) {
   });
 }
 
+// out = act(pre), written in place (no temporary the size of the hidden activations).
+void activation_into(Activation act, const torch::Tensor& pre, torch::Tensor& out) {
+  if (act == Activation::kGelu) {
+    at::gelu_out(out, pre);
+  } else if (act == Activation::kRelu) {
+    at::clamp_min_out(out, pre, 0);  // what relu is
+  } else {
+    auto halves = pre.chunk(2, 1);
+    at::mul_out(out, at::silu(halves[0]), halves[1]);
+  }
+}
+
 torch::Tensor activation_backward(Activation act, const torch::Tensor& g,
                                   const torch::Tensor& pre) {
   if (act == Activation::kGelu) return at::gelu_backward(g, pre);
@@ -177,12 +202,104 @@ torch::Tensor activation_backward(Activation act, const torch::Tensor& g,
   return torch::cat({at::silu_backward(g * halves[1], halves[0]), g * torch::silu(halves[0])}, 1);
 }
 
+// Experts' row blocks for the grouped formulation: rows per expert on the host, their
+// cumulative ends as int32 on the rows' device (at::_grouped_mm's offsets, copied without
+// waiting for the device) and each row's expert (for the biases).
+struct Groups {
+  std::vector<int64_t> counts;
+  torch::Tensor offs;        // [E] int32, on the device
+  torch::Tensor row_expert;  // [S] int64, on the device
+  bool kernel = false;       // at::_grouped_mm, else a per-expert loop
+};
+
+Groups make_groups(const std::vector<int64_t>& counts, const torch::Device& device, bool kernel) {
+  Groups g;
+  g.counts = counts;
+  g.kernel = kernel;
+  auto ends = torch::empty({static_cast<int64_t>(counts.size())}, torch::kInt);
+  auto* end = ends.data_ptr<int32_t>();
+  int64_t total = 0;
+  for (size_t e = 0; e < counts.size(); ++e) end[e] = static_cast<int32_t>(total += counts[e]);
+  g.offs = to_device(ends, device);
+  g.row_expert = torch::searchsorted(g.offs, torch::arange(total, g.offs.options()),
+                                     /*out_int32=*/false, /*right=*/true);
+  return g;
+}
+
+// out[rows of e] = a[rows of e] b[e]:  a [S, K], b [E, K, N] -> [S, N].
+torch::Tensor grouped_mm_rows(const torch::Tensor& a, const torch::Tensor& b, const Groups& g) {
+#if MOE_HAVE_GROUPED_MM
+  if (g.kernel) return at::_grouped_mm(a, b, g.offs);
+#endif
+  auto out = torch::empty({a.size(0), b.size(2)}, a.options());
+  int64_t off = 0;
+  for (size_t e = 0; e < g.counts.size(); ++e) {
+    if (const int64_t n = g.counts[e]; n > 0) {
+      auto out_e = out.narrow(0, off, n);
+      at::mm_out(out_e, a.narrow(0, off, n), b[static_cast<int64_t>(e)]);
+    }
+    off += g.counts[e];
+  }
+  return out;
+}
+
+// out[e] = a[:, rows of e] b[rows of e]:  a [M, S], b [S, N] -> [E, M, N]; an expert without
+// rows gets zeros.
+torch::Tensor grouped_mm_over_rows(const torch::Tensor& a, const torch::Tensor& b,
+                                   const Groups& g) {
+  const auto experts = static_cast<int64_t>(g.counts.size());
+  torch::Tensor out;
+#if MOE_HAVE_GROUPED_MM
+  if (g.kernel) out = at::_grouped_mm(a, b, g.offs);
+#endif
+  if (!out.defined()) {
+    out = torch::empty({experts, a.size(0), b.size(1)}, a.options());
+    int64_t off = 0;
+    for (int64_t e = 0; e < experts; ++e) {
+      if (const int64_t n = g.counts[e]; n > 0) {
+        auto out_e = out[e];
+        at::mm_out(out_e, a.narrow(1, off, n), b.narrow(0, off, n));
+      }
+      off += g.counts[e];
+    }
+  }
+  for (int64_t e = 0; e < experts; ++e) {
+    if (g.counts[e] == 0) out[e].zero_();
+  }
+  return out;
+}
+
+// Per-expert column sums of x [S, N] -> [E, N] (the bias gradients), accumulated in fp32.
+torch::Tensor grouped_row_sums(const torch::Tensor& x, const Groups& g) {
+  const auto experts = static_cast<int64_t>(g.counts.size());
+  return torch::zeros({experts, x.size(1)}, x.options().dtype(torch::kFloat))
+      .index_add_(0, g.row_expert, x.to(torch::kFloat))
+      .to(x.scalar_type());
+}
+
 struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& xs,
                                const torch::Tensor& w1, const torch::Tensor& b1,
                                const torch::Tensor& w2, const torch::Tensor& b2,
-                               const std::vector<int64_t>& counts, int64_t act_code) {
+                               const std::vector<int64_t>& counts, int64_t act_code,
+                               int64_t how_code) {
     const auto act = static_cast<Activation>(act_code);
+    const auto how = static_cast<ExpertMatmuls>(how_code);
+    const bool kernel = how != ExpertMatmuls::kPerExpert && grouped_kernel_applies(xs, w1, w2);
+    ctx->saved_data["counts"] = counts;
+    ctx->saved_data["act"] = act_code;
+    ctx->saved_data["grouped"] = kernel || how == ExpertMatmuls::kGrouped;
+    ctx->saved_data["kernel"] = kernel;
+    if (kernel || how == ExpertMatmuls::kGrouped) {
+      TORCH_INTERNAL_ASSERT(static_cast<int64_t>(counts.size()) == w1.size(0));
+      const auto g = make_groups(counts, xs.device(), kernel);
+      auto pre = grouped_mm_rows(xs, w1, g).add_(b1.index_select(0, g.row_expert));
+      auto hid = torch::empty({xs.size(0), w2.size(1)}, xs.options());
+      activation_into(act, pre, hid);
+      auto ys = grouped_mm_rows(hid, w2, g).add_(b2.index_select(0, g.row_expert));
+      ctx->save_for_backward({xs, w1, w2, pre, hid});
+      return ys;
+    }
     const int64_t rows = xs.size(0), d = w2.size(2), u = w1.size(2), h = w2.size(1);
     auto pre = torch::empty({rows, u}, xs.options());
     auto hid = torch::empty({rows, h}, xs.options());
@@ -191,13 +308,12 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
       const int64_t n = counts[e];
       auto pre_e = pre.narrow(0, off, n);
       at::addmm_out(pre_e, b1[e], xs.narrow(0, off, n), w1[e]);
-      hid.narrow(0, off, n).copy_(apply_activation(act, pre_e));
+      auto hid_e = hid.narrow(0, off, n);
+      activation_into(act, pre_e, hid_e);
       auto ys_e = ys.narrow(0, off, n);
-      at::addmm_out(ys_e, b2[e], hid.narrow(0, off, n), w2[e]);
+      at::addmm_out(ys_e, b2[e], hid_e, w2[e]);
     });
     ctx->save_for_backward({xs, w1, w2, pre, hid});
-    ctx->saved_data["counts"] = counts;
-    ctx->saved_data["act"] = act_code;
     return ys;
   }
 
@@ -207,24 +323,43 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
     const auto counts = ctx->saved_data["counts"].toIntVector();
     const auto act = static_cast<Activation>(ctx->saved_data["act"].toInt());
     auto gy = grads[0].contiguous();
+    if (ctx->saved_data["grouped"].toBool()) {
+      const auto g = make_groups(counts, xs.device(), ctx->saved_data["kernel"].toBool());
+      auto gw2 = grouped_mm_over_rows(hid.t(), gy, g);  // [E, h, d]
+      auto gb2 = grouped_row_sums(gy, g);
+      auto gpre = activation_backward(act, grouped_mm_rows(gy, w2.transpose(1, 2), g), pre);
+      auto gw1 = grouped_mm_over_rows(xs.t(), gpre, g);  // [E, d, u]
+      auto gb1 = grouped_row_sums(gpre, g);
+      auto gx = grouped_mm_rows(gpre, w1.transpose(1, 2), g);
+      return {gx, gw1, gb1, gw2, gb2, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    }
     auto gx = torch::empty_like(xs);
-    auto gw1 = torch::zeros_like(w1), gw2 = torch::zeros_like(w2);
-    auto gb1 = torch::zeros({w1.size(0), w1.size(2)}, w1.options());
-    auto gb2 = torch::zeros({w2.size(0), w2.size(2)}, w2.options());
+    // Every expert's slice is written below (an expert without rows gets zeros), so no
+    // zero-filled buffers that the matmuls would then overwrite.
+    auto gw1 = torch::empty_like(w1), gw2 = torch::empty_like(w2);
+    auto gb1 = torch::empty({w1.size(0), w1.size(2)}, w1.options());
+    auto gb2 = torch::empty({w2.size(0), w2.size(2)}, w2.options());
+    for (int64_t e = 0; e < w1.size(0); ++e) {
+      if (e < static_cast<int64_t>(counts.size()) && counts[e] > 0) continue;
+      for (auto* g : {&gw1, &gb1, &gw2, &gb2}) (*g)[e].zero_();
+    }
+    const int64_t rows_dim[] = {0};
     for_each_expert(counts, xs.device().is_cpu(), [&](int64_t e, int64_t off) {
       const int64_t n = counts[e];
       auto gy_e = gy.narrow(0, off, n);
       auto gw2_e = gw2[e];
       at::mm_out(gw2_e, hid.narrow(0, off, n).t(), gy_e);
-      gb2[e].copy_(gy_e.sum(0));
+      auto gb2_e = gb2[e];
+      at::sum_out(gb2_e, gy_e, at::IntArrayRef(rows_dim));
       auto gpre = activation_backward(act, gy_e.mm(w2[e].t()), pre.narrow(0, off, n));
       auto gw1_e = gw1[e];
       at::mm_out(gw1_e, xs.narrow(0, off, n).t(), gpre);
-      gb1[e].copy_(gpre.sum(0));
+      auto gb1_e = gb1[e];
+      at::sum_out(gb1_e, gpre, at::IntArrayRef(rows_dim));
       auto gx_e = gx.narrow(0, off, n);
       at::mm_out(gx_e, gpre, w1[e].t());
     });
-    return {gx, gw1, gb1, gw2, gb2, torch::Tensor(), torch::Tensor()};
+    return {gx, gw1, gb1, gw2, gb2, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -236,16 +371,31 @@ torch::Tensor gather_rows(const torch::Tensor& x, const DispatchPlan& plan) {
 
 torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1, const torch::Tensor& b1,
                           const torch::Tensor& w2, const torch::Tensor& b2,
-                          const std::vector<int64_t>& counts, Activation activation) {
+                          const std::vector<int64_t>& counts, Activation activation,
+                          ExpertMatmuls how) {
   // Under autocast (train.precision = "bf16") the expert matmuls run in its dtype: the
   // inputs and (fp32 master) weights are cast, differentiably, and the output is cast back.
   if (const auto dtype = compat::autocast_matmul_dtype(xs); dtype && *dtype != xs.scalar_type()) {
     compat::NoAutocast explicit_casts;
     return GroupedFFN::apply(xs.to(*dtype), w1.to(*dtype), b1.to(*dtype), w2.to(*dtype),
-                             b2.to(*dtype), counts, static_cast<int64_t>(activation))
+                             b2.to(*dtype), counts, static_cast<int64_t>(activation),
+                             static_cast<int64_t>(how))
         .to(xs.scalar_type());
   }
-  return GroupedFFN::apply(xs, w1, b1, w2, b2, counts, static_cast<int64_t>(activation));
+  return GroupedFFN::apply(xs, w1, b1, w2, b2, counts, static_cast<int64_t>(activation),
+                           static_cast<int64_t>(how));
+}
+
+bool grouped_kernel_applies(const torch::Tensor& xs, const torch::Tensor& w1,
+                            const torch::Tensor& w2) {
+#if MOE_HAVE_GROUPED_MM
+  const auto dtype = compat::autocast_matmul_dtype(xs).value_or(xs.scalar_type());
+  return xs.is_cuda() && xs.size(0) > 0 && dtype == torch::kBFloat16 && w2.size(2) % 8 == 0 &&
+         w1.size(2) % 8 == 0 && w2.size(1) % 8 == 0;
+#else
+  (void)xs, (void)w1, (void)w2;
+  return false;
+#endif
 }
 
 torch::Tensor combine_rows(const torch::Tensor& ys, const torch::Tensor& weight,

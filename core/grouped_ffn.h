@@ -21,9 +21,24 @@ namespace moe {
 
 torch::Tensor gather_rows(const torch::Tensor& x, const DispatchPlan& plan);
 
+/// How grouped_ffn runs the expert matmuls.
+///  kAuto:      one grouped kernel per matmul for all experts (at::_grouped_mm, LibTorch 2.9+)
+///              where grouped_kernel_applies, else one matmul per expert;
+///  kGrouped:   the grouped formulation always, a per-expert loop standing in for the kernel
+///              where it does not apply (how the CPU tests check the grouped path);
+///  kPerExpert: one matmul per expert (on CPU, experts run concurrently when there are many).
+enum class ExpertMatmuls { kAuto, kGrouped, kPerExpert };
+
 torch::Tensor grouped_ffn(const torch::Tensor& xs, const torch::Tensor& w1, const torch::Tensor& b1,
                           const torch::Tensor& w2, const torch::Tensor& b2,
-                          const std::vector<int64_t>& counts, Activation activation);
+                          const std::vector<int64_t>& counts, Activation activation,
+                          ExpertMatmuls how = ExpertMatmuls::kAuto);
+
+/// Whether kAuto runs at::_grouped_mm for these operands (as grouped_ffn casts them): the
+/// LibTorch has it, xs has rows, is on CUDA and in bf16, and every matrix width (d, u, h) is
+/// a multiple of 8 (the kernel's 16-byte alignment).
+bool grouped_kernel_applies(const torch::Tensor& xs, const torch::Tensor& w1,
+                            const torch::Tensor& w2);
 
 torch::Tensor combine_rows(const torch::Tensor& ys, const torch::Tensor& weight,
                            const DispatchPlan& plan, int64_t tokens);
