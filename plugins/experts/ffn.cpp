@@ -31,7 +31,7 @@ BankOutput FFNExpertsImpl::forward(const torch::Tensor& hidden, const Routing& /
               hidden.sizes());
   if (plan.token_index.numel() == 0) return {torch::zeros_like(hidden), {}};
   auto xs = gather_rows(hidden, plan);
-  auto ys = grouped_ffn(xs, w1, b1, w2, b2, plan.counts, options_.activation());
+  auto ys = grouped_ffn(xs, w1, b1, w2, b2, plan.counts, options_.activation(), options_.matmuls());
   return {combine_rows(ys, plan.weight, plan, hidden.size(0)), {}};
 }
 

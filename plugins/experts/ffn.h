@@ -9,6 +9,7 @@
 // the rows are weighted and summed back per token. A padded batched-matmul variant was
 // measured slower on CPU (E=64/k=8: 0.84x, E=8/k=2: 0.60x of the loop) and dropped.
 #include "core/experts.h"
+#include "core/grouped_ffn.h"
 
 namespace moe {
 
@@ -19,6 +20,8 @@ struct FFNExpertsOptions {
   TORCH_ARG(int64_t, num_experts);
   TORCH_ARG(int64_t, hidden);
   TORCH_ARG(Activation, activation) = Activation::kGelu;
+  /// How the expert matmuls run (core/grouped_ffn.h); not a config key: for benchmarks.
+  TORCH_ARG(ExpertMatmuls, matmuls) = ExpertMatmuls::kAuto;
 };
 
 class FFNExpertsImpl : public ExpertBankImpl {

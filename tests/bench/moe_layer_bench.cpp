@@ -116,8 +116,9 @@ BENCHMARK(BM_DynamicVsDense)
 // equal active FLOPs (hidden k * h), timed in the same loop on MOE_BENCH_DEVICE (cpu |
 // cuda, default cpu) in MOE_BENCH_DTYPE (fp32 | bf16: the forward under autocast, as
 // train.precision does), at MOE_BENCH_SIZES = full (T 16384, d 1024) or toy (T 256, d 64).
-// args: shape (0: E=8 k=2 h=4096, 1: E=64 k=8 h=512; toy: h / 16). Counters: tokens/s of
-// each, their ratio, and the MoE's achieved TFLOP/s (3 x forward expert FLOPs).
+// args: shape (0: E=8 k=2 h=4096, 1: E=64 k=8 h=512; toy: h / 16), matmuls (0: auto, the
+// grouped kernel where it applies; 1: one matmul per expert). Counters: tokens/s of each,
+// their ratio, the MoE's achieved TFLOP/s (3 x forward expert FLOPs), grouped_kernel.
 std::string env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
@@ -130,11 +131,13 @@ void BM_Device(benchmark::State& state) {
   const int64_t t = full ? 16384 : 256, d = full ? 1024 : 64;
   const int64_t e = state.range(0) == 0 ? 8 : 64, k = state.range(0) == 0 ? 2 : 8;
   const int64_t h = (state.range(0) == 0 ? 4096 : 512) / (full ? 1 : 16);
+  const auto matmuls =
+      state.range(1) == 0 ? moe::ExpertMatmuls::kAuto : moe::ExpertMatmuls::kPerExpert;
   torch::manual_seed(0);
+  moe::FFNExperts bank(moe::FFNExpertsOptions(d, e, h).matmuls(matmuls));
   moe::MoELayer layer(moe::Router(std::shared_ptr<moe::RouterImpl>(
                           moe::TopKRouter(moe::TopKRouterOptions(d, e).k(k)).ptr())),
-                      moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(
-                          moe::FFNExperts(moe::FFNExpertsOptions(d, e, h)).ptr())),
+                      moe::ExpertBank(std::shared_ptr<moe::ExpertBankImpl>(bank.ptr())),
                       moe::MoELayerOptions(e));
   moe::DenseFFN dense(d, k * h, moe::Activation::kGelu);
   layer->to(device);
@@ -166,8 +169,16 @@ void BM_Device(benchmark::State& state) {
   const double n = static_cast<double>(state.iterations()) * t;
   state.counters["moe_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / secs.a / 1e12;
   state.counters["dense_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / secs.b / 1e12;
+  // 1 when the expert matmuls ran as at::_grouped_mm (auto, LibTorch 2.9+, CUDA, bf16).
+  state.counters["grouped_kernel"] =
+      matmuls == moe::ExpertMatmuls::kAuto &&
+      moe::grouped_kernel_applies(x.to(bf16 ? torch::kBFloat16 : torch::kFloat), bank->w1,
+                                  bank->w2);
 }
-BENCHMARK(BM_Device)->ArgName("shape")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Device)
+    ->ArgNames({"shape", "matmuls"})
+    ->ArgsProduct({{0, 1}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);
 
 /// Console output plus the MoE-vs-dense ratios against their targets (medians under
 /// --benchmark_repetitions).
@@ -177,11 +188,16 @@ class RatioReporter : public moe::bench::MedianReporter {
     ConsoleReporter::Finalize();
     const std::pair<const char*, double> cases[] = {{"BM_MoE/E:8/k:2/h:1024", 0.9},
                                                     {"BM_MoE/E:64/k:8/h:128", 0.6}};
-    std::cout << "\nforward+backward, T=" << kT << " d=" << kD << ", " << torch::get_num_threads()
-              << " threads; MoE and the dense FFN of equal active FLOPs timed alternately\n";
+    bool header = false;
     for (const auto& [name, target] : cases) {
       const double ratio = counter(name, "ratio");
       if (ratio <= 0) continue;
+      if (!header) {
+        std::cout << "\nforward+backward, T=" << kT << " d=" << kD << ", "
+                  << torch::get_num_threads()
+                  << " threads; MoE and the dense FFN of equal active FLOPs timed alternately\n";
+        header = true;
+      }
       std::cout << std::left << std::setw(24) << name << std::fixed << std::setprecision(0)
                 << counter(name, "moe_tok_s") << " tok/s vs dense " << counter(name, "dense_tok_s")
                 << " tok/s: ratio " << std::setprecision(3) << ratio << " (target >= " << target
