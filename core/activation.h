@@ -22,5 +22,8 @@ inline int64_t up_width(Activation a, int64_t hidden) {
 }
 /// act(x); swiglu splits the last dimension into halves: silu(a) * b.
 torch::Tensor apply_activation(Activation a, const torch::Tensor& x);
+/// out = act(x) written into out (no temporary); not differentiable: for autograd
+/// functions with their own backward.
+void apply_activation_into(Activation a, const torch::Tensor& x, torch::Tensor& out);
 
 }  // namespace moe

@@ -56,4 +56,21 @@ torch::Tensor apply_activation(Activation a, const torch::Tensor& x) {
   throw std::logic_error("apply_activation: unknown activation");
 }
 
+void apply_activation_into(Activation a, const torch::Tensor& x, torch::Tensor& out) {
+  switch (a) {
+    case Activation::kGelu:
+      at::gelu_out(out, x);
+      return;
+    case Activation::kRelu:
+      at::clamp_min_out(out, x, 0);  // what relu is
+      return;
+    case Activation::kSwiglu: {
+      auto halves = x.chunk(2, -1);
+      at::mul_out(out, torch::silu(halves[0]), halves[1]);
+      return;
+    }
+  }
+  throw std::logic_error("apply_activation_into: unknown activation");
+}
+
 }  // namespace moe

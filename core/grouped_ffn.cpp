@@ -182,18 +182,6 @@ void for_each_expert(const std::vector<int64_t>& counts, bool cpu, F&& fn) {
   });
 }
 
-// out = act(pre), written in place (no temporary the size of the hidden activations).
-void activation_into(Activation act, const torch::Tensor& pre, torch::Tensor& out) {
-  if (act == Activation::kGelu) {
-    at::gelu_out(out, pre);
-  } else if (act == Activation::kRelu) {
-    at::clamp_min_out(out, pre, 0);  // what relu is
-  } else {
-    auto halves = pre.chunk(2, 1);
-    at::mul_out(out, at::silu(halves[0]), halves[1]);
-  }
-}
-
 torch::Tensor activation_backward(Activation act, const torch::Tensor& g,
                                   const torch::Tensor& pre) {
   if (act == Activation::kGelu) return at::gelu_backward(g, pre);
@@ -286,16 +274,18 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
     const auto act = static_cast<Activation>(act_code);
     const auto how = static_cast<ExpertMatmuls>(how_code);
     const bool kernel = how != ExpertMatmuls::kPerExpert && grouped_kernel_applies(xs, w1, w2);
+    TORCH_INTERNAL_ASSERT(static_cast<int64_t>(counts.size()) == w1.size(0));
     ctx->saved_data["counts"] = counts;
     ctx->saved_data["act"] = act_code;
     ctx->saved_data["grouped"] = kernel || how == ExpertMatmuls::kGrouped;
-    ctx->saved_data["kernel"] = kernel;
     if (kernel || how == ExpertMatmuls::kGrouped) {
-      TORCH_INTERNAL_ASSERT(static_cast<int64_t>(counts.size()) == w1.size(0));
       const auto g = make_groups(counts, xs.device(), kernel);
+      ctx->saved_data["kernel"] = kernel;  // the backward reuses the offsets and row experts
+      ctx->saved_data["offs"] = g.offs;
+      ctx->saved_data["row_expert"] = g.row_expert;
       auto pre = grouped_mm_rows(xs, w1, g).add_(b1.index_select(0, g.row_expert));
       auto hid = torch::empty({xs.size(0), w2.size(1)}, xs.options());
-      activation_into(act, pre, hid);
+      apply_activation_into(act, pre, hid);
       auto ys = grouped_mm_rows(hid, w2, g).add_(b2.index_select(0, g.row_expert));
       ctx->save_for_backward({xs, w1, w2, pre, hid});
       return ys;
@@ -309,7 +299,7 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
       auto pre_e = pre.narrow(0, off, n);
       at::addmm_out(pre_e, b1[e], xs.narrow(0, off, n), w1[e]);
       auto hid_e = hid.narrow(0, off, n);
-      activation_into(act, pre_e, hid_e);
+      apply_activation_into(act, pre_e, hid_e);
       auto ys_e = ys.narrow(0, off, n);
       at::addmm_out(ys_e, b2[e], hid_e, w2[e]);
     });
@@ -324,7 +314,8 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
     const auto act = static_cast<Activation>(ctx->saved_data["act"].toInt());
     auto gy = grads[0].contiguous();
     if (ctx->saved_data["grouped"].toBool()) {
-      const auto g = make_groups(counts, xs.device(), ctx->saved_data["kernel"].toBool());
+      const Groups g{counts, ctx->saved_data["offs"].toTensor(),
+                     ctx->saved_data["row_expert"].toTensor(), ctx->saved_data["kernel"].toBool()};
       auto gw2 = grouped_mm_over_rows(hid.t(), gy, g);  // [E, h, d]
       auto gb2 = grouped_row_sums(gy, g);
       auto gpre = activation_backward(act, grouped_mm_rows(gy, w2.transpose(1, 2), g), pre);
@@ -339,9 +330,9 @@ struct GroupedFFN : public torch::autograd::Function<GroupedFFN> {
     auto gw1 = torch::empty_like(w1), gw2 = torch::empty_like(w2);
     auto gb1 = torch::empty({w1.size(0), w1.size(2)}, w1.options());
     auto gb2 = torch::empty({w2.size(0), w2.size(2)}, w2.options());
-    for (int64_t e = 0; e < w1.size(0); ++e) {
-      if (e < static_cast<int64_t>(counts.size()) && counts[e] > 0) continue;
-      for (auto* g : {&gw1, &gb1, &gw2, &gb2}) (*g)[e].zero_();
+    for (size_t e = 0; e < counts.size(); ++e) {
+      if (counts[e] > 0) continue;
+      for (auto* g : {&gw1, &gb1, &gw2, &gb2}) (*g)[static_cast<int64_t>(e)].zero_();
     }
     const int64_t rows_dim[] = {0};
     for_each_expert(counts, xs.device().is_cpu(), [&](int64_t e, int64_t off) {

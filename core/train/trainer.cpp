@@ -30,6 +30,10 @@ std::string format_duration(double s) {
 
 }  // namespace
 
+void drop_grads(const std::vector<torch::Tensor>& parameters) {
+  for (auto p : parameters) p.mutable_grad() = torch::Tensor();
+}
+
 torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> norms;
@@ -152,12 +156,7 @@ Trainer::StepOutcome Trainer::step_once() {
     if (it->second != 0) total = total + it->second * kv.second;
   }
   sampler_->record_routing(out.traces, batch);
-  // Gradients are dropped, not zeroed (LibTorch 2.x's zero_grad() default; 1.13 zeroes):
-  // the backward hands its buffers over instead of adding into zero-filled ones, and a
-  // parameter without a gradient this step is skipped by AdamW in either version.
-  for (auto& group : optimizer_->param_groups()) {
-    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
-  }
+  drop_grads(model_->parameters());
   total.backward();
   // train.clip <= 0 measures the norm without changing anything.
   r.grad_norm = clip_grad_norm(model_->parameters(), config_.train.clip);

@@ -117,6 +117,11 @@ class Trainer {
 /// scaled by min(1, max_norm / (norm + 1e-6)) on the device (the same arithmetic).
 torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
 
+/// Drops the parameters' gradients (LibTorch 2.x's zero_grad() default; 1.13's zeroes them),
+/// so the next backward hands its buffers over instead of adding into zero-filled ones, and
+/// AdamW skips a parameter that gets no gradient, under either version.
+void drop_grads(const std::vector<torch::Tensor>& parameters);
+
 /// Builds the model a config and task describe.
 Transformer build_model(const ExperimentConfig& config, const TaskInfo& info);
 

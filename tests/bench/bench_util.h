@@ -14,20 +14,13 @@
 
 #include "core/moe_layer.h"
 #include "core/train/device.h"
+#include "core/train/trainer.h"
 
 namespace moe::bench {
 
 /// The output tensor of a forward: a dense module's tensor, or an MoE layer's y.
 inline const torch::Tensor& output_of(const torch::Tensor& y) { return y; }
 inline const torch::Tensor& output_of(const moe::MoEOutput& out) { return out.y; }
-
-/// Drops the parameters' gradients, as the trainer does before each backward (and
-/// LibTorch 2.x's zero_grad() by default): the backward then hands its gradient buffers
-/// over instead of adding them into zero-filled ones.
-template <class Layer>
-void clear_grads(Layer& layer) {
-  for (auto& p : layer->parameters()) p.mutable_grad() = torch::Tensor();
-}
 
 /// Times layer->forward(x).backward(grad) on x [tokens, d] after two warm-up passes;
 /// items = tokens per iteration.
@@ -38,7 +31,7 @@ void run_fwd_bwd(benchmark::State& state, Layer& layer, int64_t tokens, int64_t 
   auto grad = torch::randn({tokens, d});
   for (int i = 0; i < 2; ++i) output_of(layer->forward(x)).backward(grad);
   for (auto _ : state) {
-    clear_grads(layer);
+    moe::drop_grads(layer->parameters());
     x.mutable_grad() = torch::Tensor();
     output_of(layer->forward(x)).backward(grad);
   }

@@ -56,7 +56,7 @@ void adapter_bench(benchmark::State& state, bool per_token) {
   };
   step();
   for (auto _ : state) {
-    moe::bench::clear_grads(bank);
+    moe::drop_grads(bank->parameters());
     step();
   }
   const double rows = per_token ? kT : sets;

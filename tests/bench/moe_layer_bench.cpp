@@ -4,7 +4,7 @@
 //
 //   build/moe_bench                      # all shapes, one run each
 //   build/moe_bench --benchmark_min_time=3 --benchmark_repetitions=5
-//   --benchmark_report_aggregates_only=true
+//                   --benchmark_report_aggregates_only=true
 //                                        # ratios from the medians (use this for reports)
 //   build/moe_bench --benchmark_filter=E:8
 #include <benchmark/benchmark.h>
@@ -32,20 +32,27 @@ namespace {
 
 constexpr int64_t kT = 4096, kD = 256;
 
-// Times the MoE layer's and the dense FFN's forward + backward on x alternately (CPU) and
-// sets the pair's counters.
-void moe_against_dense(benchmark::State& state, moe::MoELayer& layer, moe::DenseFFN& dense,
-                       const torch::Tensor& x, const torch::Tensor& grad) {
-  auto moe_pass = [&] {
-    moe::bench::clear_grads(layer);
-    layer->forward(x).y.backward(grad);
+// Times the MoE layer's and the dense FFN's forward + backward on x alternately, on x's
+// device (waiting for a GPU to finish each pass), the forward under bf16 autocast when asked,
+// after two warm-up passes of each; sets the pair's counters and returns the seconds.
+moe::bench::PairSeconds moe_against_dense(benchmark::State& state, moe::MoELayer& layer,
+                                          moe::DenseFFN& dense, const torch::Tensor& x,
+                                          const torch::Tensor& grad, bool bf16 = false) {
+  const auto device = x.device();
+  auto pass = [&](auto& module, auto&& forward) {
+    {
+      moe::compat::AutocastGuard ac(device.type(), bf16);
+      moe::drop_grads(module->parameters());
+      forward().backward(grad);
+    }
+    if (device.is_cuda()) torch::cuda::synchronize();
   };
-  auto dense_pass = [&] {
-    moe::bench::clear_grads(dense);
-    dense->forward(x).backward(grad);
-  };
-  moe::bench::set_pair_counters(state, moe::bench::time_alternating(state, moe_pass, dense_pass),
-                                x.size(0));
+  auto moe_pass = [&] { pass(layer, [&] { return layer->forward(x).y; }); };
+  auto dense_pass = [&] { pass(dense, [&] { return dense->forward(x); }); };
+  for (int i = 0; i < 2; ++i) moe_pass(), dense_pass();
+  const auto secs = moe::bench::time_alternating(state, moe_pass, dense_pass);
+  moe::bench::set_pair_counters(state, secs, x.size(0));
+  return secs;
 }
 
 // A top-k MoE layer (E experts of width h) against the dense FFN of the same active FLOPs
@@ -63,10 +70,6 @@ void BM_MoE(benchmark::State& state) {
   moe::DenseFFN dense(kD, k * h, moe::Activation::kGelu);
   auto x = torch::randn({kT, kD}, torch::requires_grad());
   auto grad = torch::randn({kT, kD});
-  for (int i = 0; i < 2; ++i) {
-    layer->forward(x).y.backward(grad);
-    dense->forward(x).backward(grad);
-  }
   moe_against_dense(state, layer, dense, x, grad);
 }
 
@@ -102,7 +105,6 @@ void BM_DynamicVsDense(benchmark::State& state) {
   first.y.backward(grad);
   const double k = first.trace.mean_experts();
   moe::DenseFFN dense(kD, static_cast<int64_t>(std::lround(k * h)), moe::Activation::kGelu);
-  dense->forward(x).backward(grad);
   moe_against_dense(state, layer, dense, x, grad);
   state.counters["k"] = k;
 }
@@ -144,28 +146,7 @@ void BM_Device(benchmark::State& state) {
   dense->to(device);
   auto x = torch::randn({t, d}, torch::TensorOptions(device).requires_grad(true));
   auto grad = torch::randn({t, d}, torch::TensorOptions(device));
-  auto sync = [&] {
-    if (device.is_cuda()) torch::cuda::synchronize();
-  };
-  auto moe_pass = [&] {
-    {
-      moe::compat::AutocastGuard ac(device.type(), bf16);
-      moe::bench::clear_grads(layer);
-      layer->forward(x).y.backward(grad);
-    }
-    sync();
-  };
-  auto dense_pass = [&] {
-    {
-      moe::compat::AutocastGuard ac(device.type(), bf16);
-      moe::bench::clear_grads(dense);
-      dense->forward(x).backward(grad);
-    }
-    sync();
-  };
-  for (int i = 0; i < 2; ++i) moe_pass(), dense_pass();
-  const auto secs = moe::bench::time_alternating(state, moe_pass, dense_pass);
-  moe::bench::set_pair_counters(state, secs, t);
+  const auto secs = moe_against_dense(state, layer, dense, x, grad, bf16);
   const double n = static_cast<double>(state.iterations()) * t;
   state.counters["moe_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / secs.a / 1e12;
   state.counters["dense_TFLOPs"] = 3.0 * 4.0 * d * k * h * n / secs.b / 1e12;
