@@ -1,7 +1,7 @@
 #pragma once
-// The one place where LibTorch versions differ for moe-lab: Debian's 1.13 (CPU) and the
-// 2.x that PyTorch wheels carry (GPU machines). Everything version-dependent is guarded
-// here on TORCH_VERSION_MAJOR / MINOR; the rest of the tree calls these helpers only.
+// The one place where LibTorch versions differ for moe-lab: the 2.x releases PyTorch wheels
+// carry (2.1 and newer; cmake/torch.cmake refuses older ones). Everything version-dependent
+// is guarded here on TORCH_VERSION_MAJOR / MINOR; the rest of the tree calls these helpers.
 #include <ATen/autocast_mode.h>
 #include <c10/core/DispatchKeySet.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -19,8 +19,8 @@
   (TORCH_VERSION_MAJOR > (MAJOR) ||      \
    (TORCH_VERSION_MAJOR == (MAJOR) && TORCH_VERSION_MINOR >= (MINOR)))
 
-/// at::scaled_dot_product_attention with a `scale` argument (2.1+): flash /
-/// memory-efficient kernels on GPU; 1.13 uses the explicit softmax(QK^T / sqrt(d)) V.
+/// at::scaled_dot_product_attention with a `scale` argument (2.1+, so every supported
+/// version): flash / memory-efficient kernels on GPU.
 #define MOE_HAVE_SDPA MOE_TORCH_AT_LEAST(2, 1)
 
 /// at::_grouped_mm (2.9+): the matmuls of all experts' row blocks in one call, a fused kernel
@@ -106,8 +106,7 @@ inline std::optional<c10::ScalarType> autocast_matmul_dtype(const torch::Tensor&
 }
 
 /// Counts this thread's c10 warnings (TORCH_WARN) whose message contains `needle` while in
-/// scope, instead of printing them; the previous handler is restored on exit. The handler
-/// interface changed in 2.0 (a c10::Warning object instead of location, message, verbatim).
+/// scope, instead of printing them; the previous handler is restored on exit.
 class WarningCounter : public c10::WarningHandler {
  public:
   explicit WarningCounter(std::string needle) : needle_(std::move(needle)), previous_(get()) {
@@ -116,26 +115,15 @@ class WarningCounter : public c10::WarningHandler {
   ~WarningCounter() override { set(previous_); }
   WarningCounter(const WarningCounter&) = delete;
   WarningCounter& operator=(const WarningCounter&) = delete;
-#if MOE_TORCH_AT_LEAST(2, 0)
   void process(const c10::Warning& warning) override { note(warning.msg()); }
-#else
-  void process(const c10::SourceLocation&, const std::string& msg, const bool) override {
-    note(msg);
-  }
-#endif
   int64_t count() const { return count_; }
 
  private:
   void note(const std::string& msg) {
     if (msg.find(needle_) != std::string::npos) ++count_;
   }
-#if MOE_TORCH_AT_LEAST(2, 0)
   static c10::WarningHandler* get() { return c10::WarningUtils::get_warning_handler(); }
   static void set(c10::WarningHandler* h) { c10::WarningUtils::set_warning_handler(h); }
-#else
-  static c10::WarningHandler* get() { return c10::Warning::get_warning_handler(); }
-  static void set(c10::WarningHandler* h) { c10::Warning::set_warning_handler(h); }
-#endif
   std::string needle_;
   c10::WarningHandler* previous_;
   int64_t count_ = 0;

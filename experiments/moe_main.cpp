@@ -14,7 +14,8 @@ namespace {
 
 constexpr const char* kUsage =
     "moe-lab: train, sweep and compare Mixture-of-Experts routing methods\n\n"
-    "Usage: moe <command> [options]   (moe <command> --help for its options)\n\n"
+    "Usage: moe <command> [options]   (moe <command> --help for its options)\n"
+    "       moe --version                 (code version, LibTorch version, CUDA or CPU build)\n\n"
     "Commands:\n"
     "  train     train one config and print its final metrics\n"
     "  sweep     plan / run / status of a sweep file (resumable, parallel, sharded)\n"
@@ -37,6 +38,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
+  }
+  if (std::string(argv[1]) == "--version") {
+    std::cout << "moe-lab " << MOE_CODE_VERSION << ", " << moe::build_description() << "\n";
+    return 0;
   }
   moe::configure_allocator();
   const auto it = commands.find(argv[1]);

@@ -113,11 +113,9 @@ double cuda_max_allocated_mb(const torch::Device& device) {
   if (device.is_cuda()) {
     const auto stats =
         c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
-    return static_cast<double>(stats
-                                   .allocated_bytes[static_cast<size_t>(
-                                       c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)]
-                                   .peak) /
-           (1024.0 * 1024.0);
+    // Entry 0 is StatType::AGGREGATE (all pools), whose namespace moved between 2.x releases
+    // (c10::cuda::CUDACachingAllocator, then c10::CachingAllocator).
+    return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
   }
 #else
   (void)device;
@@ -127,6 +125,10 @@ double cuda_max_allocated_mb(const torch::Device& device) {
 
 int64_t count_cuda_syncs(const std::function<void()>& fn) {
 #ifdef MOE_WITH_C10_CUDA
+  if (!torch::cuda::is_available()) {  // a CUDA build on a machine without a GPU
+    fn();
+    return -1;
+  }
   // The sync debug mode warns "called a synchronizing CUDA operation" at each sync point.
   auto& state = c10::cuda::warning_state();
   const auto before = state.get_sync_debug_mode();
@@ -147,5 +149,17 @@ int64_t count_cuda_syncs(const std::function<void()>& fn) {
 }
 
 std::string libtorch_version() { return std::string("LibTorch ") + TORCH_VERSION; }
+
+std::string build_description() {
+#ifdef MOE_WITH_C10_CUDA
+  const int gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  return libtorch_version() + ", CUDA build (" +
+         (gpus > 0 ? std::to_string(gpus) + " GPU" + (gpus > 1 ? "s" : "") + " visible"
+                   : std::string("no GPU visible: runs on the CPU")) +
+         ")";
+#else
+  return libtorch_version() + ", CPU build";
+#endif
+}
 
 }  // namespace moe

@@ -42,7 +42,11 @@ double cuda_max_allocated_mb(const torch::Device& device);
 /// this build cannot count them (no c10_cuda: CPU builds), after running fn all the same.
 int64_t count_cuda_syncs(const std::function<void()>& fn);
 
-/// "LibTorch 1.13.1", for run metadata.
+/// "LibTorch 2.15.0", for run metadata.
 std::string libtorch_version();
+
+/// What this binary was built against and can use, for `moe --version`: the LibTorch
+/// version, whether the build links LibTorch's CUDA libraries, and the GPUs visible now.
+std::string build_description();
 
 }  // namespace moe

@@ -263,7 +263,9 @@ void Trainer::train_until(int64_t until) {
           where << "at one of steps " << last_read + 1 << "-" << done << " (read once per log "
                 << "interval on " << device_ << ")";
         }
-        TORCH_CHECK(false, "non-finite training loss (", window.loss, ") ", where.str(),
+        // NaN as "nan" whatever its sign bit (which differs between LibTorch builds).
+        const std::string value = std::isnan(window.loss) ? "nan" : std::to_string(window.loss);
+        TORCH_CHECK(false, "non-finite training loss (", value, ") ", where.str(),
                     "; lower train.lr or set train.clip");
       }
       last_read = done;

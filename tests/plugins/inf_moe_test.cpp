@@ -128,23 +128,13 @@ TEST(InfMoE, GradientReachesMuSigmaAndScoresUnlessHard) {
 }
 
 struct CaptureWarnings : c10::WarningHandler {
-#if TORCH_VERSION_MAJOR >= 2
   void process(const c10::Warning& w) override { messages.push_back(w.msg()); }
-#else
-  void process(const c10::SourceLocation&, const std::string& msg, const bool) override {
-    messages.push_back(msg);
-  }
-#endif
   std::vector<std::string> messages;
 };
 
 TEST(InfMoE, HardMaskWarns) {
   CaptureWarnings capture;
-#if TORCH_VERSION_MAJOR >= 2
   c10::WarningUtils::WarningHandlerGuard guard(&capture);
-#else
-  c10::Warning::WarningHandlerGuard guard(&capture);
-#endif
   InfMoERouter router(InfMoERouterOptions(kD, kG).weight("hard"));
   ASSERT_EQ(capture.messages.size(), 1u);
   EXPECT_NE(capture.messages[0].find("no gradient"), std::string::npos);
