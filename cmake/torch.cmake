@@ -68,6 +68,10 @@ elseif(MOE_CUDA STREQUAL "ON")
 endif()
 
 add_library(moe_torch INTERFACE)
+# libstdc++ first in every binary's library search order: the wheels' libtorch_cpu (2.11's
+# libtorch too) export their own copy of std::filesystem, which would otherwise take moe-lab's
+# calls; 2.11's remove_all jumps to a null pointer (every `moe report`, every test fixture).
+target_link_libraries(moe_torch INTERFACE stdc++)
 if(MOE_TORCH_CUDA OR NOT _moe_torch_has_cuda)
   # LibTorch's own CMake package: the CUDA build, or an install without CUDA libraries.
   # moe-lab compiles no CUDA sources, but the package enables the CUDA language: C++17 for

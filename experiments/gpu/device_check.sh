@@ -3,8 +3,8 @@
 # ninja and Python's PyTorch (whose wheel holds LibTorch) but none of Debian's dev
 # packages, with the folder from experiments/gpu/pack_deps.sh carried along:
 #   bash experiments/gpu/device_check.sh [--device cuda|cpu] [--deps gpu_deps] [--out DIR]
-# It configures against the wheel's LibTorch (Debian's when Python has no torch: the CPU
-# dry run), builds with every core, runs the whole test suite (_CUDA tests included), the
+# It configures against the wheel's LibTorch (the GPU machine's python3 has torch 2.11; the
+# CPU dry run takes setup's .venv, or MOE_TORCH_PYTHON), builds with every core, runs the whole test suite (_CUDA tests included), the
 # quick sweep on the device, the MoE layer benchmark on the device in fp32 and bf16, and a
 # GPT-2-small-sized MoE training run of a fixed number of steps in bf16 (tokens/s, MFU).
 # Every step is timed and logged; one summary file, DIR/summary.md (default $OUT or
@@ -49,22 +49,30 @@ step() {  # step NAME COMMAND...: runs it, logs to $out/NAME.log, records time a
   return $rc
 }
 
+# The Python whose PyTorch holds LibTorch: MOE_TORCH_PYTHON, else python3 (the GPU
+# machine's), else setup's .venv (the CPU dry run on the Debian machine).
+py=${MOE_TORCH_PYTHON:-python3}
+if ! "$py" -c 'import torch' 2>/dev/null && [ -x "$root/.venv/bin/python" ]; then
+  py="$root/.venv/bin/python"
+fi
+
 {
   echo "# moe-lab device check ($device), $(date -u +%FT%TZ)"
   echo
   echo '```'
   uname -srm
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "python torch: none (Debian LibTorch)"
+  "$py" -W ignore -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "python torch: none ($py)"
   cmake --version | head -1
   echo "cores: $jobs"
   echo '```'
 } > "$summary"
 : > "$summary.steps"
 
-# 1. Configure against the wheel's LibTorch (or Debian's) and the packed libraries.
+# 1. Configure against the wheel's LibTorch and the packed libraries: a CUDA build where the
+# machine has a CUDA toolkit (MOE_CUDA=AUTO), which the GPU machine does.
 prefix="$deps;$deps/lib/$arch/cmake;$deps/share/cmake"
-torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
+torch_prefix=$("$py" -W ignore -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
 [ -n "$torch_prefix" ] && prefix="$torch_prefix;$prefix"
 step configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$prefix" -DBoost_NO_SYSTEM_PATHS=ON \
@@ -121,6 +129,12 @@ fi
   echo "| step | status | wall |"
   echo "| --- | --- | --- |"
   cat "$summary.steps"
+  echo
+  echo "## Build"
+  echo '```'
+  grep -E '^-- LibTorch' "$out/configure.log" 2>/dev/null
+  "$build/moe" --version 2>&1
+  echo '```'
   echo
   echo "## Tests"
   echo '```'; cat "$out/tests.summary" 2>/dev/null; echo '```'

@@ -22,7 +22,7 @@ trap 'rm -f "$probe"' EXIT
 # Every third-party header the tree includes (so a new #include is packed without edits).
 grep -rhoE '#include <(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/[^>]+>|#include <sqlite3\.h>' \
   core plugins experiments results tests | sort -u > "$probe"
-g++ -std=c++17 -M "$probe" | tr ' \\' '\n\n' | grep -E '^/usr/include/' |
+g++ -std=c++20 -M "$probe" | tr ' \\' '\n\n' | grep -E '^/usr/include/' |
   grep -E '^/usr/include/(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/|^/usr/include/sqlite3' |
   sort -u > "$out/headers.txt"
 # toml++ and nlohmann are header-only: take their whole trees (small), as their CMake
