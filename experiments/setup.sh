@@ -57,7 +57,7 @@ if [ -n "${MOE_TORCH_PYTHON:-}" ]; then
   py=$MOE_TORCH_PYTHON
 else
   py=.venv/bin/python
-  if ! "$py" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$TORCH_PIN')" 2>/dev/null; then
+  if [ "$("$py" -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null)" != "$TORCH_PIN" ]; then
     echo "setup: installing torch==$TORCH_PIN into .venv (about 3.2 GB with its CUDA libraries)"
     start=$(date +%s)
     [ -x "$py" ] || python3 -m venv .venv
