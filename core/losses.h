@@ -5,10 +5,10 @@
 namespace moe {
 
 /// Switch load-balancing loss, methods.md §0: N * sum_i f_i * P_i.
-/// probs: [T, N]; assigned: [T, N] 0/1 (float) marking the experts that count for f
-/// (the top-1 choice for Switch/GShard, the whole selected set for top-p).
+/// probs: [T, N]; assigned: [T, N] each token's share of f per expert (top_k: 1/k on
+/// each of its k choices, or 1 on the first choice only; top-p: 1 on every selected expert).
 /// f_i = sum_t assigned[t,i] / T; P_i = mean_t probs[t,i]. Equals 1 at perfect balance
-/// with one expert per token.
+/// when every row of assigned sums to 1.
 torch::Tensor load_balance_loss(const torch::Tensor& probs, const torch::Tensor& assigned);
 
 /// Sequence-level balance loss (DeepSeek-V2/V3's sequence-wise auxiliary loss): the

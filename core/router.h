@@ -23,10 +23,10 @@ struct Routing {
   /// Unscaled auxiliary losses (scalars), e.g. "balance", "z", "entropy"; the trainer
   /// applies the coefficients from the config.
   std::map<std::string, torch::Tensor> aux_losses;
-  /// [tokens, experts] 0/1: the experts that count for the balance loss's f (the top-1
-  /// choice for top-k, the selected set for dynamic routers); the layer computes the
-  /// sequence-level balance loss ("balance_seq") from it and probs. Undefined = the router
-  /// has no balance loss.
+  /// [tokens, experts]: each token's share of the balance loss's f per expert (top_k: 1/k
+  /// on each of its k unbiased choices, or 1 on the first with loss.balance_count =
+  /// "first"; top-p: 1 on every selected expert); the layer computes the sequence-level
+  /// balance loss ("balance_seq") from it and probs. Undefined = no balance loss.
   torch::Tensor balance_assigned;
   /// Method-specific tensors for banks that need more than an index (∞-MoE's samples).
   std::map<std::string, torch::Tensor> extras;
@@ -51,6 +51,9 @@ struct LayerContext {
   /// Modules shared by all MoE layers of the model (core/shared_modules.h); nullptr when
   /// the plugin is built alone.
   SharedModulesImpl* shared = nullptr;
+  /// [loss] balance_count: true = the balance losses count all k choices of a token
+  /// ("all"), false = only its first ("first").
+  bool balance_all_choices = true;
 };
 
 class RouterImpl : public torch::nn::Module {
@@ -64,9 +67,11 @@ class RouterImpl : public torch::nn::Module {
   /// Names of the knobs set_inference_option accepts.
   virtual std::vector<std::string> inference_options() const { return {}; }
 
-  /// Called by the trainer after each optimizer step with the trace of that step's
-  /// forward (aux-loss-free balancing updates its bias from the load). Default: nothing.
-  virtual void after_step(const LayerTrace& trace) {}
+  /// Called by the trainer after each optimizer step with the traces of that step's
+  /// forward, one per MoE layer, and this router's position among them (aux-loss-free
+  /// balancing updates its bias from traces[layer].load; ReMoE's model-wide L1
+  /// coefficient reads every layer's sparsity). Default: nothing.
+  virtual void after_step(const std::vector<LayerTrace>& traces, size_t layer) {}
 
   /// Forward FLOPs per token of routing (2 per multiply-add). The default counts the
   /// router's "gate" projection, W_r [d, N]: 2 d N; routers with more work (∞-MoE's

@@ -139,8 +139,13 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
   drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
   const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
   if (is_moe) {
-    LayerContext ctx{opt.d_model(), opt.moe().num_experts, layer_index,
-                     opt.layers(),  opt.causal(),          shared};
+    LayerContext ctx{opt.d_model(),
+                     opt.moe().num_experts,
+                     layer_index,
+                     opt.layers(),
+                     opt.causal(),
+                     shared,
+                     opt.moe().balance_count != "first"};
     auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
     auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
     moe = register_module("moe", MoELayer(router, bank,
@@ -241,7 +246,6 @@ ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::T
       out.aux_losses[kv.first] = it == out.aux_losses.end() ? kv.second : it->second + kv.second;
     }
   }
-  for (auto& kv : out.aux_losses) kv.second = kv.second / static_cast<double>(out.traces.size());
   x = ln_f(x);
   if (options_.head() == "lm") {
     out.logits = torch::matmul(x, tok_emb->weight.t());

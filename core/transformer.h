@@ -36,6 +36,10 @@ struct MoEConfig {
   /// y = shared(x) + sum of the routed experts; held as one FFN of width n * hidden.
   int64_t shared_experts = 0;
   nlohmann::json router = {{"name", "top_k"}};  ///< {"name": ..., params...}
+  /// Which selections the top-k balance losses count (set from [loss] balance_count):
+  /// "all" = every one of the k choices, f normalised by T k (Megatron-Core, Flaxformer,
+  /// DeepSeek-V3), "first" = each token's first choice only (GShard's paper).
+  std::string balance_count = "all";
   nlohmann::json experts = {{"name", "ffn"}};
 };
 
@@ -147,7 +151,9 @@ struct FlopsBreakdown {
 /// What one model forward returns.
 struct ModelOutput {
   torch::Tensor logits;  ///< see the file header
-  /// Unscaled auxiliary losses, each summed over the MoE layers and divided by their number.
+  /// Unscaled auxiliary losses, each summed over the MoE layers (Switch, Megatron-Core:
+  /// every layer's loss at the full coefficient); the trainer divides by the number of
+  /// MoE layers when [loss] layer_reduce = "mean".
   std::map<std::string, torch::Tensor> aux_losses;
   std::vector<LayerTrace> traces;  ///< one per MoE layer, in order
 };

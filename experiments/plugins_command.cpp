@@ -61,13 +61,20 @@ int plugins_command(const std::vector<std::string>& args) {
       {"loss.balance_seq = 0",
        "the same per sequence, averaged over sequences (DeepSeek-V3's sequence-wise loss)"},
       {"loss.l1 = 1", "multiplies remoe's adaptive-lambda L1 penalty"},
+      {"loss.layer_reduce = \"sum\"",
+       "sum: every MoE layer's aux losses at the full coefficient (Switch, Megatron-Core) | "
+       "mean: divided by the number of MoE layers"},
+      {"loss.balance_count = \"all\"",
+       "top_k's balance f_i: share of all T k choices (Megatron-Core, DeepSeek-V3) | first: "
+       "of the first choices only (GShard's paper)"},
       {"train.upcycle_from = \"\"",
        "sparse upcycling: every expert starts as its layer's FFN of a saved dense model; in "
        "a sweep, \"pretrain\" names the [pretrain] run"},
       {"train.upcycle_noise = 0", "std of N(0, s^2) added to each upcycled expert's weights"},
       {"train.precision = \"fp32\"", "fp32 | bf16 (autocast forward; routing in fp32)"},
       {"sweep axis granularity = [1, 2, 4]",
-       "fine-grained experts: num_experts x m, experts.hidden / m, router k x m"}};
+       "fine-grained experts: num_experts x m, experts.hidden / m, router k x m (top_k keeps "
+       "the base's gate normalisation)"}};
   std::cout << "layer, loss and training options (any router)\n";
   for (const auto& [key, help] : options) std::cout << "  " << key << "\n      " << help << "\n";
   return 0;

@@ -394,7 +394,8 @@ class TrialValidator {
 
 /// The "granularity" axis (DeepSeekMoE's fine-grained experts): m splits every expert
 /// into m narrower ones at the same active compute: num_experts x m, experts.hidden / m,
-/// router k x m, shared_experts x m (the shared width stays n * hidden). Dense trials
+/// router k x m, shared_experts x m (the shared width stays n * hidden); top_k keeps the
+/// base's gate normalisation (normalize = base k > 1 unless given). Dense trials
 /// (moe_every = 0) are left alone. Errors name the sweep file.
 void apply_granularity(const std::string& path, int64_t m, nlohmann::json& config) {
   const auto parsed = ExperimentConfig::from_json(config, "trial");
@@ -419,7 +420,13 @@ void apply_granularity(const std::string& path, int64_t m, nlohmann::json& confi
   moe["experts"]["name"] = parsed.moe.experts.value("name", "ffn");
   moe["num_experts"] = parsed.moe.num_experts * m;
   moe["experts"]["hidden"] = hidden / m;
-  moe["router"]["k"] = parsed.moe.router.value("k", nlohmann::json(2)).get<int64_t>() * m;
+  const int64_t k = parsed.moe.router.value("k", nlohmann::json(2)).get<int64_t>();
+  moe["router"]["k"] = k * m;
+  // top_k renormalises its gates by default only for k >= 2: keep the base's choice so
+  // that a k = 1 base does not switch to renormalised gates at m >= 2.
+  if (router == "top_k" && m > 1 && !parsed.moe.router.contains("normalize")) {
+    moe["router"]["normalize"] = k > 1;
+  }
   if (parsed.moe.shared_experts > 0) moe["shared_experts"] = parsed.moe.shared_experts * m;
 }
 

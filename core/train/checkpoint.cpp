@@ -26,8 +26,7 @@ void save_checkpoint(const std::string& path, Transformer& model, torch::optim::
   std::filesystem::rename(tmp, path);
 }
 
-int64_t load_checkpoint(const std::string& path, Transformer& model,
-                        torch::optim::Optimizer& opt) {
+int64_t load_checkpoint(const std::string& path, Transformer& model, torch::optim::Optimizer& opt) {
   TORCH_CHECK(std::filesystem::exists(path), "checkpoint '", path, "': file not found");
   torch::serialize::InputArchive archive, model_archive, opt_archive;
   try {
@@ -37,9 +36,9 @@ int64_t load_checkpoint(const std::string& path, Transformer& model,
     model->load(model_archive);
     opt.load(opt_archive);
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "checkpoint '", path,
-                "': cannot be loaded into this model (different config?): ",
-                e.what_without_backtrace());
+    TORCH_CHECK(
+        false, "checkpoint '", path,
+        "': cannot be loaded into this model (different config?): ", e.what_without_backtrace());
   }
   torch::Tensor step, rng;
   archive.read("step", step);
@@ -56,6 +55,8 @@ void save_model(const std::string& path, Transformer& model) {
   }
   torch::serialize::OutputArchive archive;
   model->save(archive);
+  // What the tensors cannot say: the dense FFNs' activation (upcycling checks it).
+  archive.write(kModelActivationKey, c10::IValue(activation_name(model->options().activation())));
   const std::string tmp = path + ".tmp";
   archive.save_to(tmp);
   std::filesystem::rename(tmp, path);

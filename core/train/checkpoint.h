@@ -15,11 +15,13 @@ void save_checkpoint(const std::string& path, Transformer& model, torch::optim::
 
 /// Loads into an already-built model and optimizer of the same configuration; returns the
 /// step. Throws naming the file when it is missing or does not match.
-int64_t load_checkpoint(const std::string& path, Transformer& model,
-                        torch::optim::Optimizer& opt);
+int64_t load_checkpoint(const std::string& path, Transformer& model, torch::optim::Optimizer& opt);
 
-/// The model's parameters and buffers alone (for re-evaluation; no optimizer or RNG).
+/// The model's parameters and buffers alone (for re-evaluation; no optimizer or RNG),
+/// and the name of its dense FFNs' activation under kModelActivationKey.
 void save_model(const std::string& path, Transformer& model);
+/// The archive key of the activation name save_model writes ("gelu", "relu", "swiglu").
+inline constexpr const char* kModelActivationKey = "meta.ffn_activation";
 /// Loads into a model built from the same config; throws naming the file otherwise.
 void load_model(const std::string& path, Transformer& model);
 

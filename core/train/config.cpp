@@ -120,7 +120,12 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   }
 
   PluginSpec loss(family, "loss", top.block("loss"));
-  for (auto& kv : c.loss_coefs) kv.second = loss.get<double>(kv.first, kv.second);
+  for (auto& kv : c.loss_coefs) {
+    kv.second = loss.get<double>(kv.first, kv.second);
+    loss.check().expect(kv.second >= 0, kv.first, ">= 0 (0 = off)", kv.second);
+  }
+  c.loss_layer_reduce = loss.choice("layer_reduce", c.loss_layer_reduce, {"sum", "mean"});
+  c.moe.balance_count = loss.choice("balance_count", c.moe.balance_count, {"all", "first"});
   loss.check_all_read();
   top.check_all_read();
   return c;

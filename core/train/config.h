@@ -14,7 +14,11 @@
 //           precision (fp32 | bf16), peak_tflops (MFU's denominator; 0 = auto)
 //   [loss]  coefficients of the routers' aux losses: balance (batch-level Switch loss),
 //           balance_seq (the same per sequence, averaged; default 0), z, entropy, l1
-//           (ReMoE's L1 penalty, which carries its own adaptive coefficient; default 1)
+//           (ReMoE's L1 penalty, which carries its own adaptive coefficient; default 1);
+//           layer_reduce ("sum": each MoE layer's loss at the full coefficient, Switch /
+//           Megatron-Core; "mean": divided by the number of MoE layers) and balance_count
+//           ("all": top_k's balance losses count all k choices, normalised by T k; "first":
+//           only each token's first choice, GShard's paper)
 //   [peft]  method = an adapter plugin (ia3 | mov | lora | molora: `moe plugins`), plus its
 //           parameters (core/adapters.h, plugins/adapters/)
 // Every unknown key is an error naming the section, the key and the known keys.
@@ -90,6 +94,8 @@ struct ExperimentConfig {
   TrainOptions train;
   std::map<std::string, double> loss_coefs = {
       {"balance", 1e-2}, {"balance_seq", 0.0}, {"z", 1e-3}, {"entropy", 1e-4}, {"l1", 1.0}};
+  /// [loss] layer_reduce: "sum" | "mean" over the MoE layers (ModelOutput::aux_losses).
+  std::string loss_layer_reduce = "sum";
   nlohmann::json resolved;  ///< the input JSON the config was parsed from
 
   /// source names the file in error messages. Throws std::invalid_argument.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/train/checkpoint.h"
 #include "core/transformer.h"
 
 namespace moe {
@@ -83,6 +84,24 @@ InitReport init_from_model(const std::string& path, torch::nn::Module& model) {
 InitReport upcycle_from_model(const std::string& path, TransformerImpl& model, double noise_std) {
   torch::serialize::InputArchive archive;
   open_archive("train.upcycle_from", path, archive);
+  {  // ReLU and GELU FFNs have the same shapes: only the saved name tells them apart
+    c10::IValue saved;
+    if (!archive.try_read(kModelActivationKey, saved) || !saved.isString()) {
+      throw std::invalid_argument(
+          "train.upcycle_from: '" + path +
+          "' does not record its FFN activation (saved before models carried it); retrain the "
+          "dense model to upcycle it");
+    }
+    for (const auto& layer : model.moe_layers()) {
+      const auto& want = activation_name(layer->experts->expert_activation());
+      if (saved.toStringRef() != want) {
+        throw std::invalid_argument("train.upcycle_from: '" + path + "' was trained with " +
+                                    saved.toStringRef() + " FFNs but the experts use " + want +
+                                    " (set moe.experts.activation = \"" + saved.toStringRef() +
+                                    "\" to upcycle it)");
+      }
+    }
+  }
   InitReport report;
   load_matching(archive, model, "", report);  // attention, norms, embeddings, dense layers
   for (size_t l = 0; l < model.blocks->size(); ++l) {

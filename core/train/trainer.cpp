@@ -148,6 +148,9 @@ Trainer::StepOutcome Trainer::step_once() {
   auto batch = sampler_->batch(step_).to(device_);
   auto out = model_->forward(batch.tokens, batch.features, batch.pad_mask);
   auto loss = task_loss(out.logits, batch.targets);
+  if (config_.loss_layer_reduce == "mean" && out.traces.size() > 1) {
+    for (auto& kv : out.aux_losses) kv.second = kv.second / static_cast<double>(out.traces.size());
+  }
   auto total = loss;
   for (const auto& kv : out.aux_losses) {
     auto it = config_.loss_coefs.find(kv.first);
@@ -164,7 +167,7 @@ Trainer::StepOutcome Trainer::step_once() {
   {  // routers that adapt between steps (aux-loss-free balancing) see this step's load
     auto layers = model_->moe_layers();
     for (size_t l = 0; l < layers.size() && l < out.traces.size(); ++l) {
-      layers[l]->router->after_step(out.traces[l]);
+      layers[l]->router->after_step(out.traces, l);
     }
   }
   r.loss = loss.detach();

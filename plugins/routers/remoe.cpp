@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+#include <limits>
+
 namespace moe {
 
 ReMoERouterImpl::ReMoERouterImpl(ReMoERouterOptions options) : options_(options) {
@@ -39,27 +42,48 @@ Routing ReMoERouterImpl::forward(const torch::Tensor& hidden) {
   return routing;
 }
 
-void ReMoERouterImpl::after_step(const LayerTrace& trace) {
-  if (trace.tokens == 0) return;
-  const double n = static_cast<double>(options_.num_experts());
-  const double sparsity =
-      1.0 - static_cast<double>(trace.selected) / (static_cast<double>(trace.tokens) * n);
-  const double target = 1.0 - static_cast<double>(options_.k()) / n;
+namespace {
+/// 1 - selected / (T N) of one layer's step; NaN when it routed no token.
+double sparsity_of(const LayerTrace& t, int64_t num_experts) {
+  if (t.tokens == 0) return std::numeric_limits<double>::quiet_NaN();
+  return 1.0 - static_cast<double>(t.selected) /
+                   (static_cast<double>(t.tokens) * static_cast<double>(num_experts));
+}
+}  // namespace
+
+void ReMoERouterImpl::after_step(const std::vector<LayerTrace>& traces, size_t layer) {
+  if (layer >= traces.size()) return;
+  double sparsity = 0;
+  if (options_.l1_scope() == "layer") {
+    sparsity = sparsity_of(traces[layer], options_.num_experts());
+  } else {  // the mean over the MoE layers that routed tokens
+    int64_t n = 0;
+    for (const auto& t : traces) {
+      const double s = sparsity_of(t, options_.num_experts());
+      if (!std::isnan(s)) sparsity += s, ++n;
+    }
+    sparsity = n ? sparsity / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+  }
+  if (std::isnan(sparsity)) return;
+  const double target =
+      1.0 - static_cast<double>(options_.k()) / static_cast<double>(options_.num_experts());
   torch::NoGradGuard no_grad;
   if (sparsity < target) {
     l1_coef.mul_(options_.alpha());
-  } else if (sparsity > target) {
+  } else {
     l1_coef.div_(options_.alpha());
   }
 }
 
 std::shared_ptr<RouterImpl> ReMoERouterImpl::create(const PluginSpec& spec,
                                                     const LayerContext& ctx) {
-  return std::make_shared<ReMoERouterImpl>(ReMoERouterOptions(ctx.d_model, ctx.num_experts)
-                                               .k(spec.get<int64_t>("k", 2))
-                                               .alpha(spec.get<double>("alpha", 1.2))
-                                               .l1_init(spec.get<double>("l1_init", 1e-8))
-                                               .balanced(spec.get<bool>("balanced", true)));
+  return std::make_shared<ReMoERouterImpl>(
+      ReMoERouterOptions(ctx.d_model, ctx.num_experts)
+          .k(spec.get<int64_t>("k", 2))
+          .alpha(spec.get<double>("alpha", 1.2))
+          .l1_init(spec.get<double>("l1_init", 1e-8))
+          .balanced(spec.get<bool>("balanced", true))
+          .l1_scope(spec.choice("l1_scope", "model", {"model", "layer"})));
 }
 
 std::vector<ParamDoc> ReMoERouterImpl::param_docs() {
@@ -70,7 +94,11 @@ std::vector<ParamDoc> ReMoERouterImpl::param_docs() {
           {"l1_init", "1e-8", "the L1 coefficient at step 0"},
           {"balanced", "true",
            "weight each expert's L1 by its load f_e = E / (k T) * tokens using it (ReMoE's "
-           "load-balanced penalty); false = plain L1"}};
+           "load-balanced penalty); false = plain L1"},
+          {"l1_scope", "model",
+           "model: one L1 coefficient steered by the sparsity averaged over all MoE layers "
+           "(the reference; layers may differ in experts per token) | layer: each layer "
+           "steers its own"}};
 }
 
 MOE_REGISTER_ROUTER("remoe", ReMoERouterImpl,

@@ -29,8 +29,7 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'top_k': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  const auto clean = router_logits(gate, hidden);
-  auto logits = clean;
+  auto logits = router_logits(gate, hidden);
   const bool noisy = is_training() && options_.noise_std() > 0;
   if (noisy && options_.noise() == "jitter") {
     const double eps = options_.noise_std();
@@ -55,24 +54,33 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
     weights = std::get<0>(top);
     indices = std::get<1>(top);
   }
-  if (options_.normalize() && options_.k() > 1) {
+  if (options_.normalize().value_or(options_.k() > 1)) {  // k = 1: a unit gate
     weights = weights / weights.sum(-1, /*keepdim=*/true);
   }
   Routing routing;
   routing.weights = weights;
   routing.indices = indices;
   routing.probs = probs;
-  auto top1 = torch::one_hot(indices.select(1, 0), options_.num_experts());
-  routing.balance_assigned = top1;
-  routing.aux_losses["balance"] = load_balance_loss(probs, top1);
-  routing.aux_losses["z"] = z_loss(clean);
+  // The balance losses count the unbiased choices (top-k of the scores without the
+  // aux-loss-free bias, as DeepSeek-V3 and Megatron-Core do): all k of them with f
+  // normalised by T k, or only the first.
+  const auto unbiased = expert_bias.defined() ? std::get<1>(scores.detach().topk(options_.k(), -1))
+                                              : indices.detach();
+  const int64_t counted = options_.balance_all_choices() ? options_.k() : 1;
+  routing.balance_assigned =
+      torch::zeros_like(probs, probs.options().requires_grad(false))
+          .scatter_(1, unbiased.narrow(1, 0, counted), 1.0 / static_cast<double>(counted));
+  routing.aux_losses["balance"] = load_balance_loss(probs, routing.balance_assigned);
+  // On the logits that route (jittered or noisy while training), as Switch and
+  // Megatron-Core compute it.
+  if (options_.z_loss()) routing.aux_losses["z"] = z_loss(logits);
   return routing;
 }
 
-void TopKRouterImpl::after_step(const LayerTrace& trace) {
-  if (!expert_bias.defined() || trace.load.empty()) return;
+void TopKRouterImpl::after_step(const std::vector<LayerTrace>& traces, size_t layer) {
+  if (!expert_bias.defined() || layer >= traces.size() || traces[layer].load.empty()) return;
   torch::NoGradGuard no_grad;
-  auto load = torch::tensor(trace.load, torch::kDouble);
+  auto load = torch::tensor(traces[layer].load, torch::kDouble);
   auto step = torch::sign(load.mean() - load) * options_.bias_update_rate();
   expert_bias.add_(step.to(expert_bias.device(), expert_bias.scalar_type()));
   if (options_.center_bias()) expert_bias.sub_(expert_bias.mean());
@@ -81,11 +89,14 @@ void TopKRouterImpl::after_step(const LayerTrace& trace) {
 std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
                                                    const LayerContext& ctx) {
   const auto k = spec.get<int64_t>("k", 2);
+  const auto score = spec.choice("score", "softmax", {"softmax", "sigmoid"});
   auto options = TopKRouterOptions(ctx.d_model, ctx.num_experts)
                      .k(k)
                      .noise_std(spec.get<double>("noise_std", 0.0))
                      .noise(spec.choice("noise", "jitter", {"jitter", "logit"}))
-                     .score(spec.choice("score", "softmax", {"softmax", "sigmoid"}))
+                     .score(score)
+                     .z_loss(spec.get<bool>("z_loss", score == "softmax"))
+                     .balance_all_choices(ctx.balance_all_choices)
                      .normalize(spec.get<bool>("normalize", k > 1))
                      .bias_update_rate(spec.get<double>("bias_update_rate", 0.0))
                      .center_bias(spec.get<bool>("center_bias", false));
@@ -100,8 +111,13 @@ std::vector<ParamDoc> TopKRouterImpl::param_docs() {
           {"noise_std", "0", "train-time routing noise: jitter's eps, or logit noise's std"},
           {"noise", "jitter",
            "jitter: router input x U(1 - eps, 1 + eps) (Switch) | logit: + N(0, std^2) on the "
-           "logits; the z-loss uses the clean logits"},
-          {"normalize", "k >= 2", "renormalise the k gates to sum to 1"},
+           "logits; the z-loss uses the logits that route (noisy ones while training)"},
+          {"z_loss", "score = softmax",
+           "produce the router z-loss (coefficient loss.z); off by default for sigmoid "
+           "scores, which DeepSeek-V3 trains without one"},
+          {"normalize", "k >= 2",
+           "renormalise the k gates to sum to 1 (with k = 1: a unit gate, which gives the "
+           "router no gradient)"},
           {"bias_update_rate", "0",
            "aux-loss-free balancing (DeepSeek-V3): a per-expert bias chooses the experts, "
            "b_i += rate * sign(mean load - load_i) after each step; 0 = off (try 1e-3 with "

@@ -9,14 +9,21 @@
 // Train-time noise (noise_std > 0, only while training), noise = "jitter" (default,
 // Switch): the router input is multiplied elementwise by U(1 - noise_std, 1 + noise_std);
 // noise = "logit": N(0, noise_std^2) is added to the logits.
-// Aux losses (unscaled): "balance" = N * sum_i f_i P_i with f from the top-1 choice and
-// P = mean p; "z" = mean logsumexp(clean logits)^2 (without the noise).
+// Aux losses (unscaled): "balance" = N * sum_i f_i P_i with P = mean p and f_i the share
+// of the T k choices that went to expert i (loss.balance_count = "all": Switch for k = 1,
+// Megatron-Core / Flaxformer / DeepSeek-V3 for k >= 2; "first": the share of first
+// choices, GShard's paper); with the aux-loss-free bias on, f counts the unbiased top-k of
+// s, not the biased choice. "z" = mean logsumexp(logits)^2 on the logits that route (with
+// the train-time noise, as Switch and Megatron-Core); produced by default only for softmax
+// scores (z_loss = true/false overrides; DeepSeek-V3's sigmoid router has none).
 // Aux-loss-free balancing (DeepSeek-V3, arXiv 2408.15664; bias_update_rate u > 0): a
 // per-expert bias b (a buffer: not a parameter, not in the optimizer, saved in
 // checkpoints) is added to s only to choose the experts (top-k of s + b); gates use s.
 // After each optimizer step b_i += u * sign(mean load - load_i) over that step's batch
 // (load = slots chosen), then b -= mean(b) when center_bias. Use it with loss.balance = 0.
 #include <torch/nn/modules/linear.h>
+
+#include <optional>
 
 #include "core/router.h"
 
@@ -33,15 +40,18 @@ struct TopKRouterOptions {
   TORCH_ARG(std::string, score) = "softmax";  ///< softmax | sigmoid
   TORCH_ARG(double, bias_update_rate) = 0.0;  ///< u; 0 = no aux-loss-free bias
   TORCH_ARG(bool, center_bias) = false;
-  /// Renormalise the k gates to sum to 1 (GShard). Default: k >= 2.
-  TORCH_ARG(bool, normalize) = true;
+  TORCH_ARG(bool, z_loss) = true;  ///< produce aux loss "z"
+  /// The balance losses count all k choices (f normalised by T k) or only the first.
+  TORCH_ARG(bool, balance_all_choices) = true;
+  /// Renormalise the k gates to sum to 1 (GShard; with k = 1 a unit gate). Unset: k >= 2.
+  TORCH_ARG(std::optional<bool>, normalize) = std::nullopt;
 };
 
 class TopKRouterImpl : public RouterImpl {
  public:
   explicit TopKRouterImpl(TopKRouterOptions options);
   Routing forward(const torch::Tensor& hidden) override;
-  void after_step(const LayerTrace& trace) override;
+  void after_step(const std::vector<LayerTrace>& traces, size_t layer) override;
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();

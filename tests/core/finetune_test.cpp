@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
 #include "tests/test_util.h"
@@ -94,18 +96,25 @@ nlohmann::json tiny_dense_json() {
   return json;
 }
 
-TEST(Upcycle, UniformRouterReproducesTheDenseModelAtStepZero) {
+TEST(Upcycle, EveryExpertIsTheDenseFFNAndOnlyUnitGatesPreserveTheFunction) {
   moe::testing::TempDir dir;
   const auto path = dir.file("dense.pt");
   Trainer dense(ExperimentConfig::from_json(tiny_dense_json(), "dense"));
   dense.train_until(3);
   save_model(path, dense.model());
+  dense.model()->eval();
+  torch::manual_seed(11);
+  auto tokens = torch::randint(5, {3, 12}, torch::kLong);
+  const auto reference = dense.model()->forward(tokens).logits;
 
-  auto json = moe::testing::tiny_config_json(2);  // top_k k = 2, renormalised gates
+  // Top-1 with a unit gate (normalize = true): each token's output is one expert's, so the
+  // upcycled model equals the dense one only if every expert the router picks is the
+  // dense FFN. The router is left as initialised (random), so several experts are used.
+  auto json = moe::testing::tiny_config_json(1);
+  json["moe"]["router"]["normalize"] = true;
   json["train"]["upcycle_from"] = path;
   Trainer upcycled(ExperimentConfig::from_json(json, "upcycled"));
   auto& model = upcycled.model();
-  // Every expert is the dense FFN of its layer.
   for (size_t l = 0; l < model->blocks->size(); ++l) {
     auto moe_block = model->blocks->ptr<BlockImpl>(l);
     auto dense_block = dense.model()->blocks->ptr<BlockImpl>(l);
@@ -115,15 +124,30 @@ TEST(Upcycle, UniformRouterReproducesTheDenseModelAtStepZero) {
       EXPECT_TRUE(torch::equal(bank["b2"][e], dense_block->ffn->down->bias));
     }
     EXPECT_TRUE(torch::equal(moe_block->attn->q->weight, dense_block->attn->q->weight));
-    torch::NoGradGuard g;
-    moe_block->moe->router->named_parameters()["gate.weight"].zero_();  // a uniform router
+    torch::NoGradGuard g;  // a router that spreads the tokens over the experts
+    moe_block->moe->router->named_parameters()["gate.weight"].normal_(0.0, 1.0);
   }
   model->eval();
-  dense.model()->eval();
-  auto tokens = torch::randint(5, {3, 12}, torch::kLong);
-  auto a = dense.model()->forward(tokens).logits;
-  auto b = model->forward(tokens).logits;
-  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-5)) << (a - b).abs().max().item<double>();
+  auto out = model->forward(tokens);
+  for (const auto& trace : out.traces) {
+    EXPECT_GE(std::count_if(trace.load.begin(), trace.load.end(), [](int64_t n) { return n > 0; }),
+              2);
+  }
+  EXPECT_TRUE(torch::allclose(reference, out.logits, 1e-5, 1e-5))
+      << (reference - out.logits).abs().max().item<double>();
+  {  // the check has teeth: one altered expert breaks it
+    torch::NoGradGuard g;
+    auto w1 = model->blocks->ptr<BlockImpl>(0)->moe->experts->named_parameters()["w1"];
+    for (int64_t e = 0; e < 4; ++e) w1[e].mul_(1.0 + 0.5 * static_cast<double>(e));
+  }
+  EXPECT_FALSE(torch::allclose(reference, model->forward(tokens).logits, 1e-5, 1e-5));
+
+  // Switch top-1 (the gate is the router probability p < 1): upcycling is not
+  // function-preserving at step 0; each FFN output is scaled by its token's p.
+  json["moe"]["router"].erase("normalize");
+  Trainer switch_top1(ExperimentConfig::from_json(json, "switch"));
+  switch_top1.model()->eval();
+  EXPECT_FALSE(torch::allclose(reference, switch_top1.model()->forward(tokens).logits, 1e-3, 1e-3));
 
   // upcycle_noise perturbs each expert independently.
   json["train"]["upcycle_noise"] = 0.01;
@@ -149,6 +173,18 @@ TEST(Upcycle, MismatchesAreClearErrors) {
   json["moe"]["experts"]["hidden"] = 8;  // the experts must have the dense width
   expect_error([&] { Trainer t(ExperimentConfig::from_json(json, "x")); },
                "use the dense model's model.ffn_hidden as moe.experts.hidden");
+  // ReLU and GELU FFNs have the same shapes: the recorded activation tells them apart.
+  auto relu = tiny_dense_json();
+  relu["model"]["activation"] = "relu";
+  const auto relu_path = dir.file("relu.pt");
+  Trainer relu_dense(ExperimentConfig::from_json(relu, "relu"));
+  save_model(relu_path, relu_dense.model());
+  json["moe"]["experts"]["hidden"] = 16;
+  json["train"]["upcycle_from"] = relu_path;
+  expect_error([&] { Trainer t(ExperimentConfig::from_json(json, "x")); },
+               "was trained with relu FFNs but the experts use gelu");
+  json["moe"]["experts"]["activation"] = "relu";
+  EXPECT_NO_THROW(Trainer t(ExperimentConfig::from_json(json, "x")));
   json["train"]["upcycle_from"] = dir.file("absent.pt");
   expect_error([&] { Trainer t(ExperimentConfig::from_json(json, "x")); },
                "train.upcycle_from: model file");

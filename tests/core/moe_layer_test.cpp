@@ -351,24 +351,59 @@ TEST(Losses, SequenceBalanceIsTheSwitchLossPerSequenceAveraged) {
               1.55, 1e-12);
 }
 
-TEST(MoELayer, SequenceBalanceLossUsesTheInputRowsAsSequences) {
-  torch::manual_seed(5);
+TEST(MoELayer, SequenceBalanceLossIsDeepSeekV3sSequenceWiseLoss) {
+  // DeepSeek-V3 (arXiv 2412.19437, eqs. 17-20) on a hand batch, N = 3, K = 2: per
+  // sequence of T tokens, f_i = N / (K T) * #{t: i in TopK(s_t)} over the unbiased
+  // scores, P_i = mean_t s_it / sum_j s_jt, L = sum_i f_i P_i; averaged over sequences.
+  // Sigmoid scores s = sigmoid([x0, x1, 0]); the aux-loss-free bias [0, 0, 3] would put
+  // expert 2 into every token's choice, but the loss counts the unbiased top-2.
+  TopKRouter router(TopKRouterOptions(2, 3).k(2).score("sigmoid").bias_update_rate(1e-3));
+  {
+    torch::NoGradGuard g;
+    router->gate->weight.copy_(torch::tensor({{1.0f, 0.0f}, {0.0f, 1.0f}, {0.0f, 0.0f}}));
+    router->expert_bias.copy_(torch::tensor({0.0f, 0.0f, 3.0f}));
+  }
   MoELayer layer(
+      Router(std::shared_ptr<RouterImpl>(router.ptr())),
+      ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(2, 3, 4)).ptr())),
+      MoELayerOptions(3));
+  // Sequence 0: (2, 1) -> top-2 {0, 1}; (-1, 1) -> {1, 2}. Sequence 1: (1, -1) -> {0, 2};
+  // (0.5, 2) -> {1, 0}.
+  const double x[4][2] = {{2, 1}, {-1, 1}, {1, -1}, {0.5, 2}};
+  const int top2[4][2] = {{0, 1}, {1, 2}, {0, 2}, {1, 0}};
+  auto sig = [](double v) { return 1 / (1 + std::exp(-v)); };
+  double expected = 0, batch_f[3] = {0, 0, 0}, batch_p[3] = {0, 0, 0};
+  for (int seq = 0; seq < 2; ++seq) {
+    double f[3] = {0, 0, 0}, p[3] = {0, 0, 0};
+    for (int t = 2 * seq; t < 2 * seq + 2; ++t) {
+      const double s[3] = {sig(x[t][0]), sig(x[t][1]), 0.5};
+      for (int i = 0; i < 3; ++i) p[i] += s[i] / (s[0] + s[1] + s[2]) / 2;
+      for (int j = 0; j < 2; ++j) f[top2[t][j]] += 3.0 / (2 * 2);
+    }
+    for (int i = 0; i < 3; ++i) {
+      expected += f[i] * p[i] / 2;
+      batch_f[i] += f[i] / 2;
+      batch_p[i] += p[i] / 2;
+    }
+  }
+  auto hidden = torch::tensor({{{2.0f, 1.0f}, {-1.0f, 1.0f}}, {{1.0f, -1.0f}, {0.5f, 2.0f}}});
+  auto out = layer->forward(hidden);
+  EXPECT_NEAR(out.trace.aux_losses.at("balance_seq").item<double>(), expected, 1e-6);
+  // The batch-level loss: the same over all four tokens.
+  double batch = 0;
+  for (int i = 0; i < 3; ++i) batch += batch_f[i] * batch_p[i];
+  EXPECT_NEAR(out.trace.aux_losses.at("balance").item<double>(), batch, 1e-6);
+  // A padded batch: the pads belong to no sequence's f or P.
+  torch::manual_seed(5);
+  MoELayer big(
       Router(std::shared_ptr<RouterImpl>(TopKRouter(TopKRouterOptions(kD, kE).k(2)).ptr())),
       ExpertBank(std::shared_ptr<ExpertBankImpl>(FFNExperts(FFNExpertsOptions(kD, kE, kH)).ptr())),
       MoELayerOptions(kE));
-  auto x = torch::randn({3, 5, kD});
-  auto out = layer->forward(x);
-  auto routing = layer->router->forward(x.reshape({15, kD}));
-  auto top1 = torch::one_hot(routing.indices.select(1, 0), kE).to(torch::kFloat);
-  auto seq = torch::arange(15, torch::kLong).div(5, "floor");
-  EXPECT_NEAR(out.trace.aux_losses.at("balance_seq").item<double>(),
-              sequence_balance_loss(routing.probs, top1, seq, 3).item<double>(), 1e-6);
-  // A padded batch: the pads belong to no sequence's f or P.
+  auto xs = torch::randn({3, 5, kD});
   auto pad = torch::zeros({3, 5}, torch::kBool);
   pad[2].fill_(true);  // the whole third row is padding: two sequences remain
-  auto padded = layer->forward(x, pad);
-  auto first_two = layer->forward(x.narrow(0, 0, 2));
+  auto padded = big->forward(xs, pad);
+  auto first_two = big->forward(xs.narrow(0, 0, 2));
   EXPECT_NEAR(padded.trace.aux_losses.at("balance_seq").item<double>(),
               first_two.trace.aux_losses.at("balance_seq").item<double>(), 1e-6);
 }

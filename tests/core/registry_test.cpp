@@ -52,7 +52,7 @@ TEST(PluginSpec, UnknownKeyListsKnown) {
         make_router(PluginSpec("router", "top_k", {{"kk", 2}}), ctx);
       },
       "router 'top_k': unknown parameter 'kk'; known: [bias_update_rate, center_bias, k, noise, "
-      "noise_std, normalize, score]");
+      "noise_std, normalize, score, z_loss]");
 }
 
 TEST(PluginSpec, WrongTypeNamesKeyAndType) {

@@ -123,6 +123,40 @@ TEST(Trainer, AuxLossFreeBiasIsSavedAndResumedExactly) {
   std::filesystem::remove(path);
 }
 
+TEST(Trainer, AuxLossesAddUpOverMoELayersUnlessLayerReduceIsMean) {
+  // Switch / Megatron-Core: every MoE layer's aux loss at the full coefficient.
+  auto json = tiny_config_json();  // 2 MoE layers
+  Trainer probe(ExperimentConfig::from_json(json, "tiny"));
+  auto tokens = torch::randint(5, {4, 12}, torch::kLong);
+  auto out = probe.model()->forward(tokens);
+  ASSERT_EQ(out.traces.size(), 2u);
+  for (const char* name : {"balance", "z", "balance_seq"}) {
+    const double layers = out.traces[0].aux_losses.at(name).item<double>() +
+                          out.traces[1].aux_losses.at(name).item<double>();
+    EXPECT_NEAR(out.aux_losses.at(name).item<double>(), layers, 1e-6) << name;
+  }
+  // What the first step applies (and logs): the sum, or half of it with layer_reduce = mean.
+  auto first_step_aux = [&](const nlohmann::json& j) {
+    RecordingSink sink;
+    auto config = ExperimentConfig::from_json(j, "tiny");
+    config.train.steps = 1;
+    config.train.log_every = 1;
+    Trainer trainer(config, &sink);
+    trainer.train_until(1);
+    return sink.series("train/aux/balance").at(0);
+  };
+  const double sum = first_step_aux(json);
+  json["loss"]["layer_reduce"] = "mean";
+  EXPECT_NEAR(first_step_aux(json), sum / 2, 1e-6);
+  json["loss"]["layer_reduce"] = "max";
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); },
+               "x.toml: section 'loss': parameter 'layer_reduce' expected one of [sum, mean]");
+  json["loss"] = {{"balance_count", "second"}};
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); }, "[all, first]");
+  json["loss"] = {{"balance_seq", -1e-3}};
+  expect_error([&] { ExperimentConfig::from_json(json, "x.toml"); }, "balance_seq");
+}
+
 TEST(Trainer, NonFiniteLossStopsWithAClearError) {
   Trainer trainer(tiny_config());
   {

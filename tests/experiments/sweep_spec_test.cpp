@@ -6,6 +6,9 @@
 #include <fstream>
 #include <set>
 
+#include <torch/torch.h>
+
+#include "core/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -319,6 +322,44 @@ granularity = [1, 2, 4]
     EXPECT_EQ(moe["router"]["score"], "sigmoid");
     EXPECT_EQ(moe["shared_experts"], m);
   }
+  // A k = 1 base keeps its raw gate at every m (normalize defaults to k >= 2, and k
+  // becomes m), and the measured active compute is the same at every m: the forward
+  // FLOPs per token at the experts per token each model actually used.
+  auto k1 = load_sweep(write_sweep("g1.toml", R"(
+name = "g1"
+seeds = [0]
+[base]
+task = { name = "mod_sum", seq_len = 12 }
+model = { d_model = 16, layers = 2, heads = 2, moe_every = 1 }
+"moe.num_experts" = 4
+"moe.experts" = { name = "ffn", hidden = 32 }
+"moe.router" = { name = "top_k", k = 1 }
+[grid]
+granularity = [1, 2, 4]
+)"));
+  ASSERT_EQ(k1.trials.size(), 3u);
+  std::vector<double> flops;
+  for (const auto& trial : k1.trials) {
+    auto config = ExperimentConfig::from_json(trial.config, "g1.toml");
+    config.device = "cpu";
+    Trainer trainer(config);
+    auto model = trainer.model();
+    model->eval();
+    torch::NoGradGuard g;
+    auto out = model->forward(torch::randint(5, {8, 12}, torch::kLong));
+    std::vector<double> experts;
+    for (const auto& t : out.traces) experts.push_back(t.mean_experts());
+    const int64_t m = trial.config["moe"]["router"]["k"].get<int64_t>();
+    EXPECT_EQ(experts, std::vector<double>(2, static_cast<double>(m)));
+    flops.push_back(model->flops_breakdown(experts, 12).ffn);
+    // Raw gates: top-1's weight is the router probability, and at m >= 2 the m weights
+    // still sum to less than 1 (renormalised gates would sum to 1).
+    auto routing = model->moe_layers()[0]->router->forward(torch::randn({5, 16}));
+    EXPECT_TRUE(routing.weights.sum(1).lt(1 - 1e-6).all().item<bool>()) << "m = " << m;
+    if (m > 1) EXPECT_EQ(trial.config["moe"]["router"]["normalize"], false);
+  }
+  EXPECT_DOUBLE_EQ(flops[1], flops[0]);
+  EXPECT_DOUBLE_EQ(flops[2], flops[0]);
   expect_error(
       [] {
         load_sweep(write_sweep("g0.toml",

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "core/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -50,23 +51,77 @@ TEST(ReMoE, L1PenaltyPlainAndLoadBalanced) {
 
 TEST(ReMoE, CoefficientMovesByAlphaTowardTheTargetSparsity) {
   auto router = hand_router(false, 1.0);  // N = 3, k = 1: target sparsity 2/3
-  LayerTrace t;
-  t.tokens = 3;
-  t.selected = 4;  // sparsity 1 - 4/9 = 5/9 < 2/3: too dense, lambda *= 2
-  router->after_step(t);
+  std::vector<LayerTrace> t(1);
+  t[0].tokens = 3;
+  t[0].selected = 4;  // sparsity 1 - 4/9 = 5/9 < 2/3: too dense, lambda *= 2
+  router->after_step(t, 0);
   EXPECT_DOUBLE_EQ(router->l1_coef.item<double>(), 2.0);
-  t.selected = 1;  // sparsity 8/9 > 2/3: too sparse, lambda /= 2
-  router->after_step(t);
-  router->after_step(t);
+  t[0].selected = 1;  // sparsity 8/9 > 2/3: too sparse, lambda /= 2
+  router->after_step(t, 0);
+  router->after_step(t, 0);
   EXPECT_DOUBLE_EQ(router->l1_coef.item<double>(), 0.5);
-  t.selected = 3;  // exactly on target: unchanged
-  router->after_step(t);
-  EXPECT_DOUBLE_EQ(router->l1_coef.item<double>(), 0.5);
+  t[0].selected = 3;  // exactly on target: divided, as the reference does
+  router->after_step(t, 0);
+  EXPECT_DOUBLE_EQ(router->l1_coef.item<double>(), 0.25);
   // The coefficient is a buffer (saved in checkpoints), not a parameter.
   for (const auto& p : router->parameters()) EXPECT_FALSE(p.is_same(router->l1_coef));
   bool buffer = false;
   for (const auto& b : router->named_buffers()) buffer |= b.key() == "l1_coef";
   EXPECT_TRUE(buffer);
+}
+
+TEST(ReMoE, ModelScopeSteersByTheMeanSparsityOfAllLayers) {
+  // Two MoE layers, N = 3, k = 1 (target 2/3): layer 0 too dense (sparsity 1 - 4/9 =
+  // 5/9), layer 1 too sparse (1 - 1/9 = 8/9); mean 13/18 > 2/3.
+  std::vector<LayerTrace> t(2);
+  t[0].tokens = t[1].tokens = 3;
+  t[0].selected = 4;
+  t[1].selected = 1;
+  auto model0 = hand_router(false, 1.0), model1 = hand_router(false, 1.0);
+  model0->after_step(t, 0);
+  model1->after_step(t, 1);
+  // l1_scope = "model" (default): both layers divide by alpha and stay equal.
+  EXPECT_DOUBLE_EQ(model0->l1_coef.item<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(model1->l1_coef.item<double>(), 0.5);
+  // l1_scope = "layer": each follows its own sparsity.
+  LayerContext ctx{2, 3, 0, 2};
+  auto layer0 = moe::make_router(
+      PluginSpec("router", "remoe",
+                 {{"k", 1}, {"alpha", 2.0}, {"l1_init", 1.0}, {"l1_scope", "layer"}}),
+      ctx);
+  auto layer1 = moe::make_router(
+      PluginSpec("router", "remoe",
+                 {{"k", 1}, {"alpha", 2.0}, {"l1_init", 1.0}, {"l1_scope", "layer"}}),
+      ctx);
+  layer0->after_step(t, 0);
+  layer1->after_step(t, 1);
+  EXPECT_DOUBLE_EQ(layer0->named_buffers()["l1_coef"].item<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(layer1->named_buffers()["l1_coef"].item<double>(), 0.5);
+}
+
+TEST(ReMoE, TrainingDrivesOneModelWideCoefficient) {
+  // A short training run of a 2-layer ReMoE model: the coefficient moves (starting at
+  // 1e-8 it must grow while the layers are denser than the target) and both layers
+  // hold the same value; per layer (l1_scope = "layer") the layers' values part.
+  auto json = testing::tiny_config_json();
+  json["moe"]["router"] = {{"name", "remoe"}, {"k", 1}};
+  json["train"]["steps"] = 30;
+  auto coefs = [&](const nlohmann::json& j) {
+    Trainer trainer(ExperimentConfig::from_json(j, "remoe"));
+    trainer.train_until(30);
+    std::vector<double> out;
+    for (const auto& layer : trainer.model()->moe_layers()) {
+      out.push_back(layer->router->named_buffers()["l1_coef"].item<double>());
+    }
+    return out;
+  };
+  const auto model = coefs(json);
+  ASSERT_EQ(model.size(), 2u);
+  EXPECT_GT(model[0], 1e-8);
+  EXPECT_DOUBLE_EQ(model[0], model[1]);
+  json["moe"]["router"]["l1_scope"] = "layer";
+  const auto layer = coefs(json);
+  EXPECT_NE(layer[0], layer[1]);
 }
 
 TEST(ReMoE, BadOptionsAreRefused) {
