@@ -120,7 +120,8 @@ int compare_command(const std::vector<std::string>& args) {
       "moe compare: per-method mean and 95% CI over seeds, and paired comparisons against a\n"
       "baseline method (same seed = same data order and initialisation)\n\n"
       "Usage: moe compare [--db PATH] [--sweep NAME] [--baseline METHOD]\n"
-      "                   [--metric NAME] [--csv | --json]\n\n"
+      "                   [--metric NAME | --layer-metric NAME [--layer L | --layer-reduce R]\n"
+      "                   [--split S]] [--csv | --json]\n\n"
       "Per method: n runs, mean, 95% CI (Student t); against the baseline over the seeds both\n"
       "have: the mean paired difference (method - baseline), its 95% CI, the two-sided paired\n"
       "t-test p, and p adjusted over all methods compared (Holm). verdict: better / worse\n"
@@ -131,8 +132,15 @@ int compare_command(const std::vector<std::string>& args) {
       "a context without the baseline (e.g. a [pretrain] trial) is left out and named.\n"
       "Sweeps with [tune] axes compare each method at its chosen value (the best mean\n"
       "validation metric over seeds, recorded by `moe sweep run` in table selections): see\n"
-      "columns tuned and tuned_score.\n\nOptions");
-  std::string db, sweep, baseline, metric, direction;
+      "columns tuned and tuned_score.\n\n"
+      "--layer-metric compares a per-MoE-layer routing statistic instead (table layer_stats:\n"
+      "load_max_over_mean, load_cv, load_top20_share, dead_experts, mean_experts,\n"
+      "experts_p90, entropy, saturation, dropped_fraction, ...) at each run's last evaluation\n"
+      "of --split, at one layer (--layer, 0-based among MoE layers) or reduced over the\n"
+      "layers (--layer-reduce mean | max), with the same pairing, CIs and Holm. load_*,\n"
+      "dead_experts and dropped_fraction are lower-is-better (--direction to change).\n\nOptions");
+  std::string db, sweep, baseline, metric, direction, layer_metric, split, reduce;
+  int64_t layer = -1;
   desc.add_options()("help,h", "show this help")(
       "db", po::value(&db)->default_value("results/moe.sqlite"), "results database")(
       "sweep", po::value(&sweep)->default_value(""),
@@ -142,12 +150,37 @@ int compare_command(const std::vector<std::string>& args) {
       "metric", po::value(&metric)->default_value("test_accuracy"),
       "final metric: test_accuracy, test_loss, test_perplexity, valid_accuracy, ...")(
       "direction", po::value(&direction)->default_value("auto"),
-      "auto | higher | lower: which way is better")("csv", "CSV output")("json", "JSON output");
+      "auto | higher | lower: which way is better")(
+      "layer-metric", po::value(&layer_metric)->default_value(""),
+      "compare this per-layer statistic instead of a final metric")(
+      "layer", po::value(&layer)->default_value(-1),
+      "with --layer-metric: this MoE layer (0-based); -1 = reduce over layers")(
+      "layer-reduce", po::value(&reduce)->default_value("mean"),
+      "with --layer-metric and no --layer: mean | max over the MoE layers")(
+      "split", po::value(&split)->default_value("test"),
+      "with --layer-metric: the evaluation split (test | valid)")("csv", "CSV output")(
+      "json", "JSON output");
   po::positional_options_description pos;
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, ""); rc >= 0) return rc;
   const auto format = output_format(vm);
-  const auto c = results::compare_methods(db, sweep, baseline, metric, direction);
+  if (layer_metric.empty()) {
+    for (const char* only : {"layer", "layer-reduce", "split"}) {
+      if (!vm[only].defaulted()) {
+        throw std::invalid_argument(std::string("--") + only + " needs --layer-metric NAME");
+      }
+    }
+  } else if (!vm["metric"].defaulted()) {
+    throw std::invalid_argument("give --metric or --layer-metric, not both");
+  }
+  if (!vm["layer"].defaulted() && !vm["layer-reduce"].defaulted()) {
+    throw std::invalid_argument("give --layer L or --layer-reduce mean|max, not both");
+  }
+  if (layer < -1)
+    throw std::invalid_argument("--layer: expected >= 0, got " + std::to_string(layer));
+  results::LayerMetric lm{layer_metric, split, layer, reduce};
+  const auto c = results::compare_methods(db, sweep, baseline, metric, direction,
+                                          layer_metric.empty() ? nullptr : &lm);
   results::print_comparison(c, format, std::cout);
   return 0;
 }

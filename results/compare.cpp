@@ -41,7 +41,9 @@ std::string pval(double p) {
 }  // namespace
 
 bool metric_higher_is_better(const std::string& m) {
-  for (const char* low : {"loss", "perplexity", "seconds", "steps_to_target"}) {
+  for (const char* low :
+       {"loss", "perplexity", "seconds", "steps_to_target", "load_cv", "load_max_over_mean",
+        "load_top20_share", "dead_experts", "dropped_fraction"}) {
     if (m.find(low) != std::string::npos) return false;
   }
   return true;
@@ -57,7 +59,8 @@ struct RunValues {
 };
 
 std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::string& metric,
-                                 const std::string& tune_metric, std::set<std::string>* names) {
+                                 const std::string& tune_metric, std::set<std::string>* names,
+                                 std::vector<int64_t>* ids = nullptr) {
   std::map<int64_t, RunValues> runs;
   auto s = db.prepare(
       "SELECT r.id, coalesce(r.preset, r.method), coalesce(r.context, ''), coalesce(r.tune, ''), "
@@ -80,8 +83,60 @@ std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::st
     if (name == "flops_per_token") r.flops = v;
   }
   std::vector<RunValues> out;
-  for (auto& kv : runs) out.push_back(std::move(kv.second));
+  for (auto& kv : runs) {
+    if (ids) ids->push_back(kv.first);
+    out.push_back(std::move(kv.second));
+  }
   return out;
+}
+
+/// Replaces each run's value by its per-layer statistic (NaN when it has none); the
+/// statistic names the sweep's runs have in that split go to `names`.
+void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
+                       std::vector<RunValues>& runs, const std::vector<int64_t>& ids,
+                       std::set<std::string>& names, std::set<int64_t>& layers) {
+  {
+    auto s = db.prepare(
+        "SELECT DISTINCT l.name, l.layer FROM layer_stats l JOIN runs r ON r.id = l.run_id AND "
+        "l.attempt = r.attempts WHERE r.status = 'completed' AND coalesce(r.sweep, '') = ?1 AND "
+        "l.split = ?2");
+    s.bind(1, sweep).bind(2, lm.split);
+    while (s.step()) {
+      names.insert(s.get_text(0));
+      if (s.get_text(0) == lm.name) layers.insert(s.get_int(1));
+    }
+  }
+  std::map<int64_t, size_t> index;
+  for (size_t i = 0; i < ids.size(); ++i) index[ids[i]] = i;
+  for (auto& r : runs) r.value = NAN;
+  // Each run's rows at the last step it evaluated that split.
+  auto s = db.prepare(
+      "SELECT l.run_id, l.layer, l.value, l.value_text FROM layer_stats l JOIN runs r ON r.id = "
+      "l.run_id AND "
+      "l.attempt = r.attempts WHERE r.status = 'completed' AND coalesce(r.sweep, '') = ?1 AND "
+      "l.split = ?2 AND l.name = ?3 AND l.step = (SELECT max(l2.step) FROM layer_stats l2 WHERE "
+      "l2.run_id = l.run_id AND l2.attempt = l.attempt AND l2.split = l.split AND l2.name = "
+      "l.name) ORDER BY l.run_id, l.layer");
+  s.bind(1, sweep).bind(2, lm.split).bind(3, lm.name);
+  std::map<int64_t, std::vector<std::pair<int64_t, double>>> per_run;
+  while (s.step()) {
+    per_run[s.get_int(0)].emplace_back(s.get_int(1), decode_value(s, 2, 3));
+  }
+  for (const auto& [id, values] : per_run) {
+    auto it = index.find(id);
+    if (it == index.end()) continue;
+    double v = NAN;
+    if (lm.layer >= 0) {
+      for (const auto& [layer, x] : values) {
+        if (layer == lm.layer) v = x;
+      }
+    } else {
+      double sum = 0, mx = -INFINITY;
+      for (const auto& lv : values) sum += lv.second, mx = std::max(mx, lv.second);
+      v = lm.reduce == "max" ? mx : sum / static_cast<double>(values.size());
+    }
+    runs[it->second].value = v;
+  }
 }
 
 std::string sweep_tune_metric(Db& db, const std::string& sweep) {
@@ -160,7 +215,7 @@ std::vector<TunedChoice> record_selections(Db& db, const std::string& sweep) {
 
 Comparison compare_methods(const std::string& db_path, const std::string& sweep_in,
                            const std::string& baseline_in, const std::string& metric,
-                           const std::string& direction) {
+                           const std::string& direction, const LayerMetric* layer) {
   if (!std::filesystem::exists(db_path)) {
     throw DbError("database '" + db_path + "': no such file (run a sweep first)");
   }
@@ -170,10 +225,14 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
   }
   Db db(db_path, true);
   detail::require_current_schema(db);
+  if (layer && layer->reduce != "mean" && layer->reduce != "max") {
+    throw std::invalid_argument("--layer-reduce: expected one of [mean, max], got '" +
+                                layer->reduce + "'");
+  }
   Comparison c;
-  c.metric = metric;
-  c.higher_is_better =
-      direction == "auto" ? metric_higher_is_better(metric) : direction == "higher";
+  c.metric = layer ? layer->label() : metric;
+  c.higher_is_better = direction == "auto" ? metric_higher_is_better(layer ? layer->name : metric)
+                                           : direction == "higher";
   {
     std::vector<std::string> sweeps;
     auto s = db.prepare(
@@ -193,8 +252,26 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
   }
   c.tune_metric = sweep_tune_metric(db, c.sweep);
   std::set<std::string> names;
-  auto all = read_runs(db, c.sweep, metric, c.tune_metric, &names);
-  if (!names.count(metric)) {
+  std::vector<int64_t> ids;
+  auto all = read_runs(db, c.sweep, layer ? "" : metric, c.tune_metric, &names, &ids);
+  if (layer) {
+    std::set<std::string> layer_names;
+    std::set<int64_t> layers;
+    read_layer_values(db, c.sweep, *layer, all, ids, layer_names, layers);
+    if (!layer_names.count(layer->name)) {
+      throw std::invalid_argument("--layer-metric '" + layer->name +
+                                  "': no completed run of sweep '" + c.sweep +
+                                  "' has it in split '" + layer->split +
+                                  "'; known: " + join({layer_names.begin(), layer_names.end()}));
+    }
+    if (layer->layer >= 0 && !layers.count(layer->layer)) {
+      std::vector<std::string> known;
+      for (auto l : layers) known.push_back(std::to_string(l));
+      throw std::invalid_argument("--layer " + std::to_string(layer->layer) + ": sweep '" +
+                                  c.sweep + "' has '" + layer->name + "' at MoE layers " +
+                                  join(known) + " (0-based)");
+    }
+  } else if (!names.count(metric)) {
     throw std::invalid_argument("--metric '" + metric + "': no completed run of sweep '" + c.sweep +
                                 "' has it; known: " + join({names.begin(), names.end()}));
   }
@@ -292,6 +369,11 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
     c.rows.insert(c.rows.end(), rows.begin(), rows.end());
   }
   return c;
+}
+
+std::string LayerMetric::label() const {
+  return "layer " + name + " (" + split + ", " +
+         (layer >= 0 ? "layer " + std::to_string(layer) : reduce + " over layers") + ")";
 }
 
 void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out) {

@@ -49,7 +49,8 @@ struct Comparison {
   std::vector<std::string> skipped;
 };
 
-/// "higher" or "lower": loss, perplexity, seconds and steps are lower-is-better.
+/// "higher" or "lower": loss, perplexity, seconds and steps are lower-is-better, and so
+/// are the imbalance statistics (load_*, dead_experts, dropped_fraction).
 bool metric_higher_is_better(const std::string& metric);
 
 class Db;
@@ -61,15 +62,29 @@ std::vector<TunedChoice> choose_tuned(Db& db, const std::string& sweep);
 /// choose_tuned, written to the selections table (replacing the sweep's earlier rows).
 std::vector<TunedChoice> record_selections(Db& db, const std::string& sweep);
 
+/// A per-layer routing statistic (table layer_stats) as the compared value: each run's
+/// value at its last evaluation of `split` (current attempt), at MoE layer `layer`
+/// (0-based), or reduced over its layers (`reduce`: mean | max) when layer < 0.
+struct LayerMetric {
+  std::string name;  ///< load_cv, load_max_over_mean, dead_experts, mean_experts, ...
+  std::string split = "test";
+  int64_t layer = -1;
+  std::string reduce = "mean";
+  /// "layer NAME (split, layer L)" / "layer NAME (split, mean over layers)".
+  std::string label() const;
+};
+
 /// Reads the final metric `metric` of every completed run of the sweep (current attempts
-/// only). sweep "" = the database's only sweep; baseline "" = the first method whose name
-/// starts with "dense", else the first method; compared within each context (the
-/// sweep's other grid axes), over each method's chosen tune value; contexts without the
-/// baseline are left out (Comparison::skipped). direction: auto | higher | lower. Throws
-/// with the valid choices for an unknown sweep, baseline (in no context) or metric.
+/// only), or with `layer` the per-layer statistic it names (metric is then ignored). sweep "" = the
+/// database's only sweep; baseline "" = the first method whose name starts with "dense", else the
+/// first method; compared within each context (the sweep's other grid axes), over each method's
+/// chosen tune value; contexts without the baseline are left out (Comparison::skipped). direction:
+/// auto | higher | lower. Throws with the valid choices for an unknown sweep, baseline (in no
+/// context) or metric.
 Comparison compare_methods(const std::string& db_path, const std::string& sweep,
                            const std::string& baseline, const std::string& metric,
-                           const std::string& direction = "auto");
+                           const std::string& direction = "auto",
+                           const LayerMetric* layer = nullptr);
 
 void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out);
 

@@ -135,6 +135,58 @@ TEST_F(CompareTest, PairsBySeedAdjustsAndKnowsDirection) {
                              "--sweep 'x': no completed runs");
 }
 
+TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
+  const auto db = tmp_.file("l.sqlite");
+  const std::vector<double> g1 = {0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0};
+  const std::vector<double> g2 = {1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4};
+  {
+    Store s(db);
+    for (int64_t i = 0; i < 10; ++i) {
+      for (const auto& [method, v] : {std::pair{"dense", g2[i]}, std::pair{"moe", g1[i]}}) {
+        const std::string key = std::string(method) + std::to_string(i);
+        s.ensure_run({key, "sw", method, "{}", i, "", "", ""});
+        const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
+        s.add_metric(id, 10, "final", "test_accuracy", 0.5);
+        // The last test evaluation counts: layer 0 = the sleep data, layer 1 = 3 x it;
+        // an earlier evaluation and the valid split are ignored.
+        s.add_layer_stat(id, 5, "test", 0, "load_cv", 100.0);
+        s.add_layer_stat(id, 10, "test", 0, "load_cv", v);
+        s.add_layer_stat(id, 10, "test", 1, "load_cv", 3 * v);
+        s.add_layer_stat(id, 10, "valid", 0, "load_cv", -100.0);
+        s.finish_run(id, "completed", "");
+      }
+    }
+  }
+  LayerMetric first{"load_cv", "test", 0, "mean"};
+  auto c = compare_methods(db, "", "dense", "", "auto", &first);
+  EXPECT_FALSE(c.higher_is_better) << "load imbalance is lower-is-better";
+  EXPECT_EQ(c.metric, "layer load_cv (test, layer 0)");
+  ASSERT_EQ(c.rows.size(), 2u);
+  EXPECT_NEAR(c.rows[1].test.diff.mean, -1.58, 1e-12);
+  EXPECT_NEAR(c.rows[1].test.p, 0.002833, 1e-6);
+  EXPECT_EQ(c.rows[1].verdict, "better");
+  // Mean over layers = 2 x layer 0: the difference doubles, the p-value stays.
+  LayerMetric mean{"load_cv", "test", -1, "mean"};
+  auto m = compare_methods(db, "", "dense", "", "auto", &mean);
+  EXPECT_NEAR(m.rows[1].test.diff.mean, -3.16, 1e-12);
+  EXPECT_NEAR(m.rows[1].test.p, 0.002833, 1e-6);
+  // Max over layers: 3 x the value where it is positive, the value itself otherwise.
+  LayerMetric max{"load_cv", "test", -1, "max"};
+  auto x = compare_methods(db, "", "dense", "", "auto", &max);
+  EXPECT_NEAR(x.rows[0].value.mean,
+              (3 * (1.9 + 0.8 + 1.1 + 0.1 + 4.4 + 5.5 + 1.6 + 4.6 + 3.4) - 0.1) / 10, 1e-12);
+  LayerMetric unknown{"load", "test", -1, "mean"};
+  moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &unknown); },
+                             "--layer-metric 'load': no completed run of sweep 'sw' has it in "
+                             "split 'test'; known: [load_cv]");
+  LayerMetric absent{"load_cv", "test", 2, "mean"};
+  moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &absent); },
+                             "--layer 2: sweep 'sw' has 'load_cv' at MoE layers [0, 1]");
+  LayerMetric bad{"load_cv", "test", -1, "median"};
+  moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &bad); },
+                             "--layer-reduce: expected one of [mean, max]");
+}
+
 // A [tune] sweep with two contexts. Context task=a: dense is best at lr=2 on validation;
 // moe is best at lr=2 too, but lr=2 completed on only 2 of 3 seeds (one run failed), so
 // lr=1 (3 seeds) is chosen. Paired test of moe@lr=1 - dense@lr=2 on seeds 0..2: test
