@@ -29,14 +29,12 @@ Routing TopKRouterImpl::forward(const torch::Tensor& hidden) {
   TORCH_CHECK(hidden.dim() == 2 && hidden.size(1) == options_.d_model(),
               "router 'top_k': expected hidden [tokens, ", options_.d_model(), "], got ",
               hidden.sizes());
-  auto logits = router_logits(gate, hidden);
   const bool noisy = is_training() && options_.noise_std() > 0;
-  if (noisy && options_.noise() == "jitter") {
-    const double eps = options_.noise_std();
-    logits = router_logits(gate, hidden * torch::empty_like(hidden).uniform_(1 - eps, 1 + eps));
-  } else if (noisy) {
-    logits = logits + torch::randn_like(logits) * options_.noise_std();
-  }
+  const bool jitter = noisy && options_.noise() == "jitter";
+  const double eps = options_.noise_std();
+  auto logits = router_logits(
+      gate, jitter ? hidden * torch::empty_like(hidden).uniform_(1 - eps, 1 + eps) : hidden);
+  if (noisy && !jitter) logits = logits + torch::randn_like(logits) * eps;
   torch::Tensor probs, scores;
   if (options_.score() == "sigmoid") {
     scores = torch::sigmoid(logits);
