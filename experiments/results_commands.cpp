@@ -138,7 +138,8 @@ int compare_command(const std::vector<std::string>& args) {
       "experts_p90, entropy, saturation, dropped_fraction, ...) at each run's last evaluation\n"
       "of --split, at one layer (--layer, 0-based among MoE layers) or reduced over the\n"
       "layers (--layer-reduce mean | max), with the same pairing, CIs and Holm. load_*,\n"
-      "dead_experts and dropped_fraction are lower-is-better (--direction to change).\n\nOptions");
+      "dead_experts and dropped_fraction are lower-is-better (--direction to change);\n"
+      "methods without MoE layers are left out and named (choose a MoE --baseline).\n\nOptions");
   std::string db, sweep, baseline, metric, direction, layer_metric, split, reduce;
   int64_t layer = -1;
   desc.add_options()("help,h", "show this help")(

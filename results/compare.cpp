@@ -102,7 +102,14 @@ void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
         "l.split = ?2");
     s.bind(1, sweep).bind(2, lm.split);
     while (s.step()) {
-      names.insert(s.get_text(0));
+      // Histogram bins (experts_hist/0, /1, ...) are listed once, as experts_hist/N.
+      std::string name = s.get_text(0);
+      const auto slash = name.rfind('/');
+      if (slash != std::string::npos && slash + 1 < name.size() &&
+          name.find_first_not_of("0123456789", slash + 1) == std::string::npos) {
+        name = name.substr(0, slash + 1) + "N";
+      }
+      names.insert(name);
       if (s.get_text(0) == lm.name) layers.insert(s.get_int(1));
     }
   }
@@ -320,6 +327,21 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
     std::vector<double> ps;
     const auto& base = methods.at(c.baseline);
     for (const auto& [m, seeds] : methods) {
+      // A per-layer statistic: a method without MoE layers (dense) has nothing to compare.
+      if (layer && std::none_of(seeds.begin(), seeds.end(),
+                                [](const auto& kv) { return !std::isnan(kv.second->value); })) {
+        if (m == c.baseline) {
+          throw std::invalid_argument("--baseline '" + m + "' has no '" + layer->name +
+                                      "' rows in split '" + layer->split +
+                                      "' (a dense model has no MoE layer): choose a MoE method "
+                                      "as --baseline");
+        }
+        if (std::find(c.without_layer_metric.begin(), c.without_layer_metric.end(), m) ==
+            c.without_layer_metric.end()) {
+          c.without_layer_metric.push_back(m);
+        }
+        continue;
+      }
       CompareRow row;
       row.method = m;
       row.context = ctx;
@@ -444,6 +466,10 @@ void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out
     out << "\n";
     if (!c.skipped.empty()) {
       out << "not compared (no '" << c.baseline << "' runs there): " << join(c.skipped) << "\n";
+    }
+    if (!c.without_layer_metric.empty()) {
+      out << "not compared (no rows of the layer metric, e.g. no MoE layers): "
+          << join(c.without_layer_metric) << "\n";
     }
   }
   print_rows(header, rows, types, format, out);

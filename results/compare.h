@@ -47,6 +47,8 @@ struct Comparison {
   /// Contexts left out because the baseline has no completed run there, each as
   /// "context: [its methods]" (a [pretrain] trial: "(no context): [pretrain]").
   std::vector<std::string> skipped;
+  /// With a layer metric: methods without any row of it (a dense model has no MoE layer).
+  std::vector<std::string> without_layer_metric;
 };
 
 /// "higher" or "lower": loss, perplexity, seconds and steps are lower-is-better, and so

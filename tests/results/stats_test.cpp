@@ -157,11 +157,21 @@ TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
       }
     }
   }
+  {  // a dense run has no MoE layer: left out of a layer comparison, and named
+    Store s(db);
+    s.ensure_run({"d0", "sw", "plain", "{}", 0, "", "", ""});
+    const auto id = s.start_run("d0", "h", 1, "cpu", "t", "v");
+    s.add_metric(id, 10, "final", "test_accuracy", 0.5);
+    s.add_layer_stat(id, 10, "test", 0, "experts_hist/0", 1.0);
+    s.add_layer_stat(id, 10, "test", 0, "experts_hist/1", 1.0);
+    s.finish_run(id, "completed", "");
+  }
   LayerMetric first{"load_cv", "test", 0, "mean"};
   auto c = compare_methods(db, "", "dense", "", "auto", &first);
   EXPECT_FALSE(c.higher_is_better) << "load imbalance is lower-is-better";
   EXPECT_EQ(c.metric, "layer load_cv (test, layer 0)");
   ASSERT_EQ(c.rows.size(), 2u);
+  EXPECT_EQ(c.without_layer_metric, std::vector<std::string>{"plain"});
   EXPECT_NEAR(c.rows[1].test.diff.mean, -1.58, 1e-12);
   EXPECT_NEAR(c.rows[1].test.p, 0.002833, 1e-6);
   EXPECT_EQ(c.rows[1].verdict, "better");
@@ -178,10 +188,12 @@ TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
   LayerMetric unknown{"load", "test", -1, "mean"};
   moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &unknown); },
                              "--layer-metric 'load': no completed run of sweep 'sw' has it in "
-                             "split 'test'; known: [load_cv]");
+                             "split 'test'; known: [experts_hist/N, load_cv]");
   LayerMetric absent{"load_cv", "test", 2, "mean"};
   moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &absent); },
                              "--layer 2: sweep 'sw' has 'load_cv' at MoE layers [0, 1]");
+  moe::testing::expect_error([&] { compare_methods(db, "", "plain", "", "auto", &first); },
+                             "--baseline 'plain' has no 'load_cv' rows in split 'test'");
   LayerMetric bad{"load_cv", "test", -1, "median"};
   moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &bad); },
                              "--layer-reduce: expected one of [mean, max]");
