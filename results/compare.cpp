@@ -53,14 +53,14 @@ namespace {
 
 /// One completed run's final numbers.
 struct RunValues {
+  int64_t id = 0;  ///< runs.id
   std::string preset, context, tune;
   int64_t seed = 0;
   double value = NAN, tune_value = NAN, nonembed = NAN, flops = NAN;
 };
 
 std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::string& metric,
-                                 const std::string& tune_metric, std::set<std::string>* names,
-                                 std::vector<int64_t>* ids = nullptr) {
+                                 const std::string& tune_metric, std::set<std::string>* names) {
   std::map<int64_t, RunValues> runs;
   auto s = db.prepare(
       "SELECT r.id, coalesce(r.preset, r.method), coalesce(r.context, ''), coalesce(r.tune, ''), "
@@ -84,7 +84,7 @@ std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::st
   }
   std::vector<RunValues> out;
   for (auto& kv : runs) {
-    if (ids) ids->push_back(kv.first);
+    kv.second.id = kv.first;
     out.push_back(std::move(kv.second));
   }
   return out;
@@ -93,8 +93,8 @@ std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::st
 /// Replaces each run's value by its per-layer statistic (NaN when it has none); the
 /// statistic names the sweep's runs have in that split go to `names`.
 void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
-                       std::vector<RunValues>& runs, const std::vector<int64_t>& ids,
-                       std::set<std::string>& names, std::set<int64_t>& layers) {
+                       std::vector<RunValues>& runs, std::set<std::string>& names,
+                       std::set<int64_t>& layers) {
   {
     auto s = db.prepare(
         "SELECT DISTINCT l.name, l.layer FROM layer_stats l JOIN runs r ON r.id = l.run_id AND "
@@ -113,9 +113,11 @@ void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
       if (s.get_text(0) == lm.name) layers.insert(s.get_int(1));
     }
   }
-  std::map<int64_t, size_t> index;
-  for (size_t i = 0; i < ids.size(); ++i) index[ids[i]] = i;
-  for (auto& r : runs) r.value = NAN;
+  std::map<int64_t, RunValues*> by_id;
+  for (auto& r : runs) {
+    r.value = NAN;
+    by_id[r.id] = &r;
+  }
   // Each run's rows at the last step it evaluated that split.
   auto s = db.prepare(
       "SELECT l.run_id, l.layer, l.value, l.value_text FROM layer_stats l JOIN runs r ON r.id = "
@@ -130,8 +132,8 @@ void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
     per_run[s.get_int(0)].emplace_back(s.get_int(1), decode_value(s, 2, 3));
   }
   for (const auto& [id, values] : per_run) {
-    auto it = index.find(id);
-    if (it == index.end()) continue;
+    auto it = by_id.find(id);
+    if (it == by_id.end()) continue;
     double v = NAN;
     if (lm.layer >= 0) {
       for (const auto& [layer, x] : values) {
@@ -142,7 +144,7 @@ void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
       for (const auto& lv : values) sum += lv.second, mx = std::max(mx, lv.second);
       v = lm.reduce == "max" ? mx : sum / static_cast<double>(values.size());
     }
-    runs[it->second].value = v;
+    it->second->value = v;
   }
 }
 
@@ -259,12 +261,11 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
   }
   c.tune_metric = sweep_tune_metric(db, c.sweep);
   std::set<std::string> names;
-  std::vector<int64_t> ids;
-  auto all = read_runs(db, c.sweep, layer ? "" : metric, c.tune_metric, &names, &ids);
+  auto all = read_runs(db, c.sweep, layer ? "" : metric, c.tune_metric, &names);
   if (layer) {
     std::set<std::string> layer_names;
     std::set<int64_t> layers;
-    read_layer_values(db, c.sweep, *layer, all, ids, layer_names, layers);
+    read_layer_values(db, c.sweep, *layer, all, layer_names, layers);
     if (!layer_names.count(layer->name)) {
       throw std::invalid_argument("--layer-metric '" + layer->name +
                                   "': no completed run of sweep '" + c.sweep +
