@@ -1,8 +1,9 @@
 #pragma once
 // StoreSink: the one MetricSink that writes into the results store (sweep workers and
 // moe sweep eval). It times itself, so the harness's own cost per run can be stored, and
-// calls an optional check before every write and training step, which may throw to stop
-// the run (a signal, a run taken over by another process).
+// calls an optional check before every write and training step, which may throw to abandon
+// the run (taken over by another process), and an optional stop request (a signal), which
+// the trainer answers with a checkpoint.
 #include <chrono>
 #include <functional>
 #include <string>
@@ -15,8 +16,9 @@ namespace moe {
 
 class StoreSink : public MetricSink {
  public:
-  StoreSink(results::Store& store, int64_t run_id, std::function<void()> check = {})
-      : store_(store), run_id_(run_id), check_(std::move(check)) {}
+  StoreSink(results::Store& store, int64_t run_id, std::function<void()> check = {},
+            std::function<bool()> stop = {})
+      : store_(store), run_id_(run_id), check_(std::move(check)), stop_(std::move(stop)) {}
 
   void metric(int64_t step, const std::string& split, const std::string& name,
               double value) override {
@@ -34,6 +36,12 @@ class StoreSink : public MetricSink {
   void poll() override {
     if (check_) check_();
   }
+  bool stop_requested() override { return stop_ && stop_(); }
+  void flush() override {
+    const auto t = std::chrono::steady_clock::now();
+    store_.flush();
+    seconds_ += since(t);
+  }
   /// Seconds spent writing to the store.
   double seconds() const { return seconds_; }
 
@@ -45,6 +53,7 @@ class StoreSink : public MetricSink {
   results::Store& store_;
   int64_t run_id_;
   std::function<void()> check_;
+  std::function<bool()> stop_;
   double seconds_ = 0;
 };
 

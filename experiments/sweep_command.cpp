@@ -57,10 +57,7 @@ Need need_of(const results::RunRow& r, bool retry_failed) {
   if (r.status == "running") {
     if (results::now_seconds() - r.heartbeat > results::kStaleSeconds) return Need::kRun;
     // A worker of this host whose process is gone died without saying so.
-    if (r.host == host_name() && r.pid > 0 && kill(static_cast<pid_t>(r.pid), 0) != 0 &&
-        errno == ESRCH) {
-      return Need::kRun;
-    }
+    if (r.host == host_name() && !process_alive(r.pid)) return Need::kRun;
     return Need::kWait;
   }
   return Need::kRun;  // queued, interrupted
@@ -173,7 +170,7 @@ struct RunOptions {
   std::string file, db, shard;
   std::vector<std::string> devices;  ///< one per worker slot; empty = the configs' device
   int64_t workers = 1, max_trials = kDefaultMaxTrials;
-  bool retry_failed = false;
+  bool retry_failed = false, keep_checkpoints = false;
 };
 
 /// Parses `moe sweep run`'s arguments; returns an exit status >= 0 when there is nothing to
@@ -182,9 +179,12 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
   po::options_description desc(
       "moe sweep run: train every trial of a sweep that is not done yet\n\n"
       "Usage: moe sweep run FILE [--db PATH] [--workers N] [--devices LIST] [--shard I/N]\n"
-      "                          [--retry-failed] [--max-trials N]\n\n"
+      "                          [--retry-failed] [--keep-checkpoints] [--max-trials N]\n\n"
       "Completed trials are skipped; failed ones are rerun only with --retry-failed; trials of\n"
-      "a killed run (stale heartbeat) or interrupted ones are redone. Exit status 1 if any\n"
+      "a killed run (stale heartbeat) or interrupted ones are continued from their checkpoint\n"
+      "(DB-checkpoints/RUN_KEY.pt: written every train.checkpoint_every steps or\n"
+      "train.checkpoint_minutes of training, default 10, and at once on SIGTERM / SIGINT),\n"
+      "keeping their rows up to its step; without one they start over. Exit status 1 if any\n"
       "trial failed. Several runners may share one database (each trial is claimed\n"
       "atomically and runs once); on a cluster without a lockable shared file system, give\n"
       "each job its own --shard database and `moe merge` them.\n\nOptions");
@@ -197,6 +197,7 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
       "comma-separated devices, one per worker (e.g. cuda:0,cuda:1); default: the config's")(
       "shard", po::value(&o.shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
       "retry-failed", "rerun trials recorded as failed")(
+      "keep-checkpoints", "keep completed trials' checkpoints (removed by default)")(
       "max-trials", po::value(&o.max_trials)->default_value(kDefaultMaxTrials),
       "refuse a sweep that expands to more trials than this");
   po::positional_options_description pos;
@@ -215,6 +216,7 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
     o.workers = std::min<int64_t>(o.workers, o.devices.size());
   }
   o.retry_failed = vm.count("retry-failed") > 0;
+  o.keep_checkpoints = vm.count("keep-checkpoints") > 0;
   return -1;
 }
 
@@ -323,8 +325,13 @@ class TrialScheduler {
     // times slower).
     const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
     const int64_t threads = std::max<int64_t>(1, cores / o_.workers);
-    const int64_t elsewhere = std::max<int64_t>(
-        0, store_.running_on_host(host_name()) - static_cast<int64_t>(running_.size()) - 1);
+    // Live processes only: a killed sweep's rows say 'running' until they are reclaimed,
+    // and counting them would change a continued trial's thread count (and its numbers).
+    int64_t elsewhere = 0;
+    for (const int64_t p : store_.running_on_host(host_name())) {
+      const auto pid = static_cast<pid_t>(p);
+      elsewhere += process_alive(p) && pid != getpid() && !running_.count(pid);
+    }
     const int64_t share = std::max<int64_t>(1, cores / (o_.workers + elsewhere));
     const auto n_threads = std::to_string(t.pretrain ? cores : std::min(threads, share));
     std::vector<std::string> argv_s = {"/proc/self/exe",
@@ -338,6 +345,7 @@ class TrialScheduler {
                                        n_threads,
                                        "--attempt",
                                        std::to_string(attempt)};
+    if (o_.keep_checkpoints) argv_s.push_back("--keep-checkpoint");
     if (plan_.keep_models || t.pretrain) {
       argv_s.push_back("--save-model");
       argv_s.push_back(model_path(o_.db, t.run_key));
@@ -490,8 +498,8 @@ int run_command(const std::vector<std::string>& args) {
   scheduler.run();
   if (sweep_signal()) {
     std::cerr << "[" << plan.name
-              << "] stopped by signal; completed runs are kept, rerun to "
-                 "finish the rest\n";
+              << "] stopped by signal; completed runs are kept, running ones checkpointed: "
+                 "rerun to continue them\n";
     return 130;
   }
   return report_run(plan, trials, store, o, scheduler, done_before);

@@ -1,6 +1,8 @@
 // moe sweep worker: trains one planned trial into the results store (started by moe sweep
 // run, one process per trial). An exception, NaN loss or out-of-memory marks the run failed
-// with its message; SIGINT/SIGTERM mark it interrupted.
+// with its message; SIGINT/SIGTERM checkpoint the trial at the next step boundary and mark
+// it interrupted. A trial with a checkpoint (checkpoint_path) continues from it: the rows
+// up to its step are kept, the later ones deleted.
 #include "experiments/sweep_worker.h"
 
 #include <c10/util/Exception.h>
@@ -13,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -33,13 +36,8 @@ void on_signal(int sig) { g_signal = sig; }
 /// Set by the heartbeat thread when the run's current attempt is no longer ours.
 std::atomic<bool> superseded{false};
 
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted by a signal") {}
-};
-
-/// Stops the trial when a signal arrived or another process took the run over.
-void check_stop() {
-  if (g_signal) throw Interrupted();
+/// Abandons the trial when another process took the run over (nothing more is written).
+void check_superseded() {
   if (superseded) throw results::Superseded("another process took this run over");
 }
 
@@ -47,12 +45,26 @@ void check_stop() {
 
 int sweep_signal() { return g_signal.load(); }
 
+std::string checkpoint_path(const std::string& db, const std::string& run_key) {
+  return db + "-checkpoints/" + run_key + ".pt";
+}
+
 void install_sweep_signal_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool process_alive(int64_t pid) {
+  if (pid <= 0) return false;
+  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  // /proc/PID/stat: "PID (COMM) STATE ..."; COMM may hold spaces and parentheses.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
 }
 
 std::string host_name() {
@@ -66,11 +78,14 @@ int sweep_worker_command(const std::vector<std::string>& args) {
       "moe sweep worker: run one planned trial (started by moe sweep run)");
   std::string db, key, device, save_model_to;
   int64_t threads = 0, attempt = 0;
+  bool keep_checkpoint = false;
   desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
       "save-model", po::value(&save_model_to), "save the trained model here")(
       "run-key", po::value(&key)->required(), "run key")("device", po::value(&device), "device")(
       "threads", po::value(&threads), "CPU threads")("attempt", po::value(&attempt)->required(),
-                                                     "the attempt the runner claimed");
+                                                     "the attempt the runner claimed")(
+      "keep-checkpoint", po::bool_switch(&keep_checkpoint),
+      "keep the trial's checkpoint when it completes");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   if (vm.count("help")) {
@@ -104,6 +119,7 @@ int sweep_worker_command(const std::vector<std::string>& args) {
     }
   });
   std::string status = "completed", error;
+  int64_t stopped_at = -1;  ///< the step a signal stopped training at; -2 = completed
   try {
     // A sweep's fine-tuning (and upcycled) trials name their pretraining run: "run:<key>".
     for (const char* field : {"init_from", "upcycle_from"}) {
@@ -116,25 +132,56 @@ int sweep_worker_command(const std::vector<std::string>& args) {
       }
       json["train"][field] = path;
     }
-    auto config = ExperimentConfig::from_json(json, "run " + key);
-    StoreSink sink(store, run_id, check_stop);  // its time is stored as harness_seconds
-    Trainer trainer(config, &sink, nullptr);
-    const auto result = trainer.run();
-    if (!save_model_to.empty()) save_model(save_model_to, trainer.model());
+    // The sweep's checkpoint for this trial; the config's own cadence, else every
+    // kCheckpointMinutes of training (and on a signal, and at the end of training).
+    const std::string ckpt = checkpoint_path(db, key);
+    auto& train = json["train"];
+    if (train.is_null()) train = nlohmann::json::object();
+    train["checkpoint"] = ckpt;
+    train["resume"] = false;
+    if (!train.contains("checkpoint_every") && !train.contains("checkpoint_minutes")) {
+      train["checkpoint_minutes"] = kCheckpointMinutes;
+    }
+    const auto config = ExperimentConfig::from_json(json, "run " + key);
+    StoreSink sink(store, run_id, check_superseded, [] { return g_signal.load() != 0; });
+    auto trainer = std::make_unique<Trainer>(config, &sink, nullptr);
+    int64_t resume_step = -1;
+    if (std::filesystem::exists(ckpt)) {
+      try {
+        trainer->load(ckpt);
+        resume_step = trainer->step();
+        std::cerr << "moe sweep worker: " << key << " continues from step " << resume_step << " ("
+                  << ckpt << ")\n";
+      } catch (const c10::Error& e) {  // unusable: start over (a fresh model and optimizer)
+        std::cerr << "moe sweep worker: " << key << ": " << e.what_without_backtrace()
+                  << "; starting from step 0\n";
+        std::filesystem::remove(ckpt);
+        trainer = std::make_unique<Trainer>(config, &sink, nullptr);
+      }
+    }
+    store.keep_rows_through(run_id, resume_step, resume_step >= config.train.steps);
+    // The continuation's record: split 'resume', at the checkpoint's step (the steps it
+    // did not train again).
+    if (resume_step > 0) store.add_metric(run_id, resume_step, "resume", "from_step", resume_step);
+    const auto result = trainer->run();
+    if (!save_model_to.empty()) save_model(save_model_to, trainer->model());
     const auto t = std::chrono::steady_clock::now();
     store.flush();
     const double flush =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    store.add_metric(run_id, trainer.step(), "final", "harness_seconds",
+    store.add_metric(run_id, trainer->step(), "final", "harness_seconds",
                      sink.seconds() + flush + startup_seconds);
+    stopped_at = -2;                        // completed: the checkpoint has served
   } catch (const results::Superseded& e) {  // not ours any more: write nothing
     std::cerr << "moe sweep worker: " << e.what() << "\n";
     done = true;
     beat.join();
     return 1;
-  } catch (const Interrupted&) {
+  } catch (const TrainingStopped& e) {
     status = "interrupted";
-    error = "stopped by signal " + std::to_string(g_signal.load());
+    stopped_at = e.step;
+    error = "stopped by signal " + std::to_string(g_signal.load()) + " at step " +
+            std::to_string(e.step) + " (checkpointed; moe sweep run continues it)";
   } catch (const c10::Error& e) {
     status = "failed";
     error = e.what_without_backtrace();
@@ -146,6 +193,13 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   beat.join();
   if (status != "completed" && error.find("out of memory") != std::string::npos) {
     error = "out of memory: " + error;
+  }
+  // The checkpoint outlives an interruption; a completed trial's is removed unless asked
+  // to keep it, a failed one's too (a retry would meet the same failure from there).
+  if (status == "failed" || (stopped_at == -2 && !keep_checkpoint)) {
+    std::error_code ec;
+    std::filesystem::remove(checkpoint_path(db, key), ec);
+    std::filesystem::remove(checkpoint_path(db, key) + ".tmp", ec);
   }
   try {
     if (!store.finish_run(run_id, status, error)) return 1;  // another process took it over

@@ -5,14 +5,27 @@
 
 namespace moe {
 
-/// moe sweep worker --db PATH --run-key KEY [--device D] [--threads N] [--save-model PATH]:
-/// trains one planned trial (its config is read from the database) and records its end.
+/// moe sweep worker --db PATH --run-key KEY [--device D] [--threads N] [--save-model PATH]
+/// [--keep-checkpoint]: trains one planned trial (its config is read from the database),
+/// continuing from its checkpoint when there is one, and records its end.
 int sweep_worker_command(const std::vector<std::string>& args);
+
+/// Where a sweep trial's checkpoint lives: DB-checkpoints/RUN_KEY.pt, beside the database
+/// (so a requeued job on another node finds it when the database is on shared storage).
+std::string checkpoint_path(const std::string& db, const std::string& run_key);
+/// Minutes of training between a sweep trial's periodic checkpoints when its config sets
+/// neither train.checkpoint_every nor train.checkpoint_minutes (the trainer also spaces
+/// them >= 100 x a save's duration apart: at most 1% of training).
+inline constexpr double kCheckpointMinutes = 10;
 
 /// The last SIGINT / SIGTERM this process received (0 = none), once handlers are installed.
 int sweep_signal();
 /// Records SIGINT and SIGTERM instead of dying, so runs can be marked interrupted.
 void install_sweep_signal_handlers();
+/// Whether process `pid` of this host is alive: it exists and is not a zombie (a killed
+/// worker whose parent died too stays a zombie where PID 1 does not reap, e.g. in
+/// containers). pid <= 0: false.
+bool process_alive(int64_t pid);
 /// This machine's host name (runs record it to tell live local workers from dead ones).
 std::string host_name();
 

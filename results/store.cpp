@@ -173,8 +173,6 @@ std::optional<Store::Claim> Store::claim_run(const std::string& run_key, const s
       .bind(6, row->status);
   up.step();
   if (sqlite3_changes(db_->handle()) != 1) return std::nullopt;  // someone else's claim won
-  db_->prepare("DELETE FROM metrics WHERE run_id = ?1").bind(1, row->id).step();
-  db_->prepare("DELETE FROM layer_stats WHERE run_id = ?1").bind(1, row->id).step();
   tx.commit();
   attempt_[row->id] = row->attempts + 1;
   return Claim{row->id, row->attempts + 1};
@@ -208,13 +206,44 @@ int64_t Store::start_attempt(const std::string& run_key, int64_t attempt, const 
   return row->id;
 }
 
+void Store::keep_rows_through(int64_t run_id, int64_t step, bool final_step) {
+  flush();
+  const int64_t attempt = attempt_of(run_id);
+  Transaction tx(*db_);
+  auto c = db_->prepare("SELECT attempts, status FROM runs WHERE id = ?1");
+  c.bind(1, run_id);
+  if (!c.step() || c.get_int(0) != attempt || c.get_text(1) != "running") {
+    throw Superseded("database '" + db_->path() + "': run id " + std::to_string(run_id) +
+                     " attempt " + std::to_string(attempt) +
+                     " is no longer current; another process took the run over");
+  }
+  for (const char* table : {"metrics", "layer_stats"}) {
+    const std::string t = table;
+    db_->prepare("DELETE FROM " + t +
+                 " WHERE run_id = ?1 AND (?2 < 0 OR step > ?2 OR (step = ?2 AND (split = "
+                 "'resume' OR (?3 AND split != 'train'))))")
+        .bind(1, run_id)
+        .bind(2, step)
+        .bind(3, static_cast<int64_t>(final_step))
+        .step();
+    db_->prepare("UPDATE " + t + " SET attempt = ?2 WHERE run_id = ?1")
+        .bind(1, run_id)
+        .bind(2, attempt)
+        .step();
+  }
+  tx.commit();
+}
+
 int64_t Store::start_run(const std::string& run_key, const std::string& host, int64_t pid,
                          const std::string& device, const std::string& libtorch,
                          const std::string& code_version) {
   const auto claim = claim_run(run_key, host, pid, [](const RunRow&) { return true; });
   if (!claim)
     throw DbError("database '" + db_->path() + "': run '" + run_key + "' was claimed concurrently");
-  return start_attempt(run_key, claim->attempt, host, pid, device, libtorch, code_version);
+  const int64_t id =
+      start_attempt(run_key, claim->attempt, host, pid, device, libtorch, code_version);
+  keep_rows_through(id, -1, false);
+  return id;
 }
 
 int64_t Store::attempt_of(int64_t run_id) {
@@ -227,11 +256,12 @@ int64_t Store::attempt_of(int64_t run_id) {
   return attempt_[run_id] = s.get_int(0);
 }
 
-int64_t Store::running_on_host(const std::string& host) {
-  auto s = db_->prepare("SELECT count(*) FROM runs WHERE status = 'running' AND host = ?1");
+std::vector<int64_t> Store::running_on_host(const std::string& host) {
+  auto s = db_->prepare("SELECT pid FROM runs WHERE status = 'running' AND host = ?1");
   s.bind(1, host);
-  s.step();
-  return s.get_int(0);
+  std::vector<int64_t> pids;
+  while (s.step()) pids.push_back(s.get_int(0));
+  return pids;
 }
 
 bool Store::heartbeat(int64_t run_id, int64_t attempt) {

@@ -70,7 +70,8 @@ class Store {
     int64_t run_id = 0, attempt = 0;
   };
   /// Atomically claims the run if `claimable(current row)` holds: status 'running',
-  /// attempts + 1, host/pid/heartbeat set, the earlier attempts' rows deleted. Returns
+  /// attempts + 1, host/pid/heartbeat set. The earlier attempts' rows stay until the
+  /// worker says which of them its continuation keeps (keep_rows_through). Returns
   /// nothing when the run is not claimable or another process claimed it first.
   std::optional<Claim> claim_run(const std::string& run_key, const std::string& host, int64_t pid,
                                  const std::function<bool(const RunRow&)>& claimable);
@@ -80,12 +81,22 @@ class Store {
   int64_t start_attempt(const std::string& run_key, int64_t attempt, const std::string& host,
                         int64_t pid, const std::string& device, const std::string& libtorch,
                         const std::string& code_version);
-  /// claim_run (unconditionally) + start_attempt: for single-process use and tests.
+  /// The rows a continuation of the run keeps, in one transaction of the current attempt:
+  /// those up to `step` (a checkpoint's) are kept and become this attempt's; the later ones
+  /// are deleted, and at step < 0 (a fresh start) all of them. Rows of split 'resume' at
+  /// `step` (an earlier continuation's record of the same checkpoint) go too. final_step:
+  /// `step` is the last training step, so the evaluations written after the checkpoint at
+  /// that step (every split but 'train') are deleted as well. Throws Superseded if the
+  /// attempt is no longer current.
+  void keep_rows_through(int64_t run_id, int64_t step, bool final_step);
+  /// claim_run (unconditionally) + start_attempt + a fresh start: for single-process use
+  /// and tests.
   int64_t start_run(const std::string& run_key, const std::string& host, int64_t pid,
                     const std::string& device, const std::string& libtorch,
                     const std::string& code_version);
-  /// Runs of any sweep in this database that are 'running' on `host`.
-  int64_t running_on_host(const std::string& host);
+  /// The process ids recorded by runs of any sweep in this database that are 'running' on
+  /// `host` (a killed process leaves its row 'running' until someone notices).
+  std::vector<int64_t> running_on_host(const std::string& host);
   /// False when the attempt is no longer current (nothing written).
   bool heartbeat(int64_t run_id, int64_t attempt);
   /// status: completed | failed | interrupted. Flushes buffered metrics first (throwing

@@ -73,6 +73,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.log_every = train.get<int64_t>("log_every", t.log_every);
   t.checkpoint = train.get<std::string>("checkpoint", t.checkpoint);
   t.checkpoint_every = train.get<int64_t>("checkpoint_every", t.checkpoint_every);
+  t.checkpoint_minutes = train.get<double>("checkpoint_minutes", t.checkpoint_minutes);
   t.resume = train.get<bool>("resume", t.resume);
   t.sampling = train.get<std::string>("sampling", t.sampling);
   t.curriculum_eps = train.get<double>("curriculum_eps", t.curriculum_eps);
@@ -103,6 +104,10 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   if (!t.upcycle_from.empty() && m.moe_every == 0) {
     train.fail("parameter 'upcycle_from' needs MoE layers to upcycle (model.moe_every > 0)");
   }
+  train.check().expect(t.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0 = off)",
+                       static_cast<double>(t.checkpoint_every));
+  train.check().expect(t.checkpoint_minutes >= 0, "checkpoint_minutes", ">= 0 (0 = off)",
+                       t.checkpoint_minutes);
   train.check().expect(t.upcycle_noise >= 0, "upcycle_noise", ">= 0", t.upcycle_noise);
   train.check().expect(t.peak_tflops >= 0, "peak_tflops", ">= 0 (0 = measured / looked up)",
                        t.peak_tflops);

@@ -8,9 +8,9 @@
 //   [moe]   num_experts, shared_experts, capacity_factor, eval_capacity_factor, drop_policy,
 //           router = {name, ...}, experts = {name, ...}
 //   [train] steps, batch_size, lr, min_lr_ratio, warmup, weight_decay, clip, eval_every,
-//           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every, resume,
-//           sampling (iid | epochs | curriculum), curriculum_eps, target_loss,
-//           init_from, upcycle_from, upcycle_noise, trainable (core/train/finetune.h),
+//           eval_batches, eval_batch_size, log_every, checkpoint, checkpoint_every,
+//           checkpoint_minutes, resume, sampling (iid | epochs | curriculum), curriculum_eps,
+//           target_loss, init_from, upcycle_from, upcycle_noise, trainable (core/train/finetune.h),
 //           precision (fp32 | bf16), peak_tflops (MFU's denominator; 0 = auto)
 //   [loss]  coefficients of the routers' aux losses: balance (batch-level Switch loss),
 //           balance_seq (the same per sequence, averaged; default 0), z, entropy, l1
@@ -44,8 +44,15 @@ struct TrainOptions {
   int64_t eval_batches = 0;  ///< cap on eval batches per split during training; 0 = all
   int64_t eval_batch_size = 64;
   int64_t log_every = 50;
-  std::string checkpoint;  ///< path; empty = none
-  int64_t checkpoint_every = 0;
+  /// Path of the training checkpoint (everything a continuation needs: model, optimizer,
+  /// LR position, RNG states, sampler, router buffers, the open log window); empty = none.
+  /// Written at the end of training, every checkpoint_every steps, every
+  /// checkpoint_minutes of training time, and when the metric sink stops the run (a signal).
+  std::string checkpoint;
+  int64_t checkpoint_every = 0;  ///< steps; 0 = off
+  /// Minutes of training between checkpoints; 0 = off. Time-based saves are spaced at least
+  /// 100 x the last save's duration apart, so they never cost more than 1% of training.
+  double checkpoint_minutes = 0;
   bool resume = false;  ///< start from `checkpoint` if it exists
   /// Where training batches come from: "iid" (fresh random samples every step),
   /// "epochs" (the task's fixed training pool, reshuffled every epoch) or "curriculum"

@@ -63,6 +63,34 @@ Batch BatchSampler::batch(int64_t step) {
   return task_.train_samples(ids_);
 }
 
+void BatchSampler::save(torch::serialize::OutputArchive& archive) const {
+  if (options_.sampling == "iid" || epoch_ < 0) return;
+  archive.write("sampler.epoch", torch::tensor(epoch_));
+  archive.write("sampler.order", torch::tensor(order_, torch::kLong));
+  if (complexity_.defined()) {
+    archive.write("sampler.complexity", complexity_.to(torch::kCPU));
+    std::vector<uint8_t> seen(seen_.begin(), seen_.end());
+    archive.write("sampler.seen", torch::tensor(seen, torch::kUInt8));
+  }
+}
+
+void BatchSampler::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor epoch, order, complexity, seen;
+  if (options_.sampling == "iid" || !archive.try_read("sampler.epoch", epoch)) return;
+  archive.read("sampler.order", order);
+  TORCH_CHECK(order.numel() == pool_, "checkpoint: the sampler's order has ", order.numel(),
+              " samples, the task's training pool ", pool_);
+  epoch_ = epoch.item<int64_t>();
+  order = order.contiguous();
+  order_.assign(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());
+  if (archive.try_read("sampler.complexity", complexity)) {
+    archive.read("sampler.seen", seen);
+    complexity_ = complexity;
+    seen = seen.contiguous();
+    seen_.assign(seen.data_ptr<uint8_t>(), seen.data_ptr<uint8_t>() + seen.numel());
+  }
+}
+
 void BatchSampler::record_routing(const std::vector<LayerTrace>& traces, const Batch& batch) {
   if (options_.sampling != "curriculum" || traces.empty()) return;
   TORCH_CHECK(static_cast<int64_t>(traces.size()) == layers_, "curriculum: expected ", layers_,

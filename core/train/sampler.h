@@ -5,8 +5,10 @@
 //              an epoch is floor(pool / batch_size) steps (the remainder waits)
 //   curriculum as epochs for the first epoch; every later epoch is ordered by the routing
 //              complexity recorded during the one before (core/train/curriculum.h)
-// Resuming from a checkpoint replays iid and epochs exactly; a curriculum run resumed
-// mid-epoch orders that epoch by shuffling, since the complexities are not checkpointed.
+// Resuming from a checkpoint replays every mode exactly: iid and epochs are pure functions
+// of (seed, step); the curriculum's current order and the complexities recorded so far in
+// its epoch are checkpointed (save / load).
+#include <torch/serialize/archive.h>
 #include <torch/types.h>
 
 #include <vector>
@@ -28,6 +30,12 @@ class BatchSampler {
   /// curriculum records each sample's per-layer fraction of multi-expert tokens. A no-op
   /// in the other modes.
   void record_routing(const std::vector<LayerTrace>& traces, const Batch& batch);
+
+  /// The state a continuation needs (pool modes), under keys "sampler.*".
+  void save(torch::serialize::OutputArchive& archive) const;
+  /// Reads what save wrote; a checkpoint without it (iid, or written before the curriculum
+  /// state was kept) leaves the sampler as built.
+  void load(torch::serialize::InputArchive& archive);
 
   /// Sample ids of the last batch (pool modes; empty for iid).
   const std::vector<int64_t>& last_ids() const { return ids_; }

@@ -235,6 +235,14 @@ void Trainer::track_fluctuation(EvalResult& r) {
   previous_probe_.probe_top1 = r.probe_top1;
 }
 
+bool Trainer::checkpoint_due(int64_t done) const {
+  const auto& t = config_.train;
+  if (t.checkpoint.empty()) return false;
+  if (t.checkpoint_every > 0 && done % t.checkpoint_every == 0) return true;
+  return t.checkpoint_minutes > 0 && train_seconds_ - saved_at_seconds_ >=
+                                         std::max(60.0 * t.checkpoint_minutes, 100 * save_cost_);
+}
+
 void Trainer::train_until(int64_t until) {
   const auto& t = config_.train;
   model_->train();
@@ -243,22 +251,26 @@ void Trainer::train_until(int64_t until) {
   // an evaluation, a checkpoint or the end is due, so the device queue never drains
   // in between.
   const bool read_every_step = device_.is_cpu();
-  Window window;
   int64_t last_read = step_;
-  for (; step_ < until; ++step_) {
-    if (sink_) sink_->poll();
+  while (step_ < until) {
+    if (sink_) {
+      sink_->poll();
+      if (sink_->stop_requested()) {  // a consistent point: step_ steps done, nothing pending
+        if (!t.checkpoint.empty() && saved_step_ != step_) checkpoint();
+        throw TrainingStopped(step_);
+      }
+    }
     const auto start = std::chrono::steady_clock::now();
     const auto s = step_once();
-    window.add(s);
-    const int64_t done = step_ + 1;  // step_ is still the step in progress
+    window_.add(s);
+    const int64_t done = ++step_;
     const bool log_due = done % t.log_every == 0 || done == t.steps;
     const bool eval_due = t.eval_every > 0 && done % t.eval_every == 0 && done < t.steps;
-    const bool save_due =
-        !t.checkpoint.empty() && t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
+    const bool save_due = checkpoint_due(done);
     const bool read = read_every_step || log_due || eval_due || save_due || done == until;
     if (read) {
-      last_grad_norm_ = window.read();
-      if (!std::isfinite(window.loss)) {
+      last_grad_norm_ = window_.read();
+      if (!std::isfinite(window_.loss)) {
         std::ostringstream where;
         if (last_read + 1 == done) {
           where << "at step " << done;
@@ -267,7 +279,7 @@ void Trainer::train_until(int64_t until) {
                 << "interval on " << device_ << ")";
         }
         // NaN as "nan" whatever its sign bit (which differs between LibTorch builds).
-        const std::string value = std::isnan(window.loss) ? "nan" : std::to_string(window.loss);
+        const std::string value = std::isnan(window_.loss) ? "nan" : std::to_string(window_.loss);
         TORCH_CHECK(false, "non-finite training loss (", value, ") ", where.str(),
                     "; lower train.lr or set train.clip");
       }
@@ -275,19 +287,19 @@ void Trainer::train_until(int64_t until) {
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    window.seconds += seconds;
+    window_.seconds += seconds;
     train_seconds_ += seconds;
     train_tokens_ += s.tokens;
     if (read) {
-      print_progress(window.loss / window.steps, window.tokens / std::max(window.seconds, 1e-9),
+      print_progress(window_.loss / window_.steps, window_.tokens / std::max(window_.seconds, 1e-9),
                      false);
     }
     if (log_due) {
-      log_window(done, s, window);
-      window = Window{};
+      log_window(done, s, window_);
+      window_ = Window{};
     }
     if (eval_due) evaluate_during(done);
-    if (save_due) save(t.checkpoint);
+    if (save_due) checkpoint();
   }
 }
 
@@ -299,7 +311,9 @@ TrainResult Trainer::run() {
   }
   train_until(t.steps);
   print_progress(0, 0, true);
-  if (!t.checkpoint.empty()) save(t.checkpoint);
+  // Unless the last step's was just written: an interruption during the final evaluation
+  // resumes here, with the evaluation only to redo.
+  if (!t.checkpoint.empty() && saved_step_ != step_) checkpoint();
   TrainResult result;
   result.valid = evaluate(model_, *task_, Split::kValid, t.eval_batch_size, 0, device_);
   track_fluctuation(result.valid);
@@ -342,6 +356,8 @@ TrainResult Trainer::run() {
   if (const double mb = cuda_max_allocated_mb(device_); mb >= 0) s["cuda_max_allocated_mb"] = mb;
   s["eval_tokens_per_s"] = result.test.tokens_per_s;
   s["train_seconds"] = train_seconds_;
+  // Seconds spent writing checkpoints, over every attempt (not part of train_seconds).
+  if (!t.checkpoint.empty()) s["checkpoint_seconds"] = checkpoint_seconds_;
   {  // the process's peak resident memory so far (Linux reports KiB)
     struct rusage usage {};
     if (getrusage(RUSAGE_SELF, &usage) == 0) {
@@ -389,7 +405,7 @@ void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   if (!progress_) return;
   const auto now = std::chrono::steady_clock::now();
   auto& last = last_progress_;
-  const int64_t done = step_ + 1, total = config_.train.steps;
+  const int64_t done = std::max<int64_t>(step_, 1), total = config_.train.steps;
   const bool tty = progress_ == &std::cerr && isatty(STDERR_FILENO);
   if (force) {
     if (tty) *progress_ << "\n";
@@ -408,13 +424,89 @@ void Trainer::print_progress(double loss, double tokens_per_s, bool force) {
   *progress_ << (tty ? "\r" : "") << line.str() << (tty ? "   " : "\n") << std::flush;
 }
 
+void Trainer::Window::save(torch::serialize::OutputArchive& a) const {
+  a.write("trainer.window.counts", torch::tensor({steps, tokens}, torch::kLong));
+  a.write("trainer.window.seconds", torch::tensor(seconds, torch::kDouble));
+  a.write("trainer.window.experts", torch::tensor(experts, torch::kDouble));
+  if (steps > 0) {
+    a.write("trainer.window.sums",
+            torch::stack({loss_sum, grad_norm_sum, last_grad_norm}).to(torch::kCPU));
+  }
+}
+
+void Trainer::Window::load(torch::serialize::InputArchive& a, const torch::Device& device) {
+  *this = Window{};
+  torch::Tensor counts, secs, exp, sums;
+  if (!a.try_read("trainer.window.counts", counts)) return;  // an older checkpoint
+  a.read("trainer.window.seconds", secs);
+  a.read("trainer.window.experts", exp);
+  steps = counts[0].item<int64_t>();
+  tokens = counts[1].item<int64_t>();
+  seconds = secs.item<double>();
+  exp = exp.contiguous();
+  experts.assign(exp.data_ptr<double>(), exp.data_ptr<double>() + exp.numel());
+  if (steps > 0) {
+    a.read("trainer.window.sums", sums);
+    sums = sums.to(device);
+    loss_sum = sums[0];
+    grad_norm_sum = sums[1];
+    last_grad_norm = sums[2];
+  }
+}
+
 void Trainer::save(const std::string& path) {
   if (auto dir = std::filesystem::path(path).parent_path(); !dir.empty()) {
     std::filesystem::create_directories(dir);
   }
-  save_checkpoint(path, model_, *optimizer_, step_);
+  save_checkpoint(path, model_, *optimizer_, step_, [&](torch::serialize::OutputArchive& a) {
+    a.write(
+        "trainer.clock",
+        torch::tensor({train_seconds_, seconds_to_target_, checkpoint_seconds_}, torch::kDouble));
+    a.write("trainer.counts", torch::tensor({train_tokens_, steps_to_target_}, torch::kLong));
+    a.write("trainer.probe_layers",
+            torch::tensor(static_cast<int64_t>(previous_probe_.probe_top1.size())));
+    for (size_t l = 0; l < previous_probe_.probe_top1.size(); ++l) {
+      a.write("trainer.probe." + std::to_string(l), previous_probe_.probe_top1[l].to(torch::kCPU));
+    }
+    window_.save(a);
+    sampler_->save(a);
+  });
 }
 
-void Trainer::load(const std::string& path) { step_ = load_checkpoint(path, model_, *optimizer_); }
+void Trainer::load(const std::string& path) {
+  step_ = load_checkpoint(path, model_, *optimizer_, [&](torch::serialize::InputArchive& a) {
+    torch::Tensor clock, counts, layers;
+    if (a.try_read("trainer.clock", clock)) {
+      a.read("trainer.counts", counts);
+      train_seconds_ = clock[0].item<double>();
+      seconds_to_target_ = clock[1].item<double>();
+      checkpoint_seconds_ = clock.numel() > 2 ? clock[2].item<double>() : 0.0;
+      train_tokens_ = counts[0].item<int64_t>();
+      steps_to_target_ = counts[1].item<int64_t>();
+    }
+    previous_probe_ = EvalResult{};
+    if (a.try_read("trainer.probe_layers", layers)) {
+      for (int64_t l = 0; l < layers.item<int64_t>(); ++l) {
+        torch::Tensor p;
+        a.read("trainer.probe." + std::to_string(l), p);
+        previous_probe_.probe_top1.push_back(p.to(device_));
+      }
+    }
+    window_.load(a, device_);
+    sampler_->load(a);
+  });
+  saved_at_seconds_ = train_seconds_;
+  saved_step_ = step_;
+}
+
+void Trainer::checkpoint() {
+  const auto start = std::chrono::steady_clock::now();
+  if (sink_) sink_->flush();
+  save(config_.train.checkpoint);
+  save_cost_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  checkpoint_seconds_ += save_cost_;
+  saved_at_seconds_ = train_seconds_;
+  saved_step_ = step_;
+}
 
 }  // namespace moe

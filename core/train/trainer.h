@@ -22,6 +22,14 @@
 
 namespace moe {
 
+/// Thrown by the trainer when its metric sink asked it to stop (MetricSink::stop_requested),
+/// after the checkpoint was written (when train.checkpoint is set).
+struct TrainingStopped : std::runtime_error {
+  explicit TrainingStopped(int64_t at_step)
+      : std::runtime_error("training stopped at step " + std::to_string(at_step)), step(at_step) {}
+  int64_t step;
+};
+
 struct TrainResult {
   EvalResult valid, test;
   std::map<std::string, double> summary;  ///< flat final metrics (see Trainer::run)
@@ -38,8 +46,15 @@ class Trainer {
 
   /// Trains until `step` steps are done (no final evaluation).
   void train_until(int64_t step);
+  /// A checkpoint of everything a continuation needs (checkpoint.h, plus the trainer's
+  /// clocks and token count, time-to-target, the sampler, the open log window and the last
+  /// probe routing), so that load + train_until gives bit-equal results on the same device
+  /// and thread count.
   void save(const std::string& path);
   void load(const std::string& path);
+  /// Flushes the sink, then saves to train.checkpoint (timed: time-based saves keep their
+  /// cost under 1% of training).
+  void checkpoint();
 
   Transformer& model() { return model_; }
   const torch::optim::AdamW& optimizer() const { return *optimizer_; }
@@ -72,9 +87,13 @@ class Trainer {
     void add(const StepOutcome& s);
     /// One device-to-host copy of the sums; returns the last step's gradient norm.
     double read();
+    void save(torch::serialize::OutputArchive& archive) const;
+    void load(torch::serialize::InputArchive& archive, const torch::Device& device);
   };
   /// One step: batch, forward, loss with the aux losses, backward, clip, AdamW.
   StepOutcome step_once();
+  /// Whether a checkpoint is due after step `done` (steps or training minutes).
+  bool checkpoint_due(int64_t done) const;
   /// Writes the window's train metrics at step `done` (the last step's lr and aux losses).
   void log_window(int64_t done, const StepOutcome& last, const Window& w);
   /// The periodic validation evaluation at step `done`.
@@ -93,7 +112,12 @@ class Trainer {
   Transformer model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   int64_t step_ = 0;
+  Window window_;  ///< the steps since the last log line (kept in checkpoints)
   double train_seconds_ = 0;
+  double saved_at_seconds_ = 0;    ///< train_seconds_ at the last checkpoint
+  int64_t saved_step_ = -1;        ///< the step of the last checkpoint written or loaded
+  double save_cost_ = 0;           ///< seconds the last checkpoint took
+  double checkpoint_seconds_ = 0;  ///< all checkpoints' seconds (outside train_seconds_)
   double last_grad_norm_ = 0;
   std::vector<double> last_mean_experts_;  ///< per MoE layer, from the last step
   int64_t train_tokens_ = 0;

@@ -23,7 +23,7 @@ class SweepRun : public ::testing::Test {
   std::string path(const std::string& n) { return tmp_.file(n); }
 
   /// A sweep of `methods` tiny mod_sum trials x 2 seeds; "bad" fails at run time.
-  std::string sweep(int64_t steps, bool with_bad) {
+  std::string sweep(int64_t steps, bool with_bad, const std::string& train_extra = "") {
     std::ostringstream s;
     s << "name = \"e2e\"\nseeds = [0, 1]\n[base]\ndevice = \"cpu\"\nthreads = 1\n"
       << "task = { name = \"mod_sum\", seq_len = 8, modulus = 3, max_depth = 2, eval_sequences = 8 "
@@ -31,7 +31,7 @@ class SweepRun : public ::testing::Test {
       << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8 }\n"
       << "moe = { num_experts = 2, experts = { name = \"ffn\", hidden = 8 } }\n"
       << "train = { steps = " << steps
-      << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8 }\n"
+      << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8" << train_extra << " }\n"
       << "[presets.dense]\n\"model.moe_every\" = 0\n[presets.switch]\n\"moe.router\" = { name = "
          "\"top_k\", k = 1 }\n"
       // Fails when its worker starts (plan time reads no files): the model is absent.
@@ -48,6 +48,36 @@ class SweepRun : public ::testing::Test {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   }
 
+  /// Equal texts, or the first differing line and how many differ.
+  static void expect_same_lines(const std::string& a, const std::string& b,
+                                const std::string& what) {
+    std::istringstream ia(a), ib(b);
+    std::string la, lb, first;
+    int64_t differ = 0, lines = 0;
+    while (true) {
+      const bool ga = static_cast<bool>(std::getline(ia, la)),
+                 gb = static_cast<bool>(std::getline(ib, lb));
+      if (!ga && !gb) break;
+      ++lines;
+      if (!ga || !gb || la != lb) {
+        if (differ++ == 0) first = (ga ? la : "<end>") + "  vs  " + (gb ? lb : "<end>");
+      }
+    }
+    EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << lines
+                         << " rows differ; first: " << first;
+  }
+  /// Every stored row but the wall-clock ones, values to 17 digits, in key order.
+  std::string deterministic_rows(const std::string& db) {
+    return query(db,
+                 "SELECT r.run_key, m.step, m.split, m.name, printf('%.17g', m.value) AS v "
+                 "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts WHERE "
+                 "m.name NOT LIKE '%seconds%' AND m.name NOT LIKE '%per_s%' AND m.name NOT IN "
+                 "('mfu', 'peak_rss_mb') AND m.split != 'resume' ORDER BY 1, 2, 3, 4") +
+           query(db,
+                 "SELECT r.run_key, l.step, l.split, l.layer, l.name, printf('%.17g', l.value) "
+                 "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
+                 "ORDER BY 1, 2, 3, 4, 5");
+  }
   std::string query(const std::string& db, const std::string& sql) {
     std::ostringstream out;
     results::run_query(db, sql, results::QueryFormat::kCsv, out);
@@ -274,6 +304,53 @@ TEST_F(SweepRun, KillNineAnywhereLosesNothing) {
   std::cerr
       << "kill test: " << points << " runner kill point(s) over " << round
       << " database(s) of 4 trials, 1 worker kill; duplicates found: 0 unless reported above\n";
+}
+
+// What a cluster does to a job: SIGTERM to the whole process group (runner and workers) at
+// random points, or SIGKILL to all of them; each rerun continues the interrupted trials
+// from their checkpoints (at the signal, or the last periodic one after SIGKILL). The
+// final database equals an uninterrupted run's in every row; fewer steps are trained than
+// restarting from zero would.
+TEST_F(SweepRun, SignalledOrKilledTrialsContinueFromCheckpointsAndEqualAnUninterruptedSweep) {
+  const auto file = sweep(600, false, ", eval_every = 200, checkpoint_every = 50");
+  const std::string straight = path("straight.sqlite");
+  ASSERT_EQ(moe("sweep run " + file + " --db " + straight), 0);
+  EXPECT_FALSE(std::filesystem::exists(straight + "-checkpoints/") &&
+               !std::filesystem::is_empty(straight + "-checkpoints/"))
+      << "completed trials' checkpoints are removed";
+  std::mt19937 rng(7);
+  for (const int sig : {SIGTERM, SIGKILL}) {
+    const std::string db = path(sig == SIGTERM ? "term.sqlite" : "kill.sqlite");
+    int rounds = 0, resumed = 0;
+    for (; rounds < 8; ++rounds) {
+      const pid_t pid = spawn_runner(file, db);
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::uniform_int_distribution<>(400, 2500)(rng)));
+      kill(-pid, sig);  // the process group: runner and workers, as Slurm signals a job
+      int st = 0;
+      waitpid(pid, &st, 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (query(db, "SELECT count(*) AS n FROM runs WHERE status = 'completed'") == "n\n4\n") break;
+    }
+    ASSERT_EQ(moe("sweep run " + file + " --db " + db), 0) << "finishes what is left";
+    resumed =
+        std::stoi(query(db, "SELECT count(*) AS n FROM metrics WHERE split = 'resume'").substr(2));
+    EXPECT_GT(resumed, 0) << "no trial continued from a checkpoint in " << rounds << " rounds";
+    if (sig == SIGTERM) {  // the signal's checkpoint is the step it arrived at
+      EXPECT_EQ(query(db,
+                      "SELECT count(*) AS n FROM metrics WHERE split = 'resume' AND "
+                      "CAST(value AS INTEGER) % 50 != 0") != "n\n0\n",
+                true)
+          << "SIGTERM checkpoints where it lands, not only at the periodic steps";
+    }
+    expect_same_lines(deterministic_rows(db), deterministic_rows(straight), db);
+    expect_no_duplicates(db);
+    const auto saved = query(db, "SELECT sum(value) AS s FROM metrics WHERE split = 'resume'");
+    std::cerr << (sig == SIGTERM ? "SIGTERM" : "SIGKILL") << ": " << rounds << " signal(s), "
+              << resumed << " continuation(s), steps not retrained: " << saved.substr(2);
+    EXPECT_TRUE(!std::filesystem::exists(db + "-checkpoints") ||
+                std::filesystem::is_empty(db + "-checkpoints"));
+  }
 }
 
 TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {

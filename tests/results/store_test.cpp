@@ -124,8 +124,8 @@ TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   EXPECT_EQ(a.find_run("k")->pid, 13);
   a.add_metric(id, 1, "train", "loss", 1.0);
   a.flush();
-  // b takes the run over (as for a stale heartbeat): a's rows are deleted in the same
-  // transaction, and a can write nothing more.
+  // b takes the run over (as for a stale heartbeat): a can write nothing more; a's rows
+  // stay until b's worker says which of them its continuation keeps.
   const auto cb = b.claim_run("k", "h2", 14, [](const RunRow&) { return true; });
   ASSERT_TRUE(cb);
   EXPECT_EQ(cb->attempt, 2);
@@ -134,7 +134,7 @@ TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
     q.step();
     return q.get_int(0);
   };
-  EXPECT_EQ(count(), 0);
+  EXPECT_EQ(count(), 1);
   a.add_metric(id, 2, "train", "loss", 2.0);
   expect_error([&] { a.flush(); }, "attempt 1 is no longer current");
   EXPECT_FALSE(a.heartbeat(id, 1));
@@ -142,6 +142,9 @@ TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   expect_error([&] { a.start_attempt("k", 1, "h", 15, "cpu", "t", "v"); },
                "attempt 1 is not current (the run is running at attempt 2)");
   EXPECT_EQ(b.start_attempt("k", 2, "h2", 16, "cpu", "t", "v"), id);
+  expect_error([&] { a.keep_rows_through(id, -1, false); }, "attempt 1 is no longer current");
+  b.keep_rows_through(id, -1, false);  // a fresh start
+  EXPECT_EQ(count(), 0);
   b.add_metric(id, 1, "train", "loss", 3.0);
   EXPECT_TRUE(b.heartbeat(id, 2));
   EXPECT_TRUE(b.finish_run(id, "completed", ""));
@@ -152,6 +155,47 @@ TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   EXPECT_EQ(q.get_double(1), 3.0);
   EXPECT_EQ(b.find_run("k")->status, "completed");
   EXPECT_EQ(b.find_run("k")->attempts, 2);
+}
+
+// A continuation from a checkpoint keeps the rows up to its step as its own attempt's and
+// deletes the rest; at the last step, the evaluations written after the checkpoint go too.
+TEST_F(StoreTest, KeepRowsThroughKeepsTheCheckpointsRowsAsTheNewAttempts) {
+  Store s(path("k.sqlite"));
+  s.ensure_run({"k", "sw", "m", "{}", 0, "", "", ""});
+  auto rows = [&] {
+    std::string out;
+    auto q = s.db().prepare(
+        "SELECT step || split || name || '@' || attempt FROM metrics ORDER BY step, split, name");
+    while (q.step()) out += q.get_text(0) + " ";
+    auto l =
+        s.db().prepare("SELECT step || split || '@' || attempt FROM layer_stats ORDER BY step");
+    while (l.step()) out += "L" + l.get_text(0) + " ";
+    return out;
+  };
+  const auto write = [&](int64_t id) {
+    for (int64_t step = 1; step <= 4; ++step) {
+      s.add_metric(id, step, "train", "loss", 1.0);
+      s.add_layer_stat(id, step, "train", 0, "mean_experts", 1.0);
+    }
+    s.add_metric(id, 2, "valid", "loss", 1.0);
+    s.add_metric(id, 2, "resume", "from_step", 2.0);
+    for (const char* split : {"valid", "test", "final"}) s.add_metric(id, 4, split, "loss", 1.0);
+    s.flush();
+  };
+  const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
+  write(id);
+  s.claim_run("k", "h", 2, [](const RunRow&) { return true; });
+  s.start_attempt("k", 2, "h", 2, "cpu", "t", "v");
+  s.keep_rows_through(id, 2, false);  // a checkpoint at step 2 of 4
+  EXPECT_EQ(rows(), "1trainloss@2 2trainloss@2 2validloss@2 L1train@2 L2train@2 ");
+  write(id);  // (duplicates of steps 1-2 only to test the next call)
+  s.claim_run("k", "h", 3, [](const RunRow&) { return true; });
+  s.start_attempt("k", 3, "h", 3, "cpu", "t", "v");
+  s.keep_rows_through(id, 4, true);  // the checkpoint at the last step: evaluations redone
+  EXPECT_EQ(rows().find("4validloss"), std::string::npos) << rows();
+  EXPECT_EQ(rows().find("4finalloss"), std::string::npos) << rows();
+  EXPECT_NE(rows().find("4trainloss@3"), std::string::npos) << rows();
+  EXPECT_NE(rows().find("L4train@3"), std::string::npos) << rows();
 }
 
 TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
