@@ -2,14 +2,106 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
 
 #include "core/data/task.h"
 #include "core/train/config.h"
 #include "core/train/trainer.h"
 
 namespace moe {
+
+namespace {
+
+/// An integer option of a plugin block, or `fallback` when absent or not a number.
+double number(const nlohmann::json& block, const char* key, double fallback) {
+  const auto it = block.find(key);
+  return it != block.end() && it->is_number() ? it->get<double>() : fallback;
+}
+
+}  // namespace
+
+TrainingEstimate estimate_training(const nlohmann::json& json) {
+  const auto c = ExperimentConfig::from_json(json, "trial");
+  const double d = static_cast<double>(c.model.d_model);
+  const double layers = static_cast<double>(c.model.layers);
+  const double ffn = static_cast<double>(c.model.ffn_hidden);
+  const double mult = c.model.activation == Activation::kSwiglu ? 3 : 2;
+  const double heads = static_cast<double>(c.model.heads);
+  const double seq = number(c.task, "seq_len", 128);
+  const double vocab =
+      std::max(number(c.task, "vocab_size", 0), number(c.task, "lm_vocab_size", 0));
+  const double batch = static_cast<double>(c.train.batch_size);
+  TrainingEstimate e;
+  e.inputs = {"model.d_model = " + std::to_string(c.model.d_model),
+              "model.layers = " + std::to_string(c.model.layers),
+              "model.ffn_hidden = " + std::to_string(c.model.ffn_hidden),
+              "task.seq_len = " + std::to_string(static_cast<int64_t>(seq)),
+              "train.batch_size = " + std::to_string(c.train.batch_size)};
+  const double moe_layers =
+      c.model.moe_every > 0 ? std::floor(layers / static_cast<double>(c.model.moe_every)) : 0;
+  // The bank's hidden units per MoE layer and per expert.
+  const double experts = static_cast<double>(c.moe.num_experts);
+  double per_expert = number(c.moe.experts, "hidden", 4 * d), units = experts * per_expert;
+  const std::string bank = c.moe.experts.value("name", "ffn");
+  if (bank == "inf_ffn") {
+    units = number(c.moe.experts, "D", 8) * d;
+    per_expert = units / experts;
+  } else if (bank == "hyper") {
+    const auto inner = c.moe.experts.value("inner", nlohmann::json::object());
+    per_expert = number(inner, "hidden", 4 * d);
+    units = experts * per_expert;
+  }
+  const double k = std::min(experts, number(c.moe.router, "k", 2));
+  const double shared = static_cast<double>(c.moe.shared_experts) * per_expert;
+  if (moe_layers > 0) {
+    e.inputs.push_back("moe.num_experts = " + std::to_string(c.moe.num_experts));
+    e.inputs.push_back("moe.experts hidden = " + std::to_string(static_cast<int64_t>(per_expert)));
+  }
+  if (vocab > 0)
+    e.inputs.push_back("task vocabulary = " + std::to_string(static_cast<int64_t>(vocab)));
+  const double attention = 4 * d * d + 4 * d;
+  const double dense_layer = attention + mult * d * ffn;
+  const double moe_layer = attention + mult * d * (units + shared) + d * experts;
+  e.params = 2 * vocab * d + seq * d + (layers - moe_layers) * dense_layer + moe_layers * moe_layer;
+  const double act_attention = 8 * d + 2 * heads * seq;
+  const double act_dense = act_attention + 2 * ffn + d;
+  const double act_moe = act_attention + k * (2 * per_expert + 2 * d) + 2 * shared + 2 * experts;
+  const double per_token =
+      (layers - moe_layers) * act_dense + moe_layers * act_moe + 2 * std::max(vocab, 16.0);
+  e.activation_bytes = 4 * batch * seq * per_token;
+  e.memory_bytes = 16 * e.params + e.activation_bytes;
+  const double active =
+      (layers - moe_layers) * dense_layer +
+      moe_layers * (attention + mult * d * (k * per_expert + shared) + d * experts) + vocab * d;
+  e.flops_per_token = 2 * active + 4 * seq * d * layers;
+  return e;
+}
+
+double machine_memory_bytes() {
+  double bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  for (const char* f :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(f);
+    double limit = 0;
+    if (in >> limit && limit > 0 && limit < bytes) bytes = limit;  // "max" reads as nothing
+  }
+  return bytes;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB", "PB", "EB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 6) bytes /= 1000, ++u;  // a huge value stays in EB
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(u == 0 ? 0 : 1) << bytes << " " << units[u];
+  return o.str();
+}
 
 ParamCounts nominal_param_counts(const nlohmann::json& json) {
   const auto config = ExperimentConfig::from_json(json, "trial");

@@ -47,6 +47,28 @@ std::string fmt_eta(double s) {
   return o.str();
 }
 
+/// "64G", "512M", "1.5T", "80GB", or a byte count: bytes (decimal units, as format_bytes).
+double parse_memory(const std::string& text) {
+  size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(text, &used);
+  } catch (...) {
+  }
+  std::string unit = text.substr(std::min(used, text.size()));
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b') && unit.size() > 1)
+    unit.pop_back();
+  static const std::map<std::string, double> scale = {{"", 1},    {"K", 1e3},  {"k", 1e3},
+                                                      {"M", 1e6}, {"m", 1e6},  {"G", 1e9},
+                                                      {"g", 1e9}, {"T", 1e12}, {"t", 1e12}};
+  const auto it = scale.find(unit);
+  if (!(v > 0) || !std::isfinite(v) || it == scale.end()) {
+    throw std::invalid_argument("--max-memory '" + text +
+                                "': expected a size such as 64G, 512M or 80GB");
+  }
+  return v * it->second;
+}
+
 enum class Need { kDone, kRun, kWait };
 
 /// What a run needs: nothing (completed, or failed without --retry-failed), a run, or to
@@ -90,27 +112,34 @@ void ensure_parent_dir(const std::string& path) {
 int plan_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep plan: print the trials of a sweep file (dry run)\n\n"
-      "Usage: moe sweep plan FILE [--db PATH] [--params] [--max-trials N]\n\n"
+      "Usage: moe sweep plan FILE [--db PATH] [--params] [--max-trials N] [--max-memory SIZE]\n\n"
       "Every check runs before the table is printed (and before `moe sweep run` starts a\n"
       "trial): types and ranges of every config key, nan / inf anywhere, the trial count\n"
       "from the axes' lengths, and each distinct model built once on the CPU without data,\n"
       "so that router, expert and adapter parameters are checked.\n\n"
-      "--params builds each trial's model on the CPU and adds its non-embedding total and\n"
-      "nominal active parameters per token (top_k: k experts; '-' for routers whose count\n"
-      "is measured): how matched baselines are checked.\n\nOptions");
-  std::string file, db;
+      "Before any model is built, each trial's training memory (parameters x 16 B for\n"
+      "weights, gradients and AdamW state + activations at its batch and sequence length)\n"
+      "is estimated from its config and must fit this machine's memory or --max-memory.\n\n"
+      "--params adds that estimate and the forward FLOPs per token, then builds each\n"
+      "trial's model on the CPU for its non-embedding total and nominal active parameters\n"
+      "per token (top_k: k experts; '-' for routers whose count is measured): how matched\n"
+      "baselines are checked.\n\nOptions");
+  std::string file, db, max_memory;
   int64_t max_trials = kDefaultMaxTrials;
   desc.add_options()("help,h", "show this help")("file", po::value(&file), "sweep file")(
       "db", po::value(&db)->default_value(default_db()),
       "results database to check for done trials")(
       "params", "add non-embedding total / active parameters per trial")(
       "max-trials", po::value(&max_trials)->default_value(kDefaultMaxTrials),
-      "refuse a sweep that expands to more trials than this");
+      "refuse a sweep that expands to more trials than this")(
+      "max-memory", po::value(&max_memory),
+      "refuse trials whose training memory estimate exceeds this (e.g. 80G for a GPU's; "
+      "default: this machine's memory)");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
   if (const int rc = parse_args(args, desc, pos, vm, "file"); rc >= 0) return rc;
-  auto plan = load_sweep(file, max_trials);
+  auto plan = load_sweep(file, max_trials, max_memory.empty() ? 0 : parse_memory(max_memory));
   const bool params = vm.count("params") > 0;
   std::map<std::string, std::string> status;
   if (std::filesystem::exists(db)) {
@@ -120,11 +149,16 @@ int plan_command(const std::vector<std::string>& args) {
   std::cout << "sweep '" << plan.name << "': " << plan.trials.size() << " trials\n";
   std::cout << std::left << std::setw(18) << "run_key" << std::setw(32) << "method" << std::setw(6)
             << "seed" << std::setw(12) << "status"
-            << (params ? "nonembed_total  nonembed_active" : "") << "\n";
+            << (params ? "est_memory  fwd_flops/token  nonembed_total  nonembed_active" : "")
+            << "\n";
   for (const auto& t : plan.trials) {
     std::cout << std::setw(18) << t.run_key << std::setw(32) << t.method << std::setw(6) << t.seed
               << std::setw(12) << (status.count(t.run_key) ? status[t.run_key] : "new");
     if (params) {
+      const auto e = estimate_training(t.config);
+      std::ostringstream flops;
+      flops << std::setprecision(3) << e.flops_per_token;
+      std::cout << std::setw(12) << format_bytes(e.memory_bytes) << std::setw(17) << flops.str();
       const auto c = nominal_param_counts(t.config);
       std::cout << std::setw(16) << static_cast<int64_t>(c.nonembed_total)
                 << (std::isnan(c.nonembed_active)
@@ -168,6 +202,7 @@ int status_command(const std::vector<std::string>& args) {
 
 struct RunOptions {
   std::string file, db, shard;
+  double max_memory = 0;             ///< bytes; 0 = this machine's
   std::vector<std::string> devices;  ///< one per worker slot; empty = the configs' device
   int64_t workers = 1, max_trials = kDefaultMaxTrials;
   bool retry_failed = false, keep_checkpoints = false;
@@ -179,7 +214,8 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
   po::options_description desc(
       "moe sweep run: train every trial of a sweep that is not done yet\n\n"
       "Usage: moe sweep run FILE [--db PATH] [--workers N] [--devices LIST] [--shard I/N]\n"
-      "                          [--retry-failed] [--keep-checkpoints] [--max-trials N]\n\n"
+      "                          [--retry-failed] [--keep-checkpoints] [--max-trials N]\n"
+      "                          [--max-memory SIZE]\n\n"
       "Completed trials are skipped; failed ones are rerun only with --retry-failed; trials of\n"
       "a killed run (stale heartbeat) or interrupted ones are continued from their checkpoint\n"
       "(DB-checkpoints/RUN_KEY.pt: written every train.checkpoint_every steps or\n"
@@ -198,8 +234,10 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
       "shard", po::value(&o.shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
       "retry-failed", "rerun trials recorded as failed")(
       "keep-checkpoints", "keep completed trials' checkpoints (removed by default)")(
-      "max-trials", po::value(&o.max_trials)->default_value(kDefaultMaxTrials),
-      "refuse a sweep that expands to more trials than this");
+      "max-memory", po::value<std::string>(),
+      "refuse trials whose training memory estimate exceeds this (e.g. 80G; default: this "
+      "machine's memory)")("max-trials", po::value(&o.max_trials)->default_value(kDefaultMaxTrials),
+                           "refuse a sweep that expands to more trials than this");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -217,6 +255,7 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
   }
   o.retry_failed = vm.count("retry-failed") > 0;
   o.keep_checkpoints = vm.count("keep-checkpoints") > 0;
+  if (vm.count("max-memory")) o.max_memory = parse_memory(vm["max-memory"].as<std::string>());
   return -1;
 }
 
@@ -473,7 +512,7 @@ int run_command(const std::vector<std::string>& args) {
   if (const int rc = parse_run_args(args, o); rc >= 0) return rc;
   // Planning: read and expand the sweep (every distinct model is built there), record it.
   const auto t_plan = std::chrono::steady_clock::now();
-  const auto plan = load_sweep(o.file, o.max_trials);
+  const auto plan = load_sweep(o.file, o.max_trials, o.max_memory);
   const auto trials = shard_of(plan, o.shard);
   ensure_parent_dir(o.db);
   results::Store store(o.db);

@@ -195,6 +195,15 @@ nlohmann::json read_base(const SweepSource& src) {
                   "base_config names this sweep file itself; it must name a config file (e.g. "
                   "\"../configs/brown_pos_top2.toml\")");
     }
+    std::error_code exists_ec;
+    if (!std::filesystem::is_regular_file(file, exists_ec)) {
+      src.fail_at("base_config",
+                  "base_config '" + j["base_config"].get<std::string>() + "': " +
+                      (std::filesystem::is_directory(file, exists_ec) ? "is a directory"
+                                                                      : "file not found") +
+                      " (looked for " + file.string() +
+                      ", relative to the sweep file's directory)");
+    }
     base = load_toml_file(file.string());
     // Config files do not chain (no base_config of their own), so there is no cycle to
     // follow; a sweep file named as base_config is the likely mistake.
@@ -365,11 +374,40 @@ Points expand(const SweepSpec& spec, const std::string& path, int64_t max_trials
 /// trial's label, not when its worker starts.
 class TrialValidator {
  public:
-  explicit TrialValidator(std::string path) : path_(std::move(path)) {}
+  TrialValidator(std::string path, double max_memory)
+      : path_(std::move(path)),
+        max_memory_(max_memory > 0 ? max_memory : machine_memory_bytes()),
+        limit_(max_memory > 0 ? "--max-memory" : "this machine's memory") {}
   void operator()(const nlohmann::json& config, const std::string& label) {
     const std::string trial = "trial '" + label + "'";
     try {
       auto parsed = ExperimentConfig::from_json(config, trial);
+      // Before anything is allocated: what training it would take.
+      const auto est = estimate_training(config);
+      if (!(est.memory_bytes <= max_memory_)) {
+        std::string inputs;
+        for (const auto& i : est.inputs) inputs += (inputs.empty() ? "" : ", ") + i;
+        std::ostringstream p;
+        p << std::setprecision(3) << est.params;
+        throw std::invalid_argument(
+            trial + ": training needs at least " + format_bytes(est.memory_bytes) + " (" + p.str() +
+            " parameters x 16 B for weights, gradients and AdamW state + " +
+            format_bytes(est.activation_bytes) + " of activations), over " + limit_ + " (" +
+            format_bytes(max_memory_) + "; --max-memory sets another limit); from " + inputs);
+      }
+      for (const auto* key : {"init_from", "upcycle_from"}) {
+        const std::string file =
+            parsed.train.*(std::string(key) == "init_from" ? &TrainOptions::init_from
+                                                           : &TrainOptions::upcycle_from);
+        if (file.empty() || file.rfind("run:", 0) == 0) continue;  // a pretraining run's model
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(file, ec)) {
+          throw std::invalid_argument(
+              trial + ": key 'train." + key + "': model file '" + file + "' " +
+              (std::filesystem::is_directory(file, ec) ? "is a directory" : "not found") +
+              " (a model saved by moe train / keep_models, or \"run:<key>\" of a [pretrain])");
+        }
+      }
       const std::string task = parsed.task["name"];
       if (!task_registry().has(task)) task_registry().entry(task);
       if (parsed.model.moe_every > 0) {
@@ -389,6 +427,8 @@ class TrialValidator {
 
  private:
   std::string path_;
+  double max_memory_;
+  std::string limit_;
   std::set<std::string> built_;
 };
 
@@ -432,9 +472,9 @@ void apply_granularity(const std::string& path, int64_t m, nlohmann::json& confi
 
 /// The [pretrain] trial (if any) and one trial per (point, seed), each validated.
 void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& expanded,
-                 SweepPlan& plan) {
+                 double max_memory, SweepPlan& plan) {
   const auto& j = src.j;
-  TrialValidator validate(src.path);
+  TrialValidator validate(src.path, max_memory);
   std::string pretrain_key;
   if (j.contains("pretrain")) {
     src.need_type("pretrain", j["pretrain"].is_object(), "a table of config keys");
@@ -527,7 +567,7 @@ void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& ex
 
 }  // namespace
 
-SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
+SweepPlan load_sweep(const std::string& path, int64_t max_trials, double max_memory) {
   SweepPlan plan;
   const auto src = read_sweep_file(path, plan);  // read: the file is parsed once
   SweepSpec spec;
@@ -535,7 +575,7 @@ SweepPlan load_sweep(const std::string& path, int64_t max_trials) {
   spec.base = read_base(src);
   read_axes(src, plan, spec);
   const auto points = expand(spec, path, max_trials);  // expand
-  make_trials(src, spec, points, plan);                // make trials
+  make_trials(src, spec, points, max_memory, plan);    // make trials
   return plan;
 }
 

@@ -72,7 +72,11 @@ struct SweepPlan {
 /// and every distinct model is built once on the CPU without data so that plugin
 /// parameters are checked (check_trial_builds).
 constexpr int64_t kDefaultMaxTrials = 100000;
-SweepPlan load_sweep(const std::string& path, int64_t max_trials = kDefaultMaxTrials);
+/// Each trial's training memory estimate (estimate_training) must fit max_memory_bytes
+/// (0 = this machine's memory) before any model is built; files a config names
+/// (train.init_from, train.upcycle_from) must exist.
+SweepPlan load_sweep(const std::string& path, int64_t max_trials = kDefaultMaxTrials,
+                     double max_memory_bytes = 0);
 
 /// FNV-1a 64-bit of text as 16 hex digits (stable across platforms and builds).
 std::string stable_hash(const std::string& text);

@@ -12,6 +12,12 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   c.seed = static_cast<uint64_t>(top.get<int64_t>("seed", 0));
   c.device = top.get<std::string>("device", c.device);
   c.threads = top.get<int64_t>("threads", 0);
+  top.check().expect(c.threads >= 0 && c.threads <= 4096, "threads", "in [0, 4096] (0 = all cores)",
+                     static_cast<double>(c.threads));
+  if (top.contains("seed")) {
+    const auto seed = top.get<int64_t>("seed", 0);
+    top.check().expect(seed >= 0, "seed", ">= 0", static_cast<double>(seed));
+  }
   c.data_dir = top.get<std::string>("data_dir", c.data_dir);
   top.get<std::string>("name", "");
   top.get<std::string>("description", "");
@@ -40,6 +46,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
     model.fail("expected d_model, layers, heads > 0 with d_model divisible by heads");
   }
   if (m.moe_every < 0) model.fail("parameter 'moe_every' expected >= 0 (0 = dense model)");
+  model.check().expect(m.ffn_hidden > 0, "ffn_hidden", "> 0", static_cast<double>(m.ffn_hidden));
+  model.check().expect(m.dropout >= 0 && m.dropout < 1, "dropout", "in [0, 1)", m.dropout);
 
   PluginSpec moe(family, "moe", top.block("moe"));
   c.moe.num_experts = moe.get<int64_t>("num_experts", c.moe.num_experts);
@@ -57,6 +65,12 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
                      static_cast<double>(c.moe.shared_experts));
   moe.check().expect(c.moe.capacity_factor >= 0, "capacity_factor", ">= 0 (0 = dropless)",
                      c.moe.capacity_factor);
+  // Absent (-1 internally) = the training capacity factor; given, it must be a factor.
+  if (moe.contains("eval_capacity_factor")) {
+    moe.check().expect(c.moe.eval_capacity_factor >= 0, "eval_capacity_factor",
+                       ">= 0 (0 = dropless; leave it out to use capacity_factor)",
+                       c.moe.eval_capacity_factor);
+  }
 
   PluginSpec train(family, "train", top.block("train"));
   auto& t = c.train;
@@ -96,6 +110,15 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
     train.fail("expected steps, batch_size, eval_batch_size and lr > 0");
   }
   if (t.log_every <= 0) train.fail("parameter 'log_every' expected > 0");
+  train.check().expect(t.warmup >= 0, "warmup", ">= 0", static_cast<double>(t.warmup));
+  train.check().expect(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]",
+                       t.min_lr_ratio);
+  train.check().expect(t.weight_decay >= 0, "weight_decay", ">= 0", t.weight_decay);
+  train.check().expect(t.clip >= 0, "clip", ">= 0 (0 = off)", t.clip);
+  train.check().expect(t.eval_every >= 0, "eval_every", ">= 0 (0 = only at the end)",
+                       static_cast<double>(t.eval_every));
+  train.check().expect(t.eval_batches >= 0, "eval_batches", ">= 0 (0 = all)",
+                       static_cast<double>(t.eval_batches));
   if (!t.upcycle_from.empty() && !t.init_from.empty()) {
     train.fail(
         "expected at most one of init_from and upcycle_from (upcycling also copies "

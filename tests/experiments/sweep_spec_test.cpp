@@ -267,6 +267,34 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"heads.toml", head + "\"model.heads\" = 3\n",
        "heads.toml: trial 'b': section 'model': expected d_model, layers, heads > 0 with d_model "
        "divisible by heads"},
+      // What cannot fit is refused from the config's numbers, before anything is allocated.
+      {"dmodel.toml", head + "\"model.d_model\" = 4000000\n\"model.heads\" = 1\n",
+       "dmodel.toml: trial 'b': training needs at least 17.4 PB (1.09e+15 parameters"},
+      {"experts.toml", preset("\"moe.num_experts\" = 2000000000"),
+       "experts.toml: trial 'm': training needs at least"},
+      {"layers.toml", head + "\"model.layers\" = 50000000\n",
+       "from model.d_model = 16, model.layers = 50000000"},
+      {"bseq.toml", head + "\"loss.balance_seq\" = -1.0\n",
+       "bseq.toml: trial 'b': section 'loss': parameter 'balance_seq' expected >= 0"},
+      {"ecf.toml", head + "\"moe.eval_capacity_factor\" = -0.5\n",
+       "ecf.toml: trial 'b': section 'moe': parameter 'eval_capacity_factor' expected >= 0"},
+      {"upc.toml", head + "\"train.upcycle_from\" = \"/nonexistent/dense.pt\"\n",
+       "upc.toml: trial 'b': key 'train.upcycle_from': model file '/nonexistent/dense.pt' not "
+       "found"},
+      {"initdir.toml", head + "\"train.init_from\" = \"/tmp\"\n",
+       "initdir.toml: trial 'b': key 'train.init_from': model file '/tmp' is a directory"},
+      {"nobase.toml", "name = \"s\"\nseeds = [0]\nbase_config = \"missing.toml\"\n",
+       "nobase.toml:3: base_config 'missing.toml': file not found"},
+      {"warm.toml", head + "\"train.warmup\" = -3\n",
+       "warm.toml: trial 'b': section 'train': parameter 'warmup' expected >= 0, got -3"},
+      {"minlr.toml", head + "\"train.min_lr_ratio\" = 2.0\n",
+       "parameter 'min_lr_ratio' expected in [0, 1], got 2"},
+      {"drop.toml", head + "\"model.dropout\" = 1.5\n",
+       "section 'model': parameter 'dropout' expected in [0, 1), got 1.5"},
+      {"clip.toml", head + "\"train.clip\" = -1.0\n", "parameter 'clip' expected >= 0"},
+      {"ckpt.toml", head + "\"train.checkpoint_minutes\" = -5.0\n",
+       "parameter 'checkpoint_minutes' expected >= 0"},
+      {"threads.toml", head + "threads = -2\n", "parameter 'threads' expected in [0, 4096]"},
   };
   for (const auto& c : cases) {
     const auto path = write_sweep(c.file, c.text);
@@ -281,6 +309,12 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       EXPECT_EQ(what.find(c.file, first + 1), std::string::npos) << what;
     }
   }
+  // --max-memory sets the bar for the memory estimate.
+  expect_error([&] { load_sweep(write_sweep("mem.toml", head), kDefaultMaxTrials, 1e6); },
+               "mem.toml: trial 'b': training needs at least");
+  expect_error([&] { load_sweep(write_sweep("mem.toml", head), kDefaultMaxTrials, 1e6); },
+               "over --max-memory (1.0 MB");
+  EXPECT_EQ(load_sweep(write_sweep("mem.toml", head), kDefaultMaxTrials, 1e9).trials.size(), 1u);
   // --max-trials lowers the bar.
   expect_error(
       [] {
