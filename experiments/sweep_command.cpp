@@ -6,6 +6,7 @@
 // its metrics; an exception, NaN loss or out-of-memory marks that run failed with its
 // message. A worker killed outright leaves 'running' behind: the parent marks it failed,
 // and if the parent itself was killed, the stale heartbeat tells the next run to redo it.
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -67,6 +68,19 @@ double parse_memory(const std::string& text) {
                                 "': expected a size such as 64G, 512M or 80GB");
   }
   return v * it->second;
+}
+
+/// The cores this runner may use: a Slurm task's allocation (SLURM_CPUS_PER_TASK), else
+/// the CPUs this process may run on (its affinity mask: taskset, cgroups), else all.
+int64_t usable_cores() {
+  if (const char* s = std::getenv("SLURM_CPUS_PER_TASK")) {
+    char* end = nullptr;
+    const long n = std::strtol(s, &end, 10);
+    if (end != s && *end == '\0' && n > 0) return n;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max<int64_t>(1, std::thread::hardware_concurrency());
 }
 
 enum class Need { kDone, kRun, kWait };
@@ -201,7 +215,7 @@ int status_command(const std::vector<std::string>& args) {
 }
 
 struct RunOptions {
-  std::string file, db, shard;
+  std::string file, db, shard, checkpoint_dir;
   double max_memory = 0;             ///< bytes; 0 = this machine's
   std::vector<std::string> devices;  ///< one per worker slot; empty = the configs' device
   int64_t workers = 1, max_trials = kDefaultMaxTrials;
@@ -215,7 +229,7 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
       "moe sweep run: train every trial of a sweep that is not done yet\n\n"
       "Usage: moe sweep run FILE [--db PATH] [--workers N] [--devices LIST] [--shard I/N]\n"
       "                          [--retry-failed] [--keep-checkpoints] [--max-trials N]\n"
-      "                          [--max-memory SIZE]\n\n"
+      "                          [--max-memory SIZE] [--checkpoint-dir DIR]\n\n"
       "Completed trials are skipped; failed ones are rerun only with --retry-failed; trials of\n"
       "a killed run (stale heartbeat) or interrupted ones are continued from their checkpoint\n"
       "(DB-checkpoints/RUN_KEY.pt: written every train.checkpoint_every steps or\n"
@@ -234,6 +248,9 @@ int parse_run_args(const std::vector<std::string>& args, RunOptions& o) {
       "shard", po::value(&o.shard), "I/N: run only trials with index % N == I (Slurm arrays)")(
       "retry-failed", "rerun trials recorded as failed")(
       "keep-checkpoints", "keep completed trials' checkpoints (removed by default)")(
+      "checkpoint-dir", po::value(&o.checkpoint_dir),
+      "trials' checkpoints go here (default: DB-checkpoints beside the database); shared "
+      "storage when the database is node-local")(
       "max-memory", po::value<std::string>(),
       "refuse trials whose training memory estimate exceeds this (e.g. 80G; default: this "
       "machine's memory)")("max-trials", po::value(&o.max_trials)->default_value(kDefaultMaxTrials),
@@ -362,7 +379,7 @@ class TrialScheduler {
     // other runners on this host share the cores too (two runners started on one machine
     // would otherwise each take them all, and OpenMP threads oversubscribed 2x run several
     // times slower).
-    const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+    const int64_t cores = usable_cores();
     const int64_t threads = std::max<int64_t>(1, cores / o_.workers);
     // Live processes only: a killed sweep's rows say 'running' until they are reclaimed,
     // and counting them would change a continued trial's thread count (and its numbers).
@@ -385,6 +402,10 @@ class TrialScheduler {
                                        "--attempt",
                                        std::to_string(attempt)};
     if (o_.keep_checkpoints) argv_s.push_back("--keep-checkpoint");
+    if (!o_.checkpoint_dir.empty()) {
+      argv_s.push_back("--checkpoint-dir");
+      argv_s.push_back(o_.checkpoint_dir);
+    }
     if (plan_.keep_models || t.pretrain) {
       argv_s.push_back("--save-model");
       argv_s.push_back(model_path(o_.db, t.run_key));

@@ -45,8 +45,9 @@ void check_superseded() {
 
 int sweep_signal() { return g_signal.load(); }
 
-std::string checkpoint_path(const std::string& db, const std::string& run_key) {
-  return db + "-checkpoints/" + run_key + ".pt";
+std::string checkpoint_path(const std::string& db, const std::string& run_key,
+                            const std::string& dir) {
+  return (dir.empty() ? db + "-checkpoints" : dir) + "/" + run_key + ".pt";
 }
 
 void install_sweep_signal_handlers() {
@@ -76,7 +77,7 @@ std::string host_name() {
 int sweep_worker_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep worker: run one planned trial (started by moe sweep run)");
-  std::string db, key, device, save_model_to;
+  std::string db, key, device, save_model_to, checkpoint_dir;
   int64_t threads = 0, attempt = 0;
   bool keep_checkpoint = false;
   desc.add_options()("help,h", "show this help")("db", po::value(&db)->required(), "database")(
@@ -85,7 +86,9 @@ int sweep_worker_command(const std::vector<std::string>& args) {
       "threads", po::value(&threads), "CPU threads")("attempt", po::value(&attempt)->required(),
                                                      "the attempt the runner claimed")(
       "keep-checkpoint", po::bool_switch(&keep_checkpoint),
-      "keep the trial's checkpoint when it completes");
+      "keep the trial's checkpoint when it completes")(
+      "checkpoint-dir", po::value(&checkpoint_dir),
+      "where the trial's checkpoint lives (default: DB-checkpoints)");
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(desc).run(), vm);
   if (vm.count("help")) {
@@ -134,7 +137,7 @@ int sweep_worker_command(const std::vector<std::string>& args) {
     }
     // The sweep's checkpoint for this trial; the config's own cadence, else every
     // kCheckpointMinutes of training (and on a signal, and at the end of training).
-    const std::string ckpt = checkpoint_path(db, key);
+    const std::string ckpt = checkpoint_path(db, key, checkpoint_dir);
     auto& train = json["train"];
     if (train.is_null()) train = nlohmann::json::object();
     train["checkpoint"] = ckpt;
@@ -198,8 +201,8 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   // to keep it, a failed one's too (a retry would meet the same failure from there).
   if (status == "failed" || (stopped_at == -2 && !keep_checkpoint)) {
     std::error_code ec;
-    std::filesystem::remove(checkpoint_path(db, key), ec);
-    std::filesystem::remove(checkpoint_path(db, key) + ".tmp", ec);
+    std::filesystem::remove(checkpoint_path(db, key, checkpoint_dir), ec);
+    std::filesystem::remove(checkpoint_path(db, key, checkpoint_dir) + ".tmp", ec);
   }
   try {
     if (!store.finish_run(run_id, status, error)) return 1;  // another process took it over

@@ -6,13 +6,15 @@
 namespace moe {
 
 /// moe sweep worker --db PATH --run-key KEY [--device D] [--threads N] [--save-model PATH]
-/// [--keep-checkpoint]: trains one planned trial (its config is read from the database),
-/// continuing from its checkpoint when there is one, and records its end.
+/// [--keep-checkpoint] [--checkpoint-dir DIR]: trains one planned trial (its config is read from
+/// the database), continuing from its checkpoint when there is one, and records its end.
 int sweep_worker_command(const std::vector<std::string>& args);
 
-/// Where a sweep trial's checkpoint lives: DB-checkpoints/RUN_KEY.pt, beside the database
-/// (so a requeued job on another node finds it when the database is on shared storage).
-std::string checkpoint_path(const std::string& db, const std::string& run_key);
+/// Where a sweep trial's checkpoint lives: DIR/RUN_KEY.pt with `moe sweep run
+/// --checkpoint-dir DIR` (shared storage when the database is node-local: Slurm), else
+/// DB-checkpoints/RUN_KEY.pt beside the database.
+std::string checkpoint_path(const std::string& db, const std::string& run_key,
+                            const std::string& dir = "");
 /// Minutes of training between a sweep trial's periodic checkpoints when its config sets
 /// neither train.checkpoint_every nor train.checkpoint_minutes (the trainer also spaces
 /// them >= 100 x a save's duration apart: at most 1% of training).
