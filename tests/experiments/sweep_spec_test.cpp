@@ -390,7 +390,9 @@ granularity = [1, 2, 4]
     // still sum to less than 1 (renormalised gates would sum to 1).
     auto routing = model->moe_layers()[0]->router->forward(torch::randn({5, 16}));
     EXPECT_TRUE(routing.weights.sum(1).lt(1 - 1e-6).all().item<bool>()) << "m = " << m;
-    if (m > 1) EXPECT_EQ(trial.config["moe"]["router"]["normalize"], false);
+    if (m > 1) {
+      EXPECT_EQ(trial.config["moe"]["router"]["normalize"], false);
+    }
   }
   EXPECT_DOUBLE_EQ(flops[1], flops[0]);
   EXPECT_DOUBLE_EQ(flops[2], flops[0]);
