@@ -56,7 +56,7 @@ int plugins_command(const std::vector<std::string>& args) {
       {"moe.shared_experts = 0",
        "always-on experts of the bank's width added to the routed output (DeepSeekMoE); "
        "counted as active"},
-      {"moe.capacity_factor = 0", "ceil(CF * selected slots / E) per expert; 0 = dropless"},
+      {"moe.capacity_factor = 0", "ceil(CF * selected slots / E) per expert; 0 = dropless; CF <= E"},
       {"loss.balance = 1e-2", "Switch balance loss N sum_i f_i P_i over the batch"},
       {"loss.balance_seq = 0",
        "the same per sequence, averaged over sequences (DeepSeek-V3's sequence-wise loss)"},

@@ -63,12 +63,17 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   if (c.moe.num_experts <= 0) moe.fail("parameter 'num_experts' expected > 0");
   moe.check().expect(c.moe.shared_experts >= 0, "shared_experts", ">= 0 (0 = none)",
                      static_cast<double>(c.moe.shared_experts));
-  moe.check().expect(c.moe.capacity_factor >= 0, "capacity_factor", ">= 0 (0 = dropless)",
+  // Above num_experts every expert's capacity already holds every token (k >= 1): a larger
+  // factor only sizes buffers (1e308 would overflow them).
+  const auto experts = static_cast<double>(c.moe.num_experts);
+  moe.check().expect(c.moe.capacity_factor >= 0 && c.moe.capacity_factor <= experts,
+                     "capacity_factor", "in [0, num_experts] (0 = dropless)",
                      c.moe.capacity_factor);
   // Absent (-1 internally) = the training capacity factor; given, it must be a factor.
   if (moe.contains("eval_capacity_factor")) {
-    moe.check().expect(c.moe.eval_capacity_factor >= 0, "eval_capacity_factor",
-                       ">= 0 (0 = dropless; leave it out to use capacity_factor)",
+    moe.check().expect(c.moe.eval_capacity_factor >= 0 && c.moe.eval_capacity_factor <= experts,
+                       "eval_capacity_factor",
+                       "in [0, num_experts] (0 = dropless; leave it out to use capacity_factor)",
                        c.moe.eval_capacity_factor);
   }
 

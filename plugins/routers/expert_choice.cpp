@@ -23,7 +23,12 @@ ExpertChoiceRouterImpl::ExpertChoiceRouterImpl(ExpertChoiceRouterOptions options
   check.expect(options_.k() >= 1 && options_.k() <= options_.num_experts(), "k",
                "1..num_experts (" + std::to_string(options_.num_experts()) + ")",
                static_cast<double>(options_.k()));
-  check.expect(options_.capacity_factor() > 0, "capacity_factor", "> 0",
+  // At num_experts / k every expert already takes every token of the batch.
+  check.expect(options_.capacity_factor() > 0 &&
+                   options_.capacity_factor() <= static_cast<double>(options_.num_experts()) /
+                                                     static_cast<double>(options_.k()),
+               "capacity_factor",
+               "in (0, num_experts / k] (num_experts / k: every expert takes every token)",
                options_.capacity_factor());
   if (options_.causal() && !options_.allow_noncausal()) {
     check.fail(

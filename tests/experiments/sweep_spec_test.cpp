@@ -277,7 +277,16 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"bseq.toml", head + "\"loss.balance_seq\" = -1.0\n",
        "bseq.toml: trial 'b': section 'loss': parameter 'balance_seq' expected >= 0"},
       {"ecf.toml", head + "\"moe.eval_capacity_factor\" = -0.5\n",
-       "ecf.toml: trial 'b': section 'moe': parameter 'eval_capacity_factor' expected >= 0"},
+       "ecf.toml: trial 'b': section 'moe': parameter 'eval_capacity_factor' expected in [0, "
+       "num_experts]"},
+      {"eccf.toml",
+       preset("\"moe.router\" = { name = \"expert_choice\", capacity_factor = 1e308, "
+              "allow_noncausal = true }"),
+       "eccf.toml: trial 'm': router 'expert_choice': parameter 'capacity_factor' expected in (0, "
+       "num_experts / k]"},
+      {"cf.toml", head + "\"moe.capacity_factor\" = 1e308\n",
+       "cf.toml: trial 'b': section 'moe': parameter 'capacity_factor' expected in [0, "
+       "num_experts] (0 = dropless), got 1e+308"},
       {"upc.toml", head + "\"train.upcycle_from\" = \"/nonexistent/dense.pt\"\n",
        "upc.toml: trial 'b': key 'train.upcycle_from': model file '/nonexistent/dense.pt' not "
        "found"},
