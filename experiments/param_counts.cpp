@@ -18,7 +18,7 @@ namespace moe {
 
 namespace {
 
-/// An integer option of a plugin block, or `fallback` when absent or not a number.
+/// A numeric option of a plugin block, or `fallback` when absent or not a number.
 double number(const nlohmann::json& block, const char* key, double fallback) {
   const auto it = block.find(key);
   return it != block.end() && it->is_number() ? it->get<double>() : fallback;
@@ -26,8 +26,7 @@ double number(const nlohmann::json& block, const char* key, double fallback) {
 
 }  // namespace
 
-TrainingEstimate estimate_training(const nlohmann::json& json) {
-  const auto c = ExperimentConfig::from_json(json, "trial");
+TrainingEstimate estimate_training(const ExperimentConfig& c) {
   const double d = static_cast<double>(c.model.d_model);
   const double layers = static_cast<double>(c.model.layers);
   const double ffn = static_cast<double>(c.model.ffn_hidden);

@@ -8,6 +8,8 @@
 
 namespace moe {
 
+struct ExperimentConfig;
+
 struct ParamCounts {
   double total = 0, nonembed_total = 0;
   /// Non-embedding active parameters per token at the router's nominal expert count
@@ -39,7 +41,7 @@ struct TrainingEstimate {
   /// The configuration values the estimate is built from, "key = value", for messages.
   std::vector<std::string> inputs;
 };
-TrainingEstimate estimate_training(const nlohmann::json& config);
+TrainingEstimate estimate_training(const ExperimentConfig& config);
 
 /// The memory the plan allows a trial: the machine's physical memory, or its cgroup's
 /// limit when that is lower.

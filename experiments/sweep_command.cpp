@@ -22,6 +22,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/train/config.h"
 #include "core/train/device.h"
 #include "experiments/cli_args.h"
 #include "experiments/commands.h"
@@ -169,7 +170,7 @@ int plan_command(const std::vector<std::string>& args) {
     std::cout << std::setw(18) << t.run_key << std::setw(32) << t.method << std::setw(6) << t.seed
               << std::setw(12) << (status.count(t.run_key) ? status[t.run_key] : "new");
     if (params) {
-      const auto e = estimate_training(t.config);
+      const auto e = estimate_training(ExperimentConfig::from_json(t.config, t.run_key));
       std::ostringstream flops;
       flops << std::setprecision(3) << e.flops_per_token;
       std::cout << std::setw(12) << format_bytes(e.memory_bytes) << std::setw(17) << flops.str();

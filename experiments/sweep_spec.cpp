@@ -180,6 +180,14 @@ void read_header(const SweepSource& src, SweepPlan& plan, SweepSpec& spec) {
   }
 }
 
+/// Why `path` is not a readable regular file ("file not found", "is a directory"), or
+/// nullptr when it is one.
+const char* not_a_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec)) return nullptr;
+  return std::filesystem::is_directory(path, ec) ? "is a directory" : "file not found";
+}
+
 /// base_config, task, [base]: the config every trial starts from.
 nlohmann::json read_base(const SweepSource& src) {
   const auto& j = src.j;
@@ -195,14 +203,10 @@ nlohmann::json read_base(const SweepSource& src) {
                   "base_config names this sweep file itself; it must name a config file (e.g. "
                   "\"../configs/brown_pos_top2.toml\")");
     }
-    std::error_code exists_ec;
-    if (!std::filesystem::is_regular_file(file, exists_ec)) {
-      src.fail_at("base_config",
-                  "base_config '" + j["base_config"].get<std::string>() + "': " +
-                      (std::filesystem::is_directory(file, exists_ec) ? "is a directory"
-                                                                      : "file not found") +
-                      " (looked for " + file.string() +
-                      ", relative to the sweep file's directory)");
+    if (const char* problem = not_a_file(file.string())) {
+      src.fail_at("base_config", "base_config '" + j["base_config"].get<std::string>() +
+                                     "': " + problem + " (looked for " + file.string() +
+                                     ", relative to the sweep file's directory)");
     }
     base = load_toml_file(file.string());
     // Config files do not chain (no base_config of their own), so there is no cycle to
@@ -383,7 +387,7 @@ class TrialValidator {
     try {
       auto parsed = ExperimentConfig::from_json(config, trial);
       // Before anything is allocated: what training it would take.
-      const auto est = estimate_training(config);
+      const auto est = estimate_training(parsed);
       if (!(est.memory_bytes <= max_memory_)) {
         std::string inputs;
         for (const auto& i : est.inputs) inputs += (inputs.empty() ? "" : ", ") + i;
@@ -395,16 +399,14 @@ class TrialValidator {
             format_bytes(est.activation_bytes) + " of activations), over " + limit_ + " (" +
             format_bytes(max_memory_) + "; --max-memory sets another limit); from " + inputs);
       }
-      for (const auto* key : {"init_from", "upcycle_from"}) {
-        const std::string file =
-            parsed.train.*(std::string(key) == "init_from" ? &TrainOptions::init_from
-                                                           : &TrainOptions::upcycle_from);
+      for (const auto& [key, file] :
+           {std::pair<std::string, std::string>{"init_from", parsed.train.init_from},
+            {"upcycle_from", parsed.train.upcycle_from}}) {
         if (file.empty() || file.rfind("run:", 0) == 0) continue;  // a pretraining run's model
-        std::error_code ec;
-        if (!std::filesystem::is_regular_file(file, ec)) {
+        if (const char* problem = not_a_file(file)) {
           throw std::invalid_argument(
               trial + ": key 'train." + key + "': model file '" + file + "' " +
-              (std::filesystem::is_directory(file, ec) ? "is a directory" : "not found") +
+              (std::string(problem) == "file not found" ? "not found" : problem) +
               " (a model saved by moe train / keep_models, or \"run:<key>\" of a [pretrain])");
         }
       }
