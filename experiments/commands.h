@@ -14,6 +14,7 @@ int plot_command(const std::vector<std::string>& args);
 int merge_command(const std::vector<std::string>& args);
 int compare_command(const std::vector<std::string>& args);
 int report_command(const std::vector<std::string>& args);
+int tokenize_command(const std::vector<std::string>& args);
 int eval_command(const std::vector<std::string>& args);  ///< moe sweep eval
 
 }  // namespace moe

@@ -25,16 +25,18 @@ constexpr const char* kUsage =
     "  compare   per-method 95% CIs and paired tests against a baseline over seeds\n"
     "  report    one self-contained HTML page per sweep (tables, plots, config diff)\n"
     "  merge     join shard databases\n"
+    "  tokenize  UTF-8 text -> token files (SentencePiece BPE / unigram, or bytes)\n"
     "  plugins   list the registered routers, expert banks, adapters and tasks\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
-      {"train", &moe::train_command},     {"plugins", &moe::plugins_command},
-      {"sweep", &moe::sweep_command},     {"query", &moe::query_command},
-      {"plot", &moe::plot_command},       {"merge", &moe::merge_command},
-      {"compare", &moe::compare_command}, {"report", &moe::report_command}};
+      {"train", &moe::train_command},      {"plugins", &moe::plugins_command},
+      {"sweep", &moe::sweep_command},      {"query", &moe::query_command},
+      {"plot", &moe::plot_command},        {"merge", &moe::merge_command},
+      {"compare", &moe::compare_command},  {"report", &moe::report_command},
+      {"tokenize", &moe::tokenize_command}};
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;

@@ -24,6 +24,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-program-options-dev libsqlite3-dev sqlite3
   libtomlplusplus-dev nlohmann-json3-dev
+  libsentencepiece-dev                 # moe tokenize: SentencePiece BPE / unigram
   libgtest-dev libbenchmark-dev gnuplot-nox
   wordnet-base                         # WordNet 3.0 data files (task wordnet_sst)
 )

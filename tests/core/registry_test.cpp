@@ -23,7 +23,7 @@ TEST(Registry, GoldenNames) {
   EXPECT_EQ(adapter_registry().names(), (std::vector<std::string>{"ia3", "lora", "molora", "mov"}));
   EXPECT_EQ(task_registry().names(),
             (std::vector<std::string>{"brown_lm", "brown_pos", "facts", "mod_sum", "pointer_chase",
-                                      "wordnet_sst"}));
+                                      "tokens", "wordnet_sst"}));
 }
 
 TEST(Registry, DuplicateNameThrows) {

@@ -139,6 +139,7 @@ TEST(SweepSpec, BadFilesNameFileKeyAndChoices) {
   expect_error(
       [] { load_sweep(write_sweep("t.toml", "name = \"x\"\nseeds = [0]\ntask = \"mod_summ\"\n")); },
       "unknown task 'mod_summ'; known: [brown_lm, brown_pos, facts, mod_sum, pointer_chase, "
+      "tokens, "
       "wordnet_sst]");
   expect_error(
       [] {
