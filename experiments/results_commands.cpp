@@ -48,8 +48,8 @@ int query_command(const std::vector<std::string>& args) {
 int plot_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe plot: draw figures from a results database with gnuplot (PNG and SVG)\n\n"
-      "Usage: moe plot pareto|layers|load|routing|curves|difficulty|experts|reevals|trainable|"
-      "all\n"
+      "Usage: moe plot pareto|layers|load|routing|curves|valid|difficulty|experts|reevals|"
+      "trainable|all\n"
       "                [--db PATH] [--sweep NAME] [--out DIR]\n\n"
       "  pareto      mean test accuracy vs mean non-embedding active parameters per method,\n"
       "              95% CI bars over seeds, and the Pareto front (--x, --error below);\n"
@@ -59,6 +59,8 @@ int plot_command(const std::vector<std::string>& args) {
       "  routing     per-expert load at every validation evaluation (method x layer x expert\n"
       "              heatmap over training; 0 = dead) and the routing fluctuation over training\n"
       "  curves      training loss against step for every run\n"
+      "  valid       validation loss against training tokens per method, mean and 95% CI\n"
+      "              band over seeds (tuned methods at their chosen value)\n"
       "  difficulty  test accuracy per difficulty level for every method\n"
       "  experts     experts per token during training (methods whose count changes)\n"
       "  reevals     accuracy and eval latency of re-evaluated models vs the option value\n"
@@ -90,6 +92,7 @@ int plot_command(const std::vector<std::string>& args) {
       {"load", &results::plot_load},
       {"routing", &results::plot_routing},
       {"curves", &results::plot_curves},
+      {"valid", &results::plot_valid_curves},
       {"difficulty", &results::plot_difficulty},
       {"experts", &results::plot_experts},
       {"reevals", &results::plot_reevals},
@@ -109,7 +112,7 @@ int plot_command(const std::vector<std::string>& args) {
   if (!found) {
     throw std::invalid_argument(
         "unknown plot '" + kind +
-        "'; known: [pareto, layers, load, routing, curves, difficulty, experts, reevals, "
+        "'; known: [pareto, layers, load, routing, curves, valid, difficulty, experts, reevals, "
         "trainable, all]");
   }
   return 0;

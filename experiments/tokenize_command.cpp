@@ -34,9 +34,9 @@ int tokenize_command(const std::vector<std::string>& args) {
       "bpe | unigram (SentencePiece, trained) | byte (UTF-8 bytes, vocab 256)")(
       "vocab-size", po::value(&o.vocab_size)->default_value(o.vocab_size),
       "SentencePiece vocabulary size")(
-      "valid-fraction", po::value(&o.valid_fraction)->default_value(o.valid_fraction),
+      "valid-fraction", po::value(&o.valid_fraction)->default_value(o.valid_fraction, "0.05"),
       "without --valid: share of the lines for valid.bin")(
-      "test-fraction", po::value(&o.test_fraction)->default_value(o.test_fraction),
+      "test-fraction", po::value(&o.test_fraction)->default_value(o.test_fraction, "0.05"),
       "without --valid: share of the lines for test.bin (0 = none)")(
       "format", po::value(&format)->default_value(format),
       "llmc (llm.c's header, uint16 or uint32) | nanogpt (raw uint16)")(

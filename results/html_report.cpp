@@ -159,6 +159,7 @@ std::string plots_section(const std::string& db, const std::string& sweep, const
        &pareto_default},
       {"layers", "Experts per token by MoE layer", &plot_layers},
       {"load", "Routing load per expert", &plot_load},
+      {"valid", "Validation loss against training tokens (95% CI over seeds)", &plot_valid_curves},
       {"curves", "Training loss", &plot_curves},
       {"difficulty", "Accuracy by difficulty level", &plot_difficulty},
       {"experts", "Experts per token during training", &plot_experts},

@@ -277,6 +277,73 @@ std::string plot_curves(const std::string& db_path, const std::string& sweep,
   return base + ".png";
 }
 
+std::string plot_valid_curves(const std::string& db_path, const std::string& sweep,
+                              const std::string& out_dir) {
+  Db db = open_for_plot(db_path, out_dir);
+  const std::string base = (std::filesystem::path(out_dir) / "valid").string();
+  // Tuned sweeps: each method at its chosen [tune] value only (table selections). Training
+  // tokens = step x train.batch_size x task.seq_len when the run's config names both.
+  auto s = db.prepare(
+      "SELECT CASE WHEN r.preset IS NULL THEN r.method ELSE r.preset || CASE WHEN "
+      "coalesce(r.context, '') = '' THEN '' ELSE ' ' || r.context END END, m.step, m.value, "
+      "json_extract(r.config, '$.train.batch_size') * json_extract(r.config, '$.task.seq_len') "
+      "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
+      "WHERE m.split = 'valid' AND m.name = 'loss' AND r.status = 'completed' "
+      "AND (?1 = '' OR r.sweep = ?1) AND (coalesce(r.tune, '') = '' OR EXISTS "
+      "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep AND c.context = coalesce(r.context, "
+      "'') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune)) "
+      "ORDER BY 1, m.step");
+  s.bind(1, sweep);
+  // method -> step -> (values over runs, tokens per step of each)
+  std::map<std::string, std::map<int64_t, std::vector<double>>> values;
+  std::map<std::string, double> tokens_per_step;
+  bool all_tokens = true;
+  while (s.step()) {
+    values[s.get_text(0)][s.get_int(1)].push_back(s.get_double(2));
+    if (s.is_null(3)) {
+      all_tokens = false;
+    } else {
+      tokens_per_step[s.get_text(0)] = s.get_double(3);
+    }
+  }
+  if (values.empty()) {
+    throw std::runtime_error("no validation losses of completed runs in " + db_path +
+                             " (train.eval_every sets how often runs evaluate)");
+  }
+  std::ofstream dat(base + ".dat");
+  std::ostringstream plot;
+  int block = 0;
+  for (const auto& [method, by_step] : values) {
+    dat << "# " << sanitize(method) << ": x, mean, lo, hi, n\n";
+    size_t n_max = 0;
+    for (const auto& [step, v] : by_step) {
+      const auto ci = mean_ci95(v);
+      n_max = std::max(n_max, ci.n);
+      const double x = all_tokens ? static_cast<double>(step) * tokens_per_step[method]
+                                  : static_cast<double>(step);
+      dat << x << "\t" << ci.mean << "\t" << (ci.n > 1 ? ci.lo : ci.mean) << "\t"
+          << (ci.n > 1 ? ci.hi : ci.mean) << "\t" << ci.n << "\n";
+    }
+    dat << "\n\n";
+    const std::string idx = std::to_string(block);
+    const std::string color = std::to_string(block + 1);
+    plot << (block ? ", \\\n  " : "plot ") << "'" << base << ".dat' index " << idx
+         << " using 1:3:4 with filledcurves lc " << color << " fs transparent solid 0.2 notitle, "
+         << "'' index " << idx << " using 1:2 with lines lw 2 lc " << color << " title '"
+         << tic_label(sanitize(method)) << " (n=" << n_max << ")'";
+    ++block;
+  }
+  dat.close();
+  std::ostringstream body;
+  body << "set title 'Validation loss (" << sweep_title(sweep)
+       << "; mean and 95% CI over seeds, tuned methods at their chosen value)'\n"
+       << "set xlabel '" << (all_tokens ? "training tokens" : "step") << "'\n"
+       << "set ylabel 'validation loss'\nset grid\nset key top right\n"
+       << plot.str() << "\n";
+  run_gnuplot(base, body.str());
+  return base + ".png";
+}
+
 std::string plot_difficulty(const std::string& db_path, const std::string& sweep,
                             const std::string& out_dir) {
   Db db = open_for_plot(db_path, out_dir);

@@ -39,6 +39,12 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
 std::string plot_load(const std::string& db_path, const std::string& sweep,
                       const std::string& out_dir);
 
+/// <out_dir>/valid.{png,svg}: validation loss against training tokens (step when a run's
+/// config lacks train.batch_size or task.seq_len), one line per method with its 95% CI band
+/// over seeds; tuned methods at their chosen value.
+std::string plot_valid_curves(const std::string& db_path, const std::string& sweep,
+                              const std::string& out_dir);
+
 /// <out_dir>/curves.{png,svg}: training loss against step, one line per run.
 std::string plot_curves(const std::string& db_path, const std::string& sweep,
                         const std::string& out_dir);

@@ -55,6 +55,7 @@ class Stmt {
   int type(int i) const { return sqlite3_column_type(stmt_, i); }
   int64_t get_int(int i) const { return sqlite3_column_int64(stmt_, i); }
   double get_double(int i) const { return sqlite3_column_double(stmt_, i); }
+  bool is_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
   std::string get_text(int i) const;
   bool read_only() const { return sqlite3_stmt_readonly(stmt_) != 0; }
 

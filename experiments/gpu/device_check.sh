@@ -112,9 +112,12 @@ if [ "$device" = cuda ]; then
 else  # the dry run: the same model family at toy size
   gpt_sets=(--set model.layers=2 --set model.d_model=64 --set model.heads=4
             --set task.seq_len=64 --set train.batch_size=4 --set train.steps=4
-            --set moe.experts.hidden=256 --set task.vocab_size=1000
-            --set train.eval_batch_size=256)
+            --set moe.experts.hidden=256 --set train.eval_batch_size=256)
 fi
+# Its data: Brown as text, SentencePiece BPE with 8192 pieces, token files (moe tokenize).
+step tokenize bash -c "bash experiments/brown_text.sh && '$build/moe' tokenize --out data/brown_bpe8k \
+  --vocab-size 8192 --train data/brown_text/train.txt --valid data/brown_text/valid.txt \
+  --test data/brown_text/test.txt"
 step gpt2_moe "$build/moe" train --config experiments/gpu/gpt2_small_moe.toml --device "$device" \
   --quiet --summary "$out/gpt2_moe.json" "${gpt_sets[@]}"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what a GPU machine without Debian's dev packages needs to build and test moe-lab
 # (../shared/gpu/README.md): the headers and libraries of Boost.Program_options, SQLite,
-# toml++, nlohmann-json, GoogleTest and Google Benchmark with their CMake package files,
+# SentencePiece, toml++, nlohmann-json, GoogleTest and Google Benchmark with their CMake package files,
 # and the Brown corpus, into one git-ignored folder (default gpu_deps/, under 64 MiB) that
 # the device call carries. Run on the Debian machine after experiments/setup.sh:
 #   bash experiments/gpu/pack_deps.sh [OUT_DIR]
@@ -20,10 +20,10 @@ mkdir -p "$out/include" "$out/lib/$arch/cmake" "$out/data"
 probe=$(mktemp --suffix=.cpp)
 trap 'rm -f "$probe"' EXIT
 # Every third-party header the tree includes (so a new #include is packed without edits).
-grep -rhoE '#include <(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/[^>]+>|#include <sqlite3\.h>' \
+grep -rhoE '#include <(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/[^>]+>|#include <(sqlite3|sentencepiece_[a-z]+)\.h>' \
   core plugins experiments results tests | sort -u > "$probe"
 g++ -std=c++20 -M "$probe" | tr ' \\' '\n\n' | grep -E '^/usr/include/' |
-  grep -E '^/usr/include/(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/|^/usr/include/sqlite3' |
+  grep -E '^/usr/include/(boost|toml\+\+|nlohmann|gtest|gmock|benchmark)/|^/usr/include/(sqlite3|sentencepiece_)' |
   sort -u > "$out/headers.txt"
 # toml++ and nlohmann are header-only: take their whole trees (small), as their CMake
 # packages expect them.
@@ -45,7 +45,7 @@ done
 # Libraries (shared and static, with their version links) and CMake packages.
 lib=/usr/lib/$arch
 for pattern in 'libboost_program_options.*' 'libsqlite3.*' 'libtomlplusplus.*' 'libgtest*.a' 'libgmock*.a' \
-               'libbenchmark*'; do
+               'libbenchmark*' 'libsentencepiece*'; do
   # shellcheck disable=SC2086
   cp -P $lib/$pattern "$out/lib/$arch/"
 done

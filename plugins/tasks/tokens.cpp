@@ -257,7 +257,7 @@ TokensTask::TokensTask(Options o) : o_(std::move(o)) {
       info_.difficulty_levels.push_back(name);
     }
   }
-  info_.difficulty_levels.push_back("rarer");
+  info_.difficulty_levels.push_back(limits.empty() ? "all" : "rarer");
   level_of_.assign(order.size(), 0);
   for (size_t r = 0; r < order.size(); ++r) {
     int8_t level = 0;

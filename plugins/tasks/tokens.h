@@ -18,7 +18,7 @@
 // The training pool (epochs, curriculum) is the back-to-back windows of the training split.
 // Difficulty of a target token = its frequency rank among the training tokens (counted on
 // up to 16M tokens spread evenly over the split): top 100 | top 1k | top 10k | rarer, the
-// levels a vocabulary of that size can fill.
+// levels a vocabulary of that size can fill (one level, "all", up to 100 ids).
 //
 // Checks: the files, their headers and sizes when the options are read (plan time and
 // start); every id < vocab_size over the whole files at plan time (check_options) and in

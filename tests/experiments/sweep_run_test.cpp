@@ -396,6 +396,68 @@ TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {
   EXPECT_EQ(moe("sweep run " + file + " --shard 2/2 --db " + path("x.sqlite")), 1);
 }
 
+// Token files as llm.c's and nanoGPT's scripts write them, and text through `moe tokenize`,
+// train through a sweep end to end (plan, run, evaluation by difficulty, the curriculum's pool).
+TEST_F(SweepRun, TokenFilesFromLlmcNanoGptAndMoeTokenizeTrainThroughASweep) {
+  std::mt19937 rng(3);
+  auto tokens = [&](int64_t n) {
+    std::vector<uint16_t> t(static_cast<size_t>(n));
+    for (auto& x : t) x = static_cast<uint16_t>(rng() % 64);
+    return t;
+  };
+  auto write_llmc = [&](const std::string& file, const std::vector<uint16_t>& t) {
+    std::vector<int32_t> header(256, 0);
+    header[0] = 20240520;  // llm.c's write_datafile: magic, version 1 (uint16), count
+    header[1] = 1;
+    header[2] = static_cast<int32_t>(t.size());
+    std::ofstream out(file, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), 1024);
+    out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(2 * t.size()));
+  };
+  auto write_raw = [&](const std::string& file, const std::vector<uint16_t>& t) {
+    std::ofstream(file, std::ios::binary)
+        .write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(2 * t.size()));
+  };
+  write_llmc(path("llmc_train_000001.bin"), tokens(3000));
+  write_llmc(path("llmc_train_000002.bin"), tokens(2000));
+  write_llmc(path("llmc_val_000000.bin"), tokens(600));
+  std::filesystem::create_directories(path("nano"));
+  write_raw(path("nano/train.bin"), tokens(4000));
+  write_raw(path("nano/val.bin"), tokens(600));
+  {
+    std::ofstream text(path("text.txt"));
+    for (int line = 0; line < 300; ++line) text << "line " << line << " of some text, caf\u00e9\n";
+  }
+  ASSERT_EQ(moe("tokenize --tokenizer byte --out " + path("bytes") + " " + path("text.txt")), 0);
+  std::ofstream(path("t.toml"))
+      << "name = \"tok\"\nseeds = [0]\n[base]\ndevice = \"cpu\"\nthreads = 1\n"
+      << "model = { d_model = 8, layers = 1, heads = 2, ffn_hidden = 8 }\n"
+      << "moe = { num_experts = 2, router = { name = \"top_k\", k = 1 }, "
+         "experts = { name = \"ffn\", hidden = 8 } }\n"
+      << "train = { steps = 6, batch_size = 4, warmup = 1, log_every = 2, eval_every = 3, "
+         "eval_batches = 2 }\n"
+      << "[presets.llmc]\ntask = { name = \"tokens\", train = [\"" << path("llmc_train_000001.bin")
+      << "\", \"" << path("llmc_train_000002.bin") << "\"], valid = \""
+      << path("llmc_val_000000.bin") << "\", vocab_size = 64, seq_len = 16 }\n"
+      << "[presets.nanogpt]\ntask = { name = \"tokens\", dir = \"" << path("nano")
+      << "\", vocab_size = 64, seq_len = 16 }\n\"train.sampling\" = \"curriculum\"\n"
+      << "[presets.text]\ntask = { name = \"tokens\", dir = \"" << path("bytes")
+      << "\", seq_len = 16 }\n"
+      << "[grid]\nmethod = [\"llmc\", \"nanogpt\", \"text\"]\n";
+  ASSERT_EQ(moe("sweep run " + path("t.toml") + " --db " + path("t.sqlite")), 0)
+      << std::ifstream(path("log.txt")).rdbuf();
+  EXPECT_EQ(query(path("t.sqlite"),
+                  "SELECT method, status, test_loss > 0 AND test_loss < 10 AS ok FROM final "
+                  "ORDER BY method"),
+            "method,status,ok\nllmc,completed,1\nnanogpt,completed,1\ntext,completed,1\n");
+  // Accuracy per frequency-rank level was evaluated (64 ids: one level; 256 bytes: two).
+  EXPECT_EQ(query(path("t.sqlite"),
+                  "SELECT r.method, count(*) AS levels FROM metrics m JOIN runs r ON r.id = "
+                  "m.run_id WHERE m.split = 'test' AND m.name LIKE 'accuracy/%' GROUP BY 1 "
+                  "ORDER BY 1"),
+            "method,levels\nllmc,1\nnanogpt,1\ntext,2\n");
+}
+
 TEST_F(SweepRun, EvaluateReevaluatesSavedModelsAtEachThreshold) {
   std::ofstream(path("e.toml"))
       << "name = \"ev\"\nseeds = [0]\n[evaluate]\noption = \"threshold\"\nvalues = [0.1, 0.9]\n"
