@@ -281,18 +281,25 @@ std::string plot_valid_curves(const std::string& db_path, const std::string& swe
                               const std::string& out_dir) {
   Db db = open_for_plot(db_path, out_dir);
   const std::string base = (std::filesystem::path(out_dir) / "valid").string();
-  // Tuned sweeps: each method at its chosen [tune] value only (table selections). Training
-  // tokens = step x train.batch_size x task.seq_len when the run's config names both.
+  // Tuned sweeps: each method at its chosen [tune] value only (table selections); before the
+  // sweep has chosen (still running), every value as its own line. Training tokens = step x
+  // train.batch_size x task.seq_len when the run's config names both. With train.eval_batches
+  // the evaluations during training see the split's first batches and the final one all of
+  // it: the final point is left out so that a curve never mixes the two.
   auto s = db.prepare(
       "SELECT CASE WHEN r.preset IS NULL THEN r.method ELSE r.preset || CASE WHEN "
-      "coalesce(r.context, '') = '' THEN '' ELSE ' ' || r.context END END, m.step, m.value, "
+      "coalesce(r.context, '') = '' THEN '' ELSE ' ' || r.context END END || CASE WHEN "
+      "coalesce(r.tune, '') != '' AND NOT EXISTS (SELECT 1 FROM selections c WHERE c.sweep = "
+      "r.sweep) THEN ' ' || r.tune ELSE '' END, m.step, m.value, "
       "json_extract(r.config, '$.train.batch_size') * json_extract(r.config, '$.task.seq_len') "
       "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
       "WHERE m.split = 'valid' AND m.name = 'loss' AND r.status = 'completed' "
       "AND (?1 = '' OR r.sweep = ?1) AND (coalesce(r.tune, '') = '' OR EXISTS "
       "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep AND c.context = coalesce(r.context, "
-      "'') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune)) "
-      "ORDER BY 1, m.step");
+      "'') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune) OR NOT EXISTS "
+      "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep)) AND NOT (coalesce(json_extract("
+      "r.config, '$.train.eval_batches'), 0) > 0 AND m.step = json_extract(r.config, "
+      "'$.train.steps')) ORDER BY 1, m.step");
   s.bind(1, sweep);
   // method -> step -> (values over runs, tokens per step of each)
   std::map<std::string, std::map<int64_t, std::vector<double>>> values;

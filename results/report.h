@@ -41,7 +41,7 @@ std::string plot_load(const std::string& db_path, const std::string& sweep,
 
 /// <out_dir>/valid.{png,svg}: validation loss against training tokens (step when a run's
 /// config lacks train.batch_size or task.seq_len), one line per method with its 95% CI band
-/// over seeds; tuned methods at their chosen value.
+/// over seeds; tuned methods at their chosen value (each value while none is chosen yet).
 std::string plot_valid_curves(const std::string& db_path, const std::string& sweep,
                               const std::string& out_dir);
 

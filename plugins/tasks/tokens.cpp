@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 
 namespace moe {
@@ -195,16 +197,29 @@ TokensTask::Options TokensTask::read_options(const PluginSpec& spec) {
 
 void TokensTask::check_options(const PluginSpec& spec) {
   const auto o = read_options(spec);
-  std::vector<const TokenFile*> seen;
+  // Each file is scanned once per process and vocabulary size (a plan checks every distinct
+  // model shape, and they usually share their files); a file changed since is scanned again.
+  static std::mutex mu;
+  static std::set<std::string> verified;
   for (const auto& split : o.splits) {
     for (const auto& seg : split) {
-      if (std::find(seen.begin(), seen.end(), seg.file.get()) != seen.end()) continue;
-      seen.push_back(seg.file.get());
+      std::error_code ec;
+      const auto& path = seg.file->path();
+      const auto key = fs::weakly_canonical(path, ec).string() + "|" +
+                       std::to_string(fs::file_size(path, ec)) + "|" +
+                       std::to_string(fs::last_write_time(path, ec).time_since_epoch().count()) +
+                       "|" + std::to_string(o.vocab_size);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (verified.count(key)) continue;
+      }
       try {
         seg.file->check_ids(o.vocab_size);
       } catch (const std::invalid_argument& e) {
         spec.fail(e.what());
       }
+      std::lock_guard<std::mutex> lock(mu);
+      verified.insert(key);
     }
   }
 }

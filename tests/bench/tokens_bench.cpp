@@ -73,6 +73,16 @@ void BM_TokensStart100M(benchmark::State& state) {
 }
 BENCHMARK(BM_TokensStart100M)->Unit(benchmark::kMillisecond)->Iterations(5);
 
+/// The plan-time check: every token of the 100M-token file against vocab_size.
+void BM_TokensCheckIds100M(benchmark::State& state) {
+  const auto spec = task_json(1024);
+  const auto file = TokenFile::open(spec["train"].get<std::string>());
+  for (auto _ : state) file.check_ids(kVocab);
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(kTokens),
+                                                  benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_TokensCheckIds100M)->Unit(benchmark::kMillisecond)->Iterations(3);
+
 void BM_TokensTrainBatch(benchmark::State& state) {
   const int64_t batch = state.range(0), seq = state.range(1);
   auto task = make_task(PluginSpec::from_block("task", task_json(seq)), TaskContext{"data"});
