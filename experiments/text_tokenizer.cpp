@@ -264,21 +264,44 @@ TokenizeResult tokenize_text(const TokenizeOptions& o, std::ostream& log) {
 
   fs::create_directories(o.out);
   const auto t1 = Clock::now();
-  std::vector<int> ids;
+  // Lines are encoded in parallel (SentencePiece's Encode is const), in contiguous blocks
+  // joined in order: the same tokens for any thread count.
+  const int threads = o.threads > 0
+                          ? o.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int s = 0; s < 3; ++s) {
     if (split_lines[s].empty()) continue;
-    std::vector<uint32_t> tokens;
-    for (const auto& line : split_lines[s]) {
-      if (bytes) {
-        for (unsigned char c : line) tokens.push_back(c);
-        tokens.push_back('\n');
-      } else {
-        const auto st = sp.Encode(line, &ids);
-        if (!st.ok()) fail("SentencePiece could not encode a line: " + st.ToString());
-        tokens.insert(tokens.end(), ids.begin(), ids.end());
-        tokens.push_back(static_cast<uint32_t>(sp.eos_id()));
+    const auto& lines = split_lines[s];
+    const size_t blocks = std::min<size_t>(static_cast<size_t>(threads), lines.size());
+    std::vector<std::vector<uint32_t>> parts(blocks);
+    std::vector<std::string> errors(blocks);
+    auto encode = [&](size_t b) {
+      std::vector<int> ids;
+      auto& out = parts[b];
+      for (size_t i = lines.size() * b / blocks; i < lines.size() * (b + 1) / blocks; ++i) {
+        if (bytes) {
+          for (unsigned char c : lines[i]) out.push_back(c);
+          out.push_back('\n');
+        } else {
+          const auto st = sp.Encode(lines[i], &ids);
+          if (!st.ok()) {
+            errors[b] = "SentencePiece could not encode a line: " + st.ToString();
+            return;
+          }
+          out.insert(out.end(), ids.begin(), ids.end());
+          out.push_back(static_cast<uint32_t>(sp.eos_id()));
+        }
       }
+    };
+    std::vector<std::thread> pool;
+    for (size_t b = 1; b < blocks; ++b) pool.emplace_back(encode, b);
+    encode(0);
+    for (auto& t : pool) t.join();
+    for (const auto& e : errors) {
+      if (!e.empty()) fail(e);
     }
+    std::vector<uint32_t> tokens;
+    for (auto& part : parts) tokens.insert(tokens.end(), part.begin(), part.end());
     result.tokens[s] = static_cast<int64_t>(tokens.size());
     result.lines[s] = static_cast<int64_t>(split_lines[s].size());
     write_token_file((fs::path(o.out) / (std::string(names[s]) + ".bin")).string(), o.format,

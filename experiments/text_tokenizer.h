@@ -27,7 +27,7 @@ struct TokenizeOptions {
   double valid_fraction = 0.05, test_fraction = 0.05;
   TokenFormat format = TokenFormat::kLlmc;
   std::string cache_dir = "data/tokenizers";  ///< trained SentencePiece models by hash
-  int threads = 0;                            ///< SentencePiece training threads, 0 = all
+  int threads = 0;                            ///< training and encoding threads, 0 = all cores
 };
 
 struct TokenizeResult {
