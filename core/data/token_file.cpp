@@ -109,6 +109,11 @@ TokenFile TokenFile::open(const std::string& path, TokenFormat format) {
     f.tokens_ = static_cast<const char*>(map) + kLlmcHeaderBytes;
   } else {
     f.width_ = 2;
+    if (header[0] == kLlmcMagic && bytes >= kLlmcHeaderBytes) {
+      f.fail(
+          "starts with llm.c's magic 20240520: it is an llm.c token file, not nanoGPT's raw "
+          "uint16; set format = \"llmc\" or \"auto\"");
+    }
     if (bytes % 2 != 0) {
       f.fail(std::to_string(bytes) +
              " bytes is not a whole number of 2-byte tokens (nanoGPT's raw uint16 layout)");

@@ -135,6 +135,10 @@ TEST_F(Tokens, EveryBadFileIsRefusedNamingTheFileAndTheProblem) {
   expect_error([&] { TokenFile::open(path("none.bin")); }, f + "none.bin': holds no tokens");
   expect_error([&] { TokenFile::open(path("dir.bin")); },
                f + "dir.bin': is a directory, not a token file");
+  write_llmc(path("llmc.bin"), {1, 2, 3});
+  expect_error([&] { TokenFile::open(path("llmc.bin"), TokenFormat::kNanoGpt); },
+               f + "llmc.bin': starts with llm.c's magic 20240520: it is an llm.c token file, not "
+                   "nanoGPT's raw uint16; set format = \"llmc\" or \"auto\"");
   expect_error([&] { parse_token_format("llm.c"); },
                "token file format 'llm.c' is unknown; valid: [auto, llmc, nanogpt]");
 }
