@@ -68,8 +68,11 @@ TokenFile TokenFile::open(const std::string& path, TokenFormat format) {
   }
   void* map = ::mmap(nullptr, static_cast<size_t>(bytes), PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file
-  if (map == MAP_FAILED) f.fail(std::string("cannot be memory-mapped: ") + std::strerror(map_err));
+  if (map == MAP_FAILED) {
+    ::close(fd);
+    f.fail(std::string("cannot be memory-mapped: ") + std::strerror(map_err));
+  }
+  f.fd_ = fd;  // kept to notice a file cut short under the mapping (check_size)
   f.map_ = map;
   f.map_bytes_ = static_cast<size_t>(bytes);
 
@@ -134,6 +137,8 @@ TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
     format_ = other.format_;
     width_ = other.width_;
     count_ = other.count_;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
     map_ = std::exchange(other.map_, nullptr);
     map_bytes_ = std::exchange(other.map_bytes_, 0);
     tokens_ = std::exchange(other.tokens_, nullptr);
@@ -143,6 +148,15 @@ TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
 
 TokenFile::~TokenFile() {
   if (map_ != nullptr) ::munmap(map_, map_bytes_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void TokenFile::check_size() const {
+  struct stat st {};
+  if (fd_ >= 0 && ::fstat(fd_, &st) == 0 && static_cast<size_t>(st.st_size) < map_bytes_) {
+    fail("was cut to " + std::to_string(st.st_size) + " bytes while in use (it had " +
+         std::to_string(map_bytes_) + "); reading it now would crash, so the run stops here");
+  }
 }
 
 namespace {
@@ -169,6 +183,7 @@ void TokenFile::copy(int64_t begin, int64_t n, int64_t vocab_size, int64_t* out)
     fail("tokens [" + std::to_string(begin) + ", " + std::to_string(begin + n) + ") requested of " +
          std::to_string(count_));
   }
+  check_size();
   if (width_ == 2) {
     copy_checked(*this, static_cast<const uint16_t*>(tokens_), begin, n, vocab_size, out);
   } else {

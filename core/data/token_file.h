@@ -48,6 +48,9 @@ class TokenFile {
   std::pair<uint32_t, int64_t> max_id(int64_t begin, int64_t end) const;
   /// Throws naming the first id >= vocab_size in the whole file.
   void check_ids(int64_t vocab_size) const;
+  /// Throws when the file on disk is now shorter than its mapping (reading the lost pages
+  /// would raise SIGBUS); copy() checks it before every read.
+  void check_size() const;
   /// Throws "token file '<path>': <what>".
   [[noreturn]] void fail(const std::string& what) const;
 
@@ -56,6 +59,7 @@ class TokenFile {
   TokenFormat format_ = TokenFormat::kNanoGpt;
   int width_ = 2;
   int64_t count_ = 0;
+  int fd_ = -1;
   void* map_ = nullptr;
   size_t map_bytes_ = 0;
   const void* tokens_ = nullptr;

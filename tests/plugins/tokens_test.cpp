@@ -143,6 +143,19 @@ TEST_F(Tokens, EveryBadFileIsRefusedNamingTheFileAndTheProblem) {
                "token file format 'llm.c' is unknown; valid: [auto, llmc, nanogpt]");
 }
 
+// A file cut short while a run reads it would raise SIGBUS through the mapping: refused.
+TEST_F(Tokens, AFileCutShortWhileInUseStopsTheRunWithAMessage) {
+  write_llmc(path("t.bin"), range_tokens(1000, 0, 50));
+  const auto f = TokenFile::open(path("t.bin"));
+  std::vector<int64_t> out(10);
+  f.copy(990, 10, 64, out.data());
+  EXPECT_EQ(out[9], 999 % 50);
+  std::filesystem::resize_file(path("t.bin"), 600);
+  expect_error(
+      [&] { f.copy(990, 10, 64, out.data()); },
+      "token file '" + path("t.bin") + "': was cut to 600 bytes while in use (it had 3024)");
+}
+
 TEST_F(Tokens, AnUnreadableFileIsRefusedWithTheSystemsReason) {
   write_nanogpt(path("secret.bin"), {1, 2, 3, 4});
   ::chmod(path("secret.bin").c_str(), 0);
