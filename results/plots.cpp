@@ -56,6 +56,17 @@ std::string write_heatmap(
 
 }  // namespace detail
 
+namespace {
+/// SQL over `runs r`: a run's method label, its preset and the other grid axes' values.
+constexpr const char* kMethodLabel =
+    "CASE WHEN r.preset IS NULL THEN r.method ELSE r.preset || CASE WHEN coalesce(r.context, "
+    "'') = '' THEN '' ELSE ' ' || r.context END END";
+/// SQL over `runs r`: the run is at the value its sweep chose for its [tune] axes.
+constexpr const char* kIsChosenTune =
+    "EXISTS (SELECT 1 FROM selections c WHERE c.sweep = r.sweep AND c.context = "
+    "coalesce(r.context, '') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune)";
+}  // namespace
+
 const std::vector<std::string>& pareto_x_choices() {
   static const std::vector<std::string> k = {"nonembed_active_params", "active_params",
                                              "flops_per_token"};
@@ -78,17 +89,14 @@ std::string plot_pareto(const std::string& db_path, const std::string& sweep,
   const std::string base = (std::filesystem::path(out_dir) / "pareto").string();
   // x is one of three column names checked above, never user text.
   // Tuned sweeps: each method at its chosen [tune] value only (table selections).
-  auto s = db.prepare(
-      "SELECT coalesce(f.sweep, ''), CASE WHEN r.preset IS NULL THEN f.method ELSE r.preset || "
-      "CASE WHEN coalesce(r.context, '') = '' THEN '' ELSE ' ' || r.context END END, "
-      "f.test_accuracy, f." +
-      x +
-      " FROM final f JOIN runs r ON r.id = f.run_id WHERE f.status = 'completed' AND "
-      "f.test_accuracy IS NOT NULL AND f." +
-      x +
-      " IS NOT NULL AND (?1 = '' OR f.sweep = ?1) AND (coalesce(r.tune, '') = '' OR EXISTS "
-      "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep AND c.context = coalesce(r.context, "
-      "'') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune))");
+  auto s = db.prepare("SELECT coalesce(f.sweep, ''), " + std::string(kMethodLabel) +
+                      ", f.test_accuracy, f." + x +
+                      " FROM final f JOIN runs r ON r.id = f.run_id WHERE f.status = "
+                      "'completed' AND f.test_accuracy IS NOT NULL AND f." +
+                      x +
+                      " IS NOT NULL AND (?1 = '' OR f.sweep = ?1) AND (coalesce(r.tune, '') = "
+                      "'' OR " +
+                      kIsChosenTune + ")");
   s.bind(1, sweep);
   std::map<std::pair<std::string, std::string>, std::pair<std::vector<double>, std::vector<double>>>
       runs;
@@ -286,20 +294,18 @@ std::string plot_valid_curves(const std::string& db_path, const std::string& swe
   // train.batch_size x task.seq_len when the run's config names both. With train.eval_batches
   // the evaluations during training see the split's first batches and the final one all of
   // it: the final point is left out so that a curve never mixes the two.
+  const std::string unchosen = "NOT EXISTS (SELECT 1 FROM selections c WHERE c.sweep = r.sweep)";
   auto s = db.prepare(
-      "SELECT CASE WHEN r.preset IS NULL THEN r.method ELSE r.preset || CASE WHEN "
-      "coalesce(r.context, '') = '' THEN '' ELSE ' ' || r.context END END || CASE WHEN "
-      "coalesce(r.tune, '') != '' AND NOT EXISTS (SELECT 1 FROM selections c WHERE c.sweep = "
-      "r.sweep) THEN ' ' || r.tune ELSE '' END, m.step, m.value, "
-      "json_extract(r.config, '$.train.batch_size') * json_extract(r.config, '$.task.seq_len') "
-      "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
-      "WHERE m.split = 'valid' AND m.name = 'loss' AND r.status = 'completed' "
-      "AND (?1 = '' OR r.sweep = ?1) AND (coalesce(r.tune, '') = '' OR EXISTS "
-      "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep AND c.context = coalesce(r.context, "
-      "'') AND c.preset = coalesce(r.preset, r.method) AND c.tune = r.tune) OR NOT EXISTS "
-      "(SELECT 1 FROM selections c WHERE c.sweep = r.sweep)) AND NOT (coalesce(json_extract("
-      "r.config, '$.train.eval_batches'), 0) > 0 AND m.step = json_extract(r.config, "
-      "'$.train.steps')) ORDER BY 1, m.step");
+      "SELECT " + std::string(kMethodLabel) + " || CASE WHEN coalesce(r.tune, '') != '' AND " +
+      unchosen +
+      " THEN ' ' || r.tune ELSE '' END, m.step, m.value, json_extract(r.config, "
+      "'$.train.batch_size') * json_extract(r.config, '$.task.seq_len') FROM metrics m JOIN "
+      "runs r ON r.id = m.run_id AND m.attempt = r.attempts WHERE m.split = 'valid' AND m.name = "
+      "'loss' AND r.status = 'completed' AND (?1 = '' OR r.sweep = ?1) AND (coalesce(r.tune, '') "
+      "= '' OR " +
+      kIsChosenTune + " OR " + unchosen +
+      ") AND NOT (coalesce(json_extract(r.config, '$.train.eval_batches'), 0) > 0 AND m.step = "
+      "json_extract(r.config, '$.train.steps')) ORDER BY 1, m.step");
   s.bind(1, sweep);
   // method -> step -> (values over runs, tokens per step of each)
   std::map<std::string, std::map<int64_t, std::vector<double>>> values;
