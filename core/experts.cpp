@@ -66,7 +66,8 @@ void apply_activation_into(Activation a, const torch::Tensor& x, torch::Tensor& 
       return;
     case Activation::kSwiglu: {
       auto halves = x.chunk(2, -1);
-      at::mul_out(out, torch::silu(halves[0]), halves[1]);
+      at::silu_out(out, halves[0]);  // in place, no temporary
+      out.mul_(halves[1]);
       return;
     }
   }

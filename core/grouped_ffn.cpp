@@ -186,8 +186,17 @@ torch::Tensor activation_backward(Activation act, const torch::Tensor& g,
                                   const torch::Tensor& pre) {
   if (act == Activation::kGelu) return at::gelu_backward(g, pre);
   if (act == Activation::kRelu) return g * pre.gt(0).to(g.dtype());
-  auto halves = pre.chunk(2, 1);
-  return torch::cat({at::silu_backward(g * halves[1], halves[0]), g * torch::silu(halves[0])}, 1);
+  // SwiGLU, pre = [a | b], hid = silu(a) * b: written into the two halves of one buffer
+  // (no temporaries, no cat): [silu'(a) * g * b | silu(a) * g].
+  const int64_t h = pre.size(1) / 2;
+  auto a = pre.narrow(1, 0, h), b = pre.narrow(1, h, h);
+  auto out = torch::empty_like(pre);
+  auto ga = out.narrow(1, 0, h), gb = out.narrow(1, h, h);
+  at::mul_out(ga, g, b);
+  at::silu_backward_out(ga, ga, a);
+  at::silu_out(gb, a);
+  gb.mul_(g);
+  return out;
 }
 
 // Experts' row blocks for the grouped formulation: rows per expert on the host, their

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "core/compat.h"
+#include "core/grouped_ffn.h"
 #include "core/moe_layer.h"
 #include "core/transformer.h"
 #include "plugins/experts/ffn.h"
@@ -79,6 +80,39 @@ BENCHMARK(BM_MoE)
     ->Args({64, 8, 128})
     ->Unit(benchmark::kMillisecond);
 
+// The expert bank's matmuls alone (grouped_ffn on rows already sorted by expert, T k / E rows
+// each: no router, no gather, no combine) against the same dense FFN, timed alternately:
+// with BM_MoE at the same args it splits the layer's gap to dense into the expert matmuls'
+// share and the routing + gather/combine share. args: E, k, h.
+void BM_ExpertMatmulsAlone(benchmark::State& state) {
+  torch::manual_seed(0);
+  const int64_t e = state.range(0), k = state.range(1), h = state.range(2);
+  moe::FFNExperts bank(moe::FFNExpertsOptions(kD, e, h));
+  const std::vector<int64_t> counts(e, kT * k / e);
+  auto xs = torch::randn({kT * k, kD}, torch::requires_grad());
+  auto grad_ys = torch::randn({kT * k, kD});
+  moe::DenseFFN dense(kD, k * h, moe::Activation::kGelu);
+  auto x = torch::randn({kT, kD}, torch::requires_grad());
+  auto grad = torch::randn({kT, kD});
+  auto experts_pass = [&] {
+    moe::drop_grads(bank->parameters());
+    moe::grouped_ffn(xs, bank->w1, bank->b1, bank->w2, bank->b2, counts, moe::Activation::kGelu)
+        .backward(grad_ys);
+  };
+  auto dense_pass = [&] {
+    moe::drop_grads(dense->parameters());
+    dense->forward(x).backward(grad);
+  };
+  for (int i = 0; i < 2; ++i) experts_pass(), dense_pass();
+  moe::bench::set_pair_counters(state,
+                                moe::bench::time_alternating(state, experts_pass, dense_pass), kT);
+}
+BENCHMARK(BM_ExpertMatmulsAlone)
+    ->ArgNames({"E", "k", "h"})
+    ->Args({8, 2, 1024})
+    ->Args({64, 8, 128})
+    ->Unit(benchmark::kMillisecond);
+
 // Dynamic routers (top_p, adaptive): experts per token depends on the routing, so the dense
 // baseline is built with hidden = round(measured k * h) and both are timed in the same
 // loop; counters: k, moe and dense tokens/s, and their ratio. The gate is scaled (std 0.5)
@@ -113,6 +147,33 @@ BENCHMARK(BM_DynamicVsDense)
     ->Args({0, 1024})
     ->Args({1, 1024})
     ->Unit(benchmark::kMillisecond);
+
+// The top_p layer at the shape of the Dynamic_MoE repository's SwitchMLP (the method's
+// reference code): 8 SwiGLU experts of width 1024, threshold 0.4, an untrained router (its
+// default initialisation, as the reference's), forward + backward of the layer output alone.
+// Counters: tok/s and k (experts per token). tests/bench/dynamic_moe_compare.sh times it
+// alternately with that repository's Python layer.
+void BM_TopPDynamicMoEShape(benchmark::State& state) {
+  torch::manual_seed(0);
+  const moe::LayerContext ctx{kD, 8, 0, 1};
+  moe::MoELayer layer(
+      moe::make_router(moe::PluginSpec("router", "top_p", {{"threshold", 0.4}}), ctx),
+      moe::make_expert_bank(
+          moe::PluginSpec("experts", "ffn", {{"hidden", 1024}, {"activation", "swiglu"}}), ctx),
+      moe::MoELayerOptions(8));
+  {
+    // The reference's router is a torch.nn.Linear at its default initialisation,
+    // U(-1/sqrt(d), 1/sqrt(d)), which routes to fewer experts per token than our N(0, 0.02):
+    // the same here, so both do the same arithmetic (counter k).
+    torch::NoGradGuard no_grad;
+    for (auto& p : layer->router->parameters())
+      p.uniform_(-1.0 / std::sqrt(kD), 1.0 / std::sqrt(kD));
+  }
+  moe::bench::run_fwd_bwd(state, layer, kT, kD);
+  torch::NoGradGuard no_grad;
+  state.counters["k"] = layer->forward(torch::randn({kT, kD})).trace.mean_experts();
+}
+BENCHMARK(BM_TopPDynamicMoEShape)->Unit(benchmark::kMillisecond);
 
 // The GPU check's case (experiments/gpu/device_check.sh): MoE top-k vs the dense FFN of
 // equal active FLOPs (hidden k * h), timed in the same loop on MOE_BENCH_DEVICE (cpu |
