@@ -79,12 +79,6 @@ const char* expected_name<std::vector<std::string>>() {
 
 }  // namespace
 
-std::string list_of(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out + "]";
-}
-
 std::string format_number(double value) {
   char buf[64];
   for (int precision = 1; precision <= 17; ++precision) {

@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "core/text.h"
+
 namespace moe {
 
-/// "[a, b, c]": how every message lists known names and valid choices.
-std::string list_of(const std::vector<std::string>& items);
 /// A number as a reader wrote it: the shortest form that reads back exactly (3, 0.1, 1e-05).
 std::string format_number(double value);
 

@@ -10,18 +10,13 @@
 #include <set>
 #include <sstream>
 
+#include "core/text.h"
 #include "results/plot_util.h"
 #include "results/sqlite.h"
 #include "results/store.h"
 
 namespace moe::results {
 namespace {
-
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-  return "[" + out + "]";
-}
 
 std::string num(double v, int digits = 6) {
   if (std::isnan(v)) return "NULL";
@@ -251,12 +246,12 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
     if (sweep_in.empty() && sweeps.size() > 1) {
       throw std::invalid_argument(
           "database '" + db_path +
-          "' holds several sweeps; choose one with --sweep; known: " + join(sweeps));
+          "' holds several sweeps; choose one with --sweep; known: " + list_of(sweeps));
     }
     c.sweep = sweep_in.empty() ? sweeps[0] : sweep_in;
     if (std::find(sweeps.begin(), sweeps.end(), c.sweep) == sweeps.end()) {
       throw std::invalid_argument("--sweep '" + c.sweep + "': no completed runs in '" + db_path +
-                                  "'; known: " + join(sweeps));
+                                  "'; known: " + list_of(sweeps));
     }
   }
   c.tune_metric = sweep_tune_metric(db, c.sweep);
@@ -270,18 +265,18 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
       throw std::invalid_argument("--layer-metric '" + layer->name +
                                   "': no completed run of sweep '" + c.sweep +
                                   "' has it in split '" + layer->split +
-                                  "'; known: " + join({layer_names.begin(), layer_names.end()}));
+                                  "'; known: " + list_of({layer_names.begin(), layer_names.end()}));
     }
     if (layer->layer >= 0 && !layers.count(layer->layer)) {
       std::vector<std::string> known;
       for (auto l : layers) known.push_back(std::to_string(l));
       throw std::invalid_argument("--layer " + std::to_string(layer->layer) + ": sweep '" +
                                   c.sweep + "' has '" + layer->name + "' at MoE layers " +
-                                  join(known) + " (0-based)");
+                                  list_of(known) + " (0-based)");
     }
   } else if (!names.count(metric)) {
     throw std::invalid_argument("--metric '" + metric + "': no completed run of sweep '" + c.sweep +
-                                "' has it; known: " + join({names.begin(), names.end()}));
+                                "' has it; known: " + list_of({names.begin(), names.end()}));
   }
   // Tuned sweeps: each (context, method) keeps the runs of its chosen tune value.
   std::map<std::pair<std::string, std::string>, TunedChoice> chosen;
@@ -315,12 +310,12 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
     }
     std::vector<std::string> here;
     for (const auto& kv : methods) here.push_back(kv.first);
-    c.skipped.push_back((ctx.empty() ? std::string("(no context)") : ctx) + ": " + join(here));
+    c.skipped.push_back((ctx.empty() ? std::string("(no context)") : ctx) + ": " + list_of(here));
   }
   if (!any) {
     throw std::invalid_argument("--baseline '" + c.baseline +
                                 "': no completed runs of that method in sweep '" + c.sweep +
-                                "'; known: " + join({all_methods.begin(), all_methods.end()}));
+                                "'; known: " + list_of({all_methods.begin(), all_methods.end()}));
   }
   for (const auto& [ctx, methods] : runs) {
     if (!methods.count(c.baseline)) continue;
@@ -466,11 +461,11 @@ void print_comparison(const Comparison& c, QueryFormat format, std::ostream& out
     }
     out << "\n";
     if (!c.skipped.empty()) {
-      out << "not compared (no '" << c.baseline << "' runs there): " << join(c.skipped) << "\n";
+      out << "not compared (no '" << c.baseline << "' runs there): " << list_of(c.skipped) << "\n";
     }
     if (!c.without_layer_metric.empty()) {
       out << "not compared (no rows of the layer metric, e.g. no MoE layers): "
-          << join(c.without_layer_metric) << "\n";
+          << list_of(c.without_layer_metric) << "\n";
     }
   }
   print_rows(header, rows, types, format, out);

@@ -12,23 +12,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "core/text.h"
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
 #include "core/train/finetune.h"
 
 namespace moe {
-namespace {
-
-std::string format_duration(double s) {
-  std::ostringstream out;
-  const auto total = static_cast<int64_t>(s);
-  if (total >= 3600) out << total / 3600 << "h";
-  if (total >= 60) out << (total / 60) % 60 << "m";
-  out << total % 60 << "s";
-  return out.str();
-}
-
-}  // namespace
 
 void drop_grads(const std::vector<torch::Tensor>& parameters) {
   for (auto p : parameters) p.mutable_grad() = torch::Tensor();

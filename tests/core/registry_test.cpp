@@ -112,7 +112,6 @@ TEST(OptionCheck, OneMessageStyle) {
   EXPECT_EQ(format_number(0.1), "0.1");
   EXPECT_EQ(format_number(3), "3");
   EXPECT_EQ(format_number(1e-5), "1e-05");
-  EXPECT_EQ(list_of({"a", "b"}), "[a, b]");
   EXPECT_EQ(parse_activation("swiglu"), Activation::kSwiglu);
   expect_error([] { parse_activation("tanh"); }, "expected one of [gelu, relu, swiglu]");
 }
