@@ -1,20 +1,13 @@
-// Sort-by-expert dispatch against a naive per-token loop, capacity and statistics.
+// The MoE layer (core/moe_layer.h): capacity, dropped and padded tokens, its trace and
+// statistics, the sequence-wise balance loss it adds.
 #include "core/moe_layer.h"
 
 #include <gtest/gtest.h>
-#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <iostream>
 
-#include "core/compat.h"
-#include "core/experts.h"
-#include "core/grouped_ffn.h"
-#include "core/losses.h"
 #include "core/router.h"
-#include "core/train/device.h"
-#include "core/train/evaluator.h"
 #include "plugins/experts/ffn.h"
 #include "plugins/routers/top_k.h"
 
@@ -22,184 +15,6 @@ namespace moe {
 namespace {
 
 constexpr int64_t kD = 6, kE = 4, kH = 5;
-
-// y[t] = sum_s w[t,s] * (act(x W1[e] + b1[e]) W2[e] + b2[e]), one token at a time.
-torch::Tensor naive(const FFNExperts& bank, const torch::Tensor& x, const Routing& r,
-                    Activation act) {
-  std::vector<torch::Tensor> rows;
-  for (int64_t t = 0; t < x.size(0); ++t) {
-    auto y = torch::zeros({x.size(1)});
-    for (int64_t s = 0; s < r.indices.size(1); ++s) {
-      const int64_t e = r.indices[t][s].item<int64_t>();
-      if (e < 0) continue;
-      auto h = apply_activation(act, x[t].unsqueeze(0).mm(bank->w1[e]) + bank->b1[e]);
-      y = y + r.weights[t][s] * (h.mm(bank->w2[e]) + bank->b2[e]).squeeze(0);
-    }
-    rows.push_back(y);
-  }
-  return torch::stack(rows);
-}
-
-TEST(Dispatch, MatchesNaivePerTokenReferenceWithGradients) {
-  // d = 19: the combine's vectorised dot product runs its 8-wide blocks and a tail.
-  for (const int64_t d : {kD, int64_t{19}}) {
-    for (const std::string act : {"gelu", "relu", "swiglu"}) {
-      SCOPED_TRACE(act + " d=" + std::to_string(d));
-      torch::manual_seed(3);
-      FFNExperts bank(FFNExpertsOptions(d, kE, kH).activation(parse_activation(act)));
-      {
-        torch::NoGradGuard g;
-        bank->b1.normal_();
-        bank->b2.normal_();
-      }
-      // Hand-made routing with an unused slot (-1) and an expert nobody picks (3).
-      Routing r;
-      r.indices = torch::tensor({{0, 1}, {2, -1}, {1, 0}, {0, 2}, {2, 1}}, torch::kLong);
-      r.weights = torch::tensor({{0.7, 0.3}, {1.0, 0.0}, {0.6, 0.4}, {0.5, 0.5}, {0.9, 0.1}},
-                                torch::requires_grad());
-      auto x = torch::randn({5, d}, torch::requires_grad());
-      auto plan = plan_dispatch(r, kE, 0);
-      EXPECT_EQ(plan.counts, (std::vector<int64_t>{3, 3, 3, 0}));
-      EXPECT_EQ(plan.selected, 9);
-      EXPECT_EQ(plan.slot_index[1][1].item<int64_t>(), -1);
-      auto fast = bank->forward(x, r, plan).y;
-      auto grad_out = torch::randn_like(fast);
-      std::vector<torch::Tensor> wrt = {x, r.weights, bank->w1, bank->b1, bank->w2, bank->b2};
-      auto g_fast = torch::autograd::grad({fast}, wrt, {grad_out});
-      auto slow = naive(bank, x, r, parse_activation(act));
-      auto g_slow = torch::autograd::grad({slow}, wrt, {grad_out}, {}, false, true);
-      EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-6));
-      for (size_t i = 0; i < g_fast.size(); ++i) {
-        EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-4, 1e-5)) << "gradient " << i;
-      }
-      for (size_t i = 2; i < g_fast.size(); ++i) {  // w1, b1, w2, b2 of the expert nobody picks
-        EXPECT_TRUE(g_fast[i][3].eq(0).all().item<bool>()) << "unpicked expert's gradient " << i;
-      }
-    }
-  }
-}
-
-// grouped_ffn's operands and gradients for one case: rows sorted by expert, `counts` rows per
-// expert, d = 8, h = 16 (kernel-aligned), in `options`.
-struct FFNCase {
-  torch::Tensor xs, w1, b1, w2, b2, grad;
-  std::vector<int64_t> counts;
-};
-
-FFNCase ffn_case(Activation act, torch::TensorOptions options) {
-  torch::manual_seed(11);
-  FFNCase c;
-  c.counts = {3, 0, 5, 1};  // expert 1 gets no rows
-  const int64_t rows = 9, d = 8, h = 16, u = up_width(act, h), e = 4;
-  auto make = [&](std::vector<int64_t> shape) {
-    return torch::randn(shape).to(options).requires_grad_();
-  };
-  c.xs = make({rows, d});
-  c.w1 = make({e, d, u});
-  c.b1 = make({e, u});
-  c.w2 = make({e, h, d});
-  c.b2 = make({e, d});
-  c.grad = torch::randn({rows, d}).to(options);
-  return c;
-}
-
-std::vector<torch::Tensor> run_ffn(const FFNCase& c, Activation act, ExpertMatmuls how) {
-  auto y = grouped_ffn(c.xs, c.w1, c.b1, c.w2, c.b2, c.counts, act, how);
-  auto grads = torch::autograd::grad({y}, {c.xs, c.w1, c.b1, c.w2, c.b2}, {c.grad});
-  grads.insert(grads.begin(), y.detach());
-  return grads;
-}
-
-TEST(GroupedFFN, GroupedFormulationMatchesPerExpertMatmuls) {
-  // The grouped path (at::_grouped_mm's layout: offsets, transposed weights, bias rows,
-  // bias gradients as a matmul with ones) with its per-expert stand-in, against the
-  // per-expert matmuls; an expert without rows gets zero gradients either way.
-  for (const std::string name : {"gelu", "relu", "swiglu"}) {
-    SCOPED_TRACE(name);
-    const auto act = parse_activation(name);
-    auto c = ffn_case(act, torch::kFloat);
-    auto grouped = run_ffn(c, act, ExpertMatmuls::kGrouped);
-    auto per_expert = run_ffn(c, act, ExpertMatmuls::kPerExpert);
-    const char* what[] = {"y", "gx", "gw1", "gb1", "gw2", "gb2"};
-    for (size_t i = 0; i < grouped.size(); ++i) {
-      EXPECT_TRUE(torch::allclose(grouped[i], per_expert[i], 1e-5, 1e-5)) << what[i];
-    }
-    for (size_t i = 2; i < grouped.size(); ++i) {
-      EXPECT_TRUE(grouped[i][1].eq(0).all().item<bool>()) << "expert 1's " << what[i];
-    }
-  }
-  EXPECT_FALSE(grouped_kernel_applies(torch::zeros({4, 8}), torch::zeros({2, 8, 16}),
-                                      torch::zeros({2, 16, 8})))
-      << "the kernel is for CUDA bf16 only";
-}
-
-TEST(GroupedFFN, GroupedKernelMatchesPerExpertInBf16WithoutHostSyncs_CUDA) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA absent";
-  const auto options = torch::TensorOptions(torch::kCUDA).dtype(torch::kBFloat16);
-  for (const std::string name : {"gelu", "swiglu"}) {
-    SCOPED_TRACE(name);
-    const auto act = parse_activation(name);
-    auto c = ffn_case(act, options);
-    EXPECT_EQ(grouped_kernel_applies(c.xs, c.w1, c.w2), bool(MOE_HAVE_GROUPED_MM));
-    auto kernel = run_ffn(c, act, ExpertMatmuls::kAuto);
-    auto per_expert = run_ffn(c, act, ExpertMatmuls::kPerExpert);
-    const char* what[] = {"y", "gx", "gw1", "gb1", "gw2", "gb2"};
-    for (size_t i = 0; i < kernel.size(); ++i) {
-      EXPECT_TRUE(
-          torch::allclose(kernel[i].to(torch::kFloat), per_expert[i].to(torch::kFloat), 3e-2, 3e-2))
-          << what[i];
-      if (i >= 2) {
-        EXPECT_TRUE(kernel[i][1].eq(0).all().item<bool>()) << "expert 1's " << what[i];
-      }
-    }
-    run_ffn(c, act, ExpertMatmuls::kAuto);  // warm-up
-    const auto syncs = count_cuda_syncs([&] { run_ffn(c, act, ExpertMatmuls::kAuto); });
-    if (MOE_HAVE_GROUPED_MM) {
-      EXPECT_EQ(syncs, 0) << "the grouped kernel path reads nothing back";
-    }
-    std::cout << "[ grouped  ] " << name << ": kernel " << MOE_HAVE_GROUPED_MM << ", " << syncs
-              << " host syncs in forward + backward\n";
-  }
-}
-
-TEST(Dispatch, CapacityDropsLaterTokensFirst) {
-  Routing r;
-  r.indices = torch::tensor({{0}, {0}, {0}, {1}}, torch::kLong);
-  r.weights = torch::ones({4, 1});
-  auto plan = plan_dispatch(r, 2, /*capacity=*/2);
-  EXPECT_EQ(plan.dropped, 1);
-  EXPECT_EQ(plan.counts, (std::vector<int64_t>{2, 1}));
-  EXPECT_TRUE(torch::equal(plan.token_index, torch::tensor({0, 1, 3}, torch::kLong)));
-  EXPECT_EQ(expert_capacity(1.0, 2, 10, 4), 5);  // ceil(1.0 * 2 * 10 / 4)
-  EXPECT_EQ(expert_capacity(0.0, 2, 10, 4), 0);  // dropless
-}
-
-TEST(Dispatch, PriorityPlacesEveryFirstChoiceBeforeAnySecondChoice) {
-  // Expert 0: token 0's second choice, tokens 1 and 2's first. Expert 1: token 0's first,
-  // tokens 1 and 2's second. Capacity 2 per expert.
-  Routing r;
-  r.indices = torch::tensor({{1, 0}, {0, 1}, {0, 1}}, torch::kLong);
-  r.weights = torch::ones({3, 2});
-  auto kept = [](const DispatchPlan& p, int64_t expert) {
-    std::vector<int64_t> out;
-    auto e = p.expert_index.contiguous(), t = p.token_index.contiguous();
-    for (int64_t i = 0; i < e.numel(); ++i) {
-      if (e[i].item<int64_t>() == expert) out.push_back(t[i].item<int64_t>());
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  };
-  auto priority = plan_dispatch(r, 2, 2, DropPolicy::kPriority);
-  EXPECT_EQ(priority.dropped, 2);
-  EXPECT_EQ(kept(priority, 0), (std::vector<int64_t>{1, 2}));  // both first choices
-  EXPECT_EQ(kept(priority, 1), (std::vector<int64_t>{0, 1}));  // first, then token 1's second
-  auto position = plan_dispatch(r, 2, 2, DropPolicy::kPosition);
-  EXPECT_EQ(position.dropped, 2);
-  EXPECT_EQ(kept(position, 0), (std::vector<int64_t>{0, 1}));  // token 2's first choice lost
-  EXPECT_EQ(kept(position, 1), (std::vector<int64_t>{0, 1}));
-  // Dropless ignores the policy.
-  EXPECT_EQ(plan_dispatch(r, 2, 0, DropPolicy::kPriority).dropped, 0);
-}
 
 TEST(MoELayer, CapacityFollowsSelectedSlotsAndEvalFactor) {
   // top_p with a high threshold keeps several experts for some tokens: the capacity is
@@ -334,23 +149,6 @@ TEST(MoELayer, PaddingIsNotRoutedAndCountsNowhere) {
   EXPECT_EQ(st.histogram, (std::vector<double>{0, 0, 5}));  // pads are not 0-expert tokens
 }
 
-TEST(Losses, SequenceBalanceIsTheSwitchLossPerSequenceAveraged) {
-  // Sequence 0: p [[.9, .1], [.6, .4]], both tokens on expert 0: f [1, 0], P [.75, .25]:
-  // 2 * .75 = 1.5. Sequence 1: p [[.2, .8], [.7, .3]], experts 1 then 0: f [.5, .5],
-  // P [.45, .55]: 2 * (.225 + .275) = 1.0. Mean 1.25 (the batch-level loss is 1.1).
-  auto probs = torch::tensor({{.9, .1}, {.6, .4}, {.2, .8}, {.7, .3}}, torch::kDouble);
-  auto assigned = torch::tensor({{1., 0.}, {1., 0.}, {0., 1.}, {1., 0.}}, torch::kDouble);
-  auto seq = torch::tensor({0, 0, 1, 1}, torch::kLong);
-  EXPECT_NEAR(sequence_balance_loss(probs, assigned, seq, 2).item<double>(), 1.25, 1e-12);
-  EXPECT_NEAR(load_balance_loss(probs, assigned).item<double>(), 1.1, 1e-12);
-  // Sequence 1 holding only its first token: 2 * .8 = 1.6; a sequence with no tokens
-  // (id 2) is skipped: (1.5 + 1.6) / 2.
-  auto three = torch::tensor({0, 0, 1}, torch::kLong);
-  EXPECT_NEAR(sequence_balance_loss(probs.narrow(0, 0, 3), assigned.narrow(0, 0, 3), three, 3)
-                  .item<double>(),
-              1.55, 1e-12);
-}
-
 TEST(MoELayer, SequenceBalanceLossIsDeepSeekV3sSequenceWiseLoss) {
   // DeepSeek-V3 (arXiv 2412.19437, eqs. 17-20) on a hand batch, N = 3, K = 2: per
   // sequence of T tokens, f_i = N / (K T) * #{t: i in TopK(s_t)} over the unbiased
@@ -428,14 +226,6 @@ TEST(LayerStats, DiagnosticsMatchHandValues) {
   LayerStats s2;
   s2.add(t);
   EXPECT_NEAR(s2.saturation(), 0.55, 1e-12);
-}
-
-TEST(Evaluator, RoutingFluctuationIsTheShareOfChangedTopOne) {
-  EvalResult a, b;
-  a.probe_top1 = {torch::tensor({0, 1, 2, 3}), torch::tensor({1, 1})};
-  b.probe_top1 = {torch::tensor({0, 1, 3, 3}), torch::tensor({0, 0})};
-  EXPECT_EQ(routing_fluctuation(a, b), (std::vector<double>{0.25, 1.0}));
-  EXPECT_TRUE(routing_fluctuation(EvalResult{}, b).empty());  // the first evaluation
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+// The store (results/store.h): rows, run lifecycle, claims, schema migrations.
 #include "results/store.h"
 
 #include <gtest/gtest.h>
@@ -8,34 +9,15 @@
 #include <sstream>
 
 #include "results/compare.h"
-#include "results/plot_util.h"
 #include "results/report.h"
 #include "results/schema.sql.h"
+#include "tests/results/store_fixture.h"
 #include "tests/test_util.h"
 
 namespace moe::results {
 namespace {
 
 using moe::testing::expect_error;
-
-class StoreTest : public ::testing::Test {
- protected:
-  std::string path(const std::string& name) { return tmp_.file(name); }
-
-  /// A completed run with final metrics.
-  static void add_run(Store& s, const std::string& key, const std::string& method, int64_t seed,
-                      double acc, double active, const std::string& status = "completed") {
-    s.ensure_run({key, "sw", method, "{}", seed, "", "", ""});
-    const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
-    s.add_metric(id, 10, "final", "test_accuracy", acc);
-    s.add_metric(id, 10, "final", "active_params", active);
-    s.add_metric(id, 10, "final", "nonembed_active_params", active / 2);
-    s.add_layer_stat(id, 10, "test", 0, "mean_experts", 1.5);
-    s.finish_run(id, status, status == "failed" ? "boom" : "");
-  }
-
-  moe::testing::TempDir tmp_;
-};
 
 TEST_F(StoreTest, NonFiniteValuesRoundTrip) {
   Store s(path("a.sqlite"));
@@ -196,169 +178,6 @@ TEST_F(StoreTest, KeepRowsThroughKeepsTheCheckpointsRowsAsTheNewAttempts) {
   EXPECT_EQ(rows().find("4finalloss"), std::string::npos) << rows();
   EXPECT_NE(rows().find("4trainloss@3"), std::string::npos) << rows();
   EXPECT_NE(rows().find("L4train@3"), std::string::npos) << rows();
-}
-
-TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
-  {
-    Store s(path("a.sqlite"));
-    add_run(s, "a0", "A", 0, 0.80, 100);
-    add_run(s, "a1", "A", 1, 0.90, 100);
-    add_run(s, "b0", "B", 0, 0.70, 50);
-    add_run(s, "c0", "C", 0, 0.60, 80);             // dominated by B? no: B is cheaper and better
-    add_run(s, "f0", "A", 2, 0.10, 100, "failed");  // failed runs are not averaged
-  }
-  std::ostringstream out;
-  run_query(path("a.sqlite"),
-            "SELECT method, n, test_accuracy_mean_std FROM by_method ORDER BY method",
-            QueryFormat::kCsv, out);
-  // A: mean 0.85, sample std sqrt(((0.05)^2 * 2) / 1) = 0.0707
-  EXPECT_EQ(out.str(),
-            "method,n,test_accuracy_mean_std\nA,2,0.8500 ± 0.0707\nB,1,0.7000 ± 0.0000\n"
-            "C,1,0.6000 ± 0.0000\n");
-  std::ostringstream front;
-  run_query(path("a.sqlite"), "SELECT method FROM pareto", QueryFormat::kCsv, front);
-  EXPECT_EQ(front.str(), "method\nB\nA\n");
-  std::ostringstream layers;
-  run_query(path("a.sqlite"), "SELECT count(*) AS n, avg(mean_experts) AS k FROM layers",
-            QueryFormat::kJson, layers);
-  EXPECT_NE(layers.str().find("\"n\": 5, \"k\": 1.5"), std::string::npos) << layers.str();
-}
-
-TEST_F(StoreTest, QueryRefusesWrites) {
-  { Store s(path("a.sqlite")); }
-  std::ostringstream out;
-  expect_error([&] { run_query(path("a.sqlite"), "DELETE FROM runs", QueryFormat::kTable, out); },
-               "refusing a statement that writes");
-  expect_error(
-      [&] { run_query(path("a.sqlite"), "SELECT 1; DROP TABLE runs", QueryFormat::kTable, out); },
-      "one statement at a time");
-  expect_error([&] { run_query(path("missing.sqlite"), "SELECT 1", QueryFormat::kTable, out); },
-               "no such file");
-  run_query(path("a.sqlite"), "SELECT 1 AS one, 'x' AS s", QueryFormat::kTable, out);
-  EXPECT_EQ(out.str(), "one  s\n---  -\n1    x\n(1 row)\n");
-}
-
-TEST_F(StoreTest, MergePrefersCompletedAndNeverDuplicates) {
-  {
-    Store a(path("a.sqlite"));
-    add_run(a, "k1", "A", 0, 0.8, 10);
-    add_run(a, "k2", "A", 1, 0.1, 10, "failed");
-    Store b(path("b.sqlite"));
-    add_run(b, "k2", "A", 1, 0.9, 10);  // completed here: beats a's failure
-    add_run(b, "k3", "B", 0, 0.7, 5);
-    add_run(b, "k1", "A", 0, 0.0, 10, "failed");  // failed here: a's completed run stays
-  }
-  EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 4);
-  EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 0);
-  std::ostringstream out;
-  run_query(path("m.sqlite"),
-            "SELECT run_key, status, test_accuracy, (SELECT count(*) FROM metrics m WHERE m.run_id "
-            "= final.run_id) AS rows FROM final ORDER BY run_key",
-            QueryFormat::kCsv, out);
-  EXPECT_EQ(out.str(),
-            "run_key,status,test_accuracy,rows\nk1,completed,0.8,3\nk2,completed,0.9,3\nk3,"
-            "completed,0.7,3\n");
-  {
-    Store c(path("c.sqlite"));
-    c.db().exec("PRAGMA user_version = 6");
-  }
-  expect_error([&] { merge_databases(path("m.sqlite"), {path("c.sqlite")}); },
-               "has schema version 6, expected 1..5");
-}
-
-// Shards of a [tune] sweep: the labels' parts travel, and the choice is made again over
-// the merged runs (shard a alone would choose lr=1, the merged runs choose lr=2).
-TEST_F(StoreTest, MergeOfTunedShardsChoosesAgain) {
-  auto shard = [&](const std::string& file, const std::string& tune, double valid) {
-    Store s(path(file));
-    s.upsert_sweep("tw", "spec", "valid_loss");
-    for (int64_t seed = 0; seed < 2; ++seed) {
-      const std::string key = tune + std::to_string(seed);
-      s.ensure_run({key, "tw", "m " + tune, "{}", seed, "m", "", tune});
-      const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
-      s.add_metric(id, 1, "final", "valid_loss", valid);
-      s.finish_run(id, "completed", "");
-    }
-    record_selections(s.db(), "tw");
-  };
-  shard("a.sqlite", "lr=1", 2.0);
-  shard("b.sqlite", "lr=2", 1.0);
-  EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 4);
-  std::ostringstream out;
-  run_query(path("m.sqlite"), "SELECT preset, tune, metric, score, n, candidates FROM selections",
-            QueryFormat::kCsv, out);
-  EXPECT_EQ(out.str(), "preset,tune,metric,score,n,candidates\nm,lr=2,valid_loss,1,2,2\n");
-}
-
-TEST_F(StoreTest, ParetoPlotFromAFixtureDatabase) {
-  {
-    Store s(path("a.sqlite"));
-    add_run(s, "a0", "A", 0, 0.80, 100);
-    add_run(s, "b0", "B", 0, 0.70, 50);
-  }
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    expect_error([&] { plot_pareto(path("a.sqlite"), "", path("plots")); },
-                 "gnuplot not found; install it with: apt-get install gnuplot-nox");
-    return;
-  }
-  const auto png = plot_pareto(path("a.sqlite"), "sw", path("plots"));
-  EXPECT_GT(std::filesystem::file_size(png), 1000u);
-  EXPECT_GT(std::filesystem::file_size(path("plots/pareto.svg")), 1000u);
-  std::ifstream dat(path("plots/pareto.dat"));
-  std::string all((std::istreambuf_iterator<char>(dat)), {});
-  EXPECT_NE(all.find("\"A\"\t50\t0.8\t0\t1"), std::string::npos) << "non-embedding x" << all;
-  plot_pareto(path("a.sqlite"), "sw", path("plots"), "active_params", "std");
-  std::ifstream dat2(path("plots/pareto.dat"));
-  std::string all2((std::istreambuf_iterator<char>(dat2)), {});
-  EXPECT_NE(all2.find("\"A\"\t100\t0.8"), std::string::npos) << all2;
-  expect_error([&] { plot_pareto(path("a.sqlite"), "nope", path("plots")); },
-               "no completed runs with nonembed_active_params in sweep 'nope'");
-  expect_error(
-      [&] { plot_pareto(path("a.sqlite"), "", path("plots"), "params"); },
-      "--x 'params': expected one of [nonembed_active_params, active_params, flops_per_token]");
-}
-
-TEST(PlotUtil, TicLabelsAreLiteral) {
-  // Level names such as facts' "top 25% facts" are gnuplot formats unless escaped.
-  EXPECT_EQ(detail::tic_label("top 25% it's"), "top 25%% it''s");
-}
-
-TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
-  {
-    Store s(path("f.sqlite"));
-    int i = 0;
-    for (const char* m : {"full task=a", "mov task=a", "mov task=b", "pretrain"}) {
-      for (int seed = 0; seed < 2; ++seed) {
-        const std::string key = "k" + std::to_string(i++);
-        s.ensure_run({key, "sw", m, "{}", seed, "", "", ""});
-        const auto id = s.start_run(key, "host", 1, "cpu", "LibTorch", "v");
-        s.add_metric(id, 10, "final", "test_accuracy", 0.5 + 0.1 * seed);
-        s.add_metric(id, 10, "final", "trainable_percent", m[0] == 'f' ? 100.0 : 2.0);
-        s.flush();
-        s.finish_run(id, "completed", "");
-      }
-    }
-  }
-  plot_trainable(path("f.sqlite"), "", path("plots"));
-  std::ifstream dat(path("plots/trainable.dat"));
-  std::string all((std::istreambuf_iterator<char>(dat)), {});
-  // Two panels (task=a: full and mov; task=b: mov), mean 0.55 and std 0.0707; no pretrain.
-  EXPECT_NE(all.find("# task=a\n\"full\"\t100\t0.55\t0.0707"), std::string::npos) << all;
-  EXPECT_NE(all.find("# task=b\n\"mov\"\t2\t0.55"), std::string::npos) << all;
-  EXPECT_EQ(all.find("pretrain"), std::string::npos) << all;
-  // A sweep where every run trains everything has nothing to plot.
-  {
-    Store s(path("g.sqlite"));
-    add_run(s, "x", "dense", 0, 0.5, 10);
-    s.ensure_run({"y", "sw", "switch", "{}", 0, "", "", ""});
-    const auto id = s.start_run("y", "host", 1, "cpu", "LibTorch", "v");
-    s.add_metric(id, 10, "final", "test_accuracy", 0.6);
-    s.add_metric(id, 10, "final", "trainable_percent", 100.0);
-    s.finish_run(id, "completed", "");
-  }
-  expect_error([&] { plot_trainable(path("g.sqlite"), "sw", path("plots")); },
-               "no fine-tuning runs (every run trains all its parameters) in sweep 'sw'");
 }
 
 }  // namespace
