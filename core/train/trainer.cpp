@@ -16,30 +16,9 @@
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
 #include "core/train/finetune.h"
+#include "core/train/optimizer.h"
 
 namespace moe {
-
-void drop_grads(const std::vector<torch::Tensor>& parameters) {
-  for (auto p : parameters) p.mutable_grad() = torch::Tensor();
-}
-
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : parameters) {
-    if (!p.grad().defined()) continue;
-    grads.push_back(p.grad());
-    norms.push_back(p.grad().norm(2));
-  }
-  if (norms.empty()) return torch::zeros({});
-  auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
-  if (max_norm > 0) {
-    auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
-    for (auto& g : grads) g.mul_(coef);
-  }
-  return total;
-}
 
 Transformer build_model(const ExperimentConfig& c, const TaskInfo& info) {
   auto options = TransformerOptions()
@@ -92,31 +71,9 @@ Trainer::Trainer(ExperimentConfig config, MetricSink* sink, std::ostream* progre
     }
   }
   apply_trainable(*model_, config_.train.trainable, "train.trainable");
-  // Adapter scale and bias vectors ((IA)^3 / MoV scales start at 1; weight decay would
-  // pull them to 0) get no weight decay: a second parameter group, only when there is one.
-  std::vector<torch::Tensor> decayed, not_decayed;
-  for (const auto& p : model_->named_parameters()) {
-    if (!p.value().requires_grad()) continue;
-    const auto& name = p.key();
-    const bool adapter = name.find("_adapter.") != std::string::npos;
-    const bool vector = name.size() >= 8 && name.compare(name.size() - 8, 8, ".vectors") == 0;
-    (adapter && (vector || p.value().dim() <= 1) ? not_decayed : decayed).push_back(p.value());
-  }
   sampler_ = std::make_unique<BatchSampler>(*task_, config_.train, config_.seed,
                                             static_cast<int64_t>(model_->moe_layers().size()));
-  const auto options = torch::optim::AdamWOptions(config_.train.lr)
-                           .betas({0.9, 0.98})
-                           .weight_decay(config_.train.weight_decay);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decayed.empty() || not_decayed.empty()) {
-    groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(options));
-  }
-  if (!not_decayed.empty()) {
-    auto no_decay = options;
-    no_decay.weight_decay(0.0);
-    groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(no_decay));
-  }
-  optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), options);
+  optimizer_ = make_optimizer(model_->named_parameters(), config_.train);
 }
 
 double Trainer::lr_at(int64_t step) const {

@@ -17,6 +17,7 @@
 #include "core/train/device.h"
 #include "core/train/evaluator.h"
 #include "core/train/metric_sink.h"
+#include "core/train/optimizer.h"
 #include "core/train/sampler.h"
 #include "core/transformer.h"
 
@@ -135,16 +136,6 @@ class Trainer {
   /// When the progress line was last drawn (each trainer its own).
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
-
-/// torch::nn::utils::clip_grad_norm_ without its host read: the total 2-norm of the
-/// parameters' gradients as a scalar on their device; when max_norm > 0 each gradient is
-/// scaled by min(1, max_norm / (norm + 1e-6)) on the device (the same arithmetic).
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
-
-/// Drops the parameters' gradients (LibTorch 2.x's zero_grad() default; 1.13's zeroes them),
-/// so the next backward hands its buffers over instead of adding into zero-filled ones, and
-/// AdamW skips a parameter that gets no gradient, under either version.
-void drop_grads(const std::vector<torch::Tensor>& parameters);
 
 /// Builds the model a config and task describe.
 Transformer build_model(const ExperimentConfig& config, const TaskInfo& info);
