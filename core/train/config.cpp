@@ -1,8 +1,17 @@
 #include "core/train/config.h"
 
+#include <algorithm>
+
 #include "core/plugin_spec.h"
 
 namespace moe {
+
+const std::vector<std::string>& sampling_names() {
+  static const std::vector<std::string> names = {"iid", "epochs", "curriculum"};
+  return names;
+}
+
+const std::string& sampling_name(Sampling s) { return sampling_names().at(static_cast<size_t>(s)); }
 
 ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std::string& source) {
   ExperimentConfig c;
@@ -94,7 +103,10 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.checkpoint_every = train.get<int64_t>("checkpoint_every", t.checkpoint_every);
   t.checkpoint_minutes = train.get<double>("checkpoint_minutes", t.checkpoint_minutes);
   t.resume = train.get<bool>("resume", t.resume);
-  t.sampling = train.get<std::string>("sampling", t.sampling);
+  const auto sampling = train.choice("sampling", sampling_name(t.sampling), sampling_names());
+  t.sampling =
+      static_cast<Sampling>(std::find(sampling_names().begin(), sampling_names().end(), sampling) -
+                            sampling_names().begin());
   t.curriculum_eps = train.get<double>("curriculum_eps", t.curriculum_eps);
   t.target_loss = train.get<double>("target_loss", t.target_loss);
   t.init_from = train.get<std::string>("init_from", t.init_from);
@@ -104,10 +116,6 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.precision = train.choice("precision", t.precision, {"fp32", "bf16"});
   t.peak_tflops = train.get<double>("peak_tflops", t.peak_tflops);
   train.check_all_read();
-  if (t.sampling != "iid" && t.sampling != "epochs" && t.sampling != "curriculum") {
-    train.fail("parameter 'sampling' expected one of [iid, epochs, curriculum], got '" +
-               t.sampling + "'");
-  }
   if (t.curriculum_eps < 0 || t.target_loss < 0) {
     train.fail("expected curriculum_eps >= 0 and target_loss >= 0");
   }

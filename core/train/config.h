@@ -32,6 +32,16 @@
 
 namespace moe {
 
+/// Where training batches come from (train.sampling): "iid" (fresh random samples every
+/// step), "epochs" (the task's fixed training pool, reshuffled every epoch) or "curriculum"
+/// (the pool; first epoch shuffled, each later one ordered by routing complexity,
+/// methods.md §2; see core/train/curriculum.h).
+enum class Sampling { kIid, kEpochs, kCurriculum };
+
+/// The names, in enum order: [iid, epochs, curriculum].
+const std::vector<std::string>& sampling_names();
+const std::string& sampling_name(Sampling s);
+
 struct TrainOptions {
   int64_t steps = 1000;
   int64_t batch_size = 32;
@@ -54,11 +64,7 @@ struct TrainOptions {
   /// 100 x the last save's duration apart, so they never cost more than 1% of training.
   double checkpoint_minutes = 0;
   bool resume = false;  ///< start from `checkpoint` if it exists
-  /// Where training batches come from: "iid" (fresh random samples every step),
-  /// "epochs" (the task's fixed training pool, reshuffled every epoch) or "curriculum"
-  /// (the pool; first epoch shuffled, each later one ordered by routing complexity,
-  /// methods.md §2; see core/train/curriculum.h).
-  std::string sampling = "iid";
+  Sampling sampling = Sampling::kIid;
   double curriculum_eps = 1e-8;  ///< added to the cosine similarity's denominator
   /// Valid loss to reach; the first evaluation at or below it records steps_to_target
   /// and seconds_to_target (training seconds). 0 = off.

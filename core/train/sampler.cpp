@@ -12,11 +12,11 @@ namespace moe {
 BatchSampler::BatchSampler(Task& task, const TrainOptions& options, uint64_t seed,
                            int64_t moe_layers)
     : task_(task), options_(options), seed_(seed), layers_(moe_layers) {
-  if (options_.sampling == "iid") return;
+  if (options_.sampling == Sampling::kIid) return;
   pool_ = task_.num_train_samples();
-  TORCH_CHECK(pool_ > 0, "train.sampling = \"", options_.sampling, "\": task '", task_.info().name,
-              "' has no fixed training pool; use \"iid\"");
-  TORCH_CHECK(pool_ >= options_.batch_size, "train.sampling = \"", options_.sampling,
+  TORCH_CHECK(pool_ > 0, "train.sampling = \"", sampling_name(options_.sampling), "\": task '",
+              task_.info().name, "' has no fixed training pool; use \"iid\"");
+  TORCH_CHECK(pool_ >= options_.batch_size, "train.sampling = \"", sampling_name(options_.sampling),
               "\": the training pool (", pool_, " samples) is smaller than train.batch_size (",
               options_.batch_size, ")");
 }
@@ -26,7 +26,7 @@ void BatchSampler::start_epoch(int64_t epoch) {
   std::iota(base.begin(), base.end(), 0);
   std::mt19937_64 rng(mix_seed(seed_ ^ 0x6570636fULL, static_cast<uint64_t>(epoch)));
   std::shuffle(base.begin(), base.end(), rng);
-  const bool curriculum = options_.sampling == "curriculum" && layers_ > 0;
+  const bool curriculum = options_.sampling == Sampling::kCurriculum && layers_ > 0;
   if (curriculum && complexity_.defined() && epoch == epoch_ + 1) {
     // Samples the last epoch did not reach (the remainder of a partial batch) have no
     // complexity: they go first, so they are not left out again.
@@ -55,7 +55,7 @@ void BatchSampler::start_epoch(int64_t epoch) {
 
 Batch BatchSampler::batch(int64_t step) {
   const int64_t b = options_.batch_size;
-  if (options_.sampling == "iid") return task_.train_batch(seed_, step, b);
+  if (options_.sampling == Sampling::kIid) return task_.train_batch(seed_, step, b);
   const int64_t per_epoch = pool_ / b;
   const int64_t epoch = step / per_epoch, at = (step % per_epoch) * b;
   if (epoch != epoch_) start_epoch(epoch);
@@ -64,7 +64,7 @@ Batch BatchSampler::batch(int64_t step) {
 }
 
 void BatchSampler::save(torch::serialize::OutputArchive& archive) const {
-  if (options_.sampling == "iid" || epoch_ < 0) return;
+  if (options_.sampling == Sampling::kIid || epoch_ < 0) return;
   archive.write("sampler.epoch", torch::tensor(epoch_));
   archive.write("sampler.order", torch::tensor(order_, torch::kLong));
   if (complexity_.defined()) {
@@ -76,7 +76,7 @@ void BatchSampler::save(torch::serialize::OutputArchive& archive) const {
 
 void BatchSampler::load(torch::serialize::InputArchive& archive) {
   torch::Tensor epoch, order, complexity, seen;
-  if (options_.sampling == "iid" || !archive.try_read("sampler.epoch", epoch)) return;
+  if (options_.sampling == Sampling::kIid || !archive.try_read("sampler.epoch", epoch)) return;
   archive.read("sampler.order", order);
   TORCH_CHECK(order.numel() == pool_, "checkpoint: the sampler's order has ", order.numel(),
               " samples, the task's training pool ", pool_);
@@ -92,7 +92,7 @@ void BatchSampler::load(torch::serialize::InputArchive& archive) {
 }
 
 void BatchSampler::record_routing(const std::vector<LayerTrace>& traces, const Batch& batch) {
-  if (options_.sampling != "curriculum" || traces.empty()) return;
+  if (options_.sampling != Sampling::kCurriculum || traces.empty()) return;
   TORCH_CHECK(static_cast<int64_t>(traces.size()) == layers_, "curriculum: expected ", layers_,
               " MoE layers, got ", traces.size());
   const auto device = traces[0].token_experts.device();
