@@ -6,6 +6,7 @@
 // silently ignored setting.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -69,6 +70,14 @@ class PluginSpec {
   /// "<family> '<name>': parameter '<key>' expected one of [a, b], got 'c'".
   std::string choice(const std::string& key, const std::string& default_value,
                      const std::vector<std::string>& choices) const;
+
+  /// An enum setting checked as choice() checks it: `names` are the enum's names in its
+  /// order (activation_names(), sampling_names()), fallback its value when key is absent.
+  template <class E>
+  E enum_choice(const std::string& key, E fallback, const std::vector<std::string>& names) const {
+    const auto value = choice(key, names.at(static_cast<size_t>(fallback)), names);
+    return static_cast<E>(std::find(names.begin(), names.end(), value) - names.begin());
+  }
 
   /// The checker whose messages name this spec's family and name.
   OptionCheck check() const { return OptionCheck(family_, name_); }

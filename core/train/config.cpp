@@ -1,7 +1,5 @@
 #include "core/train/config.h"
 
-#include <algorithm>
-
 #include "core/plugin_spec.h"
 
 namespace moe {
@@ -46,8 +44,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   m.heads = model.get<int64_t>("heads", m.heads);
   m.ffn_hidden = model.get<int64_t>("ffn_hidden", m.ffn_hidden);
   m.moe_every = model.get<int64_t>("moe_every", m.moe_every);
-  m.activation = parse_activation(
-      model.choice("activation", activation_name(m.activation), activation_names()));
+  m.activation = model.enum_choice("activation", m.activation, activation_names());
   m.dropout = model.get<double>("dropout", m.dropout);
   m.attention_bias = model.choice("attention_bias", m.attention_bias, {"none", "alibi"});
   model.check_all_read();
@@ -103,10 +100,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.checkpoint_every = train.get<int64_t>("checkpoint_every", t.checkpoint_every);
   t.checkpoint_minutes = train.get<double>("checkpoint_minutes", t.checkpoint_minutes);
   t.resume = train.get<bool>("resume", t.resume);
-  const auto sampling = train.choice("sampling", sampling_name(t.sampling), sampling_names());
-  t.sampling =
-      static_cast<Sampling>(std::find(sampling_names().begin(), sampling_names().end(), sampling) -
-                            sampling_names().begin());
+  t.sampling = train.enum_choice("sampling", t.sampling, sampling_names());
   t.curriculum_eps = train.get<double>("curriculum_eps", t.curriculum_eps);
   t.target_loss = train.get<double>("target_loss", t.target_loss);
   t.init_from = train.get<std::string>("init_from", t.init_from);
