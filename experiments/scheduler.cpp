@@ -138,7 +138,12 @@ void TrialScheduler::spawn(const Trial& t, int64_t attempt) {
     elsewhere += process_alive(p) && pid != getpid() && !running_.count(pid);
   }
   const int64_t share = std::max<int64_t>(1, cores / (o_.workers + elsewhere));
-  const auto n_threads = std::to_string(t.pretrain ? cores : std::min(threads, share));
+  // A config's own `threads` (> 0) is the researcher's: CPU results depend on the thread
+  // count, so a trial that names one gets it whatever the machine's load.
+  const int64_t own = t.config.value("threads", int64_t{0});
+  const auto n_threads = std::to_string(own > 0      ? own
+                                        : t.pretrain ? cores
+                                                     : std::min(threads, share));
   std::vector<std::string> argv_s = {"/proc/self/exe",
                                      "sweep",
                                      "worker",

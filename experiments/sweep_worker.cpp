@@ -155,6 +155,16 @@ int sweep_worker_command(const std::vector<std::string>& args) {
         resume_step = trainer->step();
         std::cerr << "moe sweep worker: " << key << " continues from step " << resume_step << " ("
                   << ckpt << ")\n";
+        // Threads the runner chose (the config says 0): continue with the checkpoint's count,
+        // so the continued trial's numbers equal an uninterrupted run's whatever the runner
+        // would give it now (its --workers, other runners on the host).
+        const int64_t was = trainer->checkpoint_threads();
+        if (config.threads > 0 && was > 0 && was != config.threads &&
+            nlohmann::json::parse(row->config_json).value("threads", int64_t{0}) == 0) {
+          configure_threads(was);
+          std::cerr << "moe sweep worker: " << key << " continues with the checkpoint's " << was
+                    << " thread(s)\n";
+        }
       } catch (const c10::Error& e) {  // unusable: start over (a fresh model and optimizer)
         std::cerr << "moe sweep worker: " << key << ": " << e.what_without_backtrace()
                   << "; starting from step 0\n";

@@ -409,6 +409,9 @@ void Trainer::save(const std::string& path) {
         "trainer.clock",
         torch::tensor({train_seconds_, seconds_to_target_, checkpoint_seconds_}, torch::kDouble));
     a.write("trainer.counts", torch::tensor({train_tokens_, steps_to_target_}, torch::kLong));
+    // CPU results depend on the thread count (reduction order): a continuation that wants
+    // the uninterrupted run's numbers trains with the same one.
+    a.write("trainer.threads", torch::tensor(static_cast<int64_t>(torch::get_num_threads())));
     a.write("trainer.probe_layers",
             torch::tensor(static_cast<int64_t>(previous_probe_.probe_top1.size())));
     for (size_t l = 0; l < previous_probe_.probe_top1.size(); ++l) {
@@ -430,6 +433,8 @@ void Trainer::load(const std::string& path) {
       train_tokens_ = counts[0].item<int64_t>();
       steps_to_target_ = counts[1].item<int64_t>();
     }
+    torch::Tensor threads;
+    checkpoint_threads_ = a.try_read("trainer.threads", threads) ? threads.item<int64_t>() : 0;
     previous_probe_ = EvalResult{};
     if (a.try_read("trainer.probe_layers", layers)) {
       for (int64_t l = 0; l < layers.item<int64_t>(); ++l) {

@@ -50,9 +50,13 @@ class Trainer {
   /// A checkpoint of everything a continuation needs (checkpoint.h, plus the trainer's
   /// clocks and token count, time-to-target, the sampler, the open log window and the last
   /// probe routing), so that load + train_until gives bit-equal results on the same device
-  /// and thread count.
+  /// and thread count (the checkpoint records the CPU threads it was trained with:
+  /// checkpoint_threads()).
   void save(const std::string& path);
   void load(const std::string& path);
+  /// The CPU thread count the loaded checkpoint was trained with (0: none loaded, or a
+  /// checkpoint from before it was recorded).
+  int64_t checkpoint_threads() const { return checkpoint_threads_; }
   /// Flushes the sink, then saves to train.checkpoint (timed: time-based saves keep their
   /// cost under 1% of training).
   void checkpoint();
@@ -115,10 +119,11 @@ class Trainer {
   int64_t step_ = 0;
   Window window_;  ///< the steps since the last log line (kept in checkpoints)
   double train_seconds_ = 0;
-  double saved_at_seconds_ = 0;    ///< train_seconds_ at the last checkpoint
-  int64_t saved_step_ = -1;        ///< the step of the last checkpoint written or loaded
-  double save_cost_ = 0;           ///< seconds the last checkpoint took
-  double checkpoint_seconds_ = 0;  ///< all checkpoints' seconds (outside train_seconds_)
+  double saved_at_seconds_ = 0;     ///< train_seconds_ at the last checkpoint
+  int64_t saved_step_ = -1;         ///< the step of the last checkpoint written or loaded
+  int64_t checkpoint_threads_ = 0;  ///< the CPU threads the loaded checkpoint trained with
+  double save_cost_ = 0;            ///< seconds the last checkpoint took
+  double checkpoint_seconds_ = 0;   ///< all checkpoints' seconds (outside train_seconds_)
   double last_grad_norm_ = 0;
   std::vector<double> last_mean_experts_;  ///< per MoE layer, from the last step
   int64_t train_tokens_ = 0;

@@ -1,5 +1,6 @@
 // End-to-end: the real `moe` binary runs tiny sweeps into SQLite.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -371,6 +372,56 @@ TEST_F(SweepRun, SignalledOrKilledTrialsContinueFromCheckpointsAndEqualAnUninter
     EXPECT_TRUE(!std::filesystem::exists(db + "-checkpoints") ||
                 std::filesystem::is_empty(db + "-checkpoints"));
   }
+}
+
+// CPU numbers depend on the thread count. A config's own `threads` is used whatever the
+// runner's --workers (the runner once replaced it with its share of the cores, so a trial's
+// numbers depended on the machine's load); with `threads = 0` a continued trial trains with
+// its checkpoint's count, so a continuation under a runner that would give it fewer threads
+// still equals the uninterrupted run (CI once failed on a 1-ULP difference from that).
+TEST_F(SweepRun, ATrialsThreadsAreItsConfigsOrItsCheckpointsNotTheRunnersShare) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) < 2) {
+    GTEST_SKIP() << "needs 2 usable cores (a runner's share of 1 core is 1 thread)";
+  }
+  auto edit = [](std::string text, const std::string& from, const std::string& to) {
+    const auto at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return at == std::string::npos ? text : text.replace(at, from.size(), to);
+  };
+  auto text = [](const std::string& f) {
+    std::ifstream in(f);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  // threads = 1 under --workers 1 (a share of 2+ threads) and --workers 2.
+  const std::string own = text(sweep(60, false));
+  std::ofstream(path("own.toml")) << own;
+  ASSERT_EQ(moe("sweep run " + path("own.toml") + " --workers 1 --db " + path("w1.sqlite")), 0);
+  ASSERT_EQ(moe("sweep run " + path("own.toml") + " --workers 2 --db " + path("w2.sqlite")), 0);
+  expect_same_lines(deterministic_rows(path("w2.sqlite")), deterministic_rows(path("w1.sqlite")),
+                    "threads = 1 under --workers 2 vs 1");
+  // threads = 0, one trial: started by a 1-worker runner, stopped by SIGTERM after its first
+  // checkpoint, continued by a 2-worker runner.
+  std::string one = edit(
+      edit(edit(text(sweep(1500, false, ", checkpoint_every = 50")), "threads = 1", "threads = 0"),
+           "seeds = [0, 1]", "seeds = [0]"),
+      "method = [\"dense\", \"switch\"]", "method = [\"switch\"]");
+  std::ofstream(path("one.toml")) << one;
+  const std::string straight = path("straight.sqlite"), db = path("continued.sqlite");
+  ASSERT_EQ(moe("sweep run " + path("one.toml") + " --workers 1 --db " + straight), 0);
+  const pid_t pid = spawn_runner(path("one.toml"), db, "--workers 1");
+  for (int i = 0; i < 1200 && waitpid(pid, nullptr, WNOHANG) == 0; ++i) {
+    std::error_code ec;
+    if (!std::filesystem::is_empty(db + "-checkpoints", ec) && !ec) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  kill(-pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  ASSERT_EQ(moe("sweep run " + path("one.toml") + " --workers 2 --db " + db), 0);
+  const auto resumed = query(db, "SELECT count(*) AS n FROM metrics WHERE split = 'resume'");
+  if (resumed == "n\n0\n") GTEST_SKIP() << "the trial finished before the signal";
+  expect_same_lines(deterministic_rows(db), deterministic_rows(straight),
+                    "threads = 0, continued under --workers 2");
 }
 
 TEST_F(SweepRun, ShardsWriteTheirOwnDatabasesThenMerge) {
