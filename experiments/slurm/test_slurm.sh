@@ -109,8 +109,16 @@ wait_checkpoint() {
 }
 
 # --- 2 starts first (it waits for its time limit while 1 runs) ----------------------------
-# A trial of ~100 s of training under a 1-minute limit (Slurm enforces it 0-30 s late).
-sweep lim 40000 2000 "[0]" '["switch"]'
+# A trial of ~150 s of training under a 1-minute limit (Slurm enforces it 0-30 s late): its
+# steps are sized from a 2000-step run on one core here, so the limit lands mid-trial on a
+# fast machine too (a fixed 40000 steps, ~75 s on one machine, finished inside the limit).
+sweep cal 2000 1000 "[0]" '["switch"]'
+taskset -c "$(taskset -pc $$ | sed 's/.*: //; s/[,-].*//')" "$moe" sweep run cal.toml \
+  --db cal.sqlite >cal.log 2>&1 || fail "timing run: $(tail -3 cal.log)"
+cal_s=$(q cal.sqlite "SELECT value FROM metrics WHERE split = 'final' AND name = 'train_seconds'")
+lim_steps=$(awk -v t="$cal_s" 'BEGIN { n = int(150 * 2000 / t / 2000) * 2000;
+  print (n < 40000 ? 40000 : n) }')
+sweep lim "$lim_steps" 2000 "[0]" '["switch"]'
 mkdir -p lim/results
 ln -s "$build" lim/build
 ln -s "$repo/experiments" lim/experiments
@@ -156,7 +164,7 @@ state=$(scontrol show job "${job}_0" 2>/dev/null | grep -o 'JobState=[A-Z]*' | h
 [ "$(q results/shards/shard-0.sqlite "SELECT status FROM runs")" = interrupted ] ||
   fail "after the time limit: $(q results/shards/shard-0.sqlite "SELECT status, error FROM runs")"
 # The requeued task keeps its 1-minute limit: requeue until it completes.
-for _ in 1 2 3 4; do
+for _ in $(seq 8); do
   requeue "${job}_0"
   wait_jobs "$job" 300
   [ "$(q results/shards/shard-0.sqlite "SELECT status FROM runs")" = completed ] && break
@@ -168,10 +176,11 @@ from=$(q results/shards/shard-0.sqlite "SELECT group_concat(CAST(value AS INTEGE
 [ -n "$from" ] || fail "the requeued task did not continue from a checkpoint"
 # Every logged step once, from 50 to the end, and the final evaluation.
 [ "$(q results/shards/shard-0.sqlite "SELECT count(DISTINCT step) || '/' || min(step) || '/' ||
-  max(step) AS s FROM metrics WHERE split = 'train' AND name = 'loss'")" = "800/50/40000" ] ||
+  max(step) AS s FROM metrics WHERE split = 'train' AND name = 'loss'")" = \
+  "$((lim_steps / 50))/50/$lim_steps" ] ||
   fail "training rows lost: $(q results/shards/shard-0.sqlite "SELECT count(*), min(step), max(step) FROM metrics WHERE split = 'train' AND name = 'loss'")"
 [ -n "$(finals results/shards/shard-0.sqlite)" ] || fail "no final metrics"
 no_duplicates results/shards/shard-0.sqlite
 echo "test_slurm: time limit + requeue: timed out mid-trial, completed after requeueing," \
-  "continued from step(s) $from of 40000, every training row once"
+  "continued from step(s) $from of $lim_steps, every training row once"
 echo "test_slurm: passed in $(($(date +%s) - started)) s"
