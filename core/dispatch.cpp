@@ -7,6 +7,11 @@
 
 namespace moe {
 
+const std::vector<std::string>& drop_policy_names() {
+  static const std::vector<std::string> names = {"priority", "position"};
+  return names;
+}
+
 int64_t expert_capacity(double capacity_factor, int64_t k, int64_t tokens, int64_t num_experts) {
   if (capacity_factor <= 0) return 0;
   return static_cast<int64_t>(

@@ -8,6 +8,7 @@
 // DropPolicy::kPosition ranks by token position only.
 #include <torch/types.h>
 
+#include <string>
 #include <vector>
 
 #include "core/router.h"
@@ -30,6 +31,8 @@ struct DispatchPlan {
 /// choice before any token's second choice, then by position; kPosition: by position only
 /// (earlier tokens win whatever the slot).
 enum class DropPolicy { kPriority, kPosition };
+/// The names, in enum order ([moe] drop_policy): [priority, position].
+const std::vector<std::string>& drop_policy_names();
 
 /// Slots per expert: a fixed count (<= 0: dropless), or ceil(factor * selected / E) from the
 /// slots the router actually selected (factor <= 0: dropless), counted where the dispatch

@@ -9,6 +9,16 @@
 
 namespace moe {
 
+const std::vector<std::string>& attention_bias_names() {
+  static const std::vector<std::string> names = {"none", "alibi"};
+  return names;
+}
+
+const std::vector<std::string>& balance_count_names() {
+  static const std::vector<std::string> names = {"all", "first"};
+  return names;
+}
+
 #if MOE_HAVE_SDPA
 const bool kUseSdpa = true;
 #else
@@ -134,8 +144,9 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
                      SharedModulesImpl* shared) {
   ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
   ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({opt.d_model()})));
-  attn = register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal(),
-                                           opt.attention_bias() == "alibi", opt.peft()));
+  attn =
+      register_module("attn", Attention(opt.d_model(), opt.heads(), opt.causal(),
+                                        opt.attention_bias() == AttentionBias::kAlibi, opt.peft()));
   drop = register_module("drop", torch::nn::Dropout(opt.dropout()));
   const bool is_moe = opt.moe_every() > 0 && (layer_index + 1) % opt.moe_every() == 0;
   if (is_moe) {
@@ -145,16 +156,14 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
                      opt.layers(),
                      opt.causal(),
                      shared,
-                     opt.moe().balance_count != "first"};
+                     opt.moe().balance_count == BalanceCount::kAll};
     auto router = make_router(PluginSpec::from_block("router", opt.moe().router), ctx);
     auto bank = make_expert_bank(PluginSpec::from_block("experts", opt.moe().experts), ctx);
     moe = register_module("moe", MoELayer(router, bank,
                                           MoELayerOptions(opt.moe().num_experts)
                                               .capacity_factor(opt.moe().capacity_factor)
                                               .eval_capacity_factor(opt.moe().eval_capacity_factor)
-                                              .drop_policy(opt.moe().drop_policy == "position"
-                                                               ? DropPolicy::kPosition
-                                                               : DropPolicy::kPriority)));
+                                              .drop_policy(opt.moe().drop_policy)));
     if (opt.moe().shared_experts > 0) {
       const int64_t width = bank->expert_hidden();
       if (width <= 0) {
@@ -191,9 +200,6 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
   TORCH_CHECK(o.vocab_size() > 0, "model: expected vocab_size > 0, got ", o.vocab_size());
   TORCH_CHECK(o.head() == "lm" || o.head() == "tag" || o.head() == "cls",
               "model: expected head one of [lm, tag, cls], got '", o.head(), "'");
-  TORCH_CHECK(o.attention_bias() == "none" || o.attention_bias() == "alibi",
-              "model: expected attention_bias one of [none, alibi], got '", o.attention_bias(),
-              "'");
   TORCH_CHECK(o.precision() == "fp32" || o.precision() == "bf16",
               "model: expected precision one of [fp32, bf16], got '", o.precision(), "'");
   TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0, "model: head '", o.head(),

@@ -27,19 +27,29 @@
 
 namespace moe {
 
+/// model.attention_bias: none, or ALiBi (TransformerOptions::attention_bias).
+enum class AttentionBias { kNone, kAlibi };
+/// The names, in enum order: [none, alibi].
+const std::vector<std::string>& attention_bias_names();
+
+/// [loss] balance_count: which selections the top-k balance losses count: kAll = every one
+/// of the k choices, f normalised by T k (Megatron-Core, Flaxformer, DeepSeek-V3), kFirst =
+/// each token's first choice only (GShard's paper).
+enum class BalanceCount { kAll, kFirst };
+/// The names, in enum order: [all, first].
+const std::vector<std::string>& balance_count_names();
+
 struct MoEConfig {
   int64_t num_experts = 8;
   double capacity_factor = 0.0;
-  double eval_capacity_factor = -1.0;    ///< < 0: the training one
-  std::string drop_policy = "priority";  ///< priority (GShard) | position
+  double eval_capacity_factor = -1.0;              ///< < 0: the training one
+  DropPolicy drop_policy = DropPolicy::kPriority;  ///< priority (GShard) | position
   /// Always-on experts of the bank's width beside the routed ones (DeepSeekMoE):
   /// y = shared(x) + sum of the routed experts; held as one FFN of width n * hidden.
   int64_t shared_experts = 0;
   nlohmann::json router = {{"name", "top_k"}};  ///< {"name": ..., params...}
-  /// Which selections the top-k balance losses count (set from [loss] balance_count):
-  /// "all" = every one of the k choices, f normalised by T k (Megatron-Core, Flaxformer,
-  /// DeepSeek-V3), "first" = each token's first choice only (GShard's paper).
-  std::string balance_count = "all";
+  /// Which selections the top-k balance losses count (set from [loss] balance_count).
+  BalanceCount balance_count = BalanceCount::kAll;
   nlohmann::json experts = {{"name", "ffn"}};
 };
 
@@ -57,10 +67,10 @@ struct TransformerOptions {
   TORCH_ARG(Activation, activation) = Activation::kGelu;
   TORCH_ARG(int64_t, moe_every) = 0;  ///< MoE in layers l with (l+1) % moe_every == 0; 0 = dense
   TORCH_ARG(double, dropout) = 0.0;
-  /// "none", or "alibi": add -slope_h * |i - j| to the attention scores (Press et al.,
+  /// kNone, or kAlibi: add -slope_h * |i - j| to the attention scores (Press et al.,
   /// 2022; symmetric for bidirectional attention), a locality prior on top of the learned
   /// positions. Head h's slope is 2^(-8 (h + 1) / heads).
-  TORCH_ARG(std::string, attention_bias) = "none";
+  TORCH_ARG(AttentionBias, attention_bias) = AttentionBias::kNone;
   TORCH_ARG(MoEConfig, moe) = {};
   /// Adapters at the projection sites (core/adapters.h); method "" = none.
   TORCH_ARG(PeftOptions, peft) = {};

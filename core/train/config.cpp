@@ -9,6 +9,11 @@ const std::vector<std::string>& sampling_names() {
   return names;
 }
 
+const std::vector<std::string>& layer_reduce_names() {
+  static const std::vector<std::string> names = {"sum", "mean"};
+  return names;
+}
+
 const std::string& sampling_name(Sampling s) { return sampling_names().at(static_cast<size_t>(s)); }
 
 ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std::string& source) {
@@ -46,7 +51,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   m.moe_every = model.get<int64_t>("moe_every", m.moe_every);
   m.activation = model.enum_choice("activation", m.activation, activation_names());
   m.dropout = model.get<double>("dropout", m.dropout);
-  m.attention_bias = model.choice("attention_bias", m.attention_bias, {"none", "alibi"});
+  m.attention_bias = model.enum_choice("attention_bias", m.attention_bias, attention_bias_names());
   model.check_all_read();
   if (m.d_model <= 0 || m.layers <= 0 || m.heads <= 0 || m.d_model % m.heads != 0) {
     model.fail("expected d_model, layers, heads > 0 with d_model divisible by heads");
@@ -60,7 +65,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   c.moe.capacity_factor = moe.get<double>("capacity_factor", 0.0);
   c.moe.eval_capacity_factor = moe.get<double>("eval_capacity_factor", -1.0);
   c.moe.shared_experts = moe.get<int64_t>("shared_experts", c.moe.shared_experts);
-  c.moe.drop_policy = moe.choice("drop_policy", c.moe.drop_policy, {"priority", "position"});
+  c.moe.drop_policy = moe.enum_choice("drop_policy", c.moe.drop_policy, drop_policy_names());
   if (moe.contains("router")) c.moe.router = moe.block("router");
   if (moe.contains("experts")) c.moe.experts = moe.block("experts");
   moe.block("router");
@@ -159,8 +164,9 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
     kv.second = loss.get<double>(kv.first, kv.second);
     loss.check().expect(kv.second >= 0, kv.first, ">= 0 (0 = off)", kv.second);
   }
-  c.loss_layer_reduce = loss.choice("layer_reduce", c.loss_layer_reduce, {"sum", "mean"});
-  c.moe.balance_count = loss.choice("balance_count", c.moe.balance_count, {"all", "first"});
+  c.loss_layer_reduce = loss.enum_choice("layer_reduce", c.loss_layer_reduce, layer_reduce_names());
+  c.moe.balance_count =
+      loss.enum_choice("balance_count", c.moe.balance_count, balance_count_names());
   loss.check_all_read();
   top.check_all_read();
   return c;

@@ -42,6 +42,12 @@ enum class Sampling { kIid, kEpochs, kCurriculum };
 const std::vector<std::string>& sampling_names();
 const std::string& sampling_name(Sampling s);
 
+/// [loss] layer_reduce: the MoE layers' aux losses summed at the full coefficient
+/// (Switch, Megatron-Core) or divided by the number of MoE layers.
+enum class LayerReduce { kSum, kMean };
+/// The names, in enum order: [sum, mean].
+const std::vector<std::string>& layer_reduce_names();
+
 struct TrainOptions {
   int64_t steps = 1000;
   int64_t batch_size = 32;
@@ -91,7 +97,7 @@ struct TrainOptions {
 struct ModelSection {
   int64_t d_model = 128, layers = 4, heads = 4, ffn_hidden = 512, moe_every = 1;
   Activation activation = Activation::kGelu;
-  std::string attention_bias = "none";
+  AttentionBias attention_bias = AttentionBias::kNone;
   double dropout = 0.0;
 };
 
@@ -108,7 +114,7 @@ struct ExperimentConfig {
   std::map<std::string, double> loss_coefs = {
       {"balance", 1e-2}, {"balance_seq", 0.0}, {"z", 1e-3}, {"entropy", 1e-4}, {"l1", 1.0}};
   /// [loss] layer_reduce: "sum" | "mean" over the MoE layers (ModelOutput::aux_losses).
-  std::string loss_layer_reduce = "sum";
+  LayerReduce loss_layer_reduce = LayerReduce::kSum;
   nlohmann::json resolved;  ///< the input JSON the config was parsed from
 
   /// source names the file in error messages. Throws std::invalid_argument.

@@ -94,7 +94,7 @@ Trainer::StepOutcome Trainer::step_once() {
   auto batch = sampler_->batch(step_).to(device_);
   auto out = model_->forward(batch.tokens, batch.features, batch.pad_mask);
   auto loss = task_loss(out.logits, batch.targets);
-  if (config_.loss_layer_reduce == "mean" && out.traces.size() > 1) {
+  if (config_.loss_layer_reduce == LayerReduce::kMean && out.traces.size() > 1) {
     for (auto& kv : out.aux_losses) kv.second = kv.second / static_cast<double>(out.traces.size());
   }
   auto total = loss;
