@@ -20,6 +20,7 @@ bool adapter_at(const PeftOptions& peft, const std::string& site) {
 
 AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out, int64_t heads) {
   PluginSpec spec("adapter", peft.method, peft.params);
+  check_ranges(spec, adapter_registry().entry(peft.method).params);
   auto adapter = adapter_registry().create(peft.method, spec, d_in, d_out, heads);
   spec.check_all_read();
   return adapter;

@@ -12,6 +12,7 @@ ExpertRegistry& expert_registry() {
 }
 
 ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx) {
+  check_ranges(spec, expert_registry().entry(spec.name()).params);
   auto impl = expert_registry().create(spec.name(), spec, ctx);
   spec.check_all_read();
   impl->set_plugin_name(spec.name());

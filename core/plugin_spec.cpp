@@ -1,6 +1,7 @@
 #include "core/plugin_spec.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +82,10 @@ const char* expected_name<std::vector<std::string>>() {
 
 std::string format_number(double value) {
   char buf[64];
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {  // 30, not 3e+01
+    std::snprintf(buf, sizeof(buf), "%.0f", value);
+    return buf;
+  }
   for (int precision = 1; precision <= 17; ++precision) {
     std::snprintf(buf, sizeof(buf), "%.*g", precision, value);
     if (std::strtod(buf, nullptr) == value) break;
@@ -162,6 +167,22 @@ template bool PluginSpec::convert<bool>(const std::string&) const;
 template int64_t PluginSpec::convert<int64_t>(const std::string&) const;
 template int PluginSpec::convert<int>(const std::string&) const;
 template double PluginSpec::convert<double>(const std::string&) const;
+std::string Range::text() const {
+  if (!numeric) return "";
+  std::string t = (integer ? "an integer in " : "in ") + std::string(lo_open ? "(" : "[") +
+                  format_number(lo) + ", " + format_number(hi) + (hi_open ? ")" : "]");
+  return also.empty() ? t : t + " and " + also;
+}
+
+void check_ranges(const PluginSpec& spec, const std::vector<ParamDoc>& docs) {
+  for (const auto& d : docs) {
+    if (!d.range.numeric || !spec.params().contains(d.name)) continue;
+    const auto& v = spec.params().at(d.name);
+    if (!v.is_number()) continue;  // the plugin's get() names the type it expected
+    spec.check().expect(d.range.contains(v.get<double>()), d.name, d.range.text(), v.get<double>());
+  }
+}
+
 template std::string PluginSpec::convert<std::string>(const std::string&) const;
 template std::vector<std::string> PluginSpec::convert<std::vector<std::string>>(
     const std::string&) const;

@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
 #include "core/text.h"
 
 namespace moe {
 
-/// A number as a reader wrote it: the shortest form that reads back exactly (3, 0.1, 1e-05).
+/// A number as a reader wrote it: an integer as one (30, not 3e+01), else the shortest form
+/// that reads back exactly (0.1, 1e-05, 1e+308).
 std::string format_number(double value);
 
 /// One message style for every plugin's option errors (std::invalid_argument):
@@ -109,5 +111,10 @@ class PluginSpec {
   nlohmann::json params_;
   mutable std::set<std::string> known_;
 };
+
+/// Every parameter of spec that docs give a Range must be a number in it (an integer
+/// where the range says so): "<family> '<name>': parameter '<p>' expected an integer in
+/// [1, 16777216], got 1e+308". Called before the plugin is built.
+void check_ranges(const PluginSpec& spec, const std::vector<ParamDoc>& docs);
 
 }  // namespace moe

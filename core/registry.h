@@ -5,23 +5,73 @@
 // static (c10's C10_DEFINE_REGISTRY shape), so registration from another translation
 // unit's static initialiser never runs before the map exists. Names are data stored in
 // result databases: lower snake_case, never renamed.
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moe {
 
 std::string list_of(const std::vector<std::string>& items);  // core/plugin_spec.h
 
+/// The values a numeric plugin parameter may take: finite bounds, open or closed, and
+/// whether it is an integer. Stated by the plugin's ParamDoc, listed by `moe plugins`, and
+/// checked (check_ranges, core/plugin_spec.h) before the plugin is built, so a plan
+/// refuses 1e308, NaN or -1 naming the key before anything is allocated. A bound that
+/// depends on other settings (k <= moe.num_experts) is `also`: the plugin checks it.
+struct Range {
+  bool numeric = false;  ///< false: not a number (a choice, a flag, a table, a path)
+  bool integer = false;
+  double lo = 0, hi = 0;
+  bool lo_open = false, hi_open = false;
+  std::string also;
+
+  /// Integers in [lo, hi].
+  static Range ints(double lo, double hi, std::string also = "") {
+    return {true, true, lo, hi, false, false, std::move(also)};
+  }
+  /// Reals in [lo, hi], (lo, hi], [lo, hi) or (lo, hi).
+  static Range reals(double lo, double hi, bool lo_open = false, bool hi_open = false,
+                     std::string also = "") {
+    return {true, false, lo, hi, lo_open, hi_open, std::move(also)};
+  }
+  bool contains(double v) const {
+    if (!(lo_open ? v > lo : v >= lo) || !(hi_open ? v < hi : v <= hi)) return false;
+    return !integer || v == static_cast<double>(static_cast<int64_t>(v));
+  }
+  /// "an integer in [1, 4096]", "in (0, 1]", "... and <= moe.num_experts".
+  std::string text() const;
+};
+
+/// A size that is never sensible above 2^24 (widths, ranks, counts): the bound keeps a
+/// typo from reaching the allocator; the plan's memory estimate judges what is in range.
+constexpr double kMaxSize = 16777216.0;
+
 /// One documented plugin parameter, as listed by `moe plugins`.
 struct ParamDoc {
   std::string name;
   std::string default_value;
   std::string help;
+  Range range = {};  ///< numeric parameters state their range
 };
+
+/// docs with the ranges of their numeric parameters set by name (a name not in docs is a
+/// programming error: std::logic_error).
+inline std::vector<ParamDoc> with_ranges(std::vector<ParamDoc> docs,
+                                         const std::vector<std::pair<std::string, Range>>& ranges) {
+  for (const auto& [name, range] : ranges) {
+    bool found = false;
+    for (auto& d : docs) {
+      if (d.name == name) d.range = range, found = true;
+    }
+    if (!found) throw std::logic_error("with_ranges: no parameter '" + name + "'");
+  }
+  return docs;
+}
 
 /// A name -> factory table. Duplicate names and unknown names throw std::invalid_argument
 /// with the registered names listed.

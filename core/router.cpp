@@ -60,7 +60,22 @@ double RouterImpl::flops_per_token() const {
   return flops;
 }
 
+bool router_has_tag(const std::string& name, const std::string& tag) {
+  if (!router_registry().has(name)) return false;
+  const auto& tags = router_registry().entry(name).tags;
+  return std::find(tags.begin(), tags.end(), tag) != tags.end();
+}
+
+std::vector<std::string> routers_with_tag(const std::string& tag) {
+  std::vector<std::string> out;
+  for (const auto& n : router_registry().names()) {
+    if (router_has_tag(n, tag)) out.push_back(n);
+  }
+  return out;
+}
+
 Router make_router(const PluginSpec& spec, const LayerContext& ctx) {
+  check_ranges(spec, router_registry().entry(spec.name()).params);
   auto impl = router_registry().create(spec.name(), spec, ctx);
   spec.check_all_read();
   impl->set_plugin_name(spec.name());

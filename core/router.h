@@ -58,6 +58,9 @@ struct LayerContext {
 
 class RouterImpl : public torch::nn::Module {
  public:
+  /// Registry facts (router_has_tag); a router class hides this with its own.
+  static std::vector<std::string> tags() { return {}; }
+
   /// hidden: [tokens, d_model]; must not modify it.
   virtual Routing forward(const torch::Tensor& hidden) = 0;
 
@@ -103,6 +106,15 @@ std::pair<torch::Tensor, torch::Tensor> routing_from_mask(const torch::Tensor& m
 using RouterRegistry = Registry<RouterImpl, const PluginSpec&, const LayerContext&>;
 RouterRegistry& router_registry();
 
+/// A router's registry fact (a tag of its entry): its option `k` sets the experts per
+/// token (top_k exactly, expert_choice on average, remoe as its sparsity target), so a
+/// nominal active-parameter count and the granularity axis can use and scale k.
+inline constexpr const char* kKSetsExperts = "k_sets_experts";
+/// Whether router `name` is registered with `tag` (false for an unknown router).
+bool router_has_tag(const std::string& name, const std::string& tag);
+/// The registered routers with `tag`, sorted.
+std::vector<std::string> routers_with_tag(const std::string& tag);
+
 /// Creates the router named by spec and rejects any parameter it did not read.
 Router make_router(const PluginSpec& spec, const LayerContext& ctx);
 
@@ -110,7 +122,8 @@ Router make_router(const PluginSpec& spec, const LayerContext& ctx);
 
 /// MOE_REGISTER_ROUTER("top_k", TopKRouterImpl, "help"): the class supplies
 /// `static std::shared_ptr<RouterImpl> create(const PluginSpec&, const LayerContext&)`
-/// and `static std::vector<ParamDoc> param_docs()`.
+/// and `static std::vector<ParamDoc> param_docs()`, and may hide RouterImpl::tags() with
+/// its registry facts (kKSetsExperts).
 #define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                          \
   static ::moe::Registrar<::moe::RouterRegistry> MOE_CONCAT(moe_router_reg_, __LINE__)( \
-      ::moe::router_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})
+      ::moe::router_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create, CLASS::tags()})

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   moe::configure_allocator();
+  moe::configure_enforce_throws();
   const auto it = commands.find(argv[1]);
   if (it == commands.end()) {
     std::cerr << "moe: unknown command '" << argv[1] << "'\n\n" << kUsage;

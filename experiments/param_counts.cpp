@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/data/task.h"
+#include "core/router.h"
 #include "core/train/config.h"
 #include "core/train/trainer.h"
 
@@ -51,10 +52,32 @@ TrainingEstimate estimate_training(const ExperimentConfig& c) {
   if (bank == "inf_ffn") {
     units = number(c.moe.experts, "D", 8) * d;
     per_expert = units / experts;
-  } else if (bank == "hyper") {
+  }
+  // HyperMoE: the host bank's experts, plus per MoE layer the expert embeddings and the
+  // selection MLP, plus the model's one hypernetwork (its heads emit d x r matrices: the
+  // large part) and the adapters it generates, one per distinct selection in a batch.
+  double hyper_layer = 0, hyper_shared = 0, hyper_act = 0;
+  if (bank == "hyper") {
     const auto inner = c.moe.experts.value("inner", nlohmann::json::object());
     per_expert = number(inner, "hidden", 4 * d);
     units = experts * per_expert;
+    const double small = std::clamp(std::floor(d / 2), 8.0, 128.0);
+    const double embed = number(c.moe.experts, "embed_dim", small);
+    const double hidden = number(c.moe.experts, "hidden", small);
+    const double h = number(c.moe.experts, "hyper_hidden", small);
+    const double r = number(c.moe.experts, "bottleneck", std::clamp(std::floor(d / 4), 4.0, 64.0));
+    const double l = number(c.moe.experts, "layer_embed", 10);
+    hyper_layer = experts * embed + embed * hidden + hidden + hidden * hidden + hidden;
+    hyper_shared =
+        layers * l + (hidden + l) * h + h + 2 * (h * d * r + d * r) + h * (d + r) + d + r;
+    // Distinct selections of k of the experts in a batch: at most the tokens, at most C(E, k).
+    const double k_sel = std::min(experts, number(c.moe.router, "k", 2));
+    const double sets =
+        std::min(batch * seq, std::exp(std::lgamma(experts + 1) - std::lgamma(k_sel + 1) -
+                                       std::lgamma(experts - k_sel + 1)));
+    hyper_act = sets * (2 * d * r + d + r + h) * 4;  // per MoE layer, fp32
+    e.inputs.push_back("moe.experts hyper_hidden = " + std::to_string(static_cast<int64_t>(h)) +
+                       ", bottleneck = " + std::to_string(static_cast<int64_t>(r)));
   }
   const double k = std::min(experts, number(c.moe.router, "k", 2));
   const double shared = static_cast<double>(c.moe.shared_experts) * per_expert;
@@ -67,13 +90,14 @@ TrainingEstimate estimate_training(const ExperimentConfig& c) {
   const double attention = 4 * d * d + 4 * d;
   const double dense_layer = attention + mult * d * ffn;
   const double moe_layer = attention + mult * d * (units + shared) + d * experts;
-  e.params = 2 * vocab * d + seq * d + (layers - moe_layers) * dense_layer + moe_layers * moe_layer;
+  e.params = 2 * vocab * d + seq * d + (layers - moe_layers) * dense_layer +
+             moe_layers * (moe_layer + hyper_layer) + (moe_layers > 0 ? hyper_shared : 0);
   const double act_attention = 8 * d + 2 * heads * seq;
   const double act_dense = act_attention + 2 * ffn + d;
   const double act_moe = act_attention + k * (2 * per_expert + 2 * d) + 2 * shared + 2 * experts;
   const double per_token =
       (layers - moe_layers) * act_dense + moe_layers * act_moe + 2 * std::max(vocab, 16.0);
-  e.activation_bytes = 4 * batch * seq * per_token;
+  e.activation_bytes = 4 * batch * seq * per_token + moe_layers * hyper_act;
   e.memory_bytes = 16 * e.params + e.activation_bytes;
   const double active =
       (layers - moe_layers) * dense_layer +
@@ -119,8 +143,7 @@ ParamCounts nominal_param_counts(const nlohmann::json& json) {
   const auto& router = config.moe.router;
   // Routers whose experts per token are set by k (expert_choice: on average; remoe: its
   // sparsity target); the others' are measured only.
-  const std::string name = router.value("name", "");
-  if (name != "top_k" && name != "expert_choice" && name != "remoe") {
+  if (!router_has_tag(router.value("name", ""), kKSetsExperts)) {
     c.nonembed_active = std::nan("");
     return c;
   }

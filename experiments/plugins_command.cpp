@@ -25,7 +25,9 @@ void list(const R& registry, const std::string& title, const std::string& config
       std::cout << "\n";
     }
     for (const auto& p : e.params) {
-      std::cout << "      " << p.name << " = " << p.default_value << "  " << p.help << "\n";
+      std::cout << "      " << p.name << " = " << p.default_value << "  " << p.help;
+      if (p.range.numeric) std::cout << " [" << p.range.text() << "]";
+      std::cout << "\n";
     }
   }
   std::cout << "\n";
@@ -56,7 +58,8 @@ int plugins_command(const std::vector<std::string>& args) {
       {"moe.shared_experts = 0",
        "always-on experts of the bank's width added to the routed output (DeepSeekMoE); "
        "counted as active"},
-      {"moe.capacity_factor = 0", "ceil(CF * selected slots / E) per expert; 0 = dropless; CF <= E"},
+      {"moe.capacity_factor = 0",
+       "ceil(CF * selected slots / E) per expert; 0 = dropless; CF <= E"},
       {"loss.balance = 1e-2", "Switch balance loss N sum_i f_i P_i over the batch"},
       {"loss.balance_seq = 0",
        "the same per sequence, averaged over sequences (DeepSeek-V3's sequence-wise loss)"},

@@ -1,5 +1,6 @@
 #include "experiments/sweep_spec.h"
 
+#include <c10/util/Exception.h>
 #include <toml++/toml.h>
 
 #include <filesystem>
@@ -424,6 +425,12 @@ class TrialValidator {
       const std::string what = e.what();
       throw std::invalid_argument(path_ + ": " + (what.rfind(trial, 0) == 0 ? "" : trial + ": ") +
                                   what);
+    } catch (const c10::Error& e) {  // building the model (an allocation the estimate missed)
+      throw std::invalid_argument(path_ + ": " + trial +
+                                  ": building the model failed: " + e.what_without_backtrace());
+    } catch (const std::bad_alloc&) {
+      throw std::invalid_argument(path_ + ": " + trial +
+                                  ": building the model failed: out of memory");
     }
   }
 
@@ -444,12 +451,12 @@ void apply_granularity(const std::string& path, int64_t m, nlohmann::json& confi
   if (parsed.model.moe_every == 0) return;
   auto& moe = config["moe"];
   const std::string router = parsed.moe.router.value("name", "top_k");
-  static const std::set<std::string> with_k = {"top_k", "expert_choice", "remoe"};
-  if (!with_k.count(router)) {
+  if (!router_has_tag(router, kKSetsExperts)) {
     fail(path, nullptr,
          "axis 'granularity': router '" + router +
-             "' has no k to scale (routers with k: top_k, expert_choice, remoe); give "
-             "moe.num_experts, moe.experts.hidden and the router's options as [zip] axes");
+             "' has no k to scale (routers with k: " + list_of(routers_with_tag(kKSetsExperts)) +
+             "); give moe.num_experts, moe.experts.hidden and the router's options as [zip] "
+             "axes");
   }
   const int64_t hidden =
       parsed.moe.experts.value("hidden", nlohmann::json(4 * parsed.model.d_model)).get<int64_t>();

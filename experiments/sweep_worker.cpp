@@ -204,7 +204,8 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   }
   done = true;
   beat.join();
-  if (status != "completed" && error.find("out of memory") != std::string::npos) {
+  if (status != "completed" && (error.find("out of memory") != std::string::npos ||
+                                error.find("can't allocate memory") != std::string::npos)) {
     error = "out of memory: " + error;
   }
   // The checkpoint outlives an interruption; a completed trial's is removed unless asked

@@ -68,12 +68,13 @@ bool task_is_causal(const std::string& name) {
 }
 
 void check_task_options(const PluginSpec& spec) {
-  task_registry().entry(spec.name());  // unknown task: lists the known ones
+  check_ranges(spec, task_registry().entry(spec.name()).params);  // unknown: lists the known
   task_option_checks().at(spec.name())(spec);
   spec.check_all_read();
 }
 
 std::shared_ptr<Task> make_task(const PluginSpec& spec, const TaskContext& ctx) {
+  check_ranges(spec, task_registry().entry(spec.name()).params);
   auto task = task_registry().create(spec.name(), spec, ctx);
   spec.check_all_read();
   return task;

@@ -57,6 +57,8 @@ bool configure_allocator() {
 #endif
 }
 
+void configure_enforce_throws() { FLAGS_caffe2_use_fatal_for_enforce = false; }
+
 namespace {
 
 /// The GPU's name from nvidia-smi ("" when it cannot be read).

@@ -21,6 +21,13 @@ int64_t configure_threads(int64_t threads);
 /// Returns false where the C library refused (the program runs as before).
 bool configure_allocator();
 
+/// A failed CPU allocation in LibTorch (an "enforce": "you tried to allocate N bytes")
+/// throws c10::Error, which moe-lab reports (a plan's error naming file and trial, a trial
+/// recorded as failed: out of memory), and does not abort: c10 aborts instead when its
+/// flag caffe2_use_fatal_for_enforce reads true, which the moe binary was seen to do (torch
+/// 2.15, SIGABRT in ThrowEnforceNotMet's LOG(FATAL)) until it set the flag itself.
+void configure_enforce_throws();
+
 /// The device's peak dense FLOP/s for MFU in the run's precision ("fp32" | "bf16"), and
 /// where it came from. override_tflops > 0 wins ("--peak-tflops"). CUDA: a table by the
 /// GPU's name (nvidia-smi): H100 / H200 SXM bf16 989, fp32 67 (non-tensor-core) TFLOP/s;

@@ -53,16 +53,22 @@ std::shared_ptr<AdapterImpl> LoRAAdapter::make(const PluginSpec& spec, int64_t d
 }
 
 std::vector<ParamDoc> LoRA::param_docs() {
-  return {{"rank", "4", "r: rank of the delta"},
-          {"alpha", "16", "the delta is scaled by alpha / r"}};
+  return with_ranges(
+      {{"rank", "4", "r: rank of the delta"}, {"alpha", "16", "the delta is scaled by alpha / r"}},
+      {{"rank", Range::ints(1, 65536)}, {"alpha", Range::reals(0, 1e6, true)}});
 }
 
 std::vector<ParamDoc> MoLoRA::param_docs() {
-  return {
-      {"experts", "10", "LoRA deltas mixed per token"},
-      {"rank", "4", "r: rank of each delta"},
-      {"alpha", "16", "the deltas are scaled by alpha / r"},
-      {"top_k", "0", "0 = soft merge over all; k = keep the k largest weights (no renormalising)"}};
+  return with_ranges(
+      {{"experts", "10", "LoRA deltas mixed per token"},
+       {"rank", "4", "r: rank of each delta"},
+       {"alpha", "16", "the deltas are scaled by alpha / r"},
+       {"top_k", "0",
+        "0 = soft merge over all; k = keep the k largest weights (no renormalising)"}},
+      {{"experts", Range::ints(1, 4096)},
+       {"rank", Range::ints(1, 65536)},
+       {"alpha", Range::reals(0, 1e6, true)},
+       {"top_k", Range::ints(0, 4096, "<= experts")}});
 }
 
 MOE_REGISTER_ADAPTER("lora", LoRA, "LoRA: a low-rank delta at q, k, v, o and both FFN projections",

@@ -78,13 +78,15 @@ std::shared_ptr<AdapterImpl> MoVAdapter::create(const PluginSpec& spec, int64_t 
 }
 
 std::vector<ParamDoc> MoVAdapter::param_docs() {
-  return {{"experts", "10", "scaling vectors mixed per token (per head at k and v)"},
-          {"top_k", "0",
-           "0 = soft merge over all; k = keep exactly the k largest weights (no renormalising)"},
-          {"route", "head",
-           "head: at keys and values one mixture per attention head (the reference's "
-           "MoVAttention); token: one mixture over the whole d-vector. Scale vectors (init 1) "
-           "get no weight decay"}};
+  return with_ranges(
+      {{"experts", "10", "scaling vectors mixed per token (per head at k and v)"},
+       {"top_k", "0",
+        "0 = soft merge over all; k = keep exactly the k largest weights (no renormalising)"},
+       {"route", "head",
+        "head: at keys and values one mixture per attention head (the reference's "
+        "MoVAttention); token: one mixture over the whole d-vector. Scale vectors (init 1) "
+        "get no weight decay"}},
+      {{"experts", Range::ints(1, 4096)}, {"top_k", Range::ints(0, 4096, "<= experts")}});
 }
 
 MOE_REGISTER_ADAPTER("ia3", IA3Adapter,

@@ -78,8 +78,9 @@ std::shared_ptr<ExpertBankImpl> FFNExpertsImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> FFNExpertsImpl::param_docs() {
-  return {{"hidden", "4 * d_model", "hidden width of each expert"},
-          {"activation", "gelu", "gelu | relu | swiglu"}};
+  return with_ranges({{"hidden", "4 * d_model", "hidden width of each expert"},
+                      {"activation", "gelu", "gelu | relu | swiglu"}},
+                     {{"hidden", Range::ints(1, kMaxSize)}});
 }
 
 MOE_REGISTER_EXPERTS("ffn", FFNExpertsImpl,

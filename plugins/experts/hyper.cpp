@@ -185,14 +185,21 @@ std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> HyperExpertsImpl::param_docs() {
-  return {{"inner", "{name = \"ffn\"}", "the host expert bank (any but hyper)"},
-          {"embed_dim", "clamp(d/2, 8, 128)", "expert embedding size"},
-          {"embed_init_std", "1.0",
-           "std of the expert embeddings' N(0, std) init (the reference's nn.Embedding)"},
-          {"hidden", "clamp(d/2, 8, 128)", "selection-embedding MLP width"},
-          {"hyper_hidden", "clamp(d/2, 8, 128)", "hypernetwork trunk width"},
-          {"bottleneck", "clamp(d/4, 4, 64)", "r: the generated adapter's bottleneck"},
-          {"layer_embed", "10", "layer embedding size"}};
+  return with_ranges(
+      {{"inner", "{name = \"ffn\"}", "the host expert bank (any but hyper)"},
+       {"embed_dim", "clamp(d/2, 8, 128)", "expert embedding size"},
+       {"embed_init_std", "1.0",
+        "std of the expert embeddings' N(0, std) init (the reference's nn.Embedding)"},
+       {"hidden", "clamp(d/2, 8, 128)", "selection-embedding MLP width"},
+       {"hyper_hidden", "clamp(d/2, 8, 128)", "hypernetwork trunk width"},
+       {"bottleneck", "clamp(d/4, 4, 64)", "r: the generated adapter's bottleneck"},
+       {"layer_embed", "10", "layer embedding size"}},
+      {{"embed_dim", Range::ints(1, 4096)},
+       {"embed_init_std", Range::reals(0, 1e3, true)},
+       {"hidden", Range::ints(1, 4096)},
+       {"hyper_hidden", Range::ints(1, 4096)},
+       {"bottleneck", Range::ints(1, 4096)},
+       {"layer_embed", Range::ints(1, 4096)}});
 }
 
 MOE_REGISTER_EXPERTS("hyper", HyperExpertsImpl,

@@ -102,11 +102,13 @@ std::shared_ptr<ExpertBankImpl> InfFFNExpertsImpl::create(const PluginSpec& spec
 }
 
 std::vector<ParamDoc> InfFFNExpertsImpl::param_docs() {
-  return {{"D", "8",
-           "hidden width of the large FFN as a multiple of d_model; cut into "
-           "moe.num_experts blocks"},
-          {"activation", "gelu", "gelu | relu"},
-          {"compute", "gather", "gather (only the kept blocks run) | dense (masked dense form)"}};
+  return with_ranges(
+      {{"D", "8",
+        "hidden width of the large FFN as a multiple of d_model; cut into "
+        "moe.num_experts blocks"},
+       {"activation", "gelu", "gelu | relu"},
+       {"compute", "gather", "gather (only the kept blocks run) | dense (masked dense form)"}},
+      {{"D", Range::ints(1, 4096, "D x d_model divisible by moe.num_experts")}});
 }
 
 MOE_REGISTER_EXPERTS("inf_ffn", InfFFNExpertsImpl,

@@ -81,11 +81,13 @@ std::shared_ptr<RouterImpl> AdaptiveRouterImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> AdaptiveRouterImpl::param_docs() {
-  return {{"threshold", "0.1", "T: a token uses its top-2 experts when their gap <= T"},
-          {"gap", "pair", "pair: (p1-p2)/(p1+p2); raw: p1-p2 on the softmax"},
-          {"combine", "mixed",
-           "mixed: GShard gates for pairs, p1 for singles; raw: p1, p2; renorm: over the set"},
-          {"force_top1", "false", "every token uses one expert (the paper's inference ambiguity)"}};
+  return with_ranges(
+      {{"threshold", "0.1", "T: a token uses its top-2 experts when their gap <= T"},
+       {"gap", "pair", "pair: (p1-p2)/(p1+p2); raw: p1-p2 on the softmax"},
+       {"combine", "mixed",
+        "mixed: GShard gates for pairs, p1 for singles; raw: p1, p2; renorm: over the set"},
+       {"force_top1", "false", "every token uses one expert (the paper's inference ambiguity)"}},
+      {{"threshold", Range::reals(0, 1)}});
 }
 
 MOE_REGISTER_ROUTER("adaptive", AdaptiveRouterImpl,

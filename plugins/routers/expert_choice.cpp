@@ -76,11 +76,14 @@ std::shared_ptr<RouterImpl> ExpertChoiceRouterImpl::create(const PluginSpec& spe
 }
 
 std::vector<ParamDoc> ExpertChoiceRouterImpl::param_docs() {
-  return {{"k", "2", "mean experts per token the capacity is sized for"},
-          {"capacity_factor", "1",
-           "each expert takes C = ceil(capacity_factor * k * T / E) tokens of the batch"},
-          {"allow_noncausal", "false",
-           "run on a causal task although the choice sees later tokens (a leak of the future)"}};
+  return with_ranges(
+      {{"k", "2", "mean experts per token the capacity is sized for"},
+       {"capacity_factor", "1",
+        "each expert takes C = ceil(capacity_factor * k * T / E) tokens of the batch"},
+       {"allow_noncausal", "false",
+        "run on a causal task although the choice sees later tokens (a leak of the future)"}},
+      {{"k", Range::ints(1, kMaxSize, "<= moe.num_experts")},
+       {"capacity_factor", Range::reals(0, kMaxSize, true, false, "<= moe.num_experts / k")}});
 }
 
 MOE_REGISTER_ROUTER("expert_choice", ExpertChoiceRouterImpl,

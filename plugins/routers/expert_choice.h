@@ -37,6 +37,7 @@ class ExpertChoiceRouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static std::vector<std::string> tags() { return {kKSetsExperts}; }
 
   torch::nn::Linear gate{nullptr};
 

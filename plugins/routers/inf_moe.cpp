@@ -178,17 +178,24 @@ std::shared_ptr<RouterImpl> InfMoERouterImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> InfMoERouterImpl::param_docs() {
-  return {{"d_z", "16", "dimension of the continuous expert index z"},
-          {"r", "0.25", "fraction of the num_experts blocks each sample keeps"},
-          {"K", "2", "samples per token (also an inference option; 0 there = z = mu)"},
-          {"score", "linear", "linear (s = A z) | positions (s_g = -||z - c_g||^2)"},
-          {"weight", "sigmoid",
-           "soft weight on kept blocks: sigmoid | softmax | straight_through | hard (no "
-           "router gradient; warns)"},
-          {"deterministic", "false", "z = mu (one pass, no noise)"},
-          {"sigma_init", "1.0", "initial sigma (bias of the log-sigma map)"},
-          {"log_sigma_min", "-5.0", "lower clamp of log sigma"},
-          {"log_sigma_max", "2.0", "upper clamp of log sigma"}};
+  return with_ranges(
+      {{"d_z", "16", "dimension of the continuous expert index z"},
+       {"r", "0.25", "fraction of the num_experts blocks each sample keeps"},
+       {"K", "2", "samples per token (also an inference option; 0 there = z = mu)"},
+       {"score", "linear", "linear (s = A z) | positions (s_g = -||z - c_g||^2)"},
+       {"weight", "sigmoid",
+        "soft weight on kept blocks: sigmoid | softmax | straight_through | hard (no "
+        "router gradient; warns)"},
+       {"deterministic", "false", "z = mu (one pass, no noise)"},
+       {"sigma_init", "1.0", "initial sigma (bias of the log-sigma map)"},
+       {"log_sigma_min", "-5.0", "lower clamp of log sigma"},
+       {"log_sigma_max", "2.0", "upper clamp of log sigma"}},
+      {{"d_z", Range::ints(1, 4096)},
+       {"r", Range::reals(0, 1, true)},
+       {"K", Range::ints(1, 1024)},
+       {"sigma_init", Range::reals(0, 1e3, true)},
+       {"log_sigma_min", Range::reals(-30, 30, false, false, "<= log_sigma_max")},
+       {"log_sigma_max", Range::reals(-30, 30)}});
 }
 
 MOE_REGISTER_ROUTER("inf_moe", InfMoERouterImpl,

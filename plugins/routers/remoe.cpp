@@ -87,18 +87,22 @@ std::shared_ptr<RouterImpl> ReMoERouterImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> ReMoERouterImpl::param_docs() {
-  return {{"k", "2",
-           "target active experts per token: the L1 coefficient steers the sparsity "
-           "toward 1 - k / num_experts"},
-          {"alpha", "1.2", "after each step the L1 coefficient is multiplied or divided by it"},
-          {"l1_init", "1e-8", "the L1 coefficient at step 0"},
-          {"balanced", "true",
-           "weight each expert's L1 by its load f_e = E / (k T) * tokens using it (ReMoE's "
-           "load-balanced penalty); false = plain L1"},
-          {"l1_scope", "model",
-           "model: one L1 coefficient steered by the sparsity averaged over all MoE layers "
-           "(the reference; layers may differ in experts per token) | layer: each layer "
-           "steers its own"}};
+  return with_ranges(
+      {{"k", "2",
+        "target active experts per token: the L1 coefficient steers the sparsity "
+        "toward 1 - k / num_experts"},
+       {"alpha", "1.2", "after each step the L1 coefficient is multiplied or divided by it"},
+       {"l1_init", "1e-8", "the L1 coefficient at step 0"},
+       {"balanced", "true",
+        "weight each expert's L1 by its load f_e = E / (k T) * tokens using it (ReMoE's "
+        "load-balanced penalty); false = plain L1"},
+       {"l1_scope", "model",
+        "model: one L1 coefficient steered by the sparsity averaged over all MoE layers "
+        "(the reference; layers may differ in experts per token) | layer: each layer "
+        "steers its own"}},
+      {{"k", Range::ints(1, kMaxSize, "<= moe.num_experts")},
+       {"alpha", Range::reals(1, 100, true)},
+       {"l1_init", Range::reals(0, 1e3, true)}});
 }
 
 MOE_REGISTER_ROUTER("remoe", ReMoERouterImpl,

@@ -43,6 +43,7 @@ class ReMoERouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static std::vector<std::string> tags() { return {kKSetsExperts}; }
 
   torch::nn::Linear gate{nullptr};
   torch::Tensor l1_coef;  ///< lambda, a float64 scalar buffer

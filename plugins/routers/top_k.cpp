@@ -102,25 +102,29 @@ std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> TopKRouterImpl::param_docs() {
-  return {{"k", "2", "experts per token (1 = Switch, 2 = GShard)"},
-          {"score", "softmax",
-           "softmax | sigmoid (s = sigmoid(logits); gates renormalised over the chosen k; "
-           "DeepSeek-V3)"},
-          {"noise_std", "0", "train-time routing noise: jitter's eps, or logit noise's std"},
-          {"noise", "jitter",
-           "jitter: router input x U(1 - eps, 1 + eps) (Switch) | logit: + N(0, std^2) on the "
-           "logits; the z-loss uses the logits that route (noisy ones while training)"},
-          {"z_loss", "score = softmax",
-           "produce the router z-loss (coefficient loss.z); off by default for sigmoid "
-           "scores, which DeepSeek-V3 trains without one"},
-          {"normalize", "k >= 2",
-           "renormalise the k gates to sum to 1 (with k = 1: a unit gate, which gives the "
-           "router no gradient)"},
-          {"bias_update_rate", "0",
-           "aux-loss-free balancing (DeepSeek-V3): a per-expert bias chooses the experts, "
-           "b_i += rate * sign(mean load - load_i) after each step; 0 = off (try 1e-3 with "
-           "loss.balance = 0)"},
-          {"center_bias", "false", "re-centre that bias to mean 0 after each update"}};
+  return with_ranges(
+      {{"k", "2", "experts per token (1 = Switch, 2 = GShard)"},
+       {"score", "softmax",
+        "softmax | sigmoid (s = sigmoid(logits); gates renormalised over the chosen k; "
+        "DeepSeek-V3)"},
+       {"noise_std", "0", "train-time routing noise: jitter's eps, or logit noise's std"},
+       {"noise", "jitter",
+        "jitter: router input x U(1 - eps, 1 + eps) (Switch) | logit: + N(0, std^2) on the "
+        "logits; the z-loss uses the logits that route (noisy ones while training)"},
+       {"z_loss", "score = softmax",
+        "produce the router z-loss (coefficient loss.z); off by default for sigmoid "
+        "scores, which DeepSeek-V3 trains without one"},
+       {"normalize", "k >= 2",
+        "renormalise the k gates to sum to 1 (with k = 1: a unit gate, which gives the "
+        "router no gradient)"},
+       {"bias_update_rate", "0",
+        "aux-loss-free balancing (DeepSeek-V3): a per-expert bias chooses the experts, "
+        "b_i += rate * sign(mean load - load_i) after each step; 0 = off (try 1e-3 with "
+        "loss.balance = 0)"},
+       {"center_bias", "false", "re-centre that bias to mean 0 after each update"}},
+      {{"k", Range::ints(1, kMaxSize, "<= moe.num_experts")},
+       {"noise_std", Range::reals(0, 100, false, false, "< 1 with noise = jitter")},
+       {"bias_update_rate", Range::reals(0, 1)}});
 }
 
 MOE_REGISTER_ROUTER("top_k", TopKRouterImpl,

@@ -55,6 +55,7 @@ class TopKRouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static std::vector<std::string> tags() { return {kKSetsExperts}; }
 
   torch::nn::Linear gate{nullptr};
   torch::Tensor expert_bias;  ///< [N] float32 buffer (aux-loss-free balancing)

@@ -81,9 +81,12 @@ std::shared_ptr<RouterImpl> TopPRouterImpl::create(const PluginSpec& spec,
 }
 
 std::vector<ParamDoc> TopPRouterImpl::param_docs() {
-  return {{"threshold", "0.4",
-           "keep experts until the cumulative probability first exceeds it (crossing one kept)"},
-          {"max_experts", "0", "cap on experts per token; 0 = none"}};
+  return with_ranges(
+      {{"threshold", "0.4",
+        "keep experts until the cumulative probability first exceeds it (crossing one kept)"},
+       {"max_experts", "0", "cap on experts per token; 0 = none"}},
+      {{"threshold", Range::reals(0, 1)},
+       {"max_experts", Range::ints(0, kMaxSize, "<= moe.num_experts")}});
 }
 
 MOE_REGISTER_ROUTER("top_p", TopPRouterImpl,

@@ -310,19 +310,27 @@ std::shared_ptr<Task> BrownLMTask::create(const PluginSpec& spec, const TaskCont
 }
 
 std::vector<ParamDoc> BrownPosTask::param_docs() {
-  return {{"seq_len", "64", "tokens per window"},
-          {"min_count", "2", "training count for a word to get its own id"},
-          {"suffix_min_count", "5", "training count for a suffix to get its own id"},
-          {"word_dropout", "0.05", "training probability of replacing a word id by <unk>"},
-          {"features", "true", "add suffix and shape features to the word id"},
-          {"vocab", "own",
-           "own (words seen min_count times) | lm (brown_lm's ids, to "
-           "fine-tune a pretrained brown_lm model)"},
-          {"lm_vocab_size", "10000", "brown_lm's vocab_size, with vocab = lm"}};
+  return with_ranges(
+      {{"seq_len", "64", "tokens per window"},
+       {"min_count", "2", "training count for a word to get its own id"},
+       {"suffix_min_count", "5", "training count for a suffix to get its own id"},
+       {"word_dropout", "0.05", "training probability of replacing a word id by <unk>"},
+       {"features", "true", "add suffix and shape features to the word id"},
+       {"vocab", "own",
+        "own (words seen min_count times) | lm (brown_lm's ids, to "
+        "fine-tune a pretrained brown_lm model)"},
+       {"lm_vocab_size", "10000", "brown_lm's vocab_size, with vocab = lm"}},
+      {{"seq_len", Range::ints(2, 1 << 20)},
+       {"min_count", Range::ints(1, kMaxSize)},
+       {"suffix_min_count", Range::ints(1, kMaxSize)},
+       {"word_dropout", Range::reals(0, 1, false, true)},
+       {"lm_vocab_size", Range::ints(10, kMaxSize)}});
 }
 std::vector<ParamDoc> BrownLMTask::param_docs() {
-  return {{"seq_len", "64", "tokens per window"},
-          {"vocab_size", "10000", "most frequent training words kept (+ <unk>, </s>)"}};
+  return with_ranges(
+      {{"seq_len", "64", "tokens per window"},
+       {"vocab_size", "10000", "most frequent training words kept (+ <unk>, </s>)"}},
+      {{"seq_len", Range::ints(2, 1 << 20)}, {"vocab_size", Range::ints(10, kMaxSize)}});
 }
 
 MOE_REGISTER_TASK("brown_pos", BrownPosTask,

@@ -134,12 +134,19 @@ std::shared_ptr<Task> ModSumTask::create(const PluginSpec& spec, const TaskConte
 }
 
 std::vector<ParamDoc> ModSumTask::param_docs() {
-  return {{"seq_len", "32", "tokens per sequence"},
-          {"modulus", "10", "p: values and targets are in [0, p)"},
-          {"max_depth", "4", "largest number of summed values (difficulty levels)"},
-          {"eval_sequences", "512", "sequences in each of valid and test"},
-          {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
-          {"data_seed", "1234", "seed of the fixed valid/test sets"}};
+  return with_ranges(
+      {{"seq_len", "32", "tokens per sequence"},
+       {"modulus", "10", "p: values and targets are in [0, p)"},
+       {"max_depth", "4", "largest number of summed values (difficulty levels)"},
+       {"eval_sequences", "512", "sequences in each of valid and test"},
+       {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
+       {"data_seed", "1234", "seed of the fixed valid/test sets"}},
+      {{"seq_len", Range::ints(2, 1 << 20)},
+       {"modulus", Range::ints(2, 1 << 20)},
+       {"max_depth", Range::ints(1, 1 << 20, "<= seq_len")},
+       {"eval_sequences", Range::ints(1, 1 << 24)},
+       {"train_sequences", Range::ints(1, 1 << 24)},
+       {"data_seed", Range::ints(0, 4294967295.0)}});
 }
 
 PointerChaseTask::Options PointerChaseTask::read_options(const PluginSpec& spec) {
@@ -192,12 +199,19 @@ std::shared_ptr<Task> PointerChaseTask::create(const PluginSpec& spec, const Tas
 }
 
 std::vector<ParamDoc> PointerChaseTask::param_docs() {
-  return {{"seq_len", "32", "tokens per sequence (slots + queries)"},
-          {"slots", "16", "size of the pointer table at the start of each sequence"},
-          {"max_hops", "3", "largest number of hops (difficulty levels)"},
-          {"eval_sequences", "512", "sequences in each of valid and test"},
-          {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
-          {"data_seed", "1234", "seed of the fixed valid/test sets"}};
+  return with_ranges(
+      {{"seq_len", "32", "tokens per sequence (slots + queries)"},
+       {"slots", "16", "size of the pointer table at the start of each sequence"},
+       {"max_hops", "3", "largest number of hops (difficulty levels)"},
+       {"eval_sequences", "512", "sequences in each of valid and test"},
+       {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
+       {"data_seed", "1234", "seed of the fixed valid/test sets"}},
+      {{"seq_len", Range::ints(2, 1 << 20)},
+       {"slots", Range::ints(2, 1 << 20, "< seq_len")},
+       {"max_hops", Range::ints(1, 1 << 20)},
+       {"eval_sequences", Range::ints(1, 1 << 24)},
+       {"train_sequences", Range::ints(1, 1 << 24)},
+       {"data_seed", Range::ints(0, 4294967295.0)}});
 }
 
 FactsTask::Options FactsTask::read_options(const PluginSpec& spec) {
@@ -259,13 +273,21 @@ std::shared_ptr<Task> FactsTask::create(const PluginSpec& spec, const TaskContex
 }
 
 std::vector<ParamDoc> FactsTask::param_docs() {
-  return {{"seq_len", "32", "tokens per sequence"},
-          {"keys", "128", "K: token vocabulary; the table holds K^2 facts f(previous, current)"},
-          {"values", "16", "classes a fact can take"},
-          {"zipf", "0", "keys drawn with P(k) ~ (k + 1)^-zipf (0 = uniform)"},
-          {"eval_sequences", "512", "sequences in each of valid and test"},
-          {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
-          {"data_seed", "1234", "seed of the fact table and of the fixed valid/test sets"}};
+  return with_ranges(
+      {{"seq_len", "32", "tokens per sequence"},
+       {"keys", "128", "K: token vocabulary; the table holds K^2 facts f(previous, current)"},
+       {"values", "16", "classes a fact can take"},
+       {"zipf", "0", "keys drawn with P(k) ~ (k + 1)^-zipf (0 = uniform)"},
+       {"eval_sequences", "512", "sequences in each of valid and test"},
+       {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
+       {"data_seed", "1234", "seed of the fact table and of the fixed valid/test sets"}},
+      {{"seq_len", Range::ints(2, 1 << 20)},
+       {"keys", Range::ints(2, 4096)},
+       {"values", Range::ints(2, 1 << 20)},
+       {"zipf", Range::reals(0, 4)},
+       {"eval_sequences", Range::ints(1, 1 << 24)},
+       {"train_sequences", Range::ints(1, 1 << 24)},
+       {"data_seed", Range::ints(0, 4294967295.0)}});
 }
 
 MOE_REGISTER_TASK("mod_sum", ModSumTask,

@@ -368,18 +368,23 @@ std::shared_ptr<Task> TokensTask::create(const PluginSpec& spec, const TaskConte
 }
 
 std::vector<ParamDoc> TokensTask::param_docs() {
-  return {{"dir", "",
-           "directory with train.bin, valid.bin (or val.bin) and test.bin (moe tokenize's output, "
-           "nanoGPT's data/<name>/)"},
-          {"train", "", "training token file or [files] (llm.c shards), with valid"},
-          {"valid", "", "validation token file or [files]"},
-          {"test", "", "test token file or [files]; absent: the second half of valid"},
-          {"file", "", "one token file cut into train | valid | test by the fractions"},
-          {"valid_fraction", "0.05", "with file: the validation block before the test block"},
-          {"test_fraction", "0.05", "with file: the test block at the end"},
-          {"format", "auto", "auto (llm.c when the magic is there, else nanoGPT) | llmc | nanogpt"},
-          {"vocab_size", "0", "ids are < vocab_size; 0 = from moe_tokens.json beside the files"},
-          {"seq_len", "256", "tokens per window"}};
+  return with_ranges(
+      {{"dir", "",
+        "directory with train.bin, valid.bin (or val.bin) and test.bin (moe tokenize's output, "
+        "nanoGPT's data/<name>/)"},
+       {"train", "", "training token file or [files] (llm.c shards), with valid"},
+       {"valid", "", "validation token file or [files]"},
+       {"test", "", "test token file or [files]; absent: the second half of valid"},
+       {"file", "", "one token file cut into train | valid | test by the fractions"},
+       {"valid_fraction", "0.05", "with file: the validation block before the test block"},
+       {"test_fraction", "0.05", "with file: the test block at the end"},
+       {"format", "auto", "auto (llm.c when the magic is there, else nanoGPT) | llmc | nanogpt"},
+       {"vocab_size", "0", "ids are < vocab_size; 0 = from moe_tokens.json beside the files"},
+       {"seq_len", "256", "tokens per window"}},
+      {{"valid_fraction", Range::reals(0, 0.5, true, true)},
+       {"test_fraction", Range::reals(0, 0.5, true, true)},
+       {"vocab_size", Range::ints(0, 1 << 24)},
+       {"seq_len", Range::ints(1, 1 << 20)}});
 }
 
 MOE_REGISTER_TASK("tokens", TokensTask,

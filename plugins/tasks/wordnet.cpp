@@ -150,9 +150,11 @@ std::shared_ptr<Task> WordNetSSTTask::create(const PluginSpec& spec, const TaskC
 }
 
 std::vector<ParamDoc> WordNetSSTTask::param_docs() {
-  return {{"seq_len", "32", "gloss tokens kept (cut or padded)"},
-          {"lm_vocab_size", "10000", "brown_lm's vocab_size (the word ids are brown_lm's)"},
-          {"wordnet_dir", "/usr/share/wordnet", "directory of WordNet's data.* files"}};
+  return with_ranges(
+      {{"seq_len", "32", "gloss tokens kept (cut or padded)"},
+       {"lm_vocab_size", "10000", "brown_lm's vocab_size (the word ids are brown_lm's)"},
+       {"wordnet_dir", "/usr/share/wordnet", "directory of WordNet's data.* files"}},
+      {{"seq_len", Range::ints(2, 1 << 20)}, {"lm_vocab_size", Range::ints(10, kMaxSize)}});
 }
 
 MOE_REGISTER_TASK("wordnet_sst", WordNetSSTTask,

@@ -87,7 +87,11 @@ TEST(Facts, TargetsAreOneFixedTableOfKeyPairs) {
   auto z = task("facts", {{"seq_len", 64}, {"keys", 8}, {"zipf", 1.5}});
   auto tokens = z->train_batch(3, 0, 64).tokens;
   EXPECT_GT((tokens == 0).sum().item<int64_t>(), 3 * (tokens == 7).sum().item<int64_t>());
-  expect_error([] { task("facts", {{"keys", 1}}); }, "parameter 'keys' expected 2..4096");
+  expect_error(
+      [] {
+        task("facts", {{"keys", 1}});
+      },
+      "parameter 'keys' expected an integer in [2, 4096], got 1");
 }
 
 TEST(Tasks, BatchesAreAFunctionOfSeedAndStep) {

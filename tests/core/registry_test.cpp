@@ -26,6 +26,16 @@ TEST(Registry, GoldenNames) {
                                       "tokens", "wordnet_sst"}));
 }
 
+// Facts about a router live in its registration, not in name lists elsewhere: matched
+// compute and the granularity axis ask the registry which routers' k sets their experts.
+TEST(Registry, RouterFactsAreRegistryTags) {
+  EXPECT_EQ(routers_with_tag(kKSetsExperts),
+            (std::vector<std::string>{"expert_choice", "remoe", "top_k"}));
+  EXPECT_TRUE(router_has_tag("top_k", kKSetsExperts));
+  EXPECT_FALSE(router_has_tag("top_p", kKSetsExperts));
+  EXPECT_FALSE(router_has_tag("no_such_router", kKSetsExperts));
+}
+
 TEST(Registry, DuplicateNameThrows) {
   Registry<int> r("widget");
   r.add({"a", "", {}, [] { return std::make_shared<int>(1); }});
@@ -108,10 +118,12 @@ TEST(OptionCheck, OneMessageStyle) {
       [&] {
         make_adapter(PeftOptions{"mov", {{"experts", 0}}}, 8, 8);
       },
-      "adapter 'mov': parameter 'experts' expected >= 1, got 0");
+      "adapter 'mov': parameter 'experts' expected an integer in [1, 4096], got 0");
   EXPECT_EQ(format_number(0.1), "0.1");
   EXPECT_EQ(format_number(3), "3");
   EXPECT_EQ(format_number(1e-5), "1e-05");
+  EXPECT_EQ(format_number(30), "30");  // an integer as one, not 3e+01
+  EXPECT_EQ(format_number(1e308), "1e+308");
   EXPECT_EQ(parse_activation("swiglu"), Activation::kSwiglu);
   expect_error([] { parse_activation("tanh"); }, "expected one of [gelu, relu, swiglu]");
 }

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "core/train/device.h"
 #include "core/train/trainer.h"
 #include "tests/test_util.h"
 
@@ -236,7 +237,8 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"p.toml", preset("\"moe.router\" = { name = \"top_p\", threshold = 1.5 }"),
        "p.toml: trial 'm': router 'top_p': parameter 'threshold' expected in [0, 1]"},
       {"hidden.toml", preset("\"moe.experts\" = { name = \"ffn\", hidden = -3 }"),
-       "hidden.toml: trial 'm': experts 'ffn': parameter 'hidden' expected > 0"},
+       "hidden.toml: trial 'm': experts 'ffn': parameter 'hidden' expected an integer in [1, "
+       "16777216], got -3"},
       {"nan.toml", head + "[grid]\n\"train.lr\" = [nan]\n",
        "nan.toml:8: key 'grid.train.lr[0]' expected a finite number, got nan"},
       {"inf.toml", head + "\"train.warmup\" = -inf\n",
@@ -260,7 +262,8 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"brown.toml",
        "name = \"b\"\nseeds = [0]\n[base]\ndata_dir = \"/nonexistent\"\n"
        "task = { name = \"brown_lm\", vocab_size = 3 }\n",
-       "brown.toml: trial 'b': task 'brown_lm': parameter 'vocab_size' expected >= 10, got 3"},
+       "brown.toml: trial 'b': task 'brown_lm': parameter 'vocab_size' expected an integer in [10, "
+       "16777216], got 3"},
       {"zip.toml", head + "[zip]\n\"train.lr\" = [1e-3, 2e-3]\n\"train.warmup\" = [1]\n",
        "zip.toml:9: zip axis 'train.warmup' has 1 values, but 'train.lr' has 2"},
       {"empty.toml", head + "[grid]\n\"train.lr\" = []\n",
@@ -284,7 +287,7 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
        preset("\"moe.router\" = { name = \"expert_choice\", capacity_factor = 1e308, "
               "allow_noncausal = true }"),
        "eccf.toml: trial 'm': router 'expert_choice': parameter 'capacity_factor' expected in (0, "
-       "num_experts / k]"},
+       "16777216] and <= moe.num_experts / k, got 1e+308"},
       {"cf.toml", head + "\"moe.capacity_factor\" = 1e308\n",
        "cf.toml: trial 'b': section 'moe': parameter 'capacity_factor' expected in [0, "
        "num_experts] (0 = dropless), got 1e+308"},
@@ -325,6 +328,19 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
   expect_error([&] { load_sweep(write_sweep("mem.toml", head), kDefaultMaxTrials, 1e6); },
                "over --max-memory (1.0 MB");
   EXPECT_EQ(load_sweep(write_sweep("mem.toml", head), kDefaultMaxTrials, 1e9).trials.size(), 1u);
+  // HyperMoE's hypernetwork is in the estimate (its d x r heads: 3.4e10 parameters here);
+  // an allocation that fails while the plan builds a model anyway (the limit raised past
+  // the machine) is the plan's error naming file and trial, not an abort inside LibTorch.
+  const std::string hyper = preset(
+      "\"model.d_model\" = 1024\n\"moe.experts\" = { name = \"hyper\", hyper_hidden = 4096, "
+      "bottleneck = 4096, inner = { name = \"ffn\", hidden = 16 } }");
+  expect_error([&] { load_sweep(write_sweep("hyper.toml", hyper)); },
+               "hyper.toml: trial 'm': training needs at least 551.3 GB (3.44e+10 parameters");
+  // (d_model 2^20: its first attention matrix, 16 TB, fails to allocate on any machine.)
+  configure_enforce_throws();  // as the moe binary does at start
+  const std::string wide = head + "\"model.d_model\" = 1048576\n\"model.heads\" = 1\n";
+  expect_error([&] { load_sweep(write_sweep("wide.toml", wide), kDefaultMaxTrials, 1e18); },
+               "wide.toml: trial 'b': building the model failed: [enforce fail");
   // --max-trials lowers the bar.
   expect_error(
       [] {

@@ -159,7 +159,7 @@ TEST(Hyper, ExpertEmbeddingsStartAsTheReferencesNormalOne) {
       [&] {
         make_expert_bank(PluginSpec("experts", "hyper", {{"embed_init_std", 0.0}}), ctx);
       },
-      "experts 'hyper': parameter 'embed_init_std' expected > 0, got 0");
+      "experts 'hyper': parameter 'embed_init_std' expected in (0, 1000], got 0");
 }
 
 }  // namespace
