@@ -7,6 +7,25 @@
 #include <numeric>
 
 namespace moe {
+namespace {
+
+/// A synthetic task's documented options: seq_len, the task's own, then the options every
+/// one reads (read_common), each with its range.
+std::vector<ParamDoc> synthetic_docs(
+    const std::string& seq_help, std::vector<ParamDoc> own,
+    const std::string& seed_help = "seed of the fixed valid/test sets") {
+  std::vector<ParamDoc> docs = {{"seq_len", "32", seq_help, Range::ints(2, 1 << 20)}};
+  docs.insert(docs.end(), own.begin(), own.end());
+  docs.push_back(
+      {"eval_sequences", "512", "sequences in each of valid and test", Range::ints(1, 1 << 24)});
+  docs.push_back({"train_sequences", "16384",
+                  "training pool size (train.sampling = epochs | curriculum)",
+                  Range::ints(1, 1 << 24)});
+  docs.push_back({"data_seed", "1234", seed_help, Range::ints(0, 4294967295.0)});
+  return docs;
+}
+
+}  // namespace
 
 SequenceTask::Common SequenceTask::read_common(const PluginSpec& spec, int64_t default_len) {
   Common c;
@@ -134,19 +153,11 @@ std::shared_ptr<Task> ModSumTask::create(const PluginSpec& spec, const TaskConte
 }
 
 std::vector<ParamDoc> ModSumTask::param_docs() {
-  return with_ranges(
-      {{"seq_len", "32", "tokens per sequence"},
-       {"modulus", "10", "p: values and targets are in [0, p)"},
-       {"max_depth", "4", "largest number of summed values (difficulty levels)"},
-       {"eval_sequences", "512", "sequences in each of valid and test"},
-       {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
-       {"data_seed", "1234", "seed of the fixed valid/test sets"}},
-      {{"seq_len", Range::ints(2, 1 << 20)},
-       {"modulus", Range::ints(2, 1 << 20)},
-       {"max_depth", Range::ints(1, 1 << 20, "<= seq_len")},
-       {"eval_sequences", Range::ints(1, 1 << 24)},
-       {"train_sequences", Range::ints(1, 1 << 24)},
-       {"data_seed", Range::ints(0, 4294967295.0)}});
+  return synthetic_docs(
+      "tokens per sequence",
+      {{"modulus", "10", "p: values and targets are in [0, p)", Range::ints(2, 1 << 20)},
+       {"max_depth", "4", "largest number of summed values (difficulty levels)",
+        Range::ints(1, 1 << 20, "<= seq_len")}});
 }
 
 PointerChaseTask::Options PointerChaseTask::read_options(const PluginSpec& spec) {
@@ -199,19 +210,11 @@ std::shared_ptr<Task> PointerChaseTask::create(const PluginSpec& spec, const Tas
 }
 
 std::vector<ParamDoc> PointerChaseTask::param_docs() {
-  return with_ranges(
-      {{"seq_len", "32", "tokens per sequence (slots + queries)"},
-       {"slots", "16", "size of the pointer table at the start of each sequence"},
-       {"max_hops", "3", "largest number of hops (difficulty levels)"},
-       {"eval_sequences", "512", "sequences in each of valid and test"},
-       {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
-       {"data_seed", "1234", "seed of the fixed valid/test sets"}},
-      {{"seq_len", Range::ints(2, 1 << 20)},
-       {"slots", Range::ints(2, 1 << 20, "< seq_len")},
-       {"max_hops", Range::ints(1, 1 << 20)},
-       {"eval_sequences", Range::ints(1, 1 << 24)},
-       {"train_sequences", Range::ints(1, 1 << 24)},
-       {"data_seed", Range::ints(0, 4294967295.0)}});
+  return synthetic_docs(
+      "tokens per sequence (slots + queries)",
+      {{"slots", "16", "size of the pointer table at the start of each sequence",
+        Range::ints(2, 1 << 20, "< seq_len")},
+       {"max_hops", "3", "largest number of hops (difficulty levels)", Range::ints(1, 1 << 20)}});
 }
 
 FactsTask::Options FactsTask::read_options(const PluginSpec& spec) {
@@ -273,21 +276,13 @@ std::shared_ptr<Task> FactsTask::create(const PluginSpec& spec, const TaskContex
 }
 
 std::vector<ParamDoc> FactsTask::param_docs() {
-  return with_ranges(
-      {{"seq_len", "32", "tokens per sequence"},
-       {"keys", "128", "K: token vocabulary; the table holds K^2 facts f(previous, current)"},
-       {"values", "16", "classes a fact can take"},
-       {"zipf", "0", "keys drawn with P(k) ~ (k + 1)^-zipf (0 = uniform)"},
-       {"eval_sequences", "512", "sequences in each of valid and test"},
-       {"train_sequences", "16384", "training pool size (train.sampling = epochs | curriculum)"},
-       {"data_seed", "1234", "seed of the fact table and of the fixed valid/test sets"}},
-      {{"seq_len", Range::ints(2, 1 << 20)},
-       {"keys", Range::ints(2, 4096)},
-       {"values", Range::ints(2, 1 << 20)},
-       {"zipf", Range::reals(0, 4)},
-       {"eval_sequences", Range::ints(1, 1 << 24)},
-       {"train_sequences", Range::ints(1, 1 << 24)},
-       {"data_seed", Range::ints(0, 4294967295.0)}});
+  return synthetic_docs(
+      "tokens per sequence",
+      {{"keys", "128", "K: token vocabulary; the table holds K^2 facts f(previous, current)",
+        Range::ints(2, 4096)},
+       {"values", "16", "classes a fact can take", Range::ints(2, 1 << 20)},
+       {"zipf", "0", "keys drawn with P(k) ~ (k + 1)^-zipf (0 = uniform)", Range::reals(0, 4)}},
+      "seed of the fact table and of the fixed valid/test sets");
 }
 
 MOE_REGISTER_TASK("mod_sum", ModSumTask,
