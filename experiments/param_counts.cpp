@@ -14,6 +14,7 @@
 #include "core/router.h"
 #include "core/train/config.h"
 #include "core/train/trainer.h"
+#include "plugins/experts/hyper.h"
 
 namespace moe {
 
@@ -61,15 +62,11 @@ TrainingEstimate estimate_training(const ExperimentConfig& c) {
     const auto inner = c.moe.experts.value("inner", nlohmann::json::object());
     per_expert = number(inner, "hidden", 4 * d);
     units = experts * per_expert;
-    const double small = std::clamp(std::floor(d / 2), 8.0, 128.0);
-    const double embed = number(c.moe.experts, "embed_dim", small);
-    const double hidden = number(c.moe.experts, "hidden", small);
-    const double h = number(c.moe.experts, "hyper_hidden", small);
-    const double r = number(c.moe.experts, "bottleneck", std::clamp(std::floor(d / 4), 4.0, 64.0));
-    const double l = number(c.moe.experts, "layer_embed", 10);
-    hyper_layer = experts * embed + embed * hidden + hidden + hidden * hidden + hidden;
-    hyper_shared =
-        layers * l + (hidden + l) * h + h + 2 * (h * d * r + d * r) + h * (d + r) + d + r;
+    const auto o = HyperOptions::read(PluginSpec("experts", "hyper", c.moe.experts),
+                                      c.model.d_model, c.moe.num_experts, c.model.layers);
+    const double h = static_cast<double>(o.hyper_hidden), r = static_cast<double>(o.bottleneck);
+    hyper_layer = o.layer_params();
+    hyper_shared = o.network_params();
     // Distinct selections of k of the experts in a batch: at most the tokens, at most C(E, k).
     const double k_sel = std::min(experts, number(c.moe.router, "k", 2));
     const double sets =

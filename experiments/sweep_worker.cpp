@@ -102,6 +102,8 @@ int sweep_worker_command(const std::vector<std::string>& args) {
   auto row = store.find_run(key);
   if (!row) throw std::invalid_argument("no run '" + key + "' in " + db);
   auto json = nlohmann::json::parse(row->config_json);
+  // threads = 0: the runner chose the count (a continuation keeps its checkpoint's).
+  const bool runner_threads = json.value("threads", int64_t{0}) == 0;
   if (!device.empty()) json["device"] = device;
   if (vm.count("threads")) json["threads"] = threads;
   const auto t_start = std::chrono::steady_clock::now();
@@ -159,8 +161,7 @@ int sweep_worker_command(const std::vector<std::string>& args) {
         // so the continued trial's numbers equal an uninterrupted run's whatever the runner
         // would give it now (its --workers, other runners on the host).
         const int64_t was = trainer->checkpoint_threads();
-        if (config.threads > 0 && was > 0 && was != config.threads &&
-            nlohmann::json::parse(row->config_json).value("threads", int64_t{0}) == 0) {
+        if (runner_threads && was > 0 && was != config.threads) {
           configure_threads(was);
           std::cerr << "moe sweep worker: " << key << " continues with the checkpoint's " << was
                     << " thread(s)\n";

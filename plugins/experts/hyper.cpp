@@ -147,20 +147,39 @@ double HyperExpertsImpl::extra_flops_per_token() const {
   return 2.0 * 2 * o_.d_model * o_.bottleneck;
 }
 
-std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
-                                                         const LayerContext& ctx) {
+HyperOptions HyperOptions::read(const PluginSpec& spec, int64_t d_model, int64_t num_experts,
+                                int64_t num_layers) {
   HyperOptions o;
-  o.d_model = ctx.d_model;
-  o.num_experts = ctx.num_experts;
-  o.num_layers = std::max<int64_t>(1, ctx.num_layers);
-  const int64_t small = std::min<int64_t>(128, std::max<int64_t>(8, ctx.d_model / 2));
+  o.d_model = d_model;
+  o.num_experts = num_experts;
+  o.num_layers = std::max<int64_t>(1, num_layers);
+  const int64_t small = std::min<int64_t>(128, std::max<int64_t>(8, d_model / 2));
   o.embed_dim = spec.get<int64_t>("embed_dim", small);
   o.embed_init_std = spec.get<double>("embed_init_std", o.embed_init_std);
   o.hidden = spec.get<int64_t>("hidden", small);
   o.hyper_hidden = spec.get<int64_t>("hyper_hidden", small);
   o.bottleneck =
-      spec.get<int64_t>("bottleneck", std::min<int64_t>(64, std::max<int64_t>(4, ctx.d_model / 4)));
+      spec.get<int64_t>("bottleneck", std::min<int64_t>(64, std::max<int64_t>(4, d_model / 4)));
   o.layer_embed = spec.get<int64_t>("layer_embed", 10);
+  return o;
+}
+
+double HyperOptions::network_params() const {
+  const double d = static_cast<double>(d_model), r = static_cast<double>(bottleneck),
+               h = static_cast<double>(hyper_hidden), l = static_cast<double>(layer_embed);
+  // layer_emb, trunk, w_down, b_down, w_up, b_up (HyperNetworkImpl's modules)
+  return static_cast<double>(num_layers) * l + (static_cast<double>(hidden) + l) * h + h +
+         (h * d * r + d * r) + (h * r + r) + (h * r * d + r * d) + (h * d + d);
+}
+
+double HyperOptions::layer_params() const {
+  const double e = static_cast<double>(embed_dim), m = static_cast<double>(hidden);
+  return static_cast<double>(num_experts) * e + e * m + m + m * m + m;  // embeddings, mlp1, mlp2
+}
+
+std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
+                                                         const LayerContext& ctx) {
+  const auto o = HyperOptions::read(spec, ctx.d_model, ctx.num_experts, ctx.num_layers);
   nlohmann::json inner_block = {{"name", "ffn"}};
   if (spec.contains("inner")) inner_block = spec.block("inner");
   spec.block("inner");

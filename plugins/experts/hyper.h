@@ -39,6 +39,15 @@ struct HyperOptions {
   /// Throws (OptionCheck "experts 'hyper'") on a size <= 0, embed_init_std <= 0 or more
   /// than 62 experts.
   void validate() const;
+
+  /// The sizes a [moe.experts] name = "hyper" block gives (its defaults scale with
+  /// d_model): what create() builds and the plan's memory estimate counts.
+  static HyperOptions read(const PluginSpec& spec, int64_t d_model, int64_t num_experts,
+                           int64_t num_layers);
+  /// Parameters of the model's one hypernetwork (its heads emit d x r matrices).
+  double network_params() const;
+  /// Parameters of one MoE layer's expert embeddings and selection MLP.
+  double layer_params() const;
 };
 
 /// The shared hypernetwork: [m ; LayerEmb(l)] -> adapter weights.
