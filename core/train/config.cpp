@@ -16,6 +16,143 @@ const std::vector<std::string>& layer_reduce_names() {
 
 const std::string& sampling_name(Sampling s) { return sampling_names().at(static_cast<size_t>(s)); }
 
+namespace {
+
+/// Step counts, intervals and minutes: beyond 2^40 is a typo, not a run.
+constexpr double kMaxCount = 1099511627776.0;
+
+std::string number(double v) { return format_number(v); }
+std::string quoted(const std::string& v) { return "\"" + v + "\""; }
+
+std::vector<ConfigSectionDoc> make_config_docs() {
+  const ExperimentConfig d;
+  const auto& m = d.model;
+  const auto& t = d.train;
+  const auto names = [](const std::vector<std::string>& n) { return list_of(n); };
+  std::vector<ConfigSectionDoc> docs;
+  docs.push_back(
+      {"",
+       {{"seed", "0", "seeds the weights, the data order and the sampled data",
+         Range::ints(0, 9007199254740991.0)},
+        {"device", quoted(d.device), "auto | cpu | cuda | cuda:N"},
+        {"threads", "0", "CPU threads; 0 = the runner's share of the cores", Range::ints(0, 4096)},
+        {"data_dir", quoted(d.data_dir), "where experiments/fetch_data.sh put the corpora"},
+        {"name", "\"\"", "a label (ignored)"},
+        {"description", "\"\"", "a label (ignored)"},
+        {"task", "{ name = \"brown_pos\" }", "a task plugin and its options (tasks above)"},
+        {"model", "{}", "the section below"},
+        {"moe", "{}", "the section below"},
+        {"train", "{}", "the section below"},
+        {"peft", "{}", "the section below"},
+        {"loss", "{}", "the section below"}}});
+  docs.push_back(
+      {"model",
+       {{"d_model", number(m.d_model), "residual width", Range::ints(1, kMaxSize)},
+        {"layers", number(m.layers), "transformer blocks", Range::ints(1, 65536)},
+        {"heads", number(m.heads), "attention heads", Range::ints(1, kMaxSize, "divides d_model")},
+        {"ffn_hidden", number(m.ffn_hidden), "dense FFN width", Range::ints(1, kMaxSize)},
+        {"moe_every", number(m.moe_every), "MoE in every n-th layer; 0 = dense model",
+         Range::ints(0, 65536)},
+        {"activation", quoted(activation_names().at(static_cast<size_t>(m.activation))),
+         names(activation_names())},
+        {"dropout", number(m.dropout), "dropout probability", Range::reals(0, 1, false, true)},
+        {"attention_bias", quoted(attention_bias_names().at(static_cast<size_t>(m.attention_bias))),
+         names(attention_bias_names()) + "; alibi: -slope_h * |i - j| on the scores"}}});
+  docs.push_back(
+      {"moe",
+       {{"num_experts", number(d.moe.num_experts), "routed experts per MoE layer",
+         Range::ints(1, kMaxSize)},
+        {"shared_experts", number(d.moe.shared_experts),
+         "always-on experts of the bank's width added to the routed output (DeepSeekMoE); "
+         "counted as active",
+         Range::ints(0, kMaxSize)},
+        {"capacity_factor", "0", "ceil(CF * selected slots / E) per expert; 0 = dropless",
+         Range::reals(0, kMaxSize, false, false, "<= num_experts")},
+        {"eval_capacity_factor", "(capacity_factor)", "the factor in evaluation",
+         Range::reals(0, kMaxSize, false, false, "<= num_experts")},
+        {"drop_policy", quoted(drop_policy_names().front()),
+         names(drop_policy_names()) +
+             ": a full expert keeps first choices first, or tokens in order"},
+        {"router", "{ name = \"top_k\" }", "a router plugin and its options (routers above)"},
+        {"experts", "{ name = \"ffn\" }", "an expert bank and its options (expert banks above)"}}});
+  docs.push_back(
+      {"train",
+       {{"steps", number(t.steps), "optimizer steps", Range::ints(1, kMaxCount)},
+        {"batch_size", number(t.batch_size), "sequences per step", Range::ints(1, kMaxSize)},
+        {"lr", number(t.lr), "AdamW peak learning rate (warmup, then cosine)",
+         Range::reals(0, 10, true)},
+        {"min_lr_ratio", number(t.min_lr_ratio), "the cosine ends at lr * min_lr_ratio",
+         Range::reals(0, 1)},
+        {"warmup", number(t.warmup), "linear warmup steps", Range::ints(0, kMaxCount)},
+        {"weight_decay", number(t.weight_decay), "AdamW's decoupled weight decay",
+         Range::reals(0, 100)},
+        {"clip", number(t.clip), "global gradient-norm clipping; 0 = off", Range::reals(0, 1e6)},
+        {"eval_every", number(t.eval_every), "steps between evaluations; 0 = only at the end",
+         Range::ints(0, kMaxCount)},
+        {"eval_batches", number(t.eval_batches),
+         "cap on validation batches during training; 0 = all", Range::ints(0, kMaxCount)},
+        {"eval_batch_size", number(t.eval_batch_size), "sequences per evaluation batch",
+         Range::ints(1, kMaxSize)},
+        {"log_every", number(t.log_every), "steps between logged training rows",
+         Range::ints(1, kMaxCount)},
+        {"checkpoint", "\"\"", "checkpoint path (a sweep sets it)"},
+        {"checkpoint_every", number(t.checkpoint_every), "steps between checkpoints; 0 = off",
+         Range::ints(0, kMaxCount)},
+        {"checkpoint_minutes", number(t.checkpoint_minutes),
+         "training minutes between checkpoints; 0 = off", Range::reals(0, 1e6)},
+        {"resume", "false", "continue from `checkpoint` if it exists"},
+        {"sampling", quoted(sampling_name(t.sampling)), names(sampling_names())},
+        {"curriculum_eps", number(t.curriculum_eps),
+         "added to the curriculum's cosine similarity's denominator", Range::reals(0, 1)},
+        {"target_loss", number(t.target_loss),
+         "> 0: record steps and seconds until valid loss <= it", Range::reals(0, 1e6)},
+        {"init_from", "\"\"", "a saved model to start from (tensors matching by name and shape)"},
+        {"upcycle_from", "\"\"",
+         "sparse upcycling: every expert starts as its layer's FFN of a saved dense model; in "
+         "a sweep, \"pretrain\" names the [pretrain] run"},
+        {"upcycle_noise", number(t.upcycle_noise),
+         "std of N(0, s^2) added to each upcycled expert's weights", Range::reals(0, 100)},
+        {"trainable", "[]", "globs over parameter names; only matches train ([] = all)"},
+        {"precision", quoted(t.precision), "fp32 | bf16 (autocast forward; routing in fp32)"},
+        {"peak_tflops", number(t.peak_tflops),
+         "the device's peak for MFU, TFLOP/s; 0 = looked up (CUDA) or measured (CPU)",
+         Range::reals(0, 1e7)}}});
+  docs.push_back({"peft", {{"method", "\"\"", "an adapter plugin (adapters above); \"\" = none"}}});
+  const std::map<std::string, std::string> loss_help = {
+      {"balance", "Switch balance loss N sum_i f_i P_i over the batch"},
+      {"balance_seq", "the same per sequence, averaged (DeepSeek-V3's sequence-wise loss)"},
+      {"z", "router z-loss (top_k, expert_choice)"},
+      {"entropy", "routing entropy loss"},
+      {"l1", "multiplies remoe's adaptive-lambda L1 penalty"}};
+  ConfigSectionDoc loss{"loss", {}};
+  for (const auto& [key, value] : d.loss_coefs) {
+    loss.keys.push_back({key, number(value), loss_help.at(key), Range::reals(0, 1e6)});
+  }
+  loss.keys.push_back(
+      {"layer_reduce", quoted(layer_reduce_names().front()),
+       "sum: every MoE layer's aux losses at the full coefficient (Switch, Megatron-Core) | "
+       "mean: divided by the number of MoE layers"});
+  loss.keys.push_back({"balance_count", quoted(balance_count_names().front()),
+                       "top_k's balance f_i: share of all T k choices (Megatron-Core, "
+                       "DeepSeek-V3) | first: of the first choices only (GShard's paper)"});
+  docs.push_back(std::move(loss));
+  return docs;
+}
+
+const std::vector<ParamDoc>& keys_of(const std::string& section) {
+  for (const auto& s : config_docs()) {
+    if (s.section == section) return s.keys;
+  }
+  throw std::logic_error("config_docs: no section '" + section + "'");
+}
+
+}  // namespace
+
+const std::vector<ConfigSectionDoc>& config_docs() {
+  static const std::vector<ConfigSectionDoc> docs = make_config_docs();
+  return docs;
+}
+
 ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std::string& source) {
   ExperimentConfig c;
   c.resolved = j;
@@ -24,12 +161,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   c.seed = static_cast<uint64_t>(top.get<int64_t>("seed", 0));
   c.device = top.get<std::string>("device", c.device);
   c.threads = top.get<int64_t>("threads", 0);
-  top.check().expect(c.threads >= 0 && c.threads <= 4096, "threads", "in [0, 4096] (0 = all cores)",
-                     static_cast<double>(c.threads));
-  if (top.contains("seed")) {
-    const auto seed = top.get<int64_t>("seed", 0);
-    top.check().expect(seed >= 0, "seed", ">= 0", static_cast<double>(seed));
-  }
+  check_ranges(top, keys_of(""));
   c.data_dir = top.get<std::string>("data_dir", c.data_dir);
   top.get<std::string>("name", "");
   top.get<std::string>("description", "");
@@ -53,12 +185,10 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   m.dropout = model.get<double>("dropout", m.dropout);
   m.attention_bias = model.enum_choice("attention_bias", m.attention_bias, attention_bias_names());
   model.check_all_read();
-  if (m.d_model <= 0 || m.layers <= 0 || m.heads <= 0 || m.d_model % m.heads != 0) {
-    model.fail("expected d_model, layers, heads > 0 with d_model divisible by heads");
-  }
-  if (m.moe_every < 0) model.fail("parameter 'moe_every' expected >= 0 (0 = dense model)");
-  model.check().expect(m.ffn_hidden > 0, "ffn_hidden", "> 0", static_cast<double>(m.ffn_hidden));
-  model.check().expect(m.dropout >= 0 && m.dropout < 1, "dropout", "in [0, 1)", m.dropout);
+  check_ranges(model, keys_of("model"));
+  model.check().expect(m.d_model % m.heads == 0, "heads",
+                       "to divide d_model = " + format_number(static_cast<double>(m.d_model)),
+                       static_cast<double>(m.heads));
 
   PluginSpec moe(family, "moe", top.block("moe"));
   c.moe.num_experts = moe.get<int64_t>("num_experts", c.moe.num_experts);
@@ -71,9 +201,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   moe.block("router");
   moe.block("experts");
   moe.check_all_read();
-  if (c.moe.num_experts <= 0) moe.fail("parameter 'num_experts' expected > 0");
-  moe.check().expect(c.moe.shared_experts >= 0, "shared_experts", ">= 0 (0 = none)",
-                     static_cast<double>(c.moe.shared_experts));
+  check_ranges(moe, keys_of("moe"));
   // Above num_experts every expert's capacity already holds every token (k >= 1): a larger
   // factor only sizes buffers (1e308 would overflow them).
   const auto experts = static_cast<double>(c.moe.num_experts);
@@ -115,22 +243,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.precision = train.choice("precision", t.precision, {"fp32", "bf16"});
   t.peak_tflops = train.get<double>("peak_tflops", t.peak_tflops);
   train.check_all_read();
-  if (t.curriculum_eps < 0 || t.target_loss < 0) {
-    train.fail("expected curriculum_eps >= 0 and target_loss >= 0");
-  }
-  if (t.steps <= 0 || t.batch_size <= 0 || t.eval_batch_size <= 0 || t.lr <= 0) {
-    train.fail("expected steps, batch_size, eval_batch_size and lr > 0");
-  }
-  if (t.log_every <= 0) train.fail("parameter 'log_every' expected > 0");
-  train.check().expect(t.warmup >= 0, "warmup", ">= 0", static_cast<double>(t.warmup));
-  train.check().expect(t.min_lr_ratio >= 0 && t.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]",
-                       t.min_lr_ratio);
-  train.check().expect(t.weight_decay >= 0, "weight_decay", ">= 0", t.weight_decay);
-  train.check().expect(t.clip >= 0, "clip", ">= 0 (0 = off)", t.clip);
-  train.check().expect(t.eval_every >= 0, "eval_every", ">= 0 (0 = only at the end)",
-                       static_cast<double>(t.eval_every));
-  train.check().expect(t.eval_batches >= 0, "eval_batches", ">= 0 (0 = all)",
-                       static_cast<double>(t.eval_batches));
+  check_ranges(train, keys_of("train"));
   if (!t.upcycle_from.empty() && !t.init_from.empty()) {
     train.fail(
         "expected at most one of init_from and upcycle_from (upcycling also copies "
@@ -139,13 +252,6 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   if (!t.upcycle_from.empty() && m.moe_every == 0) {
     train.fail("parameter 'upcycle_from' needs MoE layers to upcycle (model.moe_every > 0)");
   }
-  train.check().expect(t.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0 = off)",
-                       static_cast<double>(t.checkpoint_every));
-  train.check().expect(t.checkpoint_minutes >= 0, "checkpoint_minutes", ">= 0 (0 = off)",
-                       t.checkpoint_minutes);
-  train.check().expect(t.upcycle_noise >= 0, "upcycle_noise", ">= 0", t.upcycle_noise);
-  train.check().expect(t.peak_tflops >= 0, "peak_tflops", ">= 0 (0 = measured / looked up)",
-                       t.peak_tflops);
 
   // [peft]: method names the adapter plugin, which reads (and checks) the other keys.
   PluginSpec peft(family, "peft", top.block("peft"));
@@ -160,14 +266,12 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   }
 
   PluginSpec loss(family, "loss", top.block("loss"));
-  for (auto& kv : c.loss_coefs) {
-    kv.second = loss.get<double>(kv.first, kv.second);
-    loss.check().expect(kv.second >= 0, kv.first, ">= 0 (0 = off)", kv.second);
-  }
+  for (auto& kv : c.loss_coefs) kv.second = loss.get<double>(kv.first, kv.second);
   c.loss_layer_reduce = loss.enum_choice("layer_reduce", c.loss_layer_reduce, layer_reduce_names());
   c.moe.balance_count =
       loss.enum_choice("balance_count", c.moe.balance_count, balance_count_names());
   loss.check_all_read();
+  check_ranges(loss, keys_of("loss"));
   top.check_all_read();
   return c;
 }

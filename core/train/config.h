@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
 #include "core/transformer.h"
 
 namespace moe {
@@ -41,6 +42,17 @@ enum class Sampling { kIid, kEpochs, kCurriculum };
 /// The names, in enum order: [iid, epochs, curriculum].
 const std::vector<std::string>& sampling_names();
 const std::string& sampling_name(Sampling s);
+
+/// The keys of one config section ("" = the top level) with their defaults, help and
+/// ranges: every numeric key states a finite range, which from_json checks after the
+/// section's own checks (so a plan refuses 1e308 or NaN naming the key before anything is
+/// allocated), and `moe plugins` lists. [task] and [peft] document only the key naming the
+/// plugin: the plugin documents the rest.
+struct ConfigSectionDoc {
+  std::string section;
+  std::vector<ParamDoc> keys;
+};
+const std::vector<ConfigSectionDoc>& config_docs();
 
 /// [loss] layer_reduce: the MoE layers' aux losses summed at the full coefficient
 /// (Switch, Megatron-Core) or divided by the number of MoE layers.

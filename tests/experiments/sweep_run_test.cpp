@@ -35,11 +35,19 @@ class SweepRun : public ::testing::Test {
       << ", batch_size = 4, warmup = 1, log_every = 1, eval_batch_size = 8" << train_extra << " }\n"
       << "[presets.dense]\n\"model.moe_every\" = 0\n[presets.switch]\n\"moe.router\" = { name = "
          "\"top_k\", k = 1 }\n"
-      // Fails while training (no plan-time check can tell): the loss overflows.
-      << "[presets.bad]\n\"train.lr\" = 1e30\n\"train.clip\" = 0.0\n"
+      // Fails in the worker (the plan checks that the file exists, not what it holds): a
+      // model file that is not one. (A NaN loss is the trainer's test; no in-range setting
+      // overflows this tiny model in 3 steps.)
+      << "[presets.bad]\n\"train.init_from\" = \"" << not_a_model() << "\"\n"
       << "[grid]\nmethod = [\"dense\", \"switch\"" << (with_bad ? ", \"bad\"" : "") << "]\n";
     std::ofstream(path("s.toml")) << s.str();
     return path("s.toml");
+  }
+
+  /// A file that exists but holds no model.
+  std::string not_a_model() {
+    std::ofstream(path("not_a_model.pt")) << "not a model\n";
+    return path("not_a_model.pt");
   }
 
   int moe(const std::string& args) {
@@ -130,7 +138,8 @@ TEST_F(SweepRun, FailingTrialIsRecordedAndTheSweepGoesOn) {
             "status,n\ncompleted,4\nfailed,2\n");
   const auto err =
       query(path("r.sqlite"), "SELECT DISTINCT error FROM runs WHERE status = 'failed'");
-  EXPECT_NE(err.find("non-finite training loss (nan) at step"), std::string::npos) << err;
+  EXPECT_NE(err.find("train.init_from: cannot read '" + not_a_model() + "'"), std::string::npos)
+      << err;
   // Rerun: nothing to do without --retry-failed; failures are still reported.
   EXPECT_EQ(moe("sweep run " + file + " --db " + path("r.sqlite")), 1);
   EXPECT_EQ(query(path("r.sqlite"), "SELECT sum(attempts) AS a FROM runs"), "a\n6\n");

@@ -231,7 +231,8 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"granp.toml", head + "\"moe.router\" = { name = \"top_p\" }\n[grid]\ngranularity = [2]\n",
        "granp.toml: axis 'granularity': router 'top_p' has no k to scale"},
       {"shared.toml", head + "\"moe.shared_experts\" = -1\n",
-       "shared.toml: trial 'b': section 'moe': parameter 'shared_experts' expected >= 0"},
+       "shared.toml: trial 'b': section 'moe': parameter 'shared_experts' expected an integer in "
+       "[0, 16777216], got -1"},
       {"k.toml", preset("\"moe.router\" = { name = \"top_k\", k = 9 }\n\"moe.num_experts\" = 4"),
        "k.toml: trial 'm': router 'top_k': parameter 'k' expected 1..num_experts (4), got 9"},
       {"p.toml", preset("\"moe.router\" = { name = \"top_p\", threshold = 1.5 }"),
@@ -269,20 +270,25 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"empty.toml", head + "[grid]\n\"train.lr\" = []\n",
        "empty.toml:8: grid axis 'train.lr' expected a non-empty array"},
       {"heads.toml", head + "\"model.heads\" = 3\n",
-       "heads.toml: trial 'b': section 'model': expected d_model, layers, heads > 0 with d_model "
-       "divisible by heads"},
+       "heads.toml: trial 'b': section 'model': parameter 'heads' expected to divide d_model = "
+       "16, got 3"},
       // What cannot fit is refused from the config's numbers, before anything is allocated.
       {"dmodel.toml", head + "\"model.d_model\" = 4000000\n\"model.heads\" = 1\n",
        "dmodel.toml: trial 'b': training needs at least 17.4 PB (1.09e+15 parameters"},
-      {"experts.toml", preset("\"moe.num_experts\" = 2000000000"),
+      // In range, too big together.
+      {"experts.toml", preset("\"moe.num_experts\" = 16777216\n\"model.layers\" = 4096"),
        "experts.toml: trial 'm': training needs at least"},
-      {"layers.toml", head + "\"model.layers\" = 50000000\n",
-       "from model.d_model = 16, model.layers = 50000000"},
+      {"deep.toml", head + "\"model.layers\" = 65536\n\"model.d_model\" = 4096\n",
+       "from model.d_model = 4096, model.layers = 65536"},
       {"bseq.toml", head + "\"loss.balance_seq\" = -1.0\n",
-       "bseq.toml: trial 'b': section 'loss': parameter 'balance_seq' expected >= 0"},
+       "bseq.toml: trial 'b': section 'loss': parameter 'balance_seq' expected in [0, 1000000], "
+       "got -1"},
       {"ecf.toml", head + "\"moe.eval_capacity_factor\" = -0.5\n",
        "ecf.toml: trial 'b': section 'moe': parameter 'eval_capacity_factor' expected in [0, "
-       "num_experts]"},
+       "16777216] and <= num_experts, got -0.5"},
+      {"ecf8.toml", head + "\"moe.eval_capacity_factor\" = 8.5\n",
+       "ecf8.toml: trial 'b': section 'moe': parameter 'eval_capacity_factor' expected in [0, "
+       "num_experts] (0 = dropless; leave it out to use capacity_factor), got 8.5"},
       {"eccf.toml",
        preset("\"moe.router\" = { name = \"expert_choice\", capacity_factor = 1e308, "
               "allow_noncausal = true }"),
@@ -290,7 +296,7 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
        "16777216] and <= moe.num_experts / k, got 1e+308"},
       {"cf.toml", head + "\"moe.capacity_factor\" = 1e308\n",
        "cf.toml: trial 'b': section 'moe': parameter 'capacity_factor' expected in [0, "
-       "num_experts] (0 = dropless), got 1e+308"},
+       "16777216] and <= num_experts, got 1e+308"},
       {"upc.toml", head + "\"train.upcycle_from\" = \"/nonexistent/dense.pt\"\n",
        "upc.toml: trial 'b': key 'train.upcycle_from': model file '/nonexistent/dense.pt' not "
        "found"},
@@ -299,15 +305,23 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"nobase.toml", "name = \"s\"\nseeds = [0]\nbase_config = \"missing.toml\"\n",
        "nobase.toml:3: base_config 'missing.toml': file not found"},
       {"warm.toml", head + "\"train.warmup\" = -3\n",
-       "warm.toml: trial 'b': section 'train': parameter 'warmup' expected >= 0, got -3"},
+       "warm.toml: trial 'b': section 'train': parameter 'warmup' expected an integer in [0, "
+       "1099511627776], got -3"},
       {"minlr.toml", head + "\"train.min_lr_ratio\" = 2.0\n",
        "parameter 'min_lr_ratio' expected in [0, 1], got 2"},
       {"drop.toml", head + "\"model.dropout\" = 1.5\n",
        "section 'model': parameter 'dropout' expected in [0, 1), got 1.5"},
-      {"clip.toml", head + "\"train.clip\" = -1.0\n", "parameter 'clip' expected >= 0"},
+      {"clip.toml", head + "\"train.clip\" = -1.0\n",
+       "parameter 'clip' expected in [0, 1000000], got -1"},
       {"ckpt.toml", head + "\"train.checkpoint_minutes\" = -5.0\n",
-       "parameter 'checkpoint_minutes' expected >= 0"},
-      {"threads.toml", head + "threads = -2\n", "parameter 'threads' expected in [0, 4096]"},
+       "parameter 'checkpoint_minutes' expected in [0, 1000000], got -5"},
+      {"threads.toml", head + "threads = -2\n",
+       "'top level': parameter 'threads' expected an integer in [0, 4096], got -2"},
+      {"lr.toml", head + "\"train.lr\" = 1e30\n",
+       "lr.toml: trial 'b': section 'train': parameter 'lr' expected in (0, 10], got 1e+30"},
+      {"layers.toml", head + "\"model.layers\" = 50000000\n",
+       "layers.toml: trial 'b': section 'model': parameter 'layers' expected an integer in [1, "
+       "65536], got 50000000"},
   };
   for (const auto& c : cases) {
     const auto path = write_sweep(c.file, c.text);
