@@ -61,7 +61,7 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
   int64_t written = 0, no_model = 0;
   for (const auto& t : trials) {
     auto row = store.find_run(t.run_key);
-    if (!row || row->status != "completed") continue;
+    if (!row || row->status != results::RunStatus::kCompleted) continue;
     std::vector<double> todo;
     for (double v : values) {
       if (!store.has_split(row->id, eval_split(option, v))) todo.push_back(v);

@@ -33,9 +33,10 @@ int64_t usable_cores() {
 }
 
 Need need_of(const results::RunRow& r, bool retry_failed) {
-  if (r.status == "completed") return Need::kDone;
-  if (r.status == "failed") return retry_failed ? Need::kRun : Need::kDone;
-  if (r.status == "running") {
+  using results::RunStatus;
+  if (r.status == RunStatus::kCompleted) return Need::kDone;
+  if (r.status == RunStatus::kFailed) return retry_failed ? Need::kRun : Need::kDone;
+  if (r.status == RunStatus::kRunning) {
     if (results::now_seconds() - r.heartbeat > results::kStaleSeconds) return Need::kRun;
     // A worker of this host whose process is gone died without saying so.
     if (r.host == host_name() && !process_alive(r.pid)) return Need::kRun;
@@ -101,11 +102,11 @@ void TrialScheduler::spawn_ready() {
     const Trial* t = todo_[next_];
     if (!t->depends_on.empty()) {  // wait for the pretraining run; skip if it failed
       const auto dep = store_.find_run(t->depends_on);
-      if (dep && dep->status == "failed") {
+      if (dep && dep->status == results::RunStatus::kFailed) {
         ++blocked, ++next_;
         continue;
       }
-      if (!dep || dep->status != "completed") return;
+      if (!dep || dep->status != results::RunStatus::kCompleted) return;
     }
     ++next_;
     queued_.erase(t->run_key);
@@ -195,16 +196,19 @@ bool TrialScheduler::reap_one() {
   slot_busy_[it->second.second] = false;
   running_.erase(it);
   auto row = store_.find_run(t->run_key);
-  if (row && row->status == "running") {  // the worker died without recording why
+  if (row &&
+      row->status == results::RunStatus::kRunning) {  // the worker died without recording why
     const std::string why = WIFSIGNALED(wstatus)
                                 ? "worker killed by signal " + std::to_string(WTERMSIG(wstatus))
                                 : "worker exited with code " + std::to_string(WEXITSTATUS(wstatus));
-    store_.finish_run(row->id, sweep_signal() ? "interrupted" : "failed", why);
+    store_.finish_run(
+        row->id, sweep_signal() ? results::RunStatus::kInterrupted : results::RunStatus::kFailed,
+        why);
     row = store_.find_run(t->run_key);
   }
-  if (row && row->status == "completed") {
+  if (row && row->status == results::RunStatus::kCompleted) {
     ++done;
-  } else if (row && row->status == "failed") {
+  } else if (row && row->status == results::RunStatus::kFailed) {
     ++failed;
     std::cerr << "[" << plan_.name << "] FAILED " << t->method << " seed " << t->seed << ": "
               << row->error << "\n";

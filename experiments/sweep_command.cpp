@@ -116,7 +116,7 @@ int plan_command(const std::vector<std::string>& args) {
   std::map<std::string, std::string> status;
   if (std::filesystem::exists(db)) {
     results::Store store(db);
-    for (const auto& r : store.runs(plan.name)) status[r.run_key] = r.status;
+    for (const auto& r : store.runs(plan.name)) status[r.run_key] = results::status_name(r.status);
   }
   std::cout << "sweep '" << plan.name << "': " << plan.trials.size() << " trials\n";
   std::cout << std::left << std::setw(18) << "run_key" << std::setw(32) << "method" << std::setw(6)
@@ -160,10 +160,13 @@ int status_command(const std::vector<std::string>& args) {
   std::map<std::string, int> count;
   for (const auto& t : plan.trials) {
     auto it = rows.find(t.run_key);
-    std::string s = it == rows.end() ? "missing" : it->second.status;
-    if (s == "running" && need_of(it->second, false) == Need::kRun) s = "stale";
+    std::string s = it == rows.end() ? "missing" : results::status_name(it->second.status);
+    if (it != rows.end() && it->second.status == results::RunStatus::kRunning &&
+        need_of(it->second, false) == Need::kRun) {
+      s = "stale";
+    }
     ++count[s];
-    if (s == "failed")
+    if (it != rows.end() && it->second.status == results::RunStatus::kFailed)
       std::cout << "failed  " << t.method << " seed " << t.seed << ": " << it->second.error << "\n";
   }
   std::cout << "sweep '" << plan.name << "' in " << db << ": " << plan.trials.size() << " trials";
@@ -234,9 +237,9 @@ int report_run(const SweepPlan& plan, const std::vector<Trial>& trials, results:
   int64_t failed_total = 0, by_others = 0;
   for (const auto& t : trials) {
     const auto row = store.find_run(t.run_key);
-    failed_total += row->status == "failed";
-    by_others +=
-        row->status == "completed" && !s.claimed(t.run_key) && !done_before.count(t.run_key);
+    failed_total += row->status == results::RunStatus::kFailed;
+    by_others += row->status == results::RunStatus::kCompleted && !s.claimed(t.run_key) &&
+                 !done_before.count(t.run_key);
   }
   std::cerr << "[" << plan.name << "] finished: " << s.done << " completed here, " << by_others
             << " by other processes, " << s.failed << " failed, " << s.skipped << " skipped";
@@ -283,7 +286,7 @@ int run_command(const std::vector<std::string>& args) {
   }
   std::set<std::string> done_before;
   for (const auto& r : store.runs(plan.name)) {
-    if (r.status == "completed") done_before.insert(r.run_key);
+    if (r.status == results::RunStatus::kCompleted) done_before.insert(r.run_key);
   }
   TrialScheduler scheduler(plan, trials, store, o);
   const double plan_ms =

@@ -123,7 +123,8 @@ int sweep_worker_command(const std::vector<std::string>& args) {
       if (!done && !hb.heartbeat(run_id, attempt)) superseded = true;
     }
   });
-  std::string status = "completed", error;
+  auto status = results::RunStatus::kCompleted;
+  std::string error;
   int64_t stopped_at = -1;  ///< the step a signal stopped training at; -2 = completed
   try {
     // A sweep's fine-tuning (and upcycled) trials name their pretraining run: "run:<key>".
@@ -192,26 +193,27 @@ int sweep_worker_command(const std::vector<std::string>& args) {
     beat.join();
     return 1;
   } catch (const TrainingStopped& e) {
-    status = "interrupted";
+    status = results::RunStatus::kInterrupted;
     stopped_at = e.step;
     error = "stopped by signal " + std::to_string(g_signal.load()) + " at step " +
             std::to_string(e.step) + " (checkpointed; moe sweep run continues it)";
   } catch (const c10::Error& e) {
-    status = "failed";
+    status = results::RunStatus::kFailed;
     error = e.what_without_backtrace();
   } catch (const std::exception& e) {
-    status = "failed";
+    status = results::RunStatus::kFailed;
     error = e.what();
   }
   done = true;
   beat.join();
-  if (status != "completed" && (error.find("out of memory") != std::string::npos ||
-                                error.find("can't allocate memory") != std::string::npos)) {
+  if (status != results::RunStatus::kCompleted &&
+      (error.find("out of memory") != std::string::npos ||
+       error.find("can't allocate memory") != std::string::npos)) {
     error = "out of memory: " + error;
   }
   // The checkpoint outlives an interruption; a completed trial's is removed unless asked
   // to keep it, a failed one's too (a retry would meet the same failure from there).
-  if (status == "failed" || (stopped_at == -2 && !keep_checkpoint)) {
+  if (status == results::RunStatus::kFailed || (stopped_at == -2 && !keep_checkpoint)) {
     std::error_code ec;
     std::filesystem::remove(checkpoint_path(db, key, checkpoint_dir), ec);
     std::filesystem::remove(checkpoint_path(db, key, checkpoint_dir) + ".tmp", ec);
@@ -222,7 +224,7 @@ int sweep_worker_command(const std::vector<std::string>& args) {
     std::cerr << "moe sweep worker: " << e.what() << "\n";
     return 1;
   }
-  return status == "completed" ? 0 : 1;
+  return status == results::RunStatus::kCompleted ? 0 : 1;
 }
 
 }  // namespace moe

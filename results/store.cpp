@@ -9,6 +9,20 @@
 
 namespace moe::results {
 
+const std::string& status_name(RunStatus s) {
+  static const std::string names[] = {"queued", "running", "completed", "failed", "interrupted"};
+  return names[static_cast<size_t>(s)];
+}
+
+RunStatus parse_status(const std::string& name) {
+  for (auto s : {RunStatus::kQueued, RunStatus::kRunning, RunStatus::kCompleted, RunStatus::kFailed,
+                 RunStatus::kInterrupted}) {
+    if (status_name(s) == name) return s;
+  }
+  throw DbError("unknown run status '" + name +
+                "' (known: queued, running, completed, failed, interrupted)");
+}
+
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -125,7 +139,7 @@ RunRow read_run(const Stmt& s) {
   r.run_key = s.get_text(1);
   r.sweep = s.get_text(2);
   r.method = s.get_text(3);
-  r.status = s.get_text(4);
+  r.status = parse_status(s.get_text(4));
   r.error = s.get_text(5);
   r.config_json = s.get_text(6);
   r.seed = s.get_int(7);
@@ -170,7 +184,7 @@ std::optional<Store::Claim> Store::claim_run(const std::string& run_key, const s
       .bind(3, now)
       .bind(4, host)
       .bind(5, pid)
-      .bind(6, row->status);
+      .bind(6, status_name(row->status));
   up.step();
   if (sqlite3_changes(db_->handle()) != 1) return std::nullopt;  // someone else's claim won
   tx.commit();
@@ -184,9 +198,9 @@ int64_t Store::start_attempt(const std::string& run_key, int64_t attempt, const 
   Transaction tx(*db_);
   auto row = find_run(run_key);
   if (!row) throw DbError("database '" + db_->path() + "': no run '" + run_key + "'");
-  if (row->attempts != attempt || row->status != "running") {
+  if (row->attempts != attempt || row->status != RunStatus::kRunning) {
     throw Superseded("run " + run_key + ": attempt " + std::to_string(attempt) +
-                     " is not current (the run is " + row->status + " at attempt " +
+                     " is not current (the run is " + status_name(row->status) + " at attempt " +
                      std::to_string(row->attempts) + "); another process took it over");
   }
   const double now = now_seconds();
@@ -212,7 +226,7 @@ void Store::keep_rows_through(int64_t run_id, int64_t step, bool final_step) {
   Transaction tx(*db_);
   auto c = db_->prepare("SELECT attempts, status FROM runs WHERE id = ?1");
   c.bind(1, run_id);
-  if (!c.step() || c.get_int(0) != attempt || c.get_text(1) != "running") {
+  if (!c.step() || c.get_int(0) != attempt || parse_status(c.get_text(1)) != RunStatus::kRunning) {
     throw Superseded("database '" + db_->path() + "': run id " + std::to_string(run_id) +
                      " attempt " + std::to_string(attempt) +
                      " is no longer current; another process took the run over");
@@ -277,7 +291,10 @@ bool Store::heartbeat(int64_t run_id, int64_t attempt) {
   return ok;
 }
 
-bool Store::finish_run(int64_t run_id, const std::string& status, const std::string& error) {
+bool Store::finish_run(int64_t run_id, RunStatus status, const std::string& error) {
+  if (status == RunStatus::kQueued || status == RunStatus::kRunning) {
+    throw std::logic_error("finish_run: '" + status_name(status) + "' is not an end state");
+  }
   flush();
   const int64_t attempt = attempt_of(run_id);
   Transaction tx(*db_);
@@ -285,7 +302,7 @@ bool Store::finish_run(int64_t run_id, const std::string& status, const std::str
   auto s = db_->prepare(
       "UPDATE runs SET status = ?2, error = ?3, heartbeat = ?4, finished_at = ?4, "
       "wall_seconds = ?4 - started_at WHERE id = ?1 AND attempts = ?5 AND status = 'running'");
-  s.bind(1, run_id).bind(2, status).bind(4, now).bind(5, attempt);
+  s.bind(1, run_id).bind(2, status_name(status)).bind(4, now).bind(5, attempt);
   if (error.empty()) {
     s.bind_null(3);
   } else {

@@ -27,9 +27,20 @@ struct RunSpec {
   std::string preset, context, tune;
 };
 
+/// A run's state (runs.status, stored as its name): queued (planned, never started),
+/// running (claimed by a worker), completed, failed (`error` says why; rerun only with
+/// --retry-failed) or interrupted (a signal stopped it; the next run continues it).
+enum class RunStatus { kQueued, kRunning, kCompleted, kFailed, kInterrupted };
+
+/// "queued", "running", "completed", "failed", "interrupted".
+const std::string& status_name(RunStatus s);
+/// The status named `name`; DbError for a name no schema version wrote.
+RunStatus parse_status(const std::string& name);
+
 struct RunRow {
   int64_t id = 0;
-  std::string run_key, sweep, method, status, error, config_json, host;
+  std::string run_key, sweep, method, error, config_json, host;
+  RunStatus status = RunStatus::kQueued;
   int64_t seed = 0, attempts = 0, pid = 0;
   double heartbeat = 0;  ///< unix seconds of the last sign of life
 };
@@ -99,10 +110,10 @@ class Store {
   std::vector<int64_t> running_on_host(const std::string& host);
   /// False when the attempt is no longer current (nothing written).
   bool heartbeat(int64_t run_id, int64_t attempt);
-  /// status: completed | failed | interrupted. Flushes buffered metrics first (throwing
+  /// status: completed, failed or interrupted. Flushes buffered metrics first (throwing
   /// Superseded if the attempt is no longer current). Applies only while the run is still
   /// 'running' at this Store's attempt; returns whether it did.
-  bool finish_run(int64_t run_id, const std::string& status, const std::string& error);
+  bool finish_run(int64_t run_id, RunStatus status, const std::string& error);
   /// The attempt this Store writes for the run: the one it claimed or started, else the
   /// run's current attempt (re-evaluations of a completed run).
   int64_t attempt_of(int64_t run_id);

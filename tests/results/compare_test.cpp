@@ -22,7 +22,7 @@ class CompareTest : public ::testing::Test {
     s.add_metric(id, 10, "final", "test_accuracy", acc);
     s.add_metric(id, 10, "final", "test_loss", loss);
     s.add_metric(id, 10, "final", "nonembed_active_params", 100);
-    s.finish_run(id, "completed", "");
+    s.finish_run(id, RunStatus::kCompleted, "");
   }
   moe::testing::TempDir tmp_;
 };
@@ -91,7 +91,7 @@ TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
         s.add_layer_stat(id, 10, "test", 0, "load_cv", v);
         s.add_layer_stat(id, 10, "test", 1, "load_cv", 3 * v);
         s.add_layer_stat(id, 10, "valid", 0, "load_cv", -100.0);
-        s.finish_run(id, "completed", "");
+        s.finish_run(id, RunStatus::kCompleted, "");
       }
     }
   }
@@ -102,7 +102,7 @@ TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
     s.add_metric(id, 10, "final", "test_accuracy", 0.5);
     s.add_layer_stat(id, 10, "test", 0, "experts_hist/0", 1.0);
     s.add_layer_stat(id, 10, "test", 0, "experts_hist/1", 1.0);
-    s.finish_run(id, "completed", "");
+    s.finish_run(id, RunStatus::kCompleted, "");
   }
   LayerMetric first{"load_cv", "test", 0, "mean"};
   auto c = compare_methods(db, "", "dense", "", "auto", &first);
@@ -155,7 +155,7 @@ TEST_F(CompareTest, TunedSweepsCompareChosenValuesWithinEachContext) {
       const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
       s.add_metric(id, 10, "final", "test_accuracy", test);
       s.add_metric(id, 10, "final", "valid_accuracy", valid);
-      s.finish_run(id, ok ? "completed" : "failed", ok ? "" : "diverged");
+      s.finish_run(id, ok ? RunStatus::kCompleted : RunStatus::kFailed, ok ? "" : "diverged");
     };
     const std::vector<double> dense = {1, 2, 3}, moe = {2, 3, 5};
     for (int64_t i = 0; i < 3; ++i) {
@@ -214,7 +214,7 @@ TEST_F(CompareTest, ContextsWithoutTheBaselineAreLeftOutAndNamed) {
                     ctx.empty() ? "" : preset, ctx, ""});
       const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
       s.add_metric(id, 10, "final", "test_accuracy", acc);
-      s.finish_run(id, "completed", "");
+      s.finish_run(id, RunStatus::kCompleted, "");
     };
     run("pretrain", "", 0, 0.2);
     for (int64_t i = 0; i < 3; ++i) {

@@ -70,12 +70,12 @@ class ReportFixture : public ::testing::Test {
                                e == 3 ? 0 : 1 / 3.0);
           }
         }
-        s.finish_run(id, "completed", "");
+        s.finish_run(id, RunStatus::kCompleted, "");
       }
     }
     s.ensure_run({"bad", "demo", "dense", "{\"seed\": 9}", 9, "", "", ""});
     const auto id = s.start_run("bad", "host", 1, "cpu", "LibTorch 1.13.1", "abc");
-    s.finish_run(id, "failed", "<b>non-finite</b> training loss");
+    s.finish_run(id, RunStatus::kFailed, "<b>non-finite</b> training loss");
     return db;
   }
   moe::testing::TempDir tmp_;

@@ -63,7 +63,7 @@ TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
         s.add_metric(id, 10, "final", "test_accuracy", 0.5 + 0.1 * seed);
         s.add_metric(id, 10, "final", "trainable_percent", m[0] == 'f' ? 100.0 : 2.0);
         s.flush();
-        s.finish_run(id, "completed", "");
+        s.finish_run(id, RunStatus::kCompleted, "");
       }
     }
   }
@@ -82,7 +82,7 @@ TEST_F(StoreTest, TrainablePlotHasAPanelPerTask) {
     const auto id = s.start_run("y", "host", 1, "cpu", "LibTorch", "v");
     s.add_metric(id, 10, "final", "test_accuracy", 0.6);
     s.add_metric(id, 10, "final", "trainable_percent", 100.0);
-    s.finish_run(id, "completed", "");
+    s.finish_run(id, RunStatus::kCompleted, "");
   }
   expect_error([&] { plot_trainable(path("g.sqlite"), "sw", path("plots")); },
                "no fine-tuning runs (every run trains all its parameters) in sweep 'sw'");

@@ -23,8 +23,8 @@ TEST_F(StoreTest, ByMethodIsMeanAndSampleStdOverSeeds) {
     add_run(s, "a0", "A", 0, 0.80, 100);
     add_run(s, "a1", "A", 1, 0.90, 100);
     add_run(s, "b0", "B", 0, 0.70, 50);
-    add_run(s, "c0", "C", 0, 0.60, 80);             // dominated by B? no: B is cheaper and better
-    add_run(s, "f0", "A", 2, 0.10, 100, "failed");  // failed runs are not averaged
+    add_run(s, "c0", "C", 0, 0.60, 80);  // dominated by B? no: B is cheaper and better
+    add_run(s, "f0", "A", 2, 0.10, 100, RunStatus::kFailed);  // failed runs are not averaged
   }
   std::ostringstream out;
   run_query(path("a.sqlite"),
@@ -61,11 +61,11 @@ TEST_F(StoreTest, MergePrefersCompletedAndNeverDuplicates) {
   {
     Store a(path("a.sqlite"));
     add_run(a, "k1", "A", 0, 0.8, 10);
-    add_run(a, "k2", "A", 1, 0.1, 10, "failed");
+    add_run(a, "k2", "A", 1, 0.1, 10, RunStatus::kFailed);
     Store b(path("b.sqlite"));
     add_run(b, "k2", "A", 1, 0.9, 10);  // completed here: beats a's failure
     add_run(b, "k3", "B", 0, 0.7, 5);
-    add_run(b, "k1", "A", 0, 0.0, 10, "failed");  // failed here: a's completed run stays
+    add_run(b, "k1", "A", 0, 0.0, 10, RunStatus::kFailed);  // failed here: a's completed run stays
   }
   EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 4);
   EXPECT_EQ(merge_databases(path("m.sqlite"), {path("a.sqlite"), path("b.sqlite")}), 0);
@@ -96,7 +96,7 @@ TEST_F(StoreTest, MergeOfTunedShardsChoosesAgain) {
       s.ensure_run({key, "tw", "m " + tune, "{}", seed, "m", "", tune});
       const auto id = s.start_run(key, "h", 1, "cpu", "t", "v");
       s.add_metric(id, 1, "final", "valid_loss", valid);
-      s.finish_run(id, "completed", "");
+      s.finish_run(id, RunStatus::kCompleted, "");
     }
     record_selections(s.db(), "tw");
   };

@@ -43,16 +43,29 @@ TEST_F(StoreTest, RunLifecycleAndSchemaVersion) {
   s.ensure_run({"k", "sw", "other", "{}", 9, "", "", ""});  // existing key: only the label follows
   auto r = s.find_run("k");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, "queued");
+  EXPECT_EQ(r->status, RunStatus::kQueued);
   EXPECT_EQ(r->method, "other");
   EXPECT_EQ(r->seed, 3);
   EXPECT_EQ(r->config_json, "{\"seed\":3}");
   s.ensure_run({"k", "sw", "m", "{}", 3, "", "", ""});
   const auto id = s.start_run("k", "h", 1, "cpu", "t", "v");
-  EXPECT_EQ(s.find_run("k")->status, "running");
+  EXPECT_EQ(s.find_run("k")->status, RunStatus::kRunning);
   EXPECT_EQ(s.find_run("k")->attempts, 1);
-  s.finish_run(id, "failed", "non-finite training loss");
+  EXPECT_THROW(s.finish_run(id, RunStatus::kQueued, ""), std::logic_error) << "not an end state";
+  s.finish_run(id, RunStatus::kFailed, "non-finite training loss");
+  EXPECT_EQ(s.find_run("k")->status, RunStatus::kFailed);
   EXPECT_EQ(s.find_run("k")->error, "non-finite training loss");
+  // Stored by name (what plain sqlite3 users and the views read), read back as the enum.
+  {
+    auto v = s.db().prepare("SELECT status FROM runs WHERE run_key = 'k'");
+    v.step();
+    EXPECT_EQ(v.get_text(0), "failed");
+  }
+  for (auto st : {RunStatus::kQueued, RunStatus::kRunning, RunStatus::kCompleted,
+                  RunStatus::kFailed, RunStatus::kInterrupted}) {
+    EXPECT_EQ(parse_status(status_name(st)), st);
+  }
+  EXPECT_THROW(parse_status("done"), DbError);
   {
     auto v = s.db().prepare("PRAGMA user_version");
     v.step();
@@ -97,7 +110,7 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
 TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   Store a(path("c.sqlite")), b(path("c.sqlite"));  // two processes' connections
   a.ensure_run({"k", "sw", "m", "{}", 0, "", "", ""});
-  auto queued = [](const RunRow& r) { return r.status == "queued"; };
+  auto queued = [](const RunRow& r) { return r.status == RunStatus::kQueued; };
   const auto ca = a.claim_run("k", "h", 11, queued);
   ASSERT_TRUE(ca);
   EXPECT_EQ(ca->attempt, 1);
@@ -120,7 +133,7 @@ TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   a.add_metric(id, 2, "train", "loss", 2.0);
   expect_error([&] { a.flush(); }, "attempt 1 is no longer current");
   EXPECT_FALSE(a.heartbeat(id, 1));
-  EXPECT_FALSE(a.finish_run(id, "completed", ""));
+  EXPECT_FALSE(a.finish_run(id, RunStatus::kCompleted, ""));
   expect_error([&] { a.start_attempt("k", 1, "h", 15, "cpu", "t", "v"); },
                "attempt 1 is not current (the run is running at attempt 2)");
   EXPECT_EQ(b.start_attempt("k", 2, "h2", 16, "cpu", "t", "v"), id);
@@ -129,13 +142,13 @@ TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
   EXPECT_EQ(count(), 0);
   b.add_metric(id, 1, "train", "loss", 3.0);
   EXPECT_TRUE(b.heartbeat(id, 2));
-  EXPECT_TRUE(b.finish_run(id, "completed", ""));
+  EXPECT_TRUE(b.finish_run(id, RunStatus::kCompleted, ""));
   EXPECT_EQ(count(), 1);
   auto q = b.db().prepare("SELECT attempt, value FROM metrics");
   ASSERT_TRUE(q.step());
   EXPECT_EQ(q.get_int(0), 2);
   EXPECT_EQ(q.get_double(1), 3.0);
-  EXPECT_EQ(b.find_run("k")->status, "completed");
+  EXPECT_EQ(b.find_run("k")->status, RunStatus::kCompleted);
   EXPECT_EQ(b.find_run("k")->attempts, 2);
 }
 
