@@ -198,11 +198,7 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_
 TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::move(options)) {
   const auto& o = options_;
   TORCH_CHECK(o.vocab_size() > 0, "model: expected vocab_size > 0, got ", o.vocab_size());
-  TORCH_CHECK(o.head() == "lm" || o.head() == "tag" || o.head() == "cls",
-              "model: expected head one of [lm, tag, cls], got '", o.head(), "'");
-  TORCH_CHECK(o.precision() == "fp32" || o.precision() == "bf16",
-              "model: expected precision one of [fp32, bf16], got '", o.precision(), "'");
-  TORCH_CHECK(o.head() == "lm" || o.num_classes() > 0, "model: head '", o.head(),
+  TORCH_CHECK(o.head() == Head::kLm || o.num_classes() > 0, "model: head '", head_name(o.head()),
               "' expected num_classes > 0");
   tok_emb = register_module("tok_emb", torch::nn::Embedding(o.vocab_size(), o.d_model()));
   pos_emb = register_module("pos_emb", torch::nn::Embedding(o.max_len(), o.d_model()));
@@ -223,7 +219,7 @@ TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::mov
   }
   if (!shared->empty()) this->shared = register_module("shared", shared);
   ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.d_model()})));
-  if (o.head() != "lm") {
+  if (o.head() != Head::kLm) {
     head = register_module("head", torch::nn::Linear(o.d_model(), o.num_classes()));
   }
 }
@@ -234,8 +230,8 @@ ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::T
   const int64_t s = tokens.size(1);
   TORCH_CHECK(s <= options_.max_len(), "model: sequence length ", s, " exceeds max_len ",
               options_.max_len());
-  compat::AutocastGuard autocast(tok_emb->weight.device().type(), options_.precision() == "bf16",
-                                 torch::kBFloat16);
+  compat::AutocastGuard autocast(tok_emb->weight.device().type(),
+                                 options_.precision() == Precision::kBf16, torch::kBFloat16);
   auto x = tok_emb(tokens) + pos_emb(torch::arange(s, tokens.options()));
   if (feat_emb && features.defined()) x = x + feat_emb(features).sum(2);
   ModelOutput out;
@@ -253,9 +249,9 @@ ModelOutput TransformerImpl::forward(const torch::Tensor& tokens, const torch::T
     }
   }
   x = ln_f(x);
-  if (options_.head() == "lm") {
+  if (options_.head() == Head::kLm) {
     out.logits = torch::matmul(x, tok_emb->weight.t());
-  } else if (options_.head() == "tag") {
+  } else if (options_.head() == Head::kTag) {
     out.logits = head(x);
   } else if (pad_mask.defined()) {
     auto keep = pad_mask.logical_not().unsqueeze(-1).to(x.dtype());
@@ -341,7 +337,8 @@ FlopsBreakdown TransformerImpl::flops_breakdown(const std::vector<double>& mean_
                                        block->ffn->down->weight.numel());
     }
   }
-  const double classes = options_.head() == "lm" ? options_.vocab_size() : options_.num_classes();
+  const double classes =
+      options_.head() == Head::kLm ? options_.vocab_size() : options_.num_classes();
   f.head = 2 * d * classes;
   return f;
 }

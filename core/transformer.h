@@ -22,6 +22,7 @@
 
 #include "core/activation.h"
 #include "core/adapters.h"
+#include "core/model_kinds.h"
 #include "core/moe_layer.h"
 #include "core/shared_modules.h"
 
@@ -61,7 +62,7 @@ struct TransformerOptions {
   TORCH_ARG(int64_t, heads) = 4;
   TORCH_ARG(int64_t, max_len) = 128;
   TORCH_ARG(bool, causal) = true;
-  TORCH_ARG(std::string, head) = "lm";   ///< lm | tag | cls
+  TORCH_ARG(Head, head) = Head::kLm;
   TORCH_ARG(int64_t, num_classes) = 0;   ///< for tag and cls heads
   TORCH_ARG(int64_t, ffn_hidden) = 512;  ///< dense FFN width
   TORCH_ARG(Activation, activation) = Activation::kGelu;
@@ -77,7 +78,7 @@ struct TransformerOptions {
   /// "fp32", or "bf16": forward under autocast to bfloat16 on the parameters' device (CPU
   /// or CUDA); parameters stay fp32, router logits, softmax and aux losses stay fp32,
   /// logits are returned in fp32.
-  TORCH_ARG(std::string, precision) = "fp32";
+  TORCH_ARG(Precision, precision) = Precision::kFp32;
 };
 
 /// Scaled dot-product attention over heads: q, k, v [B, H, S, dh] -> [B, H, S, dh], with

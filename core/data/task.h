@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/model_kinds.h"
 #include "core/plugin_spec.h"
 #include "core/registry.h"
 
@@ -33,7 +34,7 @@ struct Batch {
 
 struct TaskInfo {
   std::string name;
-  std::string head = "tag";  ///< lm | tag | cls: which model head it needs
+  Head head = Head::kTag;  ///< which model head it needs
   bool causal = true;
   int64_t vocab_size = 0;
   int64_t feature_vocab = 0;

@@ -113,7 +113,8 @@ std::vector<ConfigSectionDoc> make_config_docs() {
         {"upcycle_noise", number(t.upcycle_noise),
          "std of N(0, s^2) added to each upcycled expert's weights", Range::reals(0, 100)},
         {"trainable", "[]", "globs over parameter names; only matches train ([] = all)"},
-        {"precision", quoted(t.precision), "fp32 | bf16 (autocast forward; routing in fp32)"},
+        {"precision", quoted(precision_name(t.precision)),
+         names(precision_names()) + ": bf16 autocasts the forward pass; routing in fp32"},
         {"peak_tflops", number(t.peak_tflops),
          "the device's peak for MFU, TFLOP/s; 0 = looked up (CUDA) or measured (CPU)",
          Range::reals(0, 1e7)}}});
@@ -240,7 +241,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   t.upcycle_from = train.get<std::string>("upcycle_from", t.upcycle_from);
   t.upcycle_noise = train.get<double>("upcycle_noise", t.upcycle_noise);
   t.trainable = train.get<std::vector<std::string>>("trainable", t.trainable);
-  t.precision = train.choice("precision", t.precision, {"fp32", "bf16"});
+  t.precision = train.enum_choice("precision", t.precision, precision_names());
   t.peak_tflops = train.get<double>("peak_tflops", t.peak_tflops);
   train.check_all_read();
   check_ranges(train, keys_of("train"));

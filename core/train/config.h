@@ -98,9 +98,9 @@ struct TrainOptions {
   /// Globs over parameter names (fnmatch); only matching parameters train, the rest are
   /// frozen. Empty = everything trains.
   std::vector<std::string> trainable;
-  /// "fp32" | "bf16": the forward pass under autocast to bfloat16 (CPU and CUDA); fp32
+  /// fp32 | bf16: the forward pass under autocast to bfloat16 (CPU and CUDA); fp32
   /// master weights and optimizer state; router logits, softmax and aux losses in fp32.
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
   /// The device's peak FLOP/s for MFU, in TFLOP/s; 0 = from the device table (CUDA) or a
   /// matmul probe (CPU).
   double peak_tflops = 0;

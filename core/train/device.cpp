@@ -77,10 +77,9 @@ std::string gpu_name(int index) {
 
 }  // namespace
 
-PeakFlops peak_flops(const torch::Device& device, const std::string& precision,
-                     double override_tflops) {
+PeakFlops peak_flops(const torch::Device& device, Precision precision, double override_tflops) {
   if (override_tflops > 0) return {override_tflops * 1e12, "override"};
-  const bool bf16 = precision == "bf16";
+  const bool bf16 = precision == Precision::kBf16;
   if (device.is_cuda()) {
     const auto name = gpu_name(device.has_index() ? device.index() : 0);
     struct Row {

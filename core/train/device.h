@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "core/model_kinds.h"
+
 namespace moe {
 
 /// "auto" -> CUDA when available, else CPU; "cpu"; "cuda" or "cuda:N" -> that GPU, or a
@@ -28,7 +30,7 @@ bool configure_allocator();
 /// 2.15, SIGABRT in ThrowEnforceNotMet's LOG(FATAL)) until it set the flag itself.
 void configure_enforce_throws();
 
-/// The device's peak dense FLOP/s for MFU in the run's precision ("fp32" | "bf16"), and
+/// The device's peak dense FLOP/s for MFU in the run's precision, and
 /// where it came from. override_tflops > 0 wins ("--peak-tflops"). CUDA: a table by the
 /// GPU's name (nvidia-smi): H100 / H200 SXM bf16 989, fp32 67 (non-tensor-core) TFLOP/s;
 /// A100 bf16 312, fp32 19.5; an unknown GPU gives 0 (no MFU; pass --peak-tflops). CPU: a
@@ -37,8 +39,7 @@ struct PeakFlops {
   double flops_per_s = 0;
   std::string source;  ///< "override", "table: <gpu name>", "probe", "unknown: <gpu name>"
 };
-PeakFlops peak_flops(const torch::Device& device, const std::string& precision,
-                     double override_tflops);
+PeakFlops peak_flops(const torch::Device& device, Precision precision, double override_tflops);
 
 /// The largest CUDA memory allocated by this process so far, MiB; < 0 when unknown (CPU
 /// builds, or a build without c10_cuda).

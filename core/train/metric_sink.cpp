@@ -6,7 +6,7 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
                 const TaskInfo& info) {
   sink.metric(step, split, "loss", r.loss);
   sink.metric(step, split, "accuracy", r.accuracy);
-  if (info.head == "lm") sink.metric(step, split, "perplexity", r.perplexity);
+  if (info.head == Head::kLm) sink.metric(step, split, "perplexity", r.perplexity);
   sink.metric(step, split, "active_params", r.active_params);
   sink.metric(step, split, "nonembed_active_params", r.nonembed_active_params);
   sink.metric(step, split, "tokens_per_s", r.tokens_per_s);

@@ -275,7 +275,7 @@ TrainResult Trainer::run() {
   s["test_loss"] = result.test.loss;
   s["valid_accuracy"] = result.valid.accuracy;
   s["valid_loss"] = result.valid.loss;
-  if (task_->info().head == "lm") {
+  if (task_->info().head == Head::kLm) {
     s["test_perplexity"] = result.test.perplexity;
     s["valid_perplexity"] = result.valid.perplexity;
   }

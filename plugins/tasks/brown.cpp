@@ -148,7 +148,7 @@ BrownPosTask::Options BrownPosTask::read_options(const PluginSpec& spec) {
 
 BrownPosTask::BrownPosTask(const Options& o, const TaskContext& ctx) {
   info_.name = o.name;
-  info_.head = "tag";
+  info_.head = Head::kTag;
   info_.causal = kCausal;
   info_.seq_len = o.seq_len;
   const int64_t min_count = o.min_count;
@@ -276,7 +276,7 @@ BrownLMTask::Options BrownLMTask::read_options(const PluginSpec& spec) {
 
 BrownLMTask::BrownLMTask(const Options& o, const TaskContext& ctx) {
   info_.name = o.name;
-  info_.head = "lm";
+  info_.head = Head::kLm;
   info_.causal = kCausal;
   info_.seq_len = o.seq_len;
   const int64_t vocab = o.vocab_size;

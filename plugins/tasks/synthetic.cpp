@@ -49,7 +49,7 @@ SequenceTask::SequenceTask(const Common& c)
       data_seed_(c.data_seed) {
   info_.name = c.name;
   info_.seq_len = c.seq_len;
-  info_.head = "tag";
+  info_.head = Head::kTag;
   info_.causal = kCausal;
 }
 

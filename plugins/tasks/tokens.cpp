@@ -226,7 +226,7 @@ void TokensTask::check_options(const PluginSpec& spec) {
 
 TokensTask::TokensTask(Options o) : o_(std::move(o)) {
   info_.name = o_.name;
-  info_.head = "lm";
+  info_.head = Head::kLm;
   info_.causal = kCausal;
   info_.seq_len = o_.seq_len;
   info_.vocab_size = o_.vocab_size;

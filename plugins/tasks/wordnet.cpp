@@ -56,7 +56,7 @@ WordNetSSTTask::Options WordNetSSTTask::read_options(const PluginSpec& spec) {
 WordNetSSTTask::WordNetSSTTask(const Options& o, const TaskContext& ctx) {
   const OptionCheck check("task", o.name);
   info_.name = o.name;
-  info_.head = "cls";
+  info_.head = Head::kCls;
   info_.causal = kCausal;
   info_.seq_len = o.seq_len;
   const int64_t vocab = o.lm_vocab_size;

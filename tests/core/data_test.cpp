@@ -184,7 +184,7 @@ TEST_F(BrownFixture, SharedVocabularyAcrossLMPosAndWordNet) {
     ++file;
   }
   auto sst = task("wordnet_sst", {{"seq_len", 3}, {"wordnet_dir", wn.string()}}, dir_.string());
-  EXPECT_EQ(sst->info().head, "cls");
+  EXPECT_EQ(sst->info().head, Head::kCls);
   EXPECT_EQ(sst->info().num_classes, 45);
   EXPECT_EQ(sst->num_train_samples(), 32);               // 40 synsets, index % 10 >= 2
   auto batches = sst->eval_batches(Split::kTest, 8, 0);  // synsets 0, 10, 20, 30

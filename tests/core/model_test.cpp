@@ -6,7 +6,7 @@
 namespace moe {
 namespace {
 
-TransformerOptions small(const std::string& head, bool causal, int64_t moe_every) {
+TransformerOptions small(Head head, bool causal, int64_t moe_every) {
   MoEConfig moe;
   moe.num_experts = 4;
   moe.router = {{"name", "top_k"}, {"k", 2}};
@@ -30,17 +30,17 @@ TEST(Transformer, HeadShapes) {
   torch::manual_seed(0);
   auto tokens = torch::randint(11, {2, 6}, torch::kLong);
   auto feats = torch::randint(5, {2, 6, 2}, torch::kLong);
-  EXPECT_EQ(Transformer(small("lm", true, 1))->forward(tokens).logits.sizes(),
+  EXPECT_EQ(Transformer(small(Head::kLm, true, 1))->forward(tokens).logits.sizes(),
             (std::vector<int64_t>{2, 6, 11}));
-  EXPECT_EQ(Transformer(small("tag", false, 1))->forward(tokens, feats).logits.sizes(),
+  EXPECT_EQ(Transformer(small(Head::kTag, false, 1))->forward(tokens, feats).logits.sizes(),
             (std::vector<int64_t>{2, 6, 3}));
-  EXPECT_EQ(Transformer(small("cls", false, 0))->forward(tokens).logits.sizes(),
+  EXPECT_EQ(Transformer(small(Head::kCls, false, 0))->forward(tokens).logits.sizes(),
             (std::vector<int64_t>{2, 3}));
 }
 
 TEST(Transformer, CausalAttentionIgnoresTheFuture) {
   torch::manual_seed(0);
-  Transformer causal(small("lm", true, 1)), bidir(small("tag", false, 1));
+  Transformer causal(small(Head::kLm, true, 1)), bidir(small(Head::kTag, false, 1));
   auto a = torch::randint(11, {1, 6}, torch::kLong);
   auto b = a.clone();
   b[0][5] = (a[0][5].item<int64_t>() + 1) % 11;
@@ -84,7 +84,7 @@ TEST(Attention, AlibiBiasMatchesHandComputedWeights) {
 
 TEST(Transformer, PaddingIsNeverAttendedAndNotPooled) {
   torch::manual_seed(0);
-  Transformer model(small("cls", false, 1));
+  Transformer model(small(Head::kCls, false, 1));
   auto a = torch::randint(11, {1, 6}, torch::kLong);
   auto b = a.clone();
   b[0][4] = (a[0][4].item<int64_t>() + 3) % 11;
@@ -95,9 +95,9 @@ TEST(Transformer, PaddingIsNeverAttendedAndNotPooled) {
 }
 
 TEST(Transformer, MoeEveryPlacesLayers) {
-  EXPECT_EQ(Transformer(small("lm", true, 0))->moe_layers().size(), 0u);
-  EXPECT_EQ(Transformer(small("lm", true, 1))->moe_layers().size(), 2u);
-  auto opt = small("lm", true, 2);
+  EXPECT_EQ(Transformer(small(Head::kLm, true, 0))->moe_layers().size(), 0u);
+  EXPECT_EQ(Transformer(small(Head::kLm, true, 1))->moe_layers().size(), 2u);
+  auto opt = small(Head::kLm, true, 2);
   Transformer every2(opt);
   EXPECT_EQ(every2->moe_layers().size(), 1u);
   auto first = every2->blocks->ptr<BlockImpl>(0);
@@ -107,9 +107,9 @@ TEST(Transformer, MoeEveryPlacesLayers) {
 }
 
 TEST(Transformer, ActiveParamsCountSelectedExpertsOnly) {
-  Transformer dense(small("lm", true, 0));
+  Transformer dense(small(Head::kLm, true, 0));
   EXPECT_DOUBLE_EQ(dense->active_params({}), static_cast<double>(dense->total_params()));
-  Transformer sparse(small("lm", true, 1));
+  Transformer sparse(small(Head::kLm, true, 1));
   // Each ffn expert: w1 8x8 + b1 8 + w2 8x8 + b2 8 = 144 params; 4 experts per layer.
   const double total = static_cast<double>(sparse->total_params());
   EXPECT_DOUBLE_EQ(sparse->active_params({2.0, 1.5}), total - 2 * 4 * 144 + (2.0 + 1.5) * 144);
@@ -117,7 +117,7 @@ TEST(Transformer, ActiveParamsCountSelectedExpertsOnly) {
 }
 
 TEST(Transformer, FlopsCountDenseLayers) {
-  Transformer dense(small("lm", true, 0));
+  Transformer dense(small(Head::kLm, true, 0));
   // Per layer: 2*4*d^2 + 2*2*S*d + 2*(d*h + h*d); head 2*d*V. d=8, S=6, h=16, V=11.
   const double per_layer = 2 * 4 * 64 + 2 * 2 * 6 * 8 + 2 * (8 * 16 + 16 * 8);
   EXPECT_DOUBLE_EQ(dense->flops_per_token({}, 6), 2 * per_layer + 2 * 8 * 11);
@@ -125,16 +125,16 @@ TEST(Transformer, FlopsCountDenseLayers) {
 
 TEST(Transformer, NonEmbeddingCountsAndFlopsByPartByHand) {
   // d = 8, V = 11, max_len 6, feature vocab 5: embeddings 11*8 + 6*8 + 5*8 = 176.
-  Transformer dense(small("lm", true, 0));
+  Transformer dense(small(Head::kLm, true, 0));
   EXPECT_EQ(dense->embedding_params(), 176);
   // Per layer: LN 2*16, attention 4*(64+8) = 288, FFN 8*16+16 + 16*8+8 = 280 -> 600;
   // final LN 16; tied head: nothing of its own. 2 * 600 + 16 = 1216.
   EXPECT_EQ(dense->total_params() - dense->embedding_params(), 1216);
   // An untied tag head (8*3 + 3 = 27) counts.
-  Transformer tag(small("tag", false, 0));
+  Transformer tag(small(Head::kTag, false, 0));
   EXPECT_EQ(tag->total_params() - tag->embedding_params(), 1216 + 27);
   // MoE, 2 of 4 experts of 144 params, router 8*4 (no bias): per layer 32 + 288 + 32 + 2*144.
-  Transformer sparse(small("lm", true, 1));
+  Transformer sparse(small(Head::kLm, true, 1));
   EXPECT_DOUBLE_EQ(sparse->active_params({2.0, 2.0}) - sparse->embedding_params(),
                    2 * (32 + 288 + 32 + 2 * 144) + 16);
   // FLOPs by part at S = 6 with 2 experts per token: attention 2*4*64 + 2*2*6*8 per layer,
@@ -156,7 +156,7 @@ namespace {
 
 TEST(Transformer, SharedExpertsAreAlwaysOnAndCounted) {
   torch::manual_seed(3);
-  auto options = small("tag", false, 1);
+  auto options = small(Head::kTag, false, 1);
   auto plain = Transformer(options);
   options.moe().shared_experts = 2;
   auto shared = Transformer(options);
@@ -180,7 +180,7 @@ TEST(Transformer, SharedExpertsAreAlwaysOnAndCounted) {
 }
 
 TEST(Transformer, SharedExpertsNeedABankWithAnFFNWidth) {
-  auto options = small("tag", false, 1);
+  auto options = small(Head::kTag, false, 1);
   options.moe().shared_experts = 1;
   options.moe().router = {{"name", "inf_moe"}};
   options.moe().experts = {{"name", "inf_ffn"}};

@@ -270,7 +270,7 @@ TEST_F(Tokens, WindowsAreDeterministicShiftedAndStayInsideTheirSplitAndFile) {
                            {"vocab_size", 64},
                            {"seq_len", 8}});
   const auto& info = task->info();
-  EXPECT_EQ(info.head, "lm");
+  EXPECT_EQ(info.head, Head::kLm);
   EXPECT_TRUE(info.causal);
   EXPECT_EQ(info.vocab_size, 64);
   EXPECT_EQ(info.difficulty_levels, (std::vector<std::string>{"all"}));  // 64 ids
