@@ -19,6 +19,16 @@ ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx) {
   return ExpertBank(impl);
 }
 
+BankShape bank_shape(const nlohmann::json& block, const BankShapeContext& ctx) {
+  const auto spec = PluginSpec::from_block("experts", block);
+  return expert_registry().entry(spec.name()).facts.shape(spec, ctx);
+}
+
+void refine_bank(nlohmann::json& block, int64_t d_model, int64_t m) {
+  const auto spec = PluginSpec::from_block("experts", block);
+  expert_registry().entry(spec.name()).facts.refine(block, d_model, m);
+}
+
 void ExpertBankImpl::upcycle(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                              const torch::Tensor&, double) {
   throw std::invalid_argument("train.upcycle_from: expert bank '" + plugin_name() +

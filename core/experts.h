@@ -58,14 +58,56 @@ class ExpertBankImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ExpertBank);
 
+/// A bank's sizes read from its options alone, nothing allocated: what the plan's memory
+/// estimate (experiments/param_counts) counts per MoE layer.
+struct BankShape {
+  double per_expert = 0;            ///< FFN hidden units of one expert (one selected slot)
+  double units = 0;                 ///< FFN hidden units of all experts of one layer
+  double layer_params = 0;          ///< parameters per MoE layer besides those FFN units
+  double model_params = 0;          ///< parameters once per model (a shared hypernetwork)
+  double activation_bytes = 0;      ///< activations per MoE layer besides the experts'
+  std::vector<std::string> inputs;  ///< the options it came from ("moe.experts hidden = 64")
+};
+/// What a bank's shape depends on besides its options.
+struct BankShapeContext {
+  int64_t d_model = 0, num_experts = 0, num_layers = 0;
+  int64_t experts_per_token = 2;  ///< the router's nominal count (or 2 where only measured)
+  double tokens = 0;              ///< per training batch
+};
+
+/// A bank's registry facts, functions of its options alone (MOE_REGISTER_EXPERTS takes
+/// them from the class's static shape and refine).
+struct BankFacts {
+  BankShape (*shape)(const PluginSpec&, const BankShapeContext&) = nullptr;
+  /// The granularity axis: rewrites the [moe.experts] block for m times as many experts of
+  /// 1/m the width (throws std::invalid_argument naming the option that cannot be split).
+  void (*refine)(nlohmann::json& block, int64_t d_model, int64_t m) = nullptr;
+};
+template <>
+struct RegistryFacts<ExpertBankImpl> {
+  using type = BankFacts;
+};
+
 using ExpertRegistry = Registry<ExpertBankImpl, const PluginSpec&, const LayerContext&>;
 ExpertRegistry& expert_registry();
+
+/// The shape of the bank a [moe.experts] block names (its registry fact).
+BankShape bank_shape(const nlohmann::json& block, const BankShapeContext& ctx);
+/// The granularity axis's rewrite of a [moe.experts] block (its registry fact).
+void refine_bank(nlohmann::json& block, int64_t d_model, int64_t m);
 
 /// Creates the bank named by spec and rejects any parameter it did not read.
 ExpertBank make_expert_bank(const PluginSpec& spec, const LayerContext& ctx);
 
 }  // namespace moe
 
+/// MOE_REGISTER_EXPERTS("ffn", FFNExpertsImpl, "help"): the class supplies `create`,
+/// `param_docs` and the BankFacts functions `shape` and `refine` as statics.
 #define MOE_REGISTER_EXPERTS(NAME, CLASS, HELP)                                         \
   static ::moe::Registrar<::moe::ExpertRegistry> MOE_CONCAT(moe_expert_reg_, __LINE__)( \
-      ::moe::expert_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create})
+      ::moe::expert_registry(), {NAME,                                                  \
+                                 HELP,                                                  \
+                                 CLASS::param_docs(),                                   \
+                                 &CLASS::create,                                        \
+                                 {},                                                    \
+                                 ::moe::BankFacts{&CLASS::shape, &CLASS::refine}})

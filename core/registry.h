@@ -73,6 +73,16 @@ inline std::vector<ParamDoc> with_ranges(std::vector<ParamDoc> docs,
   return docs;
 }
 
+/// What a family's registry entries hold beyond name, help, options and tags: the facts the
+/// experiment layer asks of a plugin without building it (a task's causality, a bank's
+/// sizes for the memory estimate, a router's nominal experts per token), as functions of
+/// its options. A family specialises this before it first names an Entry; by default an
+/// entry holds none.
+template <class Base>
+struct RegistryFacts {
+  struct type {};
+};
+
 /// A name -> factory table. Duplicate names and unknown names throw std::invalid_argument
 /// with the registered names listed.
 template <class Base, class... Args>
@@ -84,8 +94,9 @@ class Registry {
     std::string help;
     std::vector<ParamDoc> params;
     Creator create;
-    /// Family-specific facts (adapters: the projection sites they sit at).
+    /// Family-specific labels (adapters: the projection sites they sit at).
     std::vector<std::string> tags = {};
+    typename RegistryFacts<Base>::type facts = {};
   };
 
   explicit Registry(std::string family) : family_(std::move(family)) {}

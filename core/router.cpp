@@ -60,16 +60,17 @@ double RouterImpl::flops_per_token() const {
   return flops;
 }
 
-bool router_has_tag(const std::string& name, const std::string& tag) {
-  if (!router_registry().has(name)) return false;
-  const auto& tags = router_registry().entry(name).tags;
-  return std::find(tags.begin(), tags.end(), tag) != tags.end();
+std::optional<int64_t> nominal_experts(const nlohmann::json& router_block) {
+  const auto spec = PluginSpec::from_block("router", router_block);
+  return router_registry().entry(spec.name()).facts.nominal_experts(spec);
 }
 
-std::vector<std::string> routers_with_tag(const std::string& tag) {
+std::vector<std::string> routers_with_nominal_experts() {
   std::vector<std::string> out;
   for (const auto& n : router_registry().names()) {
-    if (router_has_tag(n, tag)) out.push_back(n);
+    if (router_registry().entry(n).facts.nominal_experts(PluginSpec("router", n, {}))) {
+      out.push_back(n);
+    }
   }
   return out;
 }

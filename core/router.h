@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "core/plugin_spec.h"
@@ -58,8 +59,19 @@ struct LayerContext {
 
 class RouterImpl : public torch::nn::Module {
  public:
-  /// Registry facts (router_has_tag); a router class hides this with its own.
-  static std::vector<std::string> tags() { return {}; }
+  /// Registry facts, read from the options alone (a router class hides these with its
+  /// own; MOE_REGISTER_ROUTER records them). nominal_experts: the experts per token its
+  /// options set (top_k's k exactly, expert_choice's on average, remoe's sparsity target),
+  /// used by the nominal active-parameter count, the memory estimate and the granularity
+  /// axis; none (the default) = its count is only measured.
+  static std::optional<int64_t> nominal_experts(const PluginSpec& /*spec*/) { return std::nullopt; }
+  /// The granularity axis: rewrites the router block for m times as many, m times narrower
+  /// experts at the same active compute, given its nominal count. Default: k = nominal x m.
+  static void refine(nlohmann::json& block, int64_t nominal, int64_t m) {
+    block["k"] = nominal * m;
+  }
+  /// Whether a token may get no expert at all (expert choice, ReLU routing).
+  static constexpr bool kMaySkipTokens = false;
 
   /// hidden: [tokens, d_model]; must not modify it.
   virtual Routing forward(const torch::Tensor& hidden) = 0;
@@ -103,17 +115,25 @@ torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden
 std::pair<torch::Tensor, torch::Tensor> routing_from_mask(const torch::Tensor& mask,
                                                           const torch::Tensor& weights);
 
+/// A router's registry facts (RouterImpl::nominal_experts and refine of its class).
+struct RouterFacts {
+  std::optional<int64_t> (*nominal_experts)(const PluginSpec&) = nullptr;
+  void (*refine)(nlohmann::json& block, int64_t nominal, int64_t m) = nullptr;
+  bool may_skip_tokens = false;
+};
+template <>
+struct RegistryFacts<RouterImpl> {
+  using type = RouterFacts;
+};
+
 using RouterRegistry = Registry<RouterImpl, const PluginSpec&, const LayerContext&>;
 RouterRegistry& router_registry();
 
-/// A router's registry fact (a tag of its entry): its option `k` sets the experts per
-/// token (top_k exactly, expert_choice on average, remoe as its sparsity target), so a
-/// nominal active-parameter count and the granularity axis can use and scale k.
-inline constexpr const char* kKSetsExperts = "k_sets_experts";
-/// Whether router `name` is registered with `tag` (false for an unknown router).
-bool router_has_tag(const std::string& name, const std::string& tag);
-/// The registered routers with `tag`, sorted.
-std::vector<std::string> routers_with_tag(const std::string& tag);
+/// The nominal experts per token of a [moe.router] block (its router's registry fact; an
+/// unknown router lists the known ones); none for a router whose count is only measured.
+std::optional<int64_t> nominal_experts(const nlohmann::json& router_block);
+/// The registered routers that state a nominal count, sorted.
+std::vector<std::string> routers_with_nominal_experts();
 
 /// Creates the router named by spec and rejects any parameter it did not read.
 Router make_router(const PluginSpec& spec, const LayerContext& ctx);
@@ -122,8 +142,14 @@ Router make_router(const PluginSpec& spec, const LayerContext& ctx);
 
 /// MOE_REGISTER_ROUTER("top_k", TopKRouterImpl, "help"): the class supplies
 /// `static std::shared_ptr<RouterImpl> create(const PluginSpec&, const LayerContext&)`
-/// and `static std::vector<ParamDoc> param_docs()`, and may hide RouterImpl::tags() with
-/// its registry facts (kKSetsExperts).
+/// and `static std::vector<ParamDoc> param_docs()`, and may hide RouterImpl::nominal_experts
+/// and RouterImpl::refine with its registry facts.
 #define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                          \
   static ::moe::Registrar<::moe::RouterRegistry> MOE_CONCAT(moe_router_reg_, __LINE__)( \
-      ::moe::router_registry(), {NAME, HELP, CLASS::param_docs(), &CLASS::create, CLASS::tags()})
+      ::moe::router_registry(),                                                         \
+      {NAME,                                                                            \
+       HELP,                                                                            \
+       CLASS::param_docs(),                                                             \
+       &CLASS::create,                                                                  \
+       {},                                                                              \
+       ::moe::RouterFacts{&CLASS::nominal_experts, &CLASS::refine, CLASS::kMaySkipTokens}})

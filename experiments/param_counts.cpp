@@ -11,10 +11,10 @@
 #include <sstream>
 
 #include "core/data/task.h"
+#include "core/experts.h"
 #include "core/router.h"
 #include "core/train/config.h"
 #include "core/train/trainer.h"
-#include "plugins/experts/hyper.h"
 
 namespace moe {
 
@@ -46,55 +46,38 @@ TrainingEstimate estimate_training(const ExperimentConfig& c) {
               "train.batch_size = " + std::to_string(c.train.batch_size)};
   const double moe_layers =
       c.model.moe_every > 0 ? std::floor(layers / static_cast<double>(c.model.moe_every)) : 0;
-  // The bank's hidden units per MoE layer and per expert.
+  // The bank's sizes (its registry fact); experts per token: the router's nominal count,
+  // or 2 for a router whose count is only measured.
   const double experts = static_cast<double>(c.moe.num_experts);
-  double per_expert = number(c.moe.experts, "hidden", 4 * d), units = experts * per_expert;
-  const std::string bank = c.moe.experts.value("name", "ffn");
-  if (bank == "inf_ffn") {
-    units = number(c.moe.experts, "D", 8) * d;
-    per_expert = units / experts;
-  }
-  // HyperMoE: the host bank's experts, plus per MoE layer the expert embeddings and the
-  // selection MLP, plus the model's one hypernetwork (its heads emit d x r matrices: the
-  // large part) and the adapters it generates, one per distinct selection in a batch.
-  double hyper_layer = 0, hyper_shared = 0, hyper_act = 0;
-  if (bank == "hyper") {
-    const auto inner = c.moe.experts.value("inner", nlohmann::json::object());
-    per_expert = number(inner, "hidden", 4 * d);
-    units = experts * per_expert;
-    const auto o = HyperOptions::read(PluginSpec("experts", "hyper", c.moe.experts),
-                                      c.model.d_model, c.moe.num_experts, c.model.layers);
-    const double h = static_cast<double>(o.hyper_hidden), r = static_cast<double>(o.bottleneck);
-    hyper_layer = o.layer_params();
-    hyper_shared = o.network_params();
-    // Distinct selections of k of the experts in a batch: at most the tokens, at most C(E, k).
-    const double k_sel = std::min(experts, number(c.moe.router, "k", 2));
-    const double sets =
-        std::min(batch * seq, std::exp(std::lgamma(experts + 1) - std::lgamma(k_sel + 1) -
-                                       std::lgamma(experts - k_sel + 1)));
-    hyper_act = sets * (2 * d * r + d + r + h) * 4;  // per MoE layer, fp32
-    e.inputs.push_back("moe.experts hyper_hidden = " + std::to_string(static_cast<int64_t>(h)) +
-                       ", bottleneck = " + std::to_string(static_cast<int64_t>(r)));
-  }
-  const double k = std::min(experts, number(c.moe.router, "k", 2));
-  const double shared = static_cast<double>(c.moe.shared_experts) * per_expert;
+  BankShape bank;
+  double k = 0;
   if (moe_layers > 0) {
+    BankShapeContext ctx;
+    ctx.d_model = c.model.d_model;
+    ctx.num_experts = c.moe.num_experts;
+    ctx.num_layers = c.model.layers;
+    ctx.experts_per_token = nominal_experts(c.moe.router).value_or(2);
+    ctx.tokens = batch * seq;
+    bank = bank_shape(c.moe.experts, ctx);
+    k = std::min(experts, static_cast<double>(ctx.experts_per_token));
     e.inputs.push_back("moe.num_experts = " + std::to_string(c.moe.num_experts));
-    e.inputs.push_back("moe.experts hidden = " + std::to_string(static_cast<int64_t>(per_expert)));
+    e.inputs.insert(e.inputs.end(), bank.inputs.begin(), bank.inputs.end());
   }
+  const double per_expert = bank.per_expert, units = bank.units;
+  const double shared = static_cast<double>(c.moe.shared_experts) * per_expert;
   if (vocab > 0)
     e.inputs.push_back("task vocabulary = " + std::to_string(static_cast<int64_t>(vocab)));
   const double attention = 4 * d * d + 4 * d;
   const double dense_layer = attention + mult * d * ffn;
   const double moe_layer = attention + mult * d * (units + shared) + d * experts;
   e.params = 2 * vocab * d + seq * d + (layers - moe_layers) * dense_layer +
-             moe_layers * (moe_layer + hyper_layer) + (moe_layers > 0 ? hyper_shared : 0);
+             moe_layers * (moe_layer + bank.layer_params) + bank.model_params;
   const double act_attention = 8 * d + 2 * heads * seq;
   const double act_dense = act_attention + 2 * ffn + d;
   const double act_moe = act_attention + k * (2 * per_expert + 2 * d) + 2 * shared + 2 * experts;
   const double per_token =
       (layers - moe_layers) * act_dense + moe_layers * act_moe + 2 * std::max(vocab, 16.0);
-  e.activation_bytes = 4 * batch * seq * per_token + moe_layers * hyper_act;
+  e.activation_bytes = 4 * batch * seq * per_token + moe_layers * bank.activation_bytes;
   e.memory_bytes = 16 * e.params + e.activation_bytes;
   const double active =
       (layers - moe_layers) * dense_layer +
@@ -137,15 +120,15 @@ ParamCounts nominal_param_counts(const nlohmann::json& json) {
     c.nonembed_active = c.nonembed_total;
     return c;
   }
-  const auto& router = config.moe.router;
-  // Routers whose experts per token are set by k (expert_choice: on average; remoe: its
-  // sparsity target); the others' are measured only.
-  if (!router_has_tag(router.value("name", ""), kKSetsExperts)) {
+  // The router's nominal experts per token (top_k's k; expert_choice's on average; remoe's
+  // sparsity target); routers whose count is only measured have none.
+  const auto k = nominal_experts(config.moe.router);
+  if (!k) {
     c.nonembed_active = std::nan("");
     return c;
   }
-  const double k = router.value("k", 2);  // their default
-  c.nonembed_active = model->active_params(std::vector<double>(layers.size(), k)) - embed;
+  c.nonembed_active =
+      model->active_params(std::vector<double>(layers.size(), static_cast<double>(*k))) - embed;
   return c;
 }
 

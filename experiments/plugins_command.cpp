@@ -1,5 +1,6 @@
 #include <boost/program_options.hpp>
 
+#include <functional>
 #include <iostream>
 
 #include "core/adapters.h"
@@ -20,19 +21,15 @@ void print_param(const ParamDoc& p) {
   std::cout << "\n";
 }
 
-/// tags_label: what the family's registry tags mean ("sites" for adapters).
+/// facts: a line of the entry's registry facts ("" = none).
 template <class R>
 void list(const R& registry, const std::string& title, const std::string& config_key,
-          const std::string& tags_label) {
+          const std::function<std::string(const typename R::Entry&)>& facts) {
   std::cout << title << " (" << config_key << ")\n";
   for (const auto& name : registry.names()) {
     const auto& e = registry.entry(name);
     std::cout << "  " << name << "\n      " << e.help << "\n";
-    if (!e.tags.empty()) {
-      std::cout << "      " << tags_label << ":";
-      for (const auto& t : e.tags) std::cout << " " << t;
-      std::cout << "\n";
-    }
+    if (const auto f = facts(e); !f.empty()) std::cout << "      " << f << "\n";
     for (const auto& p : e.params) print_param(p);
   }
   std::cout << "\n";
@@ -53,10 +50,22 @@ int plugins_command(const std::vector<std::string>& args) {
     std::cout << desc;
     return 0;
   }
-  list(router_registry(), "routers", "[moe.router] name = ...", "facts");
-  list(expert_registry(), "expert banks", "[moe.experts] name = ...", "facts");
-  list(adapter_registry(), "adapters", "[peft] method = ...", "sites");
-  list(task_registry(), "tasks", "[task] name = ...", "facts");
+  list(router_registry(), "routers", "[moe.router] name = ...",
+       [](const RouterRegistry::Entry& e) -> std::string {
+         const auto k = e.facts.nominal_experts(PluginSpec("router", e.name, {}));
+         return k ? "experts per token: k (nominal count; default " + std::to_string(*k) + ")"
+                  : "experts per token: measured";
+       });
+  list(expert_registry(), "expert banks", "[moe.experts] name = ...",
+       [](const ExpertRegistry::Entry&) { return std::string(); });
+  list(adapter_registry(), "adapters", "[peft] method = ...", [](const AdapterRegistry::Entry& e) {
+    std::string sites = "sites:";
+    for (const auto& t : e.tags) sites += " " + t;
+    return sites;
+  });
+  list(task_registry(), "tasks", "[task] name = ...", [](const TaskRegistry::Entry& e) {
+    return std::string(e.facts.causal ? "causal" : "bidirectional") + " attention";
+  });
   std::cout
       << "dense FFN baseline: set model.moe_every = 0 (model.ffn_hidden, model.activation)\n\n";
   // The config sections' own keys (not plugins), with their ranges.

@@ -450,32 +450,25 @@ void apply_granularity(const std::string& path, int64_t m, nlohmann::json& confi
   const auto parsed = ExperimentConfig::from_json(config, "trial");
   if (parsed.model.moe_every == 0) return;
   auto& moe = config["moe"];
-  const std::string router = parsed.moe.router.value("name", "top_k");
-  if (!router_has_tag(router, kKSetsExperts)) {
+  // The router and the bank rewrite their own blocks (their registry facts).
+  const auto nominal = nominal_experts(parsed.moe.router);
+  if (!nominal) {
     fail(path, nullptr,
-         "axis 'granularity': router '" + router +
-             "' has no k to scale (routers with k: " + list_of(routers_with_tag(kKSetsExperts)) +
-             "); give moe.num_experts, moe.experts.hidden and the router's options as [zip] "
-             "axes");
+         "axis 'granularity': router '" + parsed.moe.router.value("name", "") +
+             "' has no nominal experts per token to scale (routers with one: " +
+             list_of(routers_with_nominal_experts()) +
+             "); give moe.num_experts, moe.experts and the router's options as [zip] axes");
   }
-  const int64_t hidden =
-      parsed.moe.experts.value("hidden", nlohmann::json(4 * parsed.model.d_model)).get<int64_t>();
-  if (hidden % m != 0) {
-    fail(path, nullptr,
-         "axis 'granularity': moe.experts.hidden " + std::to_string(hidden) +
-             " is not divisible by granularity " + std::to_string(m));
+  auto router = parsed.moe.router, experts = parsed.moe.experts;
+  try {
+    refine_bank(experts, parsed.model.d_model, m);
+  } catch (const std::invalid_argument& e) {
+    fail(path, nullptr, std::string("axis 'granularity': ") + e.what());
   }
-  moe["router"]["name"] = router;
-  moe["experts"]["name"] = parsed.moe.experts.value("name", "ffn");
+  router_registry().entry(router["name"]).facts.refine(router, *nominal, m);
+  moe["router"] = router;
+  moe["experts"] = experts;
   moe["num_experts"] = parsed.moe.num_experts * m;
-  moe["experts"]["hidden"] = hidden / m;
-  const int64_t k = parsed.moe.router.value("k", nlohmann::json(2)).get<int64_t>();
-  moe["router"]["k"] = k * m;
-  // top_k renormalises its gates by default only for k >= 2: keep the base's choice so
-  // that a k = 1 base does not switch to renormalised gates at m >= 2.
-  if (router == "top_k" && m > 1 && !parsed.moe.router.contains("normalize")) {
-    moe["router"]["normalize"] = k > 1;
-  }
   if (parsed.moe.shared_experts > 0) moe["shared_experts"] = parsed.moe.shared_experts * m;
 }
 

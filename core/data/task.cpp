@@ -42,34 +42,14 @@ TaskRegistry& task_registry() {
   return *registry;
 }
 
-namespace {
-
-std::map<std::string, TaskOptionCheck>& task_option_checks() {
-  static auto* checks = new std::map<std::string, TaskOptionCheck>();
-  return *checks;
-}
-
-std::map<std::string, bool>& task_causal() {
-  static auto* causal = new std::map<std::string, bool>();
-  return *causal;
-}
-
-}  // namespace
-
-TaskRegistrar::TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check, bool causal) {
-  task_option_checks()[entry.name] = check;
-  task_causal()[entry.name] = causal;
-  task_registry().add(std::move(entry));
-}
-
 bool task_is_causal(const std::string& name) {
-  task_registry().entry(name);  // unknown task: lists the known ones
-  return task_causal().at(name);
+  return task_registry().entry(name).facts.causal;  // unknown task: lists the known ones
 }
 
 void check_task_options(const PluginSpec& spec) {
-  check_ranges(spec, task_registry().entry(spec.name()).params);  // unknown: lists the known
-  task_option_checks().at(spec.name())(spec);
+  const auto& entry = task_registry().entry(spec.name());  // unknown: lists the known
+  check_ranges(spec, entry.params);
+  entry.facts.check_options(spec);
   spec.check_all_read();
 }
 

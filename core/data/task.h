@@ -64,6 +64,18 @@ class Task {
   virtual Batch train_samples(const std::vector<int64_t>& ids);
 };
 
+/// A task's registry facts, known without its data.
+struct TaskFacts {
+  /// Reads and checks every option (what `moe sweep plan` runs; no data is read).
+  void (*check_options)(const PluginSpec&) = nullptr;
+  /// Whether its model attends causally (its TaskInfo::causal).
+  bool causal = false;
+};
+template <>
+struct RegistryFacts<Task> {
+  using type = TaskFacts;
+};
+
 using TaskRegistry = Registry<Task, const PluginSpec&, const TaskContext&>;
 /// Tasks are plugins (plugins/tasks/): each registers itself with MOE_REGISTER_TASK.
 TaskRegistry& task_registry();
@@ -71,13 +83,6 @@ TaskRegistry& task_registry();
 /// Reads and checks a task's parameters without reading its data (what `moe sweep plan`
 /// runs for every distinct task config): the task's own check_options, then unknown keys.
 void check_task_options(const PluginSpec& spec);
-
-using TaskOptionCheck = void (*)(const PluginSpec&);
-/// Adds a task to the registry, its option check and whether its model attends causally
-/// beside it (MOE_REGISTER_TASK).
-struct TaskRegistrar {
-  TaskRegistrar(TaskRegistry::Entry entry, TaskOptionCheck check, bool causal);
-};
 
 /// Whether the task's model attends causally (TaskInfo::causal), known without its data.
 bool task_is_causal(const std::string& name);
@@ -117,6 +122,11 @@ class StreamTask : public Task {
 /// `static void check_options(const PluginSpec&)` (every parameter read and checked, no
 /// data), `static std::vector<ParamDoc> param_docs()` and `static constexpr bool kCausal`
 /// (its TaskInfo::causal).
-#define MOE_REGISTER_TASK(NAME, CLASS, HELP)                       \
-  static ::moe::TaskRegistrar MOE_CONCAT(moe_task_reg_, __LINE__)( \
-      {NAME, HELP, CLASS::param_docs(), &CLASS::create}, &CLASS::check_options, CLASS::kCausal)
+#define MOE_REGISTER_TASK(NAME, CLASS, HELP)                                        \
+  static ::moe::Registrar<::moe::TaskRegistry> MOE_CONCAT(moe_task_reg_, __LINE__)( \
+      ::moe::task_registry(), {NAME,                                                \
+                               HELP,                                                \
+                               CLASS::param_docs(),                                 \
+                               &CLASS::create,                                      \
+                               {},                                                  \
+                               ::moe::TaskFacts{&CLASS::check_options, CLASS::kCausal}})

@@ -72,9 +72,31 @@ void FFNExpertsImpl::upcycle(const torch::Tensor& up_w, const torch::Tensor& up_
 std::shared_ptr<ExpertBankImpl> FFNExpertsImpl::create(const PluginSpec& spec,
                                                        const LayerContext& ctx) {
   auto options =
-      FFNExpertsOptions(ctx.d_model, ctx.num_experts, spec.get<int64_t>("hidden", 4 * ctx.d_model))
+      FFNExpertsOptions(ctx.d_model, ctx.num_experts, hidden_of(spec, ctx.d_model))
           .activation(parse_activation(spec.choice("activation", "gelu", activation_names())));
   return std::make_shared<FFNExpertsImpl>(options);
+}
+
+int64_t FFNExpertsImpl::hidden_of(const PluginSpec& spec, int64_t d_model) {
+  return spec.get<int64_t>("hidden", 4 * d_model);
+}
+
+BankShape FFNExpertsImpl::shape(const PluginSpec& spec, const BankShapeContext& ctx) {
+  BankShape s;
+  const auto hidden = hidden_of(spec, ctx.d_model);
+  s.per_expert = static_cast<double>(hidden);
+  s.units = static_cast<double>(ctx.num_experts) * s.per_expert;
+  s.inputs = {"moe.experts hidden = " + std::to_string(hidden)};
+  return s;
+}
+
+void FFNExpertsImpl::refine(nlohmann::json& block, int64_t d_model, int64_t m) {
+  const auto hidden = hidden_of(PluginSpec::from_block("experts", block), d_model);
+  if (hidden % m != 0) {
+    throw std::invalid_argument("moe.experts.hidden " + std::to_string(hidden) +
+                                " is not divisible by granularity " + std::to_string(m));
+  }
+  block["hidden"] = hidden / m;
 }
 
 std::vector<ParamDoc> FFNExpertsImpl::param_docs() {

@@ -38,6 +38,10 @@ class FFNExpertsImpl : public ExpertBankImpl {
 
   static std::shared_ptr<ExpertBankImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static BankShape shape(const PluginSpec& spec, const BankShapeContext& ctx);
+  /// Each expert's hidden width: the option, or 4 d_model.
+  static int64_t hidden_of(const PluginSpec& spec, int64_t d_model);
+  static void refine(nlohmann::json& block, int64_t d_model, int64_t m);
 
   torch::Tensor w1, b1, w2, b2;
 

@@ -180,9 +180,7 @@ double HyperOptions::layer_params() const {
 std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
                                                          const LayerContext& ctx) {
   const auto o = HyperOptions::read(spec, ctx.d_model, ctx.num_experts, ctx.num_layers);
-  nlohmann::json inner_block = {{"name", "ffn"}};
-  if (spec.contains("inner")) inner_block = spec.block("inner");
-  spec.block("inner");
+  const auto inner_block = inner_of(spec);
   if (inner_block.value("name", "") == "hyper") {
     auto hosts = expert_registry().names();
     hosts.erase(std::remove(hosts.begin(), hosts.end(), "hyper"), hosts.end());
@@ -201,6 +199,37 @@ std::shared_ptr<ExpertBankImpl> HyperExpertsImpl::create(const PluginSpec& spec,
     }
   }
   return std::make_shared<HyperExpertsImpl>(inner, o, ctx.layer_index, shared);
+}
+
+nlohmann::json HyperExpertsImpl::inner_of(const PluginSpec& spec) {
+  return spec.contains("inner") ? spec.block("inner") : nlohmann::json{{"name", "ffn"}};
+}
+
+// The host bank's shape, plus per MoE layer the expert embeddings and the selection MLP,
+// plus the model's one hypernetwork (its heads emit d x r matrices: the large part) and the
+// adapters it generates, one per distinct selection in a batch.
+BankShape HyperExpertsImpl::shape(const PluginSpec& spec, const BankShapeContext& ctx) {
+  auto s = bank_shape(inner_of(spec), ctx);
+  const auto o = HyperOptions::read(spec, ctx.d_model, ctx.num_experts, ctx.num_layers);
+  const double d = static_cast<double>(ctx.d_model), h = static_cast<double>(o.hyper_hidden),
+               r = static_cast<double>(o.bottleneck), e = static_cast<double>(ctx.num_experts);
+  s.layer_params += o.layer_params();
+  s.model_params += o.network_params();
+  // Distinct selections of k of the experts in a batch: at most the tokens, at most C(E, k).
+  const double k = std::min(e, static_cast<double>(ctx.experts_per_token));
+  const double sets = std::min(
+      ctx.tokens, std::exp(std::lgamma(e + 1) - std::lgamma(k + 1) - std::lgamma(e - k + 1)));
+  s.activation_bytes += sets * (2 * d * r + d + r + h) * 4;  // fp32
+  s.inputs.push_back("moe.experts hyper_hidden = " + std::to_string(o.hyper_hidden) +
+                     ", bottleneck = " + std::to_string(o.bottleneck));
+  return s;
+}
+
+// The host experts are what gets finer; the hypernetwork's sizes stay.
+void HyperExpertsImpl::refine(nlohmann::json& block, int64_t d_model, int64_t m) {
+  auto inner = inner_of(PluginSpec::from_block("experts", block));
+  refine_bank(inner, d_model, m);
+  block["inner"] = inner;
 }
 
 std::vector<ParamDoc> HyperExpertsImpl::param_docs() {

@@ -103,6 +103,10 @@ class HyperExpertsImpl : public ExpertBankImpl {
 
   static std::shared_ptr<ExpertBankImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static BankShape shape(const PluginSpec& spec, const BankShapeContext& ctx);
+  /// The host bank's block: the option, or {name = "ffn"}.
+  static nlohmann::json inner_of(const PluginSpec& spec);
+  static void refine(nlohmann::json& block, int64_t d_model, int64_t m);
 
   ExpertBank inner{nullptr};
   torch::Tensor expert_emb;  ///< [N, embed_dim]

@@ -95,11 +95,24 @@ int64_t InfFFNExpertsImpl::flops_per_expert_token() const {
 std::shared_ptr<ExpertBankImpl> InfFFNExpertsImpl::create(const PluginSpec& spec,
                                                           const LayerContext& ctx) {
   auto o = InfFFNExpertsOptions(ctx.d_model, ctx.num_experts)
-               .D_mult(spec.get<int64_t>("D", 8))
+               .D_mult(spec.get<int64_t>("D", InfFFNExpertsOptions(0, 0).D_mult()))
                .activation(parse_activation(spec.choice("activation", "gelu", kActivations)))
                .compute(spec.get<std::string>("compute", "gather"));
   return std::make_shared<InfFFNExpertsImpl>(o);
 }
+
+BankShape InfFFNExpertsImpl::shape(const PluginSpec& spec, const BankShapeContext& ctx) {
+  BankShape s;
+  const auto D = spec.get<int64_t>("D", InfFFNExpertsOptions(0, 0).D_mult());
+  s.units = static_cast<double>(D * ctx.d_model);  // one large FFN, cut into blocks
+  s.per_expert = s.units / static_cast<double>(ctx.num_experts);
+  s.inputs = {"moe.experts D = " + std::to_string(D)};
+  return s;
+}
+
+// More, narrower blocks of the same large FFN: num_experts alone changes (its D x d_model
+// must stay divisible by it, which the bank checks).
+void InfFFNExpertsImpl::refine(nlohmann::json& /*block*/, int64_t /*d_model*/, int64_t /*m*/) {}
 
 std::vector<ParamDoc> InfFFNExpertsImpl::param_docs() {
   return with_ranges(

@@ -44,6 +44,8 @@ class InfFFNExpertsImpl : public ExpertBankImpl {
 
   static std::shared_ptr<ExpertBankImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static BankShape shape(const PluginSpec& spec, const BankShapeContext& ctx);
+  static void refine(nlohmann::json& block, int64_t d_model, int64_t m);
 
   torch::Tensor w1, b1, w2, b2;
 

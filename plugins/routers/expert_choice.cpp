@@ -69,10 +69,14 @@ std::shared_ptr<RouterImpl> ExpertChoiceRouterImpl::create(const PluginSpec& spe
                                                            const LayerContext& ctx) {
   return std::make_shared<ExpertChoiceRouterImpl>(
       ExpertChoiceRouterOptions(ctx.d_model, ctx.num_experts)
-          .k(spec.get<int64_t>("k", 2))
+          .k(*nominal_experts(spec))
           .capacity_factor(spec.get<double>("capacity_factor", 1.0))
           .allow_noncausal(spec.get<bool>("allow_noncausal", false))
           .causal(ctx.causal));
+}
+
+std::optional<int64_t> ExpertChoiceRouterImpl::nominal_experts(const PluginSpec& spec) {
+  return spec.get<int64_t>("k", ExpertChoiceRouterOptions(0, 0).k());
 }
 
 std::vector<ParamDoc> ExpertChoiceRouterImpl::param_docs() {

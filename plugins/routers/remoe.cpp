@@ -79,11 +79,15 @@ std::shared_ptr<RouterImpl> ReMoERouterImpl::create(const PluginSpec& spec,
                                                     const LayerContext& ctx) {
   return std::make_shared<ReMoERouterImpl>(
       ReMoERouterOptions(ctx.d_model, ctx.num_experts)
-          .k(spec.get<int64_t>("k", 2))
+          .k(*nominal_experts(spec))
           .alpha(spec.get<double>("alpha", 1.2))
           .l1_init(spec.get<double>("l1_init", 1e-8))
           .balanced(spec.get<bool>("balanced", true))
           .l1_scope(spec.choice("l1_scope", "model", {"model", "layer"})));
+}
+
+std::optional<int64_t> ReMoERouterImpl::nominal_experts(const PluginSpec& spec) {
+  return spec.get<int64_t>("k", ReMoERouterOptions(0, 0).k());
 }
 
 std::vector<ParamDoc> ReMoERouterImpl::param_docs() {

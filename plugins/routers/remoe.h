@@ -43,7 +43,9 @@ class ReMoERouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
-  static std::vector<std::string> tags() { return {kKSetsExperts}; }
+  /// Its k.
+  static std::optional<int64_t> nominal_experts(const PluginSpec& spec);
+  static constexpr bool kMaySkipTokens = true;
 
   torch::nn::Linear gate{nullptr};
   torch::Tensor l1_coef;  ///< lambda, a float64 scalar buffer

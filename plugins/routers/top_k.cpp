@@ -86,7 +86,7 @@ void TopKRouterImpl::after_step(const std::vector<LayerTrace>& traces, size_t la
 
 std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
                                                    const LayerContext& ctx) {
-  const auto k = spec.get<int64_t>("k", 2);
+  const auto k = *nominal_experts(spec);
   const auto score = spec.choice("score", "softmax", {"softmax", "sigmoid"});
   auto options = TopKRouterOptions(ctx.d_model, ctx.num_experts)
                      .k(k)
@@ -99,6 +99,15 @@ std::shared_ptr<RouterImpl> TopKRouterImpl::create(const PluginSpec& spec,
                      .bias_update_rate(spec.get<double>("bias_update_rate", 0.0))
                      .center_bias(spec.get<bool>("center_bias", false));
   return std::make_shared<TopKRouterImpl>(options);
+}
+
+std::optional<int64_t> TopKRouterImpl::nominal_experts(const PluginSpec& spec) {
+  return spec.get<int64_t>("k", TopKRouterOptions(0, 0).k());
+}
+
+void TopKRouterImpl::refine(nlohmann::json& block, int64_t nominal, int64_t m) {
+  RouterImpl::refine(block, nominal, m);
+  if (m > 1 && !block.contains("normalize")) block["normalize"] = nominal > 1;
 }
 
 std::vector<ParamDoc> TopKRouterImpl::param_docs() {

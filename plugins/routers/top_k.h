@@ -55,7 +55,11 @@ class TopKRouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
-  static std::vector<std::string> tags() { return {kKSetsExperts}; }
+  /// Its k.
+  static std::optional<int64_t> nominal_experts(const PluginSpec& spec);
+  /// k x m, keeping the base's gate normalisation (renormalised by default only for k >= 2,
+  /// so a k = 1 base does not switch to renormalised gates at m >= 2).
+  static void refine(nlohmann::json& block, int64_t nominal, int64_t m);
 
   torch::nn::Linear gate{nullptr};
   torch::Tensor expert_bias;  ///< [N] float32 buffer (aux-loss-free balancing)

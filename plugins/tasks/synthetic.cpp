@@ -7,13 +7,9 @@
 #include <numeric>
 
 namespace moe {
-namespace {
-
-/// A synthetic task's documented options: seq_len, the task's own, then the options every
-/// one reads (read_common), each with its range.
-std::vector<ParamDoc> synthetic_docs(
-    const std::string& seq_help, std::vector<ParamDoc> own,
-    const std::string& seed_help = "seed of the fixed valid/test sets") {
+std::vector<ParamDoc> SequenceTask::common_docs(const std::string& seq_help,
+                                                std::vector<ParamDoc> own,
+                                                const std::string& seed_help) {
   std::vector<ParamDoc> docs = {{"seq_len", "32", seq_help, Range::ints(2, 1 << 20)}};
   docs.insert(docs.end(), own.begin(), own.end());
   docs.push_back(
@@ -24,8 +20,6 @@ std::vector<ParamDoc> synthetic_docs(
   docs.push_back({"data_seed", "1234", seed_help, Range::ints(0, 4294967295.0)});
   return docs;
 }
-
-}  // namespace
 
 SequenceTask::Common SequenceTask::read_common(const PluginSpec& spec, int64_t default_len) {
   Common c;
@@ -153,7 +147,7 @@ std::shared_ptr<Task> ModSumTask::create(const PluginSpec& spec, const TaskConte
 }
 
 std::vector<ParamDoc> ModSumTask::param_docs() {
-  return synthetic_docs(
+  return common_docs(
       "tokens per sequence",
       {{"modulus", "10", "p: values and targets are in [0, p)", Range::ints(2, 1 << 20)},
        {"max_depth", "4", "largest number of summed values (difficulty levels)",
@@ -210,7 +204,7 @@ std::shared_ptr<Task> PointerChaseTask::create(const PluginSpec& spec, const Tas
 }
 
 std::vector<ParamDoc> PointerChaseTask::param_docs() {
-  return synthetic_docs(
+  return common_docs(
       "tokens per sequence (slots + queries)",
       {{"slots", "16", "size of the pointer table at the start of each sequence",
         Range::ints(2, 1 << 20, "< seq_len")},
@@ -276,7 +270,7 @@ std::shared_ptr<Task> FactsTask::create(const PluginSpec& spec, const TaskContex
 }
 
 std::vector<ParamDoc> FactsTask::param_docs() {
-  return synthetic_docs(
+  return common_docs(
       "tokens per sequence",
       {{"keys", "128", "K: token vocabulary; the table holds K^2 facts f(previous, current)",
         Range::ints(2, 4096)},

@@ -36,6 +36,11 @@ class SequenceTask : public Task {
   };
   /// Reads and checks the common parameters (no data is made).
   static Common read_common(const PluginSpec& spec, int64_t default_len);
+  /// A sequence task's documented options: seq_len, the task's own, then the common ones
+  /// (read_common), each with its range.
+  static std::vector<ParamDoc> common_docs(
+      const std::string& seq_help, std::vector<ParamDoc> own,
+      const std::string& seed_help = "seed of the fixed valid/test sets");
 
   struct Sequence {
     std::vector<int64_t> tokens, targets, difficulty, features;  // features: [S * F]

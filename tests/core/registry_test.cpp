@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/adapters.h"
 #include "core/data/task.h"
 #include "core/experts.h"
@@ -14,26 +16,71 @@ namespace {
 
 using moe::testing::expect_error;
 
+/// The names without the test-only plugins (tests/plugin_fixtures/, named test_*).
+std::vector<std::string> shipped(std::vector<std::string> names) {
+  names.erase(std::remove_if(names.begin(), names.end(),
+                             [](const std::string& n) { return n.rfind("test_", 0) == 0; }),
+              names.end());
+  return names;
+}
+
 // Golden list: a plugin silently dropped by the linker, or renamed, fails here.
 TEST(Registry, GoldenNames) {
-  EXPECT_EQ(router_registry().names(),
+  EXPECT_EQ(shipped(router_registry().names()),
             (std::vector<std::string>{"adaptive", "expert_choice", "inf_moe", "remoe", "top_k",
                                       "top_p"}));
   EXPECT_EQ(expert_registry().names(), (std::vector<std::string>{"ffn", "hyper", "inf_ffn"}));
   EXPECT_EQ(adapter_registry().names(), (std::vector<std::string>{"ia3", "lora", "molora", "mov"}));
-  EXPECT_EQ(task_registry().names(),
+  EXPECT_EQ(shipped(task_registry().names()),
             (std::vector<std::string>{"brown_lm", "brown_pos", "facts", "mod_sum", "pointer_chase",
                                       "tokens", "wordnet_sst"}));
 }
 
-// Facts about a router live in its registration, not in name lists elsewhere: matched
-// compute and the granularity axis ask the registry which routers' k sets their experts.
-TEST(Registry, RouterFactsAreRegistryTags) {
-  EXPECT_EQ(routers_with_tag(kKSetsExperts),
+// Facts about a plugin live in its registration, not in name lists elsewhere: matched
+// compute, the memory estimate and the granularity axis ask the registry.
+TEST(Registry, RouterFactsAreInTheRegistry) {
+  EXPECT_EQ(shipped(routers_with_nominal_experts()),
             (std::vector<std::string>{"expert_choice", "remoe", "top_k"}));
-  EXPECT_TRUE(router_has_tag("top_k", kKSetsExperts));
-  EXPECT_FALSE(router_has_tag("top_p", kKSetsExperts));
-  EXPECT_FALSE(router_has_tag("no_such_router", kKSetsExperts));
+  EXPECT_EQ(nominal_experts({{"name", "top_k"}}), 2) << "its default k";
+  EXPECT_EQ(nominal_experts({{"name", "remoe"}, {"k", 3}}), 3);
+  EXPECT_FALSE(nominal_experts({{"name", "top_p"}}).has_value()) << "only measured";
+  EXPECT_THROW(nominal_experts({{"name", "no_such_router"}}), std::invalid_argument);
+  // Granularity: k x m; top_k keeps a k = 1 base's unit gate.
+  nlohmann::json r = {{"name", "top_k"}, {"k", 1}};
+  router_registry().entry("top_k").facts.refine(r, 1, 4);
+  EXPECT_EQ(r, (nlohmann::json{{"name", "top_k"}, {"k", 4}, {"normalize", false}}));
+  nlohmann::json ec = {{"name", "expert_choice"}};
+  router_registry().entry("expert_choice").facts.refine(ec, 2, 2);
+  EXPECT_EQ(ec, (nlohmann::json{{"name", "expert_choice"}, {"k", 4}}));
+}
+
+TEST(Registry, BankFactsAreInTheRegistry) {
+  BankShapeContext ctx;
+  ctx.d_model = 16;
+  ctx.num_experts = 4;
+  ctx.num_layers = 2;
+  const auto ffn = bank_shape({{"name", "ffn"}}, ctx);
+  EXPECT_EQ(ffn.per_expert, 64) << "4 d_model";
+  EXPECT_EQ(ffn.units, 256);
+  const auto inf = bank_shape({{"name", "inf_ffn"}, {"D", 2}}, ctx);
+  EXPECT_EQ(inf.units, 32) << "D d_model";
+  EXPECT_EQ(inf.per_expert, 8);
+  // HyperMoE: its host's experts plus its own parameters.
+  const auto hyper =
+      bank_shape({{"name", "hyper"}, {"inner", {{"name", "ffn"}, {"hidden", 8}}}}, ctx);
+  EXPECT_EQ(hyper.per_expert, 8);
+  EXPECT_GT(hyper.layer_params, 0);
+  EXPECT_GT(hyper.model_params, 0);
+  // Granularity: the FFN experts' width / m; HyperMoE's host experts, not its own MLP.
+  nlohmann::json b = {{"name", "ffn"}, {"hidden", 30}};
+  refine_bank(b, 16, 2);
+  EXPECT_EQ(b["hidden"], 15);
+  EXPECT_THROW(refine_bank(b, 16, 2), std::invalid_argument) << "15 / 2";
+  nlohmann::json h = {{"name", "hyper"}, {"hidden", 12}};
+  refine_bank(h, 16, 2);
+  EXPECT_EQ(h,
+            (nlohmann::json{
+                {"name", "hyper"}, {"hidden", 12}, {"inner", {{"name", "ffn"}, {"hidden", 32}}}}));
 }
 
 TEST(Registry, DuplicateNameThrows) {
@@ -48,9 +95,9 @@ TEST(Registry, DuplicateNameThrows) {
 
 TEST(Registry, UnknownRouterListsKnown) {
   LayerContext ctx{8, 4, 0, 1};
-  expect_error(
-      [&] { make_router(PluginSpec("router", "nope", {}), ctx); },
-      "unknown router 'nope'; known: [adaptive, expert_choice, inf_moe, remoe, top_k, top_p]");
+  expect_error([&] { make_router(PluginSpec("router", "nope", {}), ctx); },
+               // (up to where the test-only router of tests/plugin_fixtures/ sorts in)
+               "unknown router 'nope'; known: [adaptive, expert_choice, inf_moe, remoe, ");
   expect_error([&] { make_expert_bank(PluginSpec("experts", "nope", {}), ctx); },
                "unknown expert bank 'nope'; known: [ffn, hyper, inf_ffn]");
 }

@@ -2,8 +2,10 @@
 // registry.names() so a new plugin is covered the moment it registers and a failure
 // names it (RouterContract/top_k, ExpertContract/hyper_by_top_p).
 #include <gtest/gtest.h>
+
 #include <torch/cuda.h>
 #include <torch/torch.h>
+#include <algorithm>
 
 #include "core/dispatch.h"
 #include "core/experts.h"
@@ -26,9 +28,10 @@ ExpertBank new_bank(const std::string& name, uint64_t seed = 0) {
   return make_expert_bank(PluginSpec("experts", name, {}), kCtx);
 }
 
-/// Routers under which a token may get no expert (expert choice, ReLU routing).
+/// Routers under which a token may get no expert (expert choice, ReLU routing): a fact of
+/// their registration.
 bool may_skip_tokens(const std::string& router) {
-  return router == "expert_choice" || router == "remoe";
+  return router_registry().entry(router).facts.may_skip_tokens;
 }
 
 void expect_valid_routing(const Routing& r, int64_t tokens, bool every_token = true) {
@@ -66,8 +69,11 @@ void expect_all_grads(torch::nn::Module& m, const std::string& what) {
 
 /// Sampling routers draw their noise from the device's generator, so the CPU and the GPU
 /// see different draws: the device comparisons route deterministically (inf_moe: K = 0).
-void without_sampling(RouterImpl& router, const std::string& name) {
-  if (name == "inf_moe") router.set_inference_option("K", 0);
+void without_sampling(RouterImpl& router) {
+  const auto knobs = router.inference_options();  // inf_moe: K = 0 routes by z = mu
+  if (std::find(knobs.begin(), knobs.end(), "K") != knobs.end()) {
+    router.set_inference_option("K", 0);
+  }
 }
 
 /// Every gradient of `gpu` equals the CPU module's within float tolerance.
@@ -118,7 +124,7 @@ TEST_P(RouterContract, SameOnCuda_CUDA) {
   gpu->to(torch::kCUDA);
   for (auto* r : {&cpu, &gpu}) {
     (*r)->eval();
-    without_sampling(**r, name);
+    without_sampling(**r);
   }
   auto x = torch::randn({kT, kD});
   auto a = cpu->forward(x);
@@ -182,7 +188,7 @@ TEST_P(ExpertContract, SameOnCuda_CUDA) {
   gpu->to(torch::kCUDA);
   for (auto* l : {&cpu, &gpu}) {
     (*l)->eval();
-    without_sampling(*(*l)->router, router_name);
+    without_sampling(*(*l)->router);
   }
   auto x = torch::randn({2, kT / 2, kD});
   auto a = cpu->forward(x);
