@@ -1,5 +1,8 @@
 #include "results/sqlite.h"
 
+#include <chrono>
+#include <thread>
+
 namespace moe::results {
 
 Db::Db(const std::string& path, bool read_only) : path_(path) {
@@ -26,6 +29,21 @@ void Db::exec(const std::string& sql) {
     const std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
     throw DbError("database '" + path_ + "': " + msg + " (in: " + sql.substr(0, 80) + ")");
+  }
+}
+
+void Db::exec_retrying_busy(const std::string& sql) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (true) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    const std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    if (rc == SQLITE_OK) return;
+    if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) {
+      throw DbError("database '" + path_ + "': " + msg + " (in: " + sql.substr(0, 80) + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 

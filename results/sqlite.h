@@ -25,6 +25,10 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   void exec(const std::string& sql);
+  /// exec, retried for up to the busy timeout (30 s) while SQLite answers SQLITE_BUSY
+  /// without consulting its busy handler: a `PRAGMA journal_mode=WAL` racing another
+  /// connection that opens or converts the same new database does.
+  void exec_retrying_busy(const std::string& sql);
   Stmt prepare(const std::string& sql);
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
   const std::string& path() const { return path_; }

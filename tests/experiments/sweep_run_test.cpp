@@ -229,15 +229,15 @@ TEST_F(SweepRun, TwoRunnersOnOneDatabaseRunEachTrialOnce) {
   int sa = 0, sb = 0;
   waitpid(a, &sa, 0);
   waitpid(b, &sb, 0);
-  EXPECT_TRUE(WIFEXITED(sa) && WEXITSTATUS(sa) == 0);
-  EXPECT_TRUE(WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
+  std::ifstream in(path("runner.log"));
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(WIFEXITED(sa) && WEXITSTATUS(sa) == 0) << log;
+  EXPECT_TRUE(WIFEXITED(sb) && WEXITSTATUS(sb) == 0) << log;
   EXPECT_EQ(query(db,
                   "SELECT count(*) AS n, sum(status = 'completed') AS c, max(attempts) AS a "
                   "FROM runs"),
             "n,c,a\n4,4,1\n");
   expect_no_duplicates(db);
-  std::ifstream in(path("runner.log"));
-  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(log.find("by other processes"), std::string::npos) << log;
 }
 
