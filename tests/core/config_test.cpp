@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "core/plugin_spec.h"
 #include "core/train/config.h"
+#include "tests/range_probes.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -57,7 +57,6 @@ std::set<std::string> keys_read(const std::string& section) {
 }
 
 TEST(Config, EverySectionsKeysAreDocumentedAndEveryNumberHasAFiniteRangeCheckedNamingTheKey) {
-  const double inf = std::numeric_limits<double>::infinity();
   int64_t ranged = 0;
   ASSERT_TRUE(refusal(testing::tiny_config_json()).empty()) << "the tiny config is accepted";
   for (const auto& section : config_docs()) {
@@ -78,27 +77,14 @@ TEST(Config, EverySectionsKeysAreDocumentedAndEveryNumberHasAFiniteRangeCheckedN
       ++ranged;
       const auto& r = d.range;
       EXPECT_TRUE(std::isfinite(r.lo) && std::isfinite(r.hi) && r.lo <= r.hi) << r.text();
-      std::vector<std::pair<json, std::string>> outside = {
-          {std::nan(""), "NaN"}, {1e308, "1e308"}, {-1e308, "-1e308"}};
-      if (r.integer) {
-        outside.push_back({static_cast<int64_t>(r.lo) - 1, "below"});
-        outside.push_back({static_cast<int64_t>(r.hi) + 1, "above"});
-        outside.push_back({r.lo + 0.5, "a fraction"});
-      } else {
-        outside.push_back({r.lo_open ? r.lo : std::nextafter(r.lo, -inf), "below"});
-        outside.push_back({r.hi_open ? r.hi : std::nextafter(r.hi, inf), "above"});
-      }
-      for (const auto& [value, why] : outside) {
+      for (const auto& [value, why] : testing::outside(r)) {
         const auto msg = refusal(with(section.section, d.name, value));
         EXPECT_NE(msg.find("parameter '" + d.name + "'"), std::string::npos)
             << why << " (" << value.dump() << "), stated range " << r.text() << ": '" << msg << "'";
       }
       // Both ends pass the range check (other checks, such as heads dividing d_model,
       // are the section's own).
-      for (const json& v :
-           r.integer ? std::vector<json>{static_cast<int64_t>(r.lo), static_cast<int64_t>(r.hi)}
-                     : std::vector<json>{r.lo_open ? std::nextafter(r.lo, inf) : r.lo,
-                                         r.hi_open ? std::nextafter(r.hi, -inf) : r.hi}) {
+      for (const json& v : testing::inside(r)) {
         EXPECT_NO_THROW(
             check_ranges(PluginSpec("section", section.section, {{d.name, v}}), section.keys))
             << v.dump() << " is in " << r.text();

@@ -16,6 +16,7 @@
 #include "core/plugin_spec.h"
 #include "core/router.h"
 #include "experiments/param_counts.h"
+#include "tests/range_probes.h"
 
 namespace moe {
 namespace {
@@ -63,31 +64,8 @@ void plan_check(const std::string& family, const json& config) {
   }
 }
 
-struct Probe {
-  json value;
-  std::string why;
-};
-
-std::vector<Probe> outside(const Range& r) {
-  const double inf = std::numeric_limits<double>::infinity();
-  std::vector<Probe> p = {{std::nan(""), "NaN"}, {1e308, "1e308"}, {-1e308, "-1e308"}};
-  if (r.integer) {
-    p.push_back({static_cast<int64_t>(r.lo) - 1, "below the lower bound"});
-    p.push_back({static_cast<int64_t>(r.hi) + 1, "above the upper bound"});
-    p.push_back({r.lo + 0.5, "a fraction"});
-  } else {
-    p.push_back({r.lo_open ? r.lo : std::nextafter(r.lo, -inf), "below the lower bound"});
-    p.push_back({r.hi_open ? r.hi : std::nextafter(r.hi, inf), "above the upper bound"});
-  }
-  return p;
-}
-
-std::vector<json> inside(const Range& r) {
-  const double inf = std::numeric_limits<double>::infinity();
-  if (r.integer) return {static_cast<int64_t>(r.lo), static_cast<int64_t>(r.hi)};
-  return {r.lo_open ? std::nextafter(r.lo, inf) : r.lo,
-          r.hi_open ? std::nextafter(r.hi, -inf) : r.hi};
-}
+using testing::inside;
+using testing::outside;
 
 template <class R>
 void check_family(const R& registry, const std::string& family, int64_t* ranged) {
