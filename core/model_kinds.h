@@ -28,8 +28,5 @@ inline const std::vector<std::string>& precision_names() {
   static const std::vector<std::string> names = {"fp32", "bf16"};
   return names;
 }
-inline const std::string& precision_name(Precision p) {
-  return precision_names().at(static_cast<size_t>(p));
-}
 
 }  // namespace moe

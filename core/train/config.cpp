@@ -23,6 +23,11 @@ constexpr double kMaxCount = 1099511627776.0;
 
 std::string number(double v) { return format_number(v); }
 std::string quoted(const std::string& v) { return "\"" + v + "\""; }
+/// An enum setting's default as the file spells it: its name among `names` (enum order).
+template <class E>
+std::string quoted(E value, const std::vector<std::string>& names) {
+  return quoted(names.at(static_cast<size_t>(value)));
+}
 
 std::vector<ConfigSectionDoc> make_config_docs() {
   const ExperimentConfig d;
@@ -53,10 +58,9 @@ std::vector<ConfigSectionDoc> make_config_docs() {
         {"ffn_hidden", number(m.ffn_hidden), "dense FFN width", Range::ints(1, kMaxSize)},
         {"moe_every", number(m.moe_every), "MoE in every n-th layer; 0 = dense model",
          Range::ints(0, 65536)},
-        {"activation", quoted(activation_names().at(static_cast<size_t>(m.activation))),
-         names(activation_names())},
+        {"activation", quoted(m.activation, activation_names()), names(activation_names())},
         {"dropout", number(m.dropout), "dropout probability", Range::reals(0, 1, false, true)},
-        {"attention_bias", quoted(attention_bias_names().at(static_cast<size_t>(m.attention_bias))),
+        {"attention_bias", quoted(m.attention_bias, attention_bias_names()),
          names(attention_bias_names()) + "; alibi: -slope_h * |i - j| on the scores"}}});
   docs.push_back(
       {"moe",
@@ -66,11 +70,12 @@ std::vector<ConfigSectionDoc> make_config_docs() {
          "always-on experts of the bank's width added to the routed output (DeepSeekMoE); "
          "counted as active",
          Range::ints(0, kMaxSize)},
-        {"capacity_factor", "0", "ceil(CF * selected slots / E) per expert; 0 = dropless",
+        {"capacity_factor", number(d.moe.capacity_factor),
+         "ceil(CF * selected slots / E) per expert; 0 = dropless",
          Range::reals(0, kMaxSize, false, false, "<= num_experts")},
         {"eval_capacity_factor", "(capacity_factor)", "the factor in evaluation",
          Range::reals(0, kMaxSize, false, false, "<= num_experts")},
-        {"drop_policy", quoted(drop_policy_names().front()),
+        {"drop_policy", quoted(d.moe.drop_policy, drop_policy_names()),
          names(drop_policy_names()) +
              ": a full expert keeps first choices first, or tokens in order"},
         {"router", "{ name = \"top_k\" }", "a router plugin and its options (routers above)"},
@@ -101,7 +106,7 @@ std::vector<ConfigSectionDoc> make_config_docs() {
         {"checkpoint_minutes", number(t.checkpoint_minutes),
          "training minutes between checkpoints; 0 = off", Range::reals(0, 1e6)},
         {"resume", "false", "continue from `checkpoint` if it exists"},
-        {"sampling", quoted(sampling_name(t.sampling)), names(sampling_names())},
+        {"sampling", quoted(t.sampling, sampling_names()), names(sampling_names())},
         {"curriculum_eps", number(t.curriculum_eps),
          "added to the curriculum's cosine similarity's denominator", Range::reals(0, 1)},
         {"target_loss", number(t.target_loss),
@@ -113,7 +118,7 @@ std::vector<ConfigSectionDoc> make_config_docs() {
         {"upcycle_noise", number(t.upcycle_noise),
          "std of N(0, s^2) added to each upcycled expert's weights", Range::reals(0, 100)},
         {"trainable", "[]", "globs over parameter names; only matches train ([] = all)"},
-        {"precision", quoted(precision_name(t.precision)),
+        {"precision", quoted(t.precision, precision_names()),
          names(precision_names()) + ": bf16 autocasts the forward pass; routing in fp32"},
         {"peak_tflops", number(t.peak_tflops),
          "the device's peak for MFU, TFLOP/s; 0 = looked up (CUDA) or measured (CPU)",
@@ -130,10 +135,10 @@ std::vector<ConfigSectionDoc> make_config_docs() {
     loss.keys.push_back({key, number(value), loss_help.at(key), Range::reals(0, 1e6)});
   }
   loss.keys.push_back(
-      {"layer_reduce", quoted(layer_reduce_names().front()),
+      {"layer_reduce", quoted(d.loss_layer_reduce, layer_reduce_names()),
        "sum: every MoE layer's aux losses at the full coefficient (Switch, Megatron-Core) | "
        "mean: divided by the number of MoE layers"});
-  loss.keys.push_back({"balance_count", quoted(balance_count_names().front()),
+  loss.keys.push_back({"balance_count", quoted(d.moe.balance_count, balance_count_names()),
                        "top_k's balance f_i: share of all T k choices (Megatron-Core, "
                        "DeepSeek-V3) | first: of the first choices only (GShard's paper)"});
   docs.push_back(std::move(loss));
