@@ -11,7 +11,7 @@ enum class Activation { kGelu, kRelu, kSwiglu };
 
 /// The names, in enum order: [gelu, relu, swiglu].
 const std::vector<std::string>& activation_names();
-/// Parses a name; throws std::invalid_argument "activation: expected one of [gelu, relu,
+/// Parses a name; throws ConfigError "activation: expected one of [gelu, relu,
 /// swiglu], got '<name>'". Option readers check the name first (PluginSpec::choice), so
 /// their message names the file's key.
 Activation parse_activation(const std::string& name);

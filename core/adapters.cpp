@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 AdapterRegistry& adapter_registry() {
@@ -29,15 +31,16 @@ AdapterPtr make_adapter(const PeftOptions& peft, int64_t d_in, int64_t d_out, in
 void check_peft(const PeftOptions& peft) {
   if (!peft.enabled()) {
     if (!peft.params.empty()) {
-      throw std::invalid_argument(
+      throw ConfigError::text(
+          "", "method",
           "parameters " + peft.params.dump() +
-          " given without 'method'; known methods: " + adapter_registry().known());
+              " given without 'method'; known methods: " + adapter_registry().known());
     }
     return;
   }
   if (!adapter_registry().has(peft.method)) {
-    throw std::invalid_argument("parameter 'method' expected one of " + adapter_registry().known() +
-                                ", got '" + peft.method + "'");
+    throw ConfigError::value("", "method", "one of " + adapter_registry().known(),
+                             "'" + peft.method + "'");
   }
   torch::NoGradGuard no_grad;
   make_adapter(peft, 4, 4, 2);

@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 ExpertRegistry& expert_registry() {
@@ -31,7 +33,8 @@ void refine_bank(nlohmann::json& block, int64_t d_model, int64_t m) {
 
 void ExpertBankImpl::upcycle(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
                              const torch::Tensor&, double) {
-  throw std::invalid_argument("train.upcycle_from: expert bank '" + plugin_name() +
+  throw ConfigError::text("", "train.upcycle_from",
+                          "train.upcycle_from: expert bank '" + plugin_name() +
                               "' cannot be upcycled from a dense FFN (the 'ffn' bank can)");
 }
 
@@ -45,8 +48,7 @@ Activation parse_activation(const std::string& name) {
   for (size_t i = 0; i < names.size(); ++i) {
     if (names[i] == name) return static_cast<Activation>(i);
   }
-  throw std::invalid_argument("activation: expected one of " + list_of(names) + ", got '" + name +
-                              "'");
+  throw ConfigError::value("activation", "", "one of " + list_of(names), "'" + name + "'");
 }
 
 const std::string& activation_name(Activation a) {

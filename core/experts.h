@@ -80,7 +80,7 @@ struct BankShapeContext {
 struct BankFacts {
   BankShape (*shape)(const PluginSpec&, const BankShapeContext&) = nullptr;
   /// The granularity axis: rewrites the [moe.experts] block for m times as many experts of
-  /// 1/m the width (throws std::invalid_argument naming the option that cannot be split).
+  /// 1/m the width (throws ConfigError naming the option that cannot be split).
   void (*refine)(nlohmann::json& block, int64_t d_model, int64_t m) = nullptr;
 };
 template <>

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 
+#include "core/config_error.h"
 #include "core/losses.h"
 
 namespace moe {
@@ -139,10 +140,14 @@ std::map<std::string, double> combine_layers(const std::vector<LayerStats>& laye
 
 MoELayerImpl::MoELayerImpl(Router router_in, ExpertBank experts_in, MoELayerOptions options)
     : options_(options) {
-  TORCH_CHECK(options_.num_experts() > 0, "moe layer: expected num_experts > 0, got ",
-              options_.num_experts());
-  TORCH_CHECK(options_.capacity_factor() >= 0, "moe layer: expected capacity_factor >= 0, got ",
-              options_.capacity_factor());
+  if (options_.num_experts() <= 0) {
+    throw ConfigError::value("moe layer", "num_experts", "> 0",
+                             std::to_string(options_.num_experts()));
+  }
+  if (!(options_.capacity_factor() >= 0)) {
+    throw ConfigError::value("moe layer", "capacity_factor", ">= 0",
+                             format_number(options_.capacity_factor()));
+  }
   router = register_module("router", std::move(router_in));
   experts = register_module("experts", std::move(experts_in));
 }

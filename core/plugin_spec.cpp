@@ -95,33 +95,41 @@ std::string format_number(double value) {
 
 void OptionCheck::expect(bool ok, const std::string& param, const std::string& what,
                          double got) const {
-  if (!ok) fail("parameter '" + param + "' expected " + what + ", got " + format_number(got));
+  if (!ok) throw ConfigError::value(component(), param, what, format_number(got));
 }
 
 void OptionCheck::expect(bool ok, const std::string& param, const std::string& what,
                          const std::string& got) const {
-  if (!ok) fail("parameter '" + param + "' expected " + what + ", got " + got);
+  if (!ok) throw ConfigError::value(component(), param, what, got);
 }
 
 void OptionCheck::one_of(const std::string& param, const std::string& got,
                          const std::vector<std::string>& choices) const {
   if (std::find(choices.begin(), choices.end(), got) != choices.end()) return;
-  fail("parameter '" + param + "' expected one of " + list_of(choices) + ", got '" + got + "'");
+  throw ConfigError::value(component(), param, "one of " + list_of(choices), "'" + got + "'");
 }
 
 void OptionCheck::fail(const std::string& what) const {
-  throw std::invalid_argument(family_ + " '" + name_ + "': " + what);
+  throw ConfigError::text(component(), "", what);
+}
+
+std::string OptionCheck::component() const {
+  return family_.empty() ? name_ : family_ + " '" + name_ + "'";
 }
 
 PluginSpec::PluginSpec(std::string family, std::string name, nlohmann::json params)
     : family_(std::move(family)), name_(std::move(name)), params_(std::move(params)) {
   if (params_.is_null()) params_ = nlohmann::json::object();
-  if (!params_.is_object()) fail("expected a table of parameters, got " + type_of(params_));
+  if (!params_.is_object()) {
+    throw ConfigError::value(check().component(), "", "a table of parameters", type_of(params_));
+  }
 }
 
 PluginSpec PluginSpec::from_block(const std::string& family, const nlohmann::json& block) {
   if (!block.is_object() || !block.contains("name") || !block["name"].is_string()) {
-    throw std::invalid_argument(family + ": expected a table with a string key 'name'");
+    throw ConfigError::value(
+        family, "name", "a table with a string key 'name'",
+        block.is_object() && block.contains("name") ? type_of(block["name"]) : type_of(block));
   }
   nlohmann::json params = block;
   params.erase("name");
@@ -132,7 +140,7 @@ nlohmann::json PluginSpec::block(const std::string& key) const {
   known_.insert(key);
   if (!params_.contains(key)) return nlohmann::json::object();
   const auto& v = params_.at(key);
-  if (!v.is_object()) fail("parameter '" + key + "' expected a table, got " + type_of(v));
+  if (!v.is_object()) throw ConfigError::value(check().component(), key, "a table", type_of(v));
   return v;
 }
 
@@ -146,19 +154,23 @@ std::string PluginSpec::choice(const std::string& key, const std::string& defaul
 void PluginSpec::check_all_read() const {
   for (auto it = params_.begin(); it != params_.end(); ++it) {
     if (known_.count(it.key()) == 0) {
-      fail("unknown parameter '" + it.key() +
-           "'; known: " + list_of(std::vector<std::string>(known_.begin(), known_.end())));
+      throw ConfigError::unknown(check().component(), "parameter", it.key(),
+                                 std::vector<std::string>(known_.begin(), known_.end()));
     }
   }
 }
 
 void PluginSpec::fail(const std::string& what) const { check().fail(what); }
 
+void PluginSpec::fail(const std::string& key, const std::string& what) const {
+  throw ConfigError::text(check().component(), key, "parameter '" + key + "': " + what);
+}
+
 template <class T>
 T PluginSpec::convert(const std::string& key) const {
   const auto& v = params_.at(key);
   if (!matches<T>(v)) {
-    fail("parameter '" + key + "' expected " + expected_name<T>() + ", got " + type_of(v));
+    throw ConfigError::value(check().component(), key, expected_name<T>(), type_of(v));
   }
   return v.get<T>();
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config_error.h"
 #include "core/registry.h"
 #include "core/text.h"
 
@@ -20,7 +21,7 @@ namespace moe {
 /// that reads back exactly (0.1, 1e-05, 1e+308).
 std::string format_number(double value);
 
-/// One message style for every plugin's option errors (std::invalid_argument):
+/// One message style for every plugin's option errors (ConfigError):
 ///   "<family> '<name>': parameter '<p>' expected <what>, got <value>"
 ///   "<family> '<name>': parameter '<p>' expected one of [a, b], got 'c'"
 /// Plugins check their options in one place (their options' validate() or constructor)
@@ -39,6 +40,8 @@ class OptionCheck {
               const std::vector<std::string>& choices) const;
   /// Throws "<family> '<name>': <what>".
   [[noreturn]] void fail(const std::string& what) const;
+  /// "<family> '<name>'" (just name when family is empty): the error's component.
+  std::string component() const;
 
  private:
   std::string family_, name_;
@@ -46,7 +49,8 @@ class OptionCheck {
 
 class PluginSpec {
  public:
-  /// family: "router", "experts", "task", or a config section ("config section 'train'").
+  /// family: "router", "experts", "task", or "section" (a config section); empty for a
+  /// name that is the whole component ("top level").
   /// params must be a JSON object (or null for none).
   PluginSpec(std::string family, std::string name, nlohmann::json params);
 
@@ -60,7 +64,7 @@ class PluginSpec {
   bool contains(const std::string& key) const { return params_.contains(key); }
 
   /// The value at key converted to T, or default_value when the key is absent.
-  /// Throws std::invalid_argument naming the key and expected type on a type mismatch.
+  /// Throws ConfigError naming the key and expected type on a type mismatch.
   template <class T>
   T get(const std::string& key, T default_value) const {
     known_.insert(key);
@@ -88,19 +92,23 @@ class PluginSpec {
   template <class T>
   T require(const std::string& key) const {
     known_.insert(key);
-    if (!params_.contains(key)) fail("missing required parameter '" + key + "'");
+    if (!params_.contains(key)) {
+      throw ConfigError::text(check().component(), key, "missing required parameter '" + key + "'");
+    }
     return convert<T>(key);
   }
 
   /// Raw JSON sub-block (object) at key, or an empty object; marks the key read.
   nlohmann::json block(const std::string& key) const;
 
-  /// Throws std::invalid_argument for the first key never read:
+  /// Throws ConfigError for the first key never read:
   /// "router 'top_k': unknown parameter 'kk'; known: [k, noise_std]".
   void check_all_read() const;
 
-  /// Throws std::invalid_argument with "<family> '<name>': <what>".
+  /// Throws ConfigError with "<family> '<name>': <what>".
   [[noreturn]] void fail(const std::string& what) const;
+  /// Throws ConfigError about key: "<family> '<name>': parameter '<key>': <what>".
+  [[noreturn]] void fail(const std::string& key, const std::string& what) const;
 
  private:
   template <class T>

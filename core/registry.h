@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 std::string list_of(const std::vector<std::string>& items);  // core/plugin_spec.h
@@ -83,8 +85,8 @@ struct RegistryFacts {
   struct type {};
 };
 
-/// A name -> factory table. Duplicate names and unknown names throw std::invalid_argument
-/// with the registered names listed.
+/// A name -> factory table. An unknown name is a ConfigError listing the registered names;
+/// a name registered twice is a std::logic_error (a build mistake, not a user's).
 template <class Base, class... Args>
 class Registry {
  public:
@@ -103,7 +105,7 @@ class Registry {
 
   void add(Entry entry) {
     if (entries_.count(entry.name) != 0) {
-      throw std::invalid_argument(family_ + " '" + entry.name + "' is registered twice");
+      throw std::logic_error(family_ + " '" + entry.name + "' is registered twice");
     }
     auto name = entry.name;
     entries_.emplace(std::move(name), std::move(entry));
@@ -114,7 +116,7 @@ class Registry {
   const Entry& entry(const std::string& name) const {
     auto it = entries_.find(name);
     if (it == entries_.end()) {
-      throw std::invalid_argument("unknown " + family_ + " '" + name + "'; known: " + known());
+      throw ConfigError::unknown("", family_, name, names());
     }
     return it->second;
   }

@@ -3,15 +3,18 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+
 #include "core/compat.h"
+#include "core/config_error.h"
 
 namespace moe {
 
 void RouterImpl::set_inference_option(const std::string& key, double /*value*/) {
-  std::string list = "[";
-  for (const auto& k : inference_options()) list += (list.size() > 1 ? ", " : "") + k;
-  TORCH_CHECK(false, "router '", plugin_name_, "': no inference option '", key, "'; known: ", list,
-              "]");
+  throw ConfigError::unknown("router '" + plugin_name_ + "'", "inference option", key,
+                             inference_options());
 }
 
 torch::nn::Linear make_router_gate(int64_t d_model, int64_t num_experts) {
@@ -72,6 +75,43 @@ std::vector<std::string> routers_with_nominal_experts() {
       out.push_back(n);
     }
   }
+  return out;
+}
+
+const std::vector<AuxLossDoc>& loss_terms() {
+  static const std::vector<AuxLossDoc> terms = loss_terms_of(router_registry());
+  return terms;
+}
+
+std::vector<AuxLossDoc> loss_terms_of(const RouterRegistry& registry) {
+  // The MoE layer's own: the balance loss per sequence, of the routers that set
+  // Routing::balance_assigned.
+  std::vector<AuxLossDoc> out = {
+      {"balance_seq", 0.0,
+       "the balance loss per sequence, averaged (DeepSeek-V3's sequence-wise loss)"}};
+  std::map<std::string, std::vector<std::string>> from;
+  for (const auto& name : registry.names()) {
+    const auto& facts = registry.entry(name).facts;
+    for (const auto& loss : facts.aux_losses ? facts.aux_losses() : std::vector<AuxLossDoc>{}) {
+      auto it = std::find_if(out.begin(), out.end(),
+                             [&](const AuxLossDoc& d) { return d.name == loss.name; });
+      if (it == out.end()) {
+        out.push_back(loss);
+      } else if (it->coefficient != loss.coefficient) {
+        throw std::logic_error("router '" + name + "': aux loss '" + loss.name +
+                               "' registered with default " + format_number(loss.coefficient) +
+                               ", another router with " + format_number(it->coefficient));
+      }
+      from[loss.name].push_back(name);
+    }
+  }
+  for (auto& d : out) {
+    std::string routers;
+    for (const auto& r : from[d.name]) routers += (routers.empty() ? "" : ", ") + r;
+    if (!routers.empty()) d.help += "; routers: " + routers;
+  }
+  std::sort(out.begin(), out.end(),
+            [](const AuxLossDoc& a, const AuxLossDoc& b) { return a.name < b.name; });
   return out;
 }
 

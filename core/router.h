@@ -57,6 +57,14 @@ struct LayerContext {
   bool balance_all_choices = true;
 };
 
+/// An auxiliary loss a router adds to Routing::aux_losses: its name, which is its [loss]
+/// key, the coefficient that key defaults to, and what it is (moe plugins prints it).
+struct AuxLossDoc {
+  std::string name;
+  double coefficient = 0;
+  std::string help;
+};
+
 class RouterImpl : public torch::nn::Module {
  public:
   /// Registry facts, read from the options alone (a router class hides these with its
@@ -72,6 +80,9 @@ class RouterImpl : public torch::nn::Module {
   }
   /// Whether a token may get no expert at all (expert choice, ReLU routing).
   static constexpr bool kMaySkipTokens = false;
+  /// Every auxiliary loss forward() may return (by name), with its default coefficient.
+  /// Default: none.
+  static std::vector<AuxLossDoc> aux_losses() { return {}; }
 
   /// hidden: [tokens, d_model]; must not modify it.
   virtual Routing forward(const torch::Tensor& hidden) = 0;
@@ -120,6 +131,7 @@ struct RouterFacts {
   std::optional<int64_t> (*nominal_experts)(const PluginSpec&) = nullptr;
   void (*refine)(nlohmann::json& block, int64_t nominal, int64_t m) = nullptr;
   bool may_skip_tokens = false;
+  std::vector<AuxLossDoc> (*aux_losses)() = nullptr;
 };
 template <>
 struct RegistryFacts<RouterImpl> {
@@ -135,6 +147,14 @@ std::optional<int64_t> nominal_experts(const nlohmann::json& router_block);
 /// The registered routers that state a nominal count, sorted.
 std::vector<std::string> routers_with_nominal_experts();
 
+/// Every [loss] coefficient: the MoE layer's own (balance_seq) and each registered
+/// router's auxiliary losses, by name, each with its default and the routers that add it
+/// ("...; routers: top_k, top_p"), sorted by name. Routers that share a name share its default (a
+/// router registering another default is a std::logic_error).
+const std::vector<AuxLossDoc>& loss_terms();
+/// loss_terms() of the routers in registry.
+std::vector<AuxLossDoc> loss_terms_of(const RouterRegistry& registry);
+
 /// Creates the router named by spec and rejects any parameter it did not read.
 Router make_router(const PluginSpec& spec, const LayerContext& ctx);
 
@@ -142,14 +162,14 @@ Router make_router(const PluginSpec& spec, const LayerContext& ctx);
 
 /// MOE_REGISTER_ROUTER("top_k", TopKRouterImpl, "help"): the class supplies
 /// `static std::shared_ptr<RouterImpl> create(const PluginSpec&, const LayerContext&)`
-/// and `static std::vector<ParamDoc> param_docs()`, and may hide RouterImpl::nominal_experts
-/// and RouterImpl::refine with its registry facts.
-#define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                          \
-  static ::moe::Registrar<::moe::RouterRegistry> MOE_CONCAT(moe_router_reg_, __LINE__)( \
-      ::moe::router_registry(),                                                         \
-      {NAME,                                                                            \
-       HELP,                                                                            \
-       CLASS::param_docs(),                                                             \
-       &CLASS::create,                                                                  \
-       {},                                                                              \
-       ::moe::RouterFacts{&CLASS::nominal_experts, &CLASS::refine, CLASS::kMaySkipTokens}})
+/// and `static std::vector<ParamDoc> param_docs()`, and may hide RouterImpl's
+/// nominal_experts, refine, kMaySkipTokens and aux_losses with its registry facts.
+#define MOE_REGISTER_ROUTER(NAME, CLASS, HELP)                                               \
+  static ::moe::Registrar<::moe::RouterRegistry> MOE_CONCAT(moe_router_reg_, __LINE__)(      \
+      ::moe::router_registry(), {NAME,                                                       \
+                                 HELP,                                                       \
+                                 CLASS::param_docs(),                                        \
+                                 &CLASS::create,                                             \
+                                 {},                                                         \
+                                 ::moe::RouterFacts{&CLASS::nominal_experts, &CLASS::refine, \
+                                                    CLASS::kMaySkipTokens, &CLASS::aux_losses}})

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/compat.h"
+#include "core/config_error.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -49,8 +50,11 @@ AdapterPtr site_adapter(torch::nn::Module& m, const PeftOptions& peft, const std
 AttentionImpl::AttentionImpl(int64_t d_model, int64_t heads, bool causal, bool alibi,
                              const PeftOptions& peft)
     : heads_(heads), causal_(causal), alibi_(alibi) {
-  TORCH_CHECK(heads > 0 && d_model % heads == 0, "model: expected d_model (", d_model,
-              ") divisible by heads (", heads, ")");
+  if (heads <= 0 || d_model % heads != 0) {
+    throw ConfigError::value("model", "heads",
+                             "to divide d_model (" + std::to_string(d_model) + ")",
+                             std::to_string(heads));
+  }
   q = register_module("q", torch::nn::Linear(d_model, d_model));
   k = register_module("k", torch::nn::Linear(d_model, d_model));
   v = register_module("v", torch::nn::Linear(d_model, d_model));
@@ -167,7 +171,8 @@ BlockImpl::BlockImpl(const TransformerOptions& opt, int64_t layer_index,
     if (opt.moe().shared_experts > 0) {
       const int64_t width = bank->expert_hidden();
       if (width <= 0) {
-        throw std::invalid_argument("moe.shared_experts: expert bank '" + bank->plugin_name() +
+        throw ConfigError::text("", "moe.shared_experts",
+                                "moe.shared_experts: expert bank '" + bank->plugin_name() +
                                     "' has no FFN width to copy (the 'ffn' bank has)");
       }
       this->shared = register_module(
@@ -197,9 +202,13 @@ BlockOutput BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& pad_
 
 TransformerImpl::TransformerImpl(TransformerOptions options) : options_(std::move(options)) {
   const auto& o = options_;
-  TORCH_CHECK(o.vocab_size() > 0, "model: expected vocab_size > 0, got ", o.vocab_size());
-  TORCH_CHECK(o.head() == Head::kLm || o.num_classes() > 0, "model: head '", head_name(o.head()),
-              "' expected num_classes > 0");
+  if (o.vocab_size() <= 0) {
+    throw ConfigError::value("model", "vocab_size", "> 0", std::to_string(o.vocab_size()));
+  }
+  if (o.head() != Head::kLm && o.num_classes() <= 0) {
+    throw ConfigError::value("model: head '" + head_name(o.head()) + "'", "num_classes", "> 0",
+                             std::to_string(o.num_classes()));
+  }
   tok_emb = register_module("tok_emb", torch::nn::Embedding(o.vocab_size(), o.d_model()));
   pos_emb = register_module("pos_emb", torch::nn::Embedding(o.max_len(), o.d_model()));
   if (o.feature_vocab() > 0) {

@@ -1,5 +1,6 @@
 #include "experiments/config_file.h"
 
+#include "core/config_error.h"
 #include "experiments/toml_json.h"
 
 #include <cmath>
@@ -10,12 +11,10 @@
 namespace moe {
 namespace {
 
-std::string where_of(const toml::node& node) {
-  std::ostringstream where;
+/// The error at node's place in its file.
+ConfigError at(const toml::node& node, const ConfigError& e) {
   const auto& src = node.source();
-  if (src.path && !src.path->empty()) where << *src.path << ":";
-  if (src.begin.line > 0) where << src.begin.line << ": ";
-  return where.str();
+  return e.in_file(src.path ? *src.path : std::string(), src.begin.line);
 }
 
 /// key: the dotted path of the node ("train.lr", "grid.\"train.lr\"[1]"), for messages.
@@ -40,16 +39,15 @@ nlohmann::json to_json(const toml::node& node, const std::string& key) {
     if (!std::isfinite(v->get())) {
       std::ostringstream value;
       value << v->get();
-      throw std::invalid_argument(where_of(node) + "key '" + key +
-                                  "' expected a finite number, got " + value.str() +
-                                  " (nan and inf are not config values)");
+      throw at(node, ConfigError::value("", key, "a finite number",
+                                        value.str() + " (nan and inf are not config values)"));
     }
     return v->get();
   }
   if (auto v = node.as_boolean()) return v->get();
   if (auto v = node.as_string()) return v->get();
-  throw std::invalid_argument(where_of(node) + "key '" + key +
-                              "': unsupported TOML value (dates and times are not config values)");
+  throw at(node, ConfigError::value("", key, "a number, string, boolean, array or table",
+                                    "a date or time (not a config value)"));
 }
 
 }  // namespace
@@ -58,10 +56,8 @@ toml::table parse_toml_table(const std::string& text, const std::string& source)
   try {
     return toml::parse(text, source);
   } catch (const toml::parse_error& e) {
-    std::ostringstream msg;
-    msg << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
-        << e.description();
-    throw std::invalid_argument(msg.str());
+    throw ConfigError::text("", "", std::string(e.description()))
+        .in_file(source, e.source().begin.line, e.source().begin.column);
   }
 }
 
@@ -69,7 +65,7 @@ nlohmann::json toml_to_json(const toml::table& table) { return to_json(table, ""
 
 std::string read_text_file(const std::string& path, const std::string& what) {
   std::ifstream in(path);
-  if (!in) throw std::invalid_argument(what + " '" + path + "': cannot read the file");
+  if (!in) throw ConfigError::text(what + " '" + path + "'", "", "cannot read the file");
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
@@ -86,23 +82,31 @@ nlohmann::json load_toml_file(const std::string& path) {
 void apply_override(nlohmann::json& j, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw std::invalid_argument("--set '" + assignment +
-                                "': expected key=value (e.g. train.steps=100)");
+    throw ConfigError::value("--set '" + assignment + "'", "", "key=value (e.g. train.steps=100)",
+                             "");
   }
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
   nlohmann::json value;
   try {
     value = parse_toml("v = " + text, "--set")["v"];
-  } catch (const std::invalid_argument&) {
+  } catch (const ConfigError&) {
     value = text;  // a bare word: a string
   }
+  try {
+    set_dotted(j, key, value);
+  } catch (const ConfigError& e) {
+    throw e.within("--set '" + assignment + "'");
+  }
+}
+
+void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::json& value) {
   nlohmann::json* at = &j;
   size_t begin = 0;
   while (true) {
-    const auto dot = key.find('.', begin);
+    const auto dot = dotted.find('.', begin);
     const std::string part =
-        key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
-    if (part.empty()) throw std::invalid_argument("--set '" + assignment + "': empty key part");
+        dotted.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
+    if (part.empty()) throw ConfigError::text("", dotted, "key '" + dotted + "': empty key part");
     if (dot == std::string::npos) {
       (*at)[part] = value;
       return;
@@ -110,8 +114,9 @@ void apply_override(nlohmann::json& j, const std::string& assignment) {
     auto& next = (*at)[part];
     if (next.is_null()) next = nlohmann::json::object();
     if (!next.is_object()) {
-      throw std::invalid_argument("--set '" + assignment + "': '" + key.substr(0, dot) +
-                                  "' is a value, not a table");
+      throw ConfigError::text(
+          "", dotted,
+          "key '" + dotted + "': '" + dotted.substr(0, dot) + "' is a value, not a table");
     }
     at = &next;
     begin = dot + 1;

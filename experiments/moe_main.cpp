@@ -1,5 +1,4 @@
 // moe: the moe-lab command line.
-#include <c10/util/Exception.h>
 #include <boost/program_options/errors.hpp>
 
 #include <iostream>
@@ -7,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error_text.h"
 #include "core/train/device.h"
 #include "experiments/commands.h"
 
@@ -54,12 +54,10 @@ int main(int argc, char** argv) {
   }
   try {
     return it->second(std::vector<std::string>(argv + 2, argv + argc));
-  } catch (const c10::Error& e) {
-    std::cerr << "\nmoe " << argv[1] << ": error: " << e.what_without_backtrace() << "\n";
   } catch (const boost::program_options::error& e) {
     std::cerr << "moe " << argv[1] << ": " << e.what() << " (see moe " << argv[1] << " --help)\n";
   } catch (const std::exception& e) {
-    std::cerr << "\nmoe " << argv[1] << ": error: " << e.what() << "\n";
+    std::cerr << "\nmoe " << argv[1] << ": error: " << moe::error_text(e) << "\n";
   }
   return 1;
 }

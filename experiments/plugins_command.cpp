@@ -53,8 +53,12 @@ int plugins_command(const std::vector<std::string>& args) {
   list(router_registry(), "routers", "[moe.router] name = ...",
        [](const RouterRegistry::Entry& e) -> std::string {
          const auto k = e.facts.nominal_experts(PluginSpec("router", e.name, {}));
-         return k ? "experts per token: k (nominal count; default " + std::to_string(*k) + ")"
-                  : "experts per token: measured";
+         std::string facts =
+             k ? "experts per token: k (nominal count; default " + std::to_string(*k) + ")"
+               : "experts per token: measured";
+         std::string losses;
+         for (const auto& l : e.facts.aux_losses()) losses += (losses.empty() ? "" : ", ") + l.name;
+         return facts + "; aux losses ([loss] keys): " + (losses.empty() ? "none" : losses);
        });
   list(expert_registry(), "expert banks", "[moe.experts] name = ...",
        [](const ExpertRegistry::Entry&) { return std::string(); });

@@ -1,6 +1,5 @@
 #include "experiments/sweep_spec.h"
 
-#include <c10/util/Exception.h>
 #include <toml++/toml.h>
 
 #include <filesystem>
@@ -11,7 +10,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/config_error.h"
 #include "core/data/task.h"
+#include "core/error_text.h"
 #include "core/experts.h"
 #include "core/router.h"
 #include "core/train/config.h"
@@ -23,11 +24,8 @@ namespace moe {
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const toml::node* node, const std::string& what) {
-  std::ostringstream msg;
-  msg << path;
-  if (node && node->source().begin.line > 0) msg << ":" << node->source().begin.line;
-  msg << ": " << what;
-  throw std::invalid_argument(msg.str());
+  const int64_t line = node ? node->source().begin.line : 0;
+  throw ConfigError::text("", "", what).in_file(path, line);
 }
 
 /// Merges src into dst: tables merge recursively, anything else replaces.
@@ -78,17 +76,6 @@ std::string stable_hash(const std::string& text) {
 }
 
 std::string run_key_of(const nlohmann::json& config) { return stable_hash(config.dump()); }
-
-void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::json& value) {
-  nlohmann::json* at = &j;
-  size_t begin = 0;
-  for (size_t dot; (dot = dotted.find('.', begin)) != std::string::npos; begin = dot + 1) {
-    auto& next = (*at)[dotted.substr(begin, dot - begin)];
-    if (!next.is_object()) next = nlohmann::json::object();
-    at = &next;
-  }
-  (*at)[dotted.substr(begin)] = value;
-}
 
 namespace {
 
@@ -384,9 +371,8 @@ class TrialValidator {
         max_memory_(max_memory > 0 ? max_memory : machine_memory_bytes()),
         limit_(max_memory > 0 ? "--max-memory" : "this machine's memory") {}
   void operator()(const nlohmann::json& config, const std::string& label) {
-    const std::string trial = "trial '" + label + "'";
     try {
-      auto parsed = ExperimentConfig::from_json(config, trial);
+      auto parsed = ExperimentConfig::from_json(config, "");
       // Before anything is allocated: what training it would take.
       const auto est = estimate_training(parsed);
       if (!(est.memory_bytes <= max_memory_)) {
@@ -394,21 +380,23 @@ class TrialValidator {
         for (const auto& i : est.inputs) inputs += (inputs.empty() ? "" : ", ") + i;
         std::ostringstream p;
         p << std::setprecision(3) << est.params;
-        throw std::invalid_argument(
-            trial + ": training needs at least " + format_bytes(est.memory_bytes) + " (" + p.str() +
-            " parameters x 16 B for weights, gradients and AdamW state + " +
-            format_bytes(est.activation_bytes) + " of activations), over " + limit_ + " (" +
-            format_bytes(max_memory_) + "; --max-memory sets another limit); from " + inputs);
+        throw ConfigError::text(
+            "", "",
+            "training needs at least " + format_bytes(est.memory_bytes) + " (" + p.str() +
+                " parameters x 16 B for weights, gradients and AdamW state + " +
+                format_bytes(est.activation_bytes) + " of activations), over " + limit_ + " (" +
+                format_bytes(max_memory_) + "; --max-memory sets another limit); from " + inputs);
       }
       for (const auto& [key, file] :
            {std::pair<std::string, std::string>{"init_from", parsed.train.init_from},
             {"upcycle_from", parsed.train.upcycle_from}}) {
         if (file.empty() || file.rfind("run:", 0) == 0) continue;  // a pretraining run's model
         if (const char* problem = not_a_file(file)) {
-          throw std::invalid_argument(
-              trial + ": key 'train." + key + "': model file '" + file + "' " +
-              (std::string(problem) == "file not found" ? "not found" : problem) +
-              " (a model saved by moe train / keep_models, or \"run:<key>\" of a [pretrain])");
+          throw ConfigError::text(
+              "", "train." + key,
+              "key 'train." + key + "': model file '" + file + "' " +
+                  (std::string(problem) == "file not found" ? "not found" : problem) +
+                  " (a model saved by moe train / keep_models, or \"run:<key>\" of a [pretrain])");
         }
       }
       const std::string task = parsed.task["name"];
@@ -421,16 +409,16 @@ class TrialValidator {
       shape.erase("seed");
       shape.erase("train");
       if (built_.insert(shape.dump()).second) check_trial_builds(config);
-    } catch (const std::invalid_argument& e) {
-      const std::string what = e.what();
-      throw std::invalid_argument(path_ + ": " + (what.rfind(trial, 0) == 0 ? "" : trial + ": ") +
-                                  what);
-    } catch (const c10::Error& e) {  // building the model (an allocation the estimate missed)
-      throw std::invalid_argument(path_ + ": " + trial +
-                                  ": building the model failed: " + e.what_without_backtrace());
+    } catch (const ConfigError& e) {
+      throw e.in_file(path_).in_trial(label);
     } catch (const std::bad_alloc&) {
-      throw std::invalid_argument(path_ + ": " + trial +
-                                  ": building the model failed: out of memory");
+      throw ConfigError::text("", "", "building the model failed: out of memory")
+          .in_file(path_)
+          .in_trial(label);
+    } catch (const std::exception& e) {  // building the model (an allocation the estimate missed)
+      throw ConfigError::text("", "", "building the model failed: " + error_text(e))
+          .in_file(path_)
+          .in_trial(label);
     }
   }
 
@@ -462,8 +450,8 @@ void apply_granularity(const std::string& path, int64_t m, nlohmann::json& confi
   auto router = parsed.moe.router, experts = parsed.moe.experts;
   try {
     refine_bank(experts, parsed.model.d_model, m);
-  } catch (const std::invalid_argument& e) {
-    fail(path, nullptr, std::string("axis 'granularity': ") + e.what());
+  } catch (const ConfigError& e) {
+    throw e.within("axis 'granularity'").in_file(path);
   }
   router_registry().entry(router["name"]).facts.refine(router, *nominal, m);
   moe["router"] = router;
@@ -570,15 +558,19 @@ void make_trials(const SweepSource& src, const SweepSpec& spec, const Points& ex
 }  // namespace
 
 SweepPlan load_sweep(const std::string& path, int64_t max_trials, double max_memory) {
-  SweepPlan plan;
-  const auto src = read_sweep_file(path, plan);  // read: the file is parsed once
-  SweepSpec spec;
-  read_header(src, plan, spec);
-  spec.base = read_base(src);
-  read_axes(src, plan, spec);
-  const auto points = expand(spec, path, max_trials);  // expand
-  make_trials(src, spec, points, max_memory, plan);    // make trials
-  return plan;
+  try {
+    SweepPlan plan;
+    const auto src = read_sweep_file(path, plan);  // read: the file is parsed once
+    SweepSpec spec;
+    read_header(src, plan, spec);
+    spec.base = read_base(src);
+    read_axes(src, plan, spec);
+    const auto points = expand(spec, path, max_trials);  // expand
+    make_trials(src, spec, points, max_memory, plan);    // make trials
+    return plan;
+  } catch (const ConfigError& e) {  // every mistake names the sweep file
+    throw e.in_file(path);
+  }
 }
 
 }  // namespace moe

@@ -84,7 +84,4 @@ std::string stable_hash(const std::string& text);
 /// The run key of a config (dumped canonically).
 std::string run_key_of(const nlohmann::json& config);
 
-/// Sets a dotted key ("moe.router.k") in j, creating tables.
-void set_dotted(nlohmann::json& j, const std::string& dotted, const nlohmann::json& value);
-
 }  // namespace moe

@@ -5,7 +5,6 @@
 // up to its step are kept, the later ones deleted.
 #include "experiments/sweep_worker.h"
 
-#include <c10/util/Exception.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <torch/torch.h>
@@ -19,6 +18,7 @@
 #include <iostream>
 #include <thread>
 
+#include "core/error_text.h"
 #include "core/train/checkpoint.h"
 #include "core/train/device.h"
 #include "core/train/trainer.h"
@@ -167,8 +167,8 @@ int sweep_worker_command(const std::vector<std::string>& args) {
           std::cerr << "moe sweep worker: " << key << " continues with the checkpoint's " << was
                     << " thread(s)\n";
         }
-      } catch (const c10::Error& e) {  // unusable: start over (a fresh model and optimizer)
-        std::cerr << "moe sweep worker: " << key << ": " << e.what_without_backtrace()
+      } catch (const std::exception& e) {  // unusable: start over (a fresh model and optimizer)
+        std::cerr << "moe sweep worker: " << key << ": " << error_text(e)
                   << "; starting from step 0\n";
         std::filesystem::remove(ckpt);
         trainer = std::make_unique<Trainer>(config, &sink, nullptr);
@@ -197,12 +197,9 @@ int sweep_worker_command(const std::vector<std::string>& args) {
     stopped_at = e.step;
     error = "stopped by signal " + std::to_string(g_signal.load()) + " at step " +
             std::to_string(e.step) + " (checkpointed; moe sweep run continues it)";
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {  // a configuration mistake, or what training met
     status = results::RunStatus::kFailed;
-    error = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    status = results::RunStatus::kFailed;
-    error = e.what();
+    error = error_text(e);
   }
   done = true;
   beat.join();

@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 const char* split_name(Split split) {
@@ -113,8 +115,8 @@ Batch StreamTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size) {
 }
 
 Batch Task::train_samples(const std::vector<int64_t>& /*ids*/) {
-  TORCH_CHECK(false, "task '", info().name,
-              "' has no fixed training pool; use train.sampling = \"iid\"");
+  throw ConfigError::text("task '" + info().name + "'", "train.sampling",
+                          "has no fixed training pool; use train.sampling = \"iid\"");
 }
 
 int64_t StreamTask::num_train_samples() const {

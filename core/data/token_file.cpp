@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 // Both layouts are little-endian; the tokens are read in place.
@@ -24,8 +26,8 @@ TokenFormat parse_token_format(const std::string& name) {
   if (name == "auto") return TokenFormat::kAuto;
   if (name == "llmc") return TokenFormat::kLlmc;
   if (name == "nanogpt") return TokenFormat::kNanoGpt;
-  throw std::invalid_argument("token file format '" + name +
-                              "' is unknown; valid: [auto, llmc, nanogpt]");
+  throw ConfigError::text(
+      "", "format", "token file format '" + name + "' is unknown; valid: [auto, llmc, nanogpt]");
 }
 
 const char* token_format_name(TokenFormat format) {

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <optional>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 namespace {
@@ -90,14 +92,17 @@ void save_model(const std::string& path, Transformer& model) {
 }
 
 void load_model(const std::string& path, Transformer& model) {
-  TORCH_CHECK(std::filesystem::exists(path), "model '", path, "': file not found");
+  if (!std::filesystem::exists(path)) {
+    throw ConfigError::text("model '" + path + "'", "model", "file not found");
+  }
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);
     model->load(archive);
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "model '", path, "': cannot be loaded into this model (different config?): ",
-                e.what_without_backtrace());
+    throw ConfigError::text("model '" + path + "'", "model",
+                            std::string("cannot be loaded into this model (different config?): ") +
+                                e.what_without_backtrace());
   }
 }
 

@@ -1,6 +1,8 @@
 #include "core/train/config.h"
 
+#include "core/config_error.h"
 #include "core/plugin_spec.h"
+#include "core/router.h"
 
 namespace moe {
 
@@ -124,22 +126,17 @@ std::vector<ConfigSectionDoc> make_config_docs() {
          "the device's peak for MFU, TFLOP/s; 0 = looked up (CUDA) or measured (CPU)",
          Range::reals(0, 1e7)}}});
   docs.push_back({"peft", {{"method", "\"\"", "an adapter plugin (adapters above); \"\" = none"}}});
-  const std::map<std::string, std::string> loss_help = {
-      {"balance", "Switch balance loss N sum_i f_i P_i over the batch"},
-      {"balance_seq", "the same per sequence, averaged (DeepSeek-V3's sequence-wise loss)"},
-      {"z", "router z-loss (top_k, expert_choice)"},
-      {"entropy", "routing entropy loss"},
-      {"l1", "multiplies remoe's adaptive-lambda L1 penalty"}};
   ConfigSectionDoc loss{"loss", {}};
-  for (const auto& [key, value] : d.loss_coefs) {
-    loss.keys.push_back({key, number(value), loss_help.at(key), Range::reals(0, 1e6)});
+  for (const auto& term : loss_terms()) {
+    loss.keys.push_back(
+        {term.name, number(d.loss_coefs.at(term.name)), term.help, Range::reals(0, 1e6)});
   }
   loss.keys.push_back(
       {"layer_reduce", quoted(d.loss_layer_reduce, layer_reduce_names()),
        "sum: every MoE layer's aux losses at the full coefficient (Switch, Megatron-Core) | "
        "mean: divided by the number of MoE layers"});
   loss.keys.push_back({"balance_count", quoted(d.moe.balance_count, balance_count_names()),
-                       "top_k's balance f_i: share of all T k choices (Megatron-Core, "
+                       "the balance losses' f_i: share of all T k choices (Megatron-Core, "
                        "DeepSeek-V3) | first: of the first choices only (GShard's paper)"});
   docs.push_back(std::move(loss));
   return docs;
@@ -159,11 +156,26 @@ const std::vector<ConfigSectionDoc>& config_docs() {
   return docs;
 }
 
+std::map<std::string, double> default_loss_coefs() {
+  std::map<std::string, double> coefs;
+  for (const auto& term : loss_terms()) coefs[term.name] = term.coefficient;
+  return coefs;
+}
+
 ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  try {
+    return read(j);
+  } catch (const ConfigError& e) {
+    if (source.empty()) throw;
+    throw e.in_file(source);
+  }
+}
+
+ExperimentConfig ExperimentConfig::read(const nlohmann::json& j) {
   ExperimentConfig c;
   c.resolved = j;
-  const std::string family = source + ": section";
-  PluginSpec top(source + ":", "top level", j);
+  const std::string family = "section";
+  PluginSpec top("", "top level", j);
   c.seed = static_cast<uint64_t>(top.get<int64_t>("seed", 0));
   c.device = top.get<std::string>("device", c.device);
   c.threads = top.get<int64_t>("threads", 0);
@@ -174,7 +186,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   if (top.contains("task")) {
     c.task = top.block("task");
     if (!c.task.contains("name") || !c.task["name"].is_string()) {
-      top.fail("section 'task' expected a string key 'name'");
+      throw ConfigError::value("section 'task'", "name", "a string",
+                               c.task.contains("name") ? c.task["name"].dump() : "nothing");
     }
   } else {
     top.block("task");
@@ -256,7 +269,7 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
         "every other tensor by name)");
   }
   if (!t.upcycle_from.empty() && m.moe_every == 0) {
-    train.fail("parameter 'upcycle_from' needs MoE layers to upcycle (model.moe_every > 0)");
+    train.fail("upcycle_from", "needs MoE layers to upcycle (model.moe_every > 0)");
   }
 
   // [peft]: method names the adapter plugin, which reads (and checks) the other keys.
@@ -267,8 +280,8 @@ ExperimentConfig ExperimentConfig::from_json(const nlohmann::json& j, const std:
   pe.params.erase("method");
   try {
     check_peft(pe);
-  } catch (const std::invalid_argument& e) {
-    peft.fail(e.what());
+  } catch (const ConfigError& e) {
+    throw e.within(peft.check().component());
   }
 
   PluginSpec loss(family, "loss", top.block("loss"));

@@ -12,12 +12,12 @@
 //           checkpoint_minutes, resume, sampling (iid | epochs | curriculum), curriculum_eps,
 //           target_loss, init_from, upcycle_from, upcycle_noise, trainable (core/train/finetune.h),
 //           precision (fp32 | bf16), peak_tflops (MFU's denominator; 0 = auto)
-//   [loss]  coefficients of the routers' aux losses: balance (batch-level Switch loss),
-//           balance_seq (the same per sequence, averaged; default 0), z, entropy, l1
-//           (ReMoE's L1 penalty, which carries its own adaptive coefficient; default 1);
+//   [loss]  coefficients of the aux losses, one key per loss name: balance_seq (the MoE
+//           layer's balance loss per sequence, default 0) and every loss a registered router
+//           declares (RouterImpl::aux_losses, with its default: `moe plugins`);
 //           layer_reduce ("sum": each MoE layer's loss at the full coefficient, Switch /
 //           Megatron-Core; "mean": divided by the number of MoE layers) and balance_count
-//           ("all": top_k's balance losses count all k choices, normalised by T k; "first":
+//           ("all": the balance losses count all k choices, normalised by T k; "first":
 //           only each token's first choice, GShard's paper)
 //   [peft]  method = an adapter plugin (ia3 | mov | lora | molora: `moe plugins`), plus its
 //           parameters (core/adapters.h, plugins/adapters/)
@@ -32,6 +32,9 @@
 #include "core/transformer.h"
 
 namespace moe {
+
+/// Each [loss] coefficient's default, by loss name: loss_terms() of core/router.h.
+std::map<std::string, double> default_loss_coefs();
 
 /// Where training batches come from (train.sampling): "iid" (fresh random samples every
 /// step), "epochs" (the task's fixed training pool, reshuffled every epoch) or "curriculum"
@@ -123,14 +126,18 @@ struct ExperimentConfig {
   MoEConfig moe;
   PeftOptions peft;
   TrainOptions train;
-  std::map<std::string, double> loss_coefs = {
-      {"balance", 1e-2}, {"balance_seq", 0.0}, {"z", 1e-3}, {"entropy", 1e-4}, {"l1", 1.0}};
+  /// [loss]: every loss name's coefficient, defaults from the routers' registry facts.
+  std::map<std::string, double> loss_coefs = default_loss_coefs();
   /// [loss] layer_reduce: "sum" | "mean" over the MoE layers (ModelOutput::aux_losses).
   LayerReduce loss_layer_reduce = LayerReduce::kSum;
   nlohmann::json resolved;  ///< the input JSON the config was parsed from
 
-  /// source names the file in error messages. Throws std::invalid_argument.
+  /// source names where j came from (a file, "run <key>"; empty when the caller adds it)
+  /// in error messages. Throws ConfigError.
   static ExperimentConfig from_json(const nlohmann::json& j, const std::string& source);
+
+ private:
+  static ExperimentConfig read(const nlohmann::json& j);
 };
 
 }  // namespace moe

@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/config_error.h"
+
 namespace moe {
 
 torch::Device select_device(const std::string& spec) {
@@ -27,19 +29,23 @@ torch::Device select_device(const std::string& spec) {
   if (spec == "cpu") return torch::Device(torch::kCPU);
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     if (!cuda) {
-      throw std::invalid_argument("device '" + spec + "': CUDA is not available (" +
-                                  libtorch_version() +
+      throw ConfigError::text("device '" + spec + "'", "device",
+                              "CUDA is not available (" + libtorch_version() +
                                   (torch::cuda::device_count() == 0 ? ", no GPU visible" : "") +
                                   "); use --device cpu or --device auto");
     }
-    const auto index = spec == "cuda" ? 0 : std::stoi(spec.substr(5));
+    const std::string digits = spec == "cuda" ? "0" : spec.substr(5);
+    const bool numeric = !digits.empty() && digits.size() <= 4 &&
+                         digits.find_first_not_of("0123456789") == std::string::npos;
+    const int index = numeric ? std::stoi(digits) : -1;
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
-      throw std::invalid_argument("device '" + spec + "': expected a GPU index in [0, " +
-                                  std::to_string(torch::cuda::device_count()) + ")");
+      throw ConfigError::value(
+          "device '" + spec + "'", "",
+          "a GPU index in [0, " + std::to_string(torch::cuda::device_count()) + ")", "");
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
-  throw std::invalid_argument("device '" + spec + "': expected one of [auto, cpu, cuda, cuda:N]");
+  throw ConfigError::value("device '" + spec + "'", "", "one of [auto, cpu, cuda, cuda:N]", "");
 }
 
 int64_t configure_threads(int64_t threads) {

@@ -10,7 +10,7 @@
 namespace moe {
 
 /// "auto" -> CUDA when available, else CPU; "cpu"; "cuda" or "cuda:N" -> that GPU, or a
-/// std::invalid_argument saying CUDA is absent. Anything else lists the valid choices.
+/// ConfigError saying CUDA is absent. Anything else lists the valid choices.
 torch::Device select_device(const std::string& spec);
 
 /// Sets LibTorch's intra-op threads: threads > 0 as given, 0 = all cores. Returns the count.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/config_error.h"
 #include "core/train/checkpoint.h"
 #include "core/transformer.h"
 
@@ -45,13 +46,13 @@ void load_matching(torch::serialize::InputArchive& archive, torch::nn::Module& m
 void open_archive(const std::string& key, const std::string& path,
                   torch::serialize::InputArchive& archive) {
   if (!std::filesystem::exists(path)) {
-    throw std::invalid_argument(key + ": model file '" + path + "' not found");
+    throw ConfigError::text("", key, key + ": model file '" + path + "' not found");
   }
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
-    throw std::invalid_argument(key + ": cannot read '" + path +
-                                "': " + e.what_without_backtrace());
+    throw ConfigError::text("", key,
+                            key + ": cannot read '" + path + "': " + e.what_without_backtrace());
   }
 }
 
@@ -75,7 +76,8 @@ InitReport init_from_model(const std::string& path, torch::nn::Module& model) {
   InitReport report;
   load_matching(archive, model, "", report);
   if (report.loaded == 0) {
-    throw std::invalid_argument("train.init_from: '" + path +
+    throw ConfigError::text("", "train.init_from",
+                            "train.init_from: '" + path +
                                 "' shares no parameter (same name and shape) with this model");
   }
   return report;
@@ -87,15 +89,17 @@ InitReport upcycle_from_model(const std::string& path, TransformerImpl& model, d
   {  // ReLU and GELU FFNs have the same shapes: only the saved name tells them apart
     c10::IValue saved;
     if (!archive.try_read(kModelActivationKey, saved) || !saved.isString()) {
-      throw std::invalid_argument(
+      throw ConfigError::text(
+          "", "train.upcycle_from",
           "train.upcycle_from: '" + path +
-          "' does not record its FFN activation (saved before models carried it); retrain the "
-          "dense model to upcycle it");
+              "' does not record its FFN activation (saved before models carried it); retrain the "
+              "dense model to upcycle it");
     }
     for (const auto& layer : model.moe_layers()) {
       const auto& want = activation_name(layer->experts->expert_activation());
       if (saved.toStringRef() != want) {
-        throw std::invalid_argument("train.upcycle_from: '" + path + "' was trained with " +
+        throw ConfigError::text("", "train.upcycle_from",
+                                "train.upcycle_from: '" + path + "' was trained with " +
                                     saved.toStringRef() + " FFNs but the experts use " + want +
                                     " (set moe.experts.activation = \"" + saved.toStringRef() +
                                     "\" to upcycle it)");
@@ -145,8 +149,10 @@ int64_t apply_trainable(torch::nn::Module& model, const std::vector<std::string>
     for (size_t j = 0; j < params.size() && j < 6; ++j) {
       examples += (j ? ", " : "") + params[j].key();
     }
-    throw std::invalid_argument(source + ": train.trainable pattern '" + patterns[i] +
-                                "' matches no parameter (names look like: " + examples + ", ...)");
+    throw ConfigError::text("", "train.trainable",
+                            "train.trainable pattern '" + patterns[i] +
+                                "' matches no parameter (names look like: " + examples + ", ...)")
+        .in_file(source);
   }
   return trainable;
 }

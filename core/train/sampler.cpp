@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/config_error.h"
 #include "core/train/curriculum.h"
 
 namespace moe {
@@ -14,11 +15,18 @@ BatchSampler::BatchSampler(Task& task, const TrainOptions& options, uint64_t see
     : task_(task), options_(options), seed_(seed), layers_(moe_layers) {
   if (options_.sampling == Sampling::kIid) return;
   pool_ = task_.num_train_samples();
-  TORCH_CHECK(pool_ > 0, "train.sampling = \"", sampling_name(options_.sampling), "\": task '",
-              task_.info().name, "' has no fixed training pool; use \"iid\"");
-  TORCH_CHECK(pool_ >= options_.batch_size, "train.sampling = \"", sampling_name(options_.sampling),
-              "\": the training pool (", pool_, " samples) is smaller than train.batch_size (",
-              options_.batch_size, ")");
+  const std::string sampling = "train.sampling = \"" + sampling_name(options_.sampling) + "\"";
+  if (pool_ <= 0) {
+    throw ConfigError::text(
+        "", "train.sampling",
+        sampling + ": task '" + task_.info().name + "' has no fixed training pool; use \"iid\"");
+  }
+  if (pool_ < options_.batch_size) {
+    throw ConfigError::text("", "train.sampling",
+                            sampling + ": the training pool (" + std::to_string(pool_) +
+                                " samples) is smaller than train.batch_size (" +
+                                std::to_string(options_.batch_size) + ")");
+  }
 }
 
 void BatchSampler::start_epoch(int64_t epoch) {

@@ -100,8 +100,8 @@ Trainer::StepOutcome Trainer::step_once() {
   auto total = loss;
   for (const auto& kv : out.aux_losses) {
     auto it = config_.loss_coefs.find(kv.first);
-    TORCH_CHECK(it != config_.loss_coefs.end(), "router produced aux loss '", kv.first,
-                "' that has no coefficient in [loss]");
+    TORCH_INTERNAL_ASSERT(it != config_.loss_coefs.end(), "a router returned aux loss '", kv.first,
+                          "', which no router declares (RouterImpl::aux_losses)");
     if (it->second != 0) total = total + it->second * kv.second;
   }
   sampler_->record_routing(out.traces, batch);

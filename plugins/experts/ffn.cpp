@@ -1,5 +1,6 @@
 #include "plugins/experts/ffn.h"
 
+#include "core/config_error.h"
 #include "core/grouped_ffn.h"
 
 #include <torch/torch.h>
@@ -51,12 +52,13 @@ void FFNExpertsImpl::upcycle(const torch::Tensor& up_w, const torch::Tensor& up_
     return dense.defined() && dense.sizes() == bank.sizes().slice(1);
   };
   if (!fits(up_w.t(), w1) || !fits(up_b, b1) || !fits(down_w.t(), w2) || !fits(down_b, b2)) {
-    throw std::invalid_argument(
+    throw ConfigError::text(
+        "", "train.upcycle_from",
         "train.upcycle_from: the dense FFN (up " + c10::str(up_w.sizes()) + ", down " +
-        c10::str(down_w.sizes()) + ") does not fit expert bank 'ffn' (per expert w1 " +
-        c10::str(w1.sizes().slice(1)) + ", w2 " + c10::str(w2.sizes().slice(1)) +
-        "): use the dense model's model.ffn_hidden as moe.experts.hidden and the same "
-        "activation");
+            c10::str(down_w.sizes()) + ") does not fit expert bank 'ffn' (per expert w1 " +
+            c10::str(w1.sizes().slice(1)) + ", w2 " + c10::str(w2.sizes().slice(1)) +
+            "): use the dense model's model.ffn_hidden as moe.experts.hidden and the same "
+            "activation");
   }
   torch::NoGradGuard no_grad;
   auto set = [&](torch::Tensor& target, const torch::Tensor& source, bool noisy) {
@@ -93,8 +95,9 @@ BankShape FFNExpertsImpl::shape(const PluginSpec& spec, const BankShapeContext& 
 void FFNExpertsImpl::refine(nlohmann::json& block, int64_t d_model, int64_t m) {
   const auto hidden = hidden_of(PluginSpec::from_block("experts", block), d_model);
   if (hidden % m != 0) {
-    throw std::invalid_argument("moe.experts.hidden " + std::to_string(hidden) +
-                                " is not divisible by granularity " + std::to_string(m));
+    throw ConfigError::value("", "moe.experts.hidden",
+                             "a multiple of granularity " + std::to_string(m),
+                             std::to_string(hidden));
   }
   block["hidden"] = hidden / m;
 }

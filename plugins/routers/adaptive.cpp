@@ -80,6 +80,12 @@ std::shared_ptr<RouterImpl> AdaptiveRouterImpl::create(const PluginSpec& spec,
                                                   .force_top1(spec.get<bool>("force_top1", false)));
 }
 
+std::vector<AuxLossDoc> AdaptiveRouterImpl::aux_losses() {
+  return {
+      {"balance", 1e-2, "the Switch balance loss N sum_i f_i P_i over the batch"},
+  };
+}
+
 std::vector<ParamDoc> AdaptiveRouterImpl::param_docs() {
   return with_ranges(
       {{"threshold", "0.1", "T: a token uses its top-2 experts when their gap <= T"},

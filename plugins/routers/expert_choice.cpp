@@ -79,6 +79,12 @@ std::optional<int64_t> ExpertChoiceRouterImpl::nominal_experts(const PluginSpec&
   return spec.get<int64_t>("k", ExpertChoiceRouterOptions(0, 0).k());
 }
 
+std::vector<AuxLossDoc> ExpertChoiceRouterImpl::aux_losses() {
+  return {
+      {"z", 1e-3, "the router z-loss, mean (logsumexp of the logits)^2"},
+  };
+}
+
 std::vector<ParamDoc> ExpertChoiceRouterImpl::param_docs() {
   return with_ranges(
       {{"k", "2", "mean experts per token the capacity is sized for"},

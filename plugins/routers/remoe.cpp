@@ -90,6 +90,13 @@ std::optional<int64_t> ReMoERouterImpl::nominal_experts(const PluginSpec& spec) 
   return spec.get<int64_t>("k", ReMoERouterOptions(0, 0).k());
 }
 
+std::vector<AuxLossDoc> ReMoERouterImpl::aux_losses() {
+  return {
+      {"l1", 1.0,
+       "multiplies the L1 penalty on the ReLU gates (its lambda adapts to the sparsity target)"},
+  };
+}
+
 std::vector<ParamDoc> ReMoERouterImpl::param_docs() {
   return with_ranges(
       {{"k", "2",

@@ -43,6 +43,7 @@ class ReMoERouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static std::vector<AuxLossDoc> aux_losses();
   /// Its k.
   static std::optional<int64_t> nominal_experts(const PluginSpec& spec);
   static constexpr bool kMaySkipTokens = true;

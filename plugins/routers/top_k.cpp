@@ -110,6 +110,13 @@ void TopKRouterImpl::refine(nlohmann::json& block, int64_t nominal, int64_t m) {
   if (m > 1 && !block.contains("normalize")) block["normalize"] = nominal > 1;
 }
 
+std::vector<AuxLossDoc> TopKRouterImpl::aux_losses() {
+  return {
+      {"balance", 1e-2, "the Switch balance loss N sum_i f_i P_i over the batch"},
+      {"z", 1e-3, "the router z-loss, mean (logsumexp of the logits)^2"},
+  };
+}
+
 std::vector<ParamDoc> TopKRouterImpl::param_docs() {
   return with_ranges(
       {{"k", "2", "experts per token (1 = Switch, 2 = GShard)"},

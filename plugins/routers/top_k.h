@@ -55,6 +55,7 @@ class TopKRouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static std::vector<AuxLossDoc> aux_losses();
   /// Its k.
   static std::optional<int64_t> nominal_experts(const PluginSpec& spec);
   /// k x m, keeping the base's gate normalisation (renormalised by default only for k >= 2,

@@ -80,6 +80,13 @@ std::shared_ptr<RouterImpl> TopPRouterImpl::create(const PluginSpec& spec,
                                               .max_experts(max_experts));
 }
 
+std::vector<AuxLossDoc> TopPRouterImpl::aux_losses() {
+  return {
+      {"balance", 1e-2, "the Switch balance loss N sum_i f_i P_i over the batch"},
+      {"entropy", 1e-4, "the routing entropy loss (mean entropy of the router probabilities)"},
+  };
+}
+
 std::vector<ParamDoc> TopPRouterImpl::param_docs() {
   return with_ranges(
       {{"threshold", "0.4",

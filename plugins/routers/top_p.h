@@ -43,6 +43,7 @@ class TopPRouterImpl : public RouterImpl {
 
   static std::shared_ptr<RouterImpl> create(const PluginSpec& spec, const LayerContext& ctx);
   static std::vector<ParamDoc> param_docs();
+  static std::vector<AuxLossDoc> aux_losses();
 
   torch::nn::Linear gate{nullptr};
   const TopPRouterOptions& options() const { return options_; }

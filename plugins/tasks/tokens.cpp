@@ -29,7 +29,8 @@ std::vector<std::string> files_at(const PluginSpec& spec, const std::string& key
   if (spec.params().at(key).is_string()) return {spec.get<std::string>(key, "")};
   auto files = spec.get<std::vector<std::string>>(key, {});
   if (files.empty()) {
-    spec.fail("parameter '" + key + "' expected a file or a non-empty array of files, got []");
+    throw ConfigError::value(spec.check().component(), key, "a file or a non-empty array of files",
+                             "[]");
   }
   return files;
 }
@@ -39,7 +40,7 @@ std::shared_ptr<const TokenFile> open_file(const PluginSpec& spec, const std::st
   try {
     return std::make_shared<const TokenFile>(TokenFile::open(path, format));
   } catch (const std::invalid_argument& e) {
-    spec.fail("parameter '" + key + "': " + e.what());
+    spec.fail(key, e.what());
   }
 }
 
@@ -116,14 +117,14 @@ TokensTask::Options TokensTask::read_options(const PluginSpec& spec) {
   if (!dir.empty()) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) {
-      spec.fail("parameter 'dir': '" + dir + "' " +
-                (fs::exists(dir, ec) ? "is not a directory" : "does not exist"));
+      spec.fail("dir",
+                "'" + dir + "' " + (fs::exists(dir, ec) ? "is not a directory" : "does not exist"));
     }
     const fs::path d(dir);
     tr = whole("dir", {(d / "train.bin").string()});
     const bool has_valid = fs::exists(d / "valid.bin", ec);
     if (!has_valid && !fs::exists(d / "val.bin", ec)) {
-      spec.fail("parameter 'dir': '" + dir + "' has neither valid.bin nor val.bin");
+      spec.fail("dir", "'" + dir + "' has neither valid.bin nor val.bin");
     }
     va = whole("dir", {(d / (has_valid ? "valid.bin" : "val.bin")).string()});
     if (fs::exists(d / "test.bin", ec)) te = whole("dir", {(d / "test.bin").string()});

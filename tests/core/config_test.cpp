@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config_error.h"
 #include "core/plugin_spec.h"
 #include "core/train/config.h"
 #include "tests/range_probes.h"
@@ -34,7 +35,8 @@ json with(const std::string& section, const std::string& key, const json& value)
 std::string refusal(const json& c) {
   try {
     ExperimentConfig::from_json(c, "c.toml");
-  } catch (const std::invalid_argument& e) {
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.file(), "c.toml") << e.what();
     return e.what();
   }
   return "";

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "core/config_error.h"
+
 namespace moe {
 namespace {
 
@@ -187,8 +189,8 @@ TEST(Transformer, SharedExpertsNeedABankWithAnFFNWidth) {
   try {
     Transformer{options};
     ADD_FAILURE() << "expected an error";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("moe.shared_experts"), std::string::npos) << e.what();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "moe.shared_experts") << e.what();
   }
 }
 

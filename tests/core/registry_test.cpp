@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "core/adapters.h"
 #include "core/data/task.h"
 #include "core/experts.h"
 #include "core/plugin_spec.h"
 #include "core/router.h"
+#include "core/train/config.h"
 #include "tests/test_util.h"
 
 namespace moe {
@@ -52,6 +54,38 @@ TEST(Registry, RouterFactsAreInTheRegistry) {
   nlohmann::json ec = {{"name", "expert_choice"}};
   router_registry().entry("expert_choice").facts.refine(ec, 2, 2);
   EXPECT_EQ(ec, (nlohmann::json{{"name", "expert_choice"}, {"k", 4}}));
+}
+
+TEST(Registry, LossCoefficientsAreTheRoutersDeclaredAuxLosses) {
+  // The [loss] keys and their defaults come from the registry (config.h names none).
+  std::map<std::string, double> defaults;
+  for (const auto& t : loss_terms()) defaults[t.name] = t.coefficient;
+  EXPECT_EQ(
+      defaults,
+      (std::map<std::string, double>{
+          {"balance", 1e-2}, {"balance_seq", 0.0}, {"entropy", 1e-4}, {"l1", 1.0}, {"z", 1e-3}}));
+  EXPECT_EQ(ExperimentConfig().loss_coefs, defaults);
+  const auto z = std::find_if(loss_terms().begin(), loss_terms().end(),
+                              [](const AuxLossDoc& d) { return d.name == "z"; });
+  ASSERT_NE(z, loss_terms().end());
+  EXPECT_NE(z->help.find("; routers: expert_choice, top_k"), std::string::npos) << z->help;
+
+  // A new router's loss is a new key; one name with two defaults is refused.
+  RouterRegistry r("router");
+  const auto add = [&](const std::string& name, std::vector<AuxLossDoc> (*losses)()) {
+    RouterFacts facts;
+    facts.aux_losses = losses;
+    r.add({name, "", {}, nullptr, {}, facts});
+  };
+  add("a", [] { return std::vector<AuxLossDoc>{{"mine", 0.5, "a loss"}}; });
+  add("b", [] { return std::vector<AuxLossDoc>{{"mine", 0.5, "a loss"}}; });
+  const auto terms = loss_terms_of(r);
+  ASSERT_EQ(terms.size(), 2u);
+  EXPECT_EQ(terms[1].name, "mine");
+  EXPECT_EQ(terms[1].help, "a loss; routers: a, b");
+  add("c", [] { return std::vector<AuxLossDoc>{{"mine", 2.0, "a loss"}}; });
+  expect_error([&] { loss_terms_of(r); },
+               "router 'c': aux loss 'mine' registered with default 2, another router with 0.5");
 }
 
 TEST(Registry, BankFactsAreInTheRegistry) {

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "core/config_error.h"
 #include "core/train/device.h"
 #include "core/train/trainer.h"
 #include "tests/test_util.h"
@@ -225,7 +226,11 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"gran.toml",
        head + "\"moe.experts\" = { name = \"ffn\", hidden = 30 }\n[grid]\n"
               "granularity = [1, 4]\n",
-       "gran.toml: axis 'granularity': moe.experts.hidden 30 is not divisible by granularity 4"},
+       "gran.toml: axis 'granularity': parameter 'moe.experts.hidden' expected a multiple of "
+       "granularity 4, got 30"},
+      // A grid key through a value: refused (it used to replace train.steps by a table).
+      {"through.toml", head + "[grid]\n\"train.steps.x\" = [1, 2]\n",
+       "through.toml: key 'train.steps.x': 'train.steps' is a value, not a table"},
       {"granp.toml", head + "\"moe.router\" = { name = \"top_p\" }\n[grid]\ngranularity = [2]\n",
        "granp.toml: axis 'granularity': router 'top_p' has no nominal experts per token to scale "
        "(routers with one: [expert_choice, remoe, "},
@@ -315,7 +320,8 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
       {"ckpt.toml", head + "\"train.checkpoint_minutes\" = -5.0\n",
        "parameter 'checkpoint_minutes' expected in [0, 1000000], got -5"},
       {"threads.toml", head + "threads = -2\n",
-       "'top level': parameter 'threads' expected an integer in [0, 4096], got -2"},
+       "threads.toml: trial 'b': top level: parameter 'threads' expected an integer in [0, 4096], "
+       "got -2"},
       {"lr.toml", head + "\"train.lr\" = 1e30\n",
        "lr.toml: trial 'b': section 'train': parameter 'lr' expected in (0, 10], got 1e+30"},
       {"layers.toml", head + "\"model.layers\" = 50000000\n",
@@ -327,9 +333,10 @@ TEST(SweepSpec, BadFilesAreRefusedAtPlanTime) {
     try {
       load_sweep(path);
       ADD_FAILURE() << c.file << ": accepted";
-    } catch (const std::invalid_argument& e) {
+    } catch (const ConfigError& e) {  // the configuration error type, naming the file
       const std::string what = e.what();
       EXPECT_NE(what.find(c.message), std::string::npos) << c.file << ": " << what;
+      EXPECT_EQ(std::filesystem::path(e.file()).filename(), c.file) << what;
       // The file is named once.
       const auto first = what.find(c.file);
       EXPECT_EQ(what.find(c.file, first + 1), std::string::npos) << what;

@@ -102,6 +102,13 @@ TEST_P(RouterContract, ValidRoutingGradientsDeterminismAndDouble) {
   auto r = router->forward(x);
   EXPECT_TRUE(torch::equal(x, x_copy)) << "router modified its input";
   expect_valid_routing(r, kT, !may_skip_tokens(name));
+  // Every aux loss it returns is one it declares (its [loss] key and default).
+  const auto declared = router_registry().entry(name).facts.aux_losses();
+  for (const auto& kv : r.aux_losses) {
+    EXPECT_TRUE(std::any_of(declared.begin(), declared.end(),
+                            [&](const AuxLossDoc& d) { return d.name == kv.first; }))
+        << "aux loss '" << kv.first << "' is not in its aux_losses()";
+  }
   routing_loss(r).backward();
   expect_all_grads(*router, name);
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/adapters.h"
+#include "core/config_error.h"
 #include "core/data/task.h"
 #include "core/experts.h"
 #include "core/plugin_spec.h"
@@ -82,7 +83,7 @@ void check_family(const R& registry, const std::string& family, int64_t* ranged)
         try {
           plan_check(family, trial(family, name, {{d.name, 0.5}}));
           ADD_FAILURE() << "takes a number but states no range";
-        } catch (const std::invalid_argument& e) {
+        } catch (const ConfigError& e) {
           EXPECT_NE(std::string(e.what()).find("'" + d.name + "'"), std::string::npos) << e.what();
         }
         continue;
@@ -96,9 +97,10 @@ void check_family(const R& registry, const std::string& family, int64_t* ranged)
           plan_check(family, trial(family, name, {{d.name, p.value}}));
           ADD_FAILURE() << p.why << " (" << p.value.dump() << ") is accepted; stated range "
                         << d.range.text();
-        } catch (const std::invalid_argument& e) {
+        } catch (const ConfigError& e) {
           EXPECT_NE(std::string(e.what()).find("parameter '" + d.name + "'"), std::string::npos)
               << p.why << ": " << e.what();
+          EXPECT_EQ(e.key(), d.name) << e.what();
         }
       }
       for (const auto& v : inside(d.range)) {
@@ -131,7 +133,11 @@ TEST(PluginRanges, RangeTextAndMembership) {
     check_ranges(PluginSpec("router", "top_k", {{"noise_std", 1e308}}),
                  router_registry().entry("top_k").params);
     FAIL();
-  } catch (const std::invalid_argument& e) {
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.component(), "router 'top_k'");
+    EXPECT_EQ(e.key(), "noise_std");
+    EXPECT_EQ(e.expected(), "in [0, 100] and < 1 with noise = jitter");
+    EXPECT_EQ(e.got(), "1e+308");
     EXPECT_EQ(std::string(e.what()),
               "router 'top_k': parameter 'noise_std' expected in [0, 100] and < 1 with noise = "
               "jitter, got 1e+308");
