@@ -47,12 +47,6 @@ std::string model_path(const std::string& db, const std::string& run_key) {
   return (std::filesystem::path(db).parent_path() / "models" / (run_key + ".pt")).string();
 }
 
-std::string eval_split(const std::string& option, double value) {
-  std::ostringstream s;
-  s << "test@" << option << "=" << value;
-  return s.str();
-}
-
 int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
                         const std::string& option, const std::vector<double>& values,
                         std::ostream& log) {
@@ -64,7 +58,7 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
     if (!row || row->status != results::RunStatus::kCompleted) continue;
     std::vector<double> todo;
     for (double v : values) {
-      if (!store.has_split(row->id, eval_split(option, v))) todo.push_back(v);
+      if (!store.has_reeval(row->id, option, v)) todo.push_back(v);
     }
     if (todo.empty()) continue;
     auto config =
@@ -98,18 +92,15 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
       for (auto& r : routers) r->set_inference_option(option, v);
       torch::manual_seed(config.seed);
       const auto r = evaluate(model, *task, Split::kTest, config.train.eval_batch_size, 0, device);
-      const auto split = eval_split(option, v);
-      write_eval(writer, config.train.steps, split, r, task->info());
-      writer.metric(config.train.steps, split, "option_value", v);
+      write_eval(writer, config.train.steps, MetricSplit::reeval(option, v), r, task->info());
       store.flush();
       ++written;
-      double k = 0;
-      for (double e : r.mean_experts()) k += e;
+      const double k = r.mean_experts_over_layers().value_or(0);
       std::ostringstream line;  // own stream: the caller's formatting flags stay untouched
       line << "  " << t.method << " seed " << t.seed << "  " << option << "=" << v << "  accuracy "
            << std::fixed << std::setprecision(4) << r.accuracy << "  experts/token "
-           << std::setprecision(2) << k / r.layers.size() << "  tokens/s " << std::setprecision(0)
-           << r.tokens_per_s << "\n";
+           << std::setprecision(2) << k << "  tokens/s " << std::setprecision(0) << r.tokens_per_s
+           << "\n";
       log << line.str();
     }
   }
@@ -123,7 +114,7 @@ int64_t evaluate_trials(const std::vector<Trial>& trials, const std::string& db,
 int eval_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "moe sweep eval: re-evaluate a sweep's trained models with a router inference option\n"
-      "set, on the test split, without retraining (stored as split test@OPTION=VALUE)\n\n"
+      "set, on the test split, without retraining (stored as split reeval, view reevals)\n\n"
       "Usage: moe sweep eval FILE [--db PATH] [--option NAME --values V1,V2,...]\n\n"
       "Defaults come from the sweep file's [evaluate] table. Values already stored are\n"
       "skipped. Needs the models saved by a run with keep_models = true.\n\nOptions");

@@ -3,7 +3,8 @@
 // threshold, adaptive gating's threshold or force_top1, ∞-MoE's sample count), without
 // retraining. Models come from results/models/<run_key>.pt next to the database (written
 // by the workers of a sweep with keep_models = true or an [evaluate] table).
-// Results go to the run's metrics and layer_stats under split "test@<option>=<value>".
+// Results go to the run's metrics and layer_stats under split 'reeval', with the option
+// and its value in their own columns (view reevals).
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -14,9 +15,6 @@ namespace moe {
 
 /// Where a sweep worker saves the trained model of a run.
 std::string model_path(const std::string& db, const std::string& run_key);
-
-/// "test@threshold=0.2": the split a re-evaluation is stored under.
-std::string eval_split(const std::string& option, double value);
 
 /// Re-evaluates every completed trial whose routers accept `option` at each value not
 /// stored yet. Returns the number of evaluations written; reports to `log`.

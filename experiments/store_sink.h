@@ -20,17 +20,17 @@ class StoreSink : public MetricSink {
             std::function<bool()> stop = {})
       : store_(store), run_id_(run_id), check_(std::move(check)), stop_(std::move(stop)) {}
 
-  void metric(int64_t step, const std::string& split, const std::string& name,
-              double value) override {
+  void metric(int64_t step, const MetricSplit& split, const std::string& name, double value,
+              const SeriesAt& at) override {
     if (check_) check_();
     const auto t = std::chrono::steady_clock::now();
-    store_.add_metric(run_id_, step, split, name, value);
+    store_.add_metric(run_id_, step, split.name, name, value, key(split, at));
     seconds_ += since(t);
   }
-  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
-                  double value) override {
+  void layer_stat(int64_t step, const MetricSplit& split, int64_t layer, const std::string& name,
+                  double value, const SeriesAt& at) override {
     const auto t = std::chrono::steady_clock::now();
-    store_.add_layer_stat(run_id_, step, split, layer, name, value);
+    store_.add_layer_stat(run_id_, step, split.name, layer, name, value, key(split, at));
     seconds_ += since(t);
   }
   void poll() override {
@@ -46,6 +46,9 @@ class StoreSink : public MetricSink {
   double seconds() const { return seconds_; }
 
  private:
+  static results::MetricKey key(const MetricSplit& split, const SeriesAt& at) {
+    return {at.item, at.level, split.option, split.option_value};
+  }
   static double since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }

@@ -21,22 +21,25 @@ class JsonlSink : public MetricSink {
   explicit JsonlSink(const std::string& path) : out_(path) {
     if (!out_) throw std::invalid_argument("--metrics '" + path + "': cannot write the file");
   }
-  void metric(int64_t step, const std::string& split, const std::string& name,
-              double value) override {
-    out_ << nlohmann::json{{"step", step}, {"split", split}, {"name", name}, {"value", value}}
-         << "\n";
+  void metric(int64_t step, const MetricSplit& split, const std::string& name, double value,
+              const SeriesAt& at) override {
+    write({{"step", step}, {"split", split.name}, {"name", name}, {"value", value}}, at);
   }
-  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
-                  double value) override {
-    out_ << nlohmann::json{{"step", step},
-                           {"split", split},
-                           {"layer", layer},
-                           {"name", name},
-                           {"value", value}}
-         << "\n";
+  void layer_stat(int64_t step, const MetricSplit& split, int64_t layer, const std::string& name,
+                  double value, const SeriesAt& at) override {
+    write(
+        {{"step", step}, {"split", split.name}, {"layer", layer}, {"name", name}, {"value", value}},
+        at);
   }
 
  private:
+  /// One line; an indexed series' item or level as its own field (the store's columns).
+  void write(nlohmann::json line, const SeriesAt& at) {
+    if (at.item) line["item"] = *at.item;
+    if (!at.level.empty()) line["level"] = at.level;
+    out_ << line << "\n";
+  }
+
   std::ofstream out_;
 };
 
@@ -47,8 +50,7 @@ std::string pct(double v) {
 }
 
 void print_summary(const Trainer& trainer, const TrainResult& r, std::ostream& out) {
-  auto& task = const_cast<Trainer&>(trainer).task();
-  const auto& info = task.info();
+  const auto& info = trainer.task().info();
   const auto& s = r.summary;
   out << "\n== summary: task " << info.name << ", "
       << (trainer.config().model.moe_every > 0
@@ -56,47 +58,39 @@ void print_summary(const Trainer& trainer, const TrainResult& r, std::ostream& o
                     ", " + std::to_string(trainer.config().moe.num_experts) + " experts"
               : std::string("dense FFN"))
       << ", device " << trainer.device().str() << "\n";
-  out << std::left << std::setw(26) << "test accuracy" << pct(s.at("test_accuracy")) << "\n";
+  out << std::left << std::setw(26) << "test accuracy" << pct(s.test_accuracy) << "\n";
   for (size_t i = 0; i < info.difficulty_levels.size(); ++i) {
     out << "  " << std::setw(24) << info.difficulty_levels[i] << pct(r.test.level_accuracy[i])
         << "  (n=" << r.test.level_count[i] << ")\n";
   }
-  out << std::setw(26) << "valid accuracy" << pct(s.at("valid_accuracy")) << "\n";
-  out << std::setw(26) << "test loss" << s.at("test_loss") << "\n";
-  if (s.count("test_perplexity"))
-    out << std::setw(26) << "test perplexity" << s.at("test_perplexity") << "\n";
+  out << std::setw(26) << "valid accuracy" << pct(s.valid_accuracy) << "\n";
+  out << std::setw(26) << "test loss" << s.test_loss << "\n";
+  if (s.test_perplexity) out << std::setw(26) << "test perplexity" << *s.test_perplexity << "\n";
   for (const auto& kv : info.notes) {
     out << kv.first << "  " << std::setprecision(4) << kv.second << "\n";
   }
-  out << std::setw(26) << "total params" << static_cast<int64_t>(s.at("total_params")) << "\n";
-  out << std::setw(26) << "trainable params" << static_cast<int64_t>(s.at("trainable_params"))
+  out << std::setw(26) << "total params" << s.total_params << "\n";
+  out << std::setw(26) << "trainable params" << s.trainable_params << "\n";
+  out << std::setw(26) << "active params/token" << static_cast<int64_t>(s.active_params) << "\n";
+  out << std::setw(26) << "  non-embedding total" << s.nonembed_total_params << "\n";
+  out << std::setw(26) << "  non-embedding active" << static_cast<int64_t>(s.nonembed_active_params)
       << "\n";
-  out << std::setw(26) << "active params/token" << static_cast<int64_t>(s.at("active_params"))
-      << "\n";
-  out << std::setw(26) << "  non-embedding total"
-      << static_cast<int64_t>(s.at("nonembed_total_params")) << "\n";
-  out << std::setw(26) << "  non-embedding active"
-      << static_cast<int64_t>(s.at("nonembed_active_params")) << "\n";
-  out << std::setw(26) << "FLOPs/token (forward)" << static_cast<int64_t>(s.at("flops_per_token"))
-      << "  (attention " << static_cast<int64_t>(s.at("flops_per_token/attention"))
-      << ", FFN/experts " << static_cast<int64_t>(s.at("flops_per_token/ffn")) << ", router "
-      << static_cast<int64_t>(s.at("flops_per_token/router")) << ", adapters "
-      << static_cast<int64_t>(s.at("flops_per_token/adapters")) << ", head "
-      << static_cast<int64_t>(s.at("flops_per_token/head")) << ")\n";
-  out << std::setw(26) << "train tokens/s" << static_cast<int64_t>(s.at("train_tokens_per_s"))
-      << "\n";
-  out << std::setw(26) << "eval tokens/s" << static_cast<int64_t>(s.at("eval_tokens_per_s"))
-      << "\n";
-  out << std::setw(26) << "model FLOP/s (train)" << s.at("model_flops_per_s")
-      << "  (3 x forward)\n";
-  if (s.at("peak_flops_per_s") > 0) {
-    out << std::setw(26) << "MFU" << 100.0 * s.at("mfu") << "%  of " << s.at("peak_flops_per_s")
+  const auto whole = [](double v) { return static_cast<int64_t>(v); };
+  out << std::setw(26) << "FLOPs/token (forward)" << whole(s.flops_per_token) << "  (attention "
+      << whole(s.flops.attention) << ", FFN/experts " << whole(s.flops.ffn) << ", router "
+      << whole(s.flops.router) << ", adapters " << whole(s.flops.adapters) << ", head "
+      << whole(s.flops.head) << ")\n";
+  out << std::setw(26) << "train tokens/s" << whole(s.train_tokens_per_s) << "\n";
+  out << std::setw(26) << "eval tokens/s" << whole(s.eval_tokens_per_s) << "\n";
+  out << std::setw(26) << "model FLOP/s (train)" << s.model_flops_per_s << "  (3 x forward)\n";
+  if (s.peak_flops_per_s > 0) {
+    out << std::setw(26) << "MFU" << 100.0 * s.mfu << "%  of " << s.peak_flops_per_s
         << " FLOP/s peak\n";
   } else {
     out << std::setw(26) << "MFU"
         << "unknown (no peak for this GPU: pass --peak-tflops)\n";
   }
-  out << std::setw(26) << "train time" << s.at("train_seconds") << " s\n";
+  out << std::setw(26) << "train time" << s.train_seconds << " s\n";
   const auto k = r.test.mean_experts();
   if (!k.empty()) {
     out << std::setw(26) << "experts/token per layer";
@@ -162,7 +156,7 @@ int train_command(const std::vector<std::string>& args) {
   print_summary(trainer, result, std::cout);
   if (!summary_path.empty()) {
     std::ofstream out(summary_path);
-    out << nlohmann::json(result.summary).dump(2) << "\n";
+    out << nlohmann::json(final_metrics(result.summary)).dump(2) << "\n";
   }
   return 0;
 }

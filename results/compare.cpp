@@ -86,7 +86,9 @@ std::vector<RunValues> read_runs(Db& db, const std::string& sweep, const std::st
 }
 
 /// Replaces each run's value by its per-layer statistic (NaN when it has none); the
-/// statistic names the sweep's runs have in that split go to `names`.
+/// statistic names the sweep's runs have in that split go to `names`. Only scalar
+/// statistics (one value per layer): indexed series ('load' per expert, 'experts_hist'
+/// per count, 'level_mean_experts' per level) have item or level set.
 void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
                        std::vector<RunValues>& runs, std::set<std::string>& names,
                        std::set<int64_t>& layers) {
@@ -94,17 +96,10 @@ void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
     auto s = db.prepare(
         "SELECT DISTINCT l.name, l.layer FROM layer_stats l JOIN runs r ON r.id = l.run_id AND "
         "l.attempt = r.attempts WHERE r.status = 'completed' AND coalesce(r.sweep, '') = ?1 AND "
-        "l.split = ?2");
+        "l.split = ?2 AND l.item IS NULL AND l.level IS NULL");
     s.bind(1, sweep).bind(2, lm.split);
     while (s.step()) {
-      // Histogram bins (experts_hist/0, /1, ...) are listed once, as experts_hist/N.
-      std::string name = s.get_text(0);
-      const auto slash = name.rfind('/');
-      if (slash != std::string::npos && slash + 1 < name.size() &&
-          name.find_first_not_of("0123456789", slash + 1) == std::string::npos) {
-        name = name.substr(0, slash + 1) + "N";
-      }
-      names.insert(name);
+      names.insert(s.get_text(0));
       if (s.get_text(0) == lm.name) layers.insert(s.get_int(1));
     }
   }
@@ -118,7 +113,8 @@ void read_layer_values(Db& db, const std::string& sweep, const LayerMetric& lm,
       "SELECT l.run_id, l.layer, l.value, l.value_text FROM layer_stats l JOIN runs r ON r.id = "
       "l.run_id AND "
       "l.attempt = r.attempts WHERE r.status = 'completed' AND coalesce(r.sweep, '') = ?1 AND "
-      "l.split = ?2 AND l.name = ?3 AND l.step = (SELECT max(l2.step) FROM layer_stats l2 WHERE "
+      "l.split = ?2 AND l.name = ?3 AND l.item IS NULL AND l.level IS NULL AND "
+      "l.step = (SELECT max(l2.step) FROM layer_stats l2 WHERE "
       "l2.run_id = l.run_id AND l2.attempt = l.attempt AND l2.split = l.split AND l2.name = "
       "l.name) ORDER BY l.run_id, l.layer");
   s.bind(1, sweep).bind(2, lm.split).bind(3, lm.name);
@@ -227,8 +223,8 @@ Comparison compare_methods(const std::string& db_path, const std::string& sweep_
     throw std::invalid_argument("--direction: expected one of [auto, higher, lower], got '" +
                                 direction + "'");
   }
+  detail::bring_to_current_schema(db_path);
   Db db(db_path, true);
-  detail::require_current_schema(db);
   if (layer && layer->reduce != "mean" && layer->reduce != "max") {
     throw std::invalid_argument("--layer-reduce: expected one of [mean, max], got '" +
                                 layer->reduce + "'");

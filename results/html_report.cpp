@@ -386,8 +386,8 @@ std::string write_report(const ReportOptions& opt) {
   if (!std::filesystem::exists(opt.db)) {
     throw DbError("database '" + opt.db + "': no such file (run a sweep first)");
   }
+  detail::bring_to_current_schema(opt.db);
   Db db(opt.db, true);
-  detail::require_current_schema(db);
   std::vector<std::string> known;
   {
     auto s = db.prepare("SELECT DISTINCT coalesce(sweep, '') FROM runs ORDER BY 1");

@@ -16,9 +16,10 @@ void require_gnuplot();
 void run_gnuplot(const std::string& base, const std::string& body);
 /// A label gnuplot can use as a column header (spaces and quotes -> '_').
 std::string sanitize(std::string label);
-/// Throws, saying how to migrate, when a database opened read-only is older than this
-/// moe-lab's schema (readers never migrate).
-void require_current_schema(Db& db);
+/// Migrates the database at path when it is older than this moe-lab's schema (in one
+/// transaction, keeping its data; a note on stderr), so every reader opens databases of
+/// earlier versions. Throws when it is no moe-lab database or cannot be written.
+void bring_to_current_schema(const std::string& path);
 /// Checks gnuplot and the database, creates out_dir, opens the database read-only.
 Db open_for_plot(const std::string& db_path, const std::string& out_dir);
 /// A tic label for `set xtics ('label' pos)`: gnuplot reads it as a format (% -> %%) in

@@ -191,9 +191,9 @@ std::string plot_layers(const std::string& db_path, const std::string& sweep,
   dat.close();
   // Heatmap rows: method/layer; columns: share of tokens using n experts.
   auto h = db.prepare(
-      "SELECT r.method, l.layer, CAST(substr(l.name, 14) AS INTEGER) AS n, avg(l.value) "
+      "SELECT r.method, l.layer, l.item AS n, avg(l.value) "
       "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
-      "WHERE l.split = 'test' AND l.name LIKE 'experts_hist/%' AND (?1 = '' OR r.sweep = ?1) "
+      "WHERE l.split = 'test' AND l.name = 'experts_hist' AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, n ORDER BY r.method, l.layer, n");
   h.bind(1, sweep);
   const auto grid = read_heatmap(h);
@@ -222,9 +222,9 @@ std::string plot_load(const std::string& db_path, const std::string& sweep,
   const std::string base = (std::filesystem::path(out_dir) / "load").string();
   // Share of selected slots per expert at the test evaluation, mean over seeds.
   auto h = db.prepare(
-      "SELECT r.method, l.layer, CAST(substr(l.name, 6) AS INTEGER) AS e, avg(l.value) "
+      "SELECT r.method, l.layer, l.item AS e, avg(l.value) "
       "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
-      "WHERE l.split = 'test' AND l.name LIKE 'load/%' AND r.status = 'completed' "
+      "WHERE l.split = 'test' AND l.name = 'load' AND r.status = 'completed' "
       "AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, e ORDER BY r.method, l.layer, e");
   h.bind(1, sweep);
@@ -364,10 +364,10 @@ std::string plot_difficulty(const std::string& db_path, const std::string& sweep
   // Test accuracy per difficulty level, mean over the seeds of each method; levels keep
   // the task's order (first appearance).
   auto s = db.prepare(
-      "SELECT r.method, substr(m.name, 10) AS level, avg(m.value), min(m.rowid) AS o "
+      "SELECT r.method, m.level, avg(m.value), min(m.rowid) AS o "
       "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
-      "WHERE m.split = 'test' AND m.name LIKE 'accuracy/%' AND r.status = 'completed' "
-      "AND (?1 = '' OR r.sweep = ?1) GROUP BY r.method, level ORDER BY r.method, o");
+      "WHERE m.split = 'test' AND m.name = 'level_accuracy' AND r.status = 'completed' "
+      "AND (?1 = '' OR r.sweep = ?1) GROUP BY r.method, m.level ORDER BY r.method, o");
   s.bind(1, sweep);
   std::map<std::string, std::vector<std::pair<std::string, double>>> per_method;
   std::vector<std::string> levels;

@@ -69,9 +69,9 @@ std::string plot_routing(const std::string& db_path, const std::string& sweep,
   const std::string base = (std::filesystem::path(out_dir) / "routing").string();
   // Load share per (method, layer, expert) at each validation evaluation, mean over seeds.
   auto h = db.prepare(
-      "SELECT r.method, l.layer, CAST(substr(l.name, 6) AS INTEGER) AS e, l.step, avg(l.value) "
+      "SELECT r.method, l.layer, l.item AS e, l.step, avg(l.value) "
       "FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts "
-      "WHERE l.split = 'valid' AND l.name LIKE 'load/%' AND r.status = 'completed' "
+      "WHERE l.split = 'valid' AND l.name = 'load' AND r.status = 'completed' "
       "AND (?1 = '' OR r.sweep = ?1) "
       "GROUP BY r.method, l.layer, e, l.step ORDER BY r.method, l.layer, e, l.step");
   h.bind(1, sweep);
@@ -179,18 +179,17 @@ std::string plot_reevals(const std::string& db_path, const std::string& sweep,
   Db db = open_for_plot(db_path, out_dir);
   const std::string base = (std::filesystem::path(out_dir) / "reevals").string();
   auto s = db.prepare(
-      "SELECT r.method, m.split, max(CASE WHEN m.name = 'option_value' THEN m.value END), "
+      "SELECT r.method, m.option, m.option_value, "
       "max(CASE WHEN m.name = 'accuracy' THEN m.value END), "
       "max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) "
-      "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts WHERE m.split LIKE "
-      "'test@%' "
-      "AND (?1 = '' OR r.sweep = ?1) GROUP BY m.run_id, m.split");
+      "FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
+      "WHERE m.split = 'reeval' AND (?1 = '' OR r.sweep = ?1) "
+      "GROUP BY m.run_id, m.option, m.option_value ORDER BY m.run_id, m.option_value");
   s.bind(1, sweep);
   std::map<std::string, std::map<double, std::pair<double, int>>> acc, tps;
   std::string option;
   while (s.step()) {
-    const auto split = s.get_text(1);
-    option = split.substr(5, split.find('=') - 5);
+    option = s.get_text(1);
     auto& a = acc[s.get_text(0)][s.get_double(2)];
     a.first += s.get_double(3), a.second += 1;
     auto& t = tps[s.get_text(0)][s.get_double(2)];  // latency: ms per 1000 tokens

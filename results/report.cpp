@@ -14,6 +14,7 @@
 
 #include "results/compare.h"
 #include "results/plot_util.h"
+#include "results/schema.sql.h"
 #include "results/store.h"
 
 namespace moe::results {
@@ -98,27 +99,34 @@ std::string sanitize(std::string label) {
   return label;
 }
 
-void require_current_schema(Db& db) {
-  auto v = db.prepare("PRAGMA user_version");
-  v.step();
-  const int64_t version = v.get_int(0);
-  if (version < kSchemaVersion) {
-    throw DbError("database '" + db.path() + "' has schema version " + std::to_string(version) +
-                  " of " + std::to_string(kSchemaVersion) +
-                  "; readers never migrate: any command that writes to it (e.g. moe sweep "
-                  "status FILE --db " +
-                  db.path() + ") migrates it, keeping its data");
+void bring_to_current_schema(const std::string& path) {
+  int64_t version = 0;
+  {
+    Db check(path, true);
+    auto v = check.prepare("PRAGMA user_version");
+    v.step();
+    version = v.get_int(0);
   }
+  if (version >= kSchemaVersion) return;
+  if (version < 1) {
+    throw DbError("database '" + path + "' is no moe-lab results database (schema version 0)");
+  }
+  try {
+    Store migrate(path);
+  } catch (const DbError& e) {
+    throw DbError("database '" + path + "' has schema version " + std::to_string(version) + " of " +
+                  std::to_string(kSchemaVersion) + " and could not be migrated here (" + e.what() +
+                  "); copy it somewhere writable");
+  }
+  std::cerr << "moe: migrated database '" << path << "' from schema version " << version << " to "
+            << kSchemaVersion << " (its data kept; results/README.md)\n";
 }
 
 Db open_for_plot(const std::string& db_path, const std::string& out_dir) {
   require_gnuplot();
   if (!std::filesystem::exists(db_path)) throw DbError("database '" + db_path + "': no such file");
   std::filesystem::create_directories(out_dir);
-  {
-    Db check(db_path, true);
-    require_current_schema(check);
-  }
+  bring_to_current_schema(db_path);
   return Db(db_path, true);  // Db is neither copyable nor movable
 }
 
@@ -133,22 +141,11 @@ void run_query(const std::string& db_path, const std::string& sql, QueryFormat f
   if (!std::filesystem::exists(db_path)) {
     throw DbError("database '" + db_path + "': no such file (run a sweep first)");
   }
+  detail::bring_to_current_schema(db_path);
   Db db(db_path, /*read_only=*/true);
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
   if (sqlite3_prepare_v2(db.handle(), sql.c_str(), -1, &raw, &tail) != SQLITE_OK) {
-    const std::string why = sqlite3_errmsg(db.handle());
-    int64_t version = kSchemaVersion;
-    if (why.find("no such table") != std::string::npos) {
-      auto v = db.prepare("PRAGMA user_version");
-      if (v.step()) version = v.get_int(0);
-    }
-    if (version < kSchemaVersion) {  // queries are read-only, so they never migrate
-      throw DbError("database '" + db_path + "': cannot run query: " + why +
-                    " (the file has schema version " + std::to_string(version) + " of " +
-                    std::to_string(kSchemaVersion) +
-                    "; any command that writes to it, e.g. moe sweep status, migrates it)");
-    }
     db.fail("cannot run query");
   }
   Stmt stmt(db, raw);
@@ -269,21 +266,24 @@ int64_t merge_databases(const std::string& out, const std::vector<std::string>& 
           " FROM src.runs WHERE id IN (SELECT src_id FROM take)");
       // Only the rows of each run's current attempt (before version 3: all of them).
       const std::string current = version >= 3 ? " AND x.attempt = s.attempts" : "";
-      db.exec(
-          "INSERT INTO main.metrics(run_id, step, split, name, value, value_text, attempt) "
-          "SELECT m.id, x.step, x.split, x.name, x.value, x.value_text, m.attempts "
-          "FROM src.metrics x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key = "
-          "s.run_key "
-          "WHERE x.run_id IN (SELECT src_id FROM take)" +
-          current);
+      // The series columns (version 6); older rows are normalised below.
+      const std::string keys = version >= 6 ? ", item, level, option, option_value" : "";
+      const std::string x_keys = version >= 6 ? ", x.item, x.level, x.option, x.option_value" : "";
+      db.exec("INSERT INTO main.metrics(run_id, step, split, name, value, value_text, attempt" +
+              keys + ") SELECT m.id, x.step, x.split, x.name, x.value, x.value_text, m.attempts" +
+              x_keys +
+              " FROM src.metrics x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON "
+              "m.run_key = s.run_key WHERE x.run_id IN (SELECT src_id FROM take)" +
+              current);
       db.exec(
           "INSERT INTO main.layer_stats(run_id, step, split, layer, name, value, value_text, "
-          "attempt) SELECT m.id, x.step, x.split, x.layer, x.name, x.value, x.value_text, "
-          "m.attempts "
-          "FROM src.layer_stats x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON m.run_key "
-          "= s.run_key "
-          "WHERE x.run_id IN (SELECT src_id FROM take)" +
+          "attempt" +
+          keys + ") SELECT m.id, x.step, x.split, x.layer, x.name, x.value, x.value_text, " +
+          "m.attempts" + x_keys +
+          " FROM src.layer_stats x JOIN src.runs s ON s.id = x.run_id JOIN main.runs m ON "
+          "m.run_key = s.run_key WHERE x.run_id IN (SELECT src_id FROM take)" +
           current);
+      if (version < 6) db.exec(kNormalizeV6);
       {
         auto n = db.prepare("SELECT count(*) FROM take");
         n.step();

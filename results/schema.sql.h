@@ -82,6 +82,55 @@ CREATE TABLE selections(
 ) STRICT;
 )SQL";
 
+/// Version 6: indexed series in columns, not in names. Every metric and layer-statistic row
+/// gains item (the expert of 'load', the experts-used count of 'experts_hist'), level (the
+/// difficulty level of 'level_accuracy' and 'level_mean_experts'), option and option_value
+/// (split 'reeval': the inference option a re-evaluation set). kNormalizeV6 then moves the
+/// rows of earlier versions there.
+inline constexpr const char* kMigrateV6 = R"SQL(
+ALTER TABLE metrics ADD COLUMN item INTEGER;
+ALTER TABLE metrics ADD COLUMN level TEXT;
+ALTER TABLE metrics ADD COLUMN option TEXT;
+ALTER TABLE metrics ADD COLUMN option_value REAL;
+ALTER TABLE layer_stats ADD COLUMN item INTEGER;
+ALTER TABLE layer_stats ADD COLUMN level TEXT;
+ALTER TABLE layer_stats ADD COLUMN option TEXT;
+ALTER TABLE layer_stats ADD COLUMN option_value REAL;
+CREATE INDEX metrics_reeval ON metrics(run_id, option, option_value) WHERE split = 'reeval';
+)SQL";
+
+/// Rows written before version 6 (indices in names: 'load/3', 'experts_hist/2',
+/// 'accuracy/depth 2', 'mean_experts/depth 2'; re-evaluations in split 'test@K=2' with an
+/// 'option_value' row) in the version-6 form. Touches only such rows: run again after
+/// `moe merge` copies rows from an older database. The only place a name is parsed.
+inline constexpr const char* kNormalizeV6 = R"SQL(
+UPDATE layer_stats SET item = CAST(substr(name, 6) AS INTEGER), name = 'load'
+  WHERE name GLOB 'load/[0-9]*';
+UPDATE layer_stats SET item = CAST(substr(name, 14) AS INTEGER), name = 'experts_hist'
+  WHERE name GLOB 'experts_hist/[0-9]*';
+UPDATE metrics SET level = substr(name, 10), name = 'level_accuracy' WHERE name GLOB 'accuracy/*';
+UPDATE metrics SET level = substr(name, 14), name = 'level_mean_experts'
+  WHERE name GLOB 'mean_experts/*';
+UPDATE layer_stats SET level = substr(name, 14), name = 'level_mean_experts'
+  WHERE name GLOB 'mean_experts/*';
+UPDATE metrics SET option = substr(split, 6, instr(split, '=') - 6),
+  option_value = coalesce(
+    (SELECT o.value FROM metrics o WHERE o.run_id = metrics.run_id AND o.split = metrics.split
+       AND o.attempt = metrics.attempt AND o.name = 'option_value'),
+    CAST(substr(split, instr(split, '=') + 1) AS REAL))
+  WHERE split GLOB 'test@*=*';
+UPDATE layer_stats SET option = substr(split, 6, instr(split, '=') - 6),
+  option_value = coalesce(
+    (SELECT o.value FROM metrics o WHERE o.run_id = layer_stats.run_id
+       AND o.split = layer_stats.split AND o.attempt = layer_stats.attempt
+       AND o.name = 'option_value'),
+    CAST(substr(split, instr(split, '=') + 1) AS REAL))
+  WHERE split GLOB 'test@*=*';
+DELETE FROM metrics WHERE split GLOB 'test@*=*' AND name = 'option_value';
+UPDATE metrics SET split = 'reeval' WHERE split GLOB 'test@*=*';
+UPDATE layer_stats SET split = 'reeval' WHERE split GLOB 'test@*=*';
+)SQL";
+
 /// Version 4: non-embedding parameter counts in final / by_method, the pareto view on
 /// non-embedding active parameters, and the paired view (views only).
 ///
@@ -163,9 +212,7 @@ FROM layer_stats l JOIN runs r ON r.id = l.run_id AND l.attempt = r.attempts
 WHERE l.split = 'test'
 GROUP BY l.run_id, l.layer;
 CREATE VIEW reevals AS
-SELECT r.sweep, r.method, r.seed, r.run_key,
-  substr(m.split, 6, instr(m.split, '=') - 6) AS option,
-  max(CASE WHEN m.name = 'option_value' THEN m.value END) AS value,
+SELECT r.sweep, r.method, r.seed, r.run_key, m.option, m.option_value AS value,
   max(CASE WHEN m.name = 'accuracy' THEN m.value END) AS test_accuracy,
   max(CASE WHEN m.name = 'loss' THEN m.value END) AS test_loss,
   max(CASE WHEN m.name = 'mean_experts' THEN m.value END) AS mean_experts,
@@ -174,8 +221,8 @@ SELECT r.sweep, r.method, r.seed, r.run_key,
   max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) AS tokens_per_s,
   max(CASE WHEN m.name = 'difficulty_spearman' THEN m.value END) AS difficulty_spearman
 FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts
-WHERE m.split LIKE 'test@%'
-GROUP BY m.run_id, m.split;
+WHERE m.split = 'reeval'
+GROUP BY m.run_id, m.option, m.option_value;
 
 CREATE VIEW paired AS
 SELECT sweep, method, baseline, n, n - 1 AS df,

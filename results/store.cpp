@@ -38,6 +38,25 @@ void bind_value(Stmt& s, int value_col, double v) {
   }
 }
 
+/// item, level, option, option_value at columns col .. col + 3 (NULL where unset).
+void bind_key(Stmt& s, int col, const MetricKey& key) {
+  if (key.item) {
+    s.bind(col, *key.item);
+  } else {
+    s.bind_null(col);
+  }
+  if (key.level.empty()) {
+    s.bind_null(col + 1);
+  } else {
+    s.bind(col + 1, key.level);
+  }
+  if (key.option.empty()) {
+    s.bind_null(col + 2).bind_null(col + 3);
+  } else {
+    s.bind(col + 2, key.option).bind(col + 3, key.option_value);
+  }
+}
+
 std::string hash_hex(const std::string& text) {
   std::ostringstream out;
   out << std::hex << std::hash<std::string>{}(text);
@@ -84,6 +103,10 @@ void Store::migrate() {
   if (version < 1) db_->exec(kTablesV1);
   if (version < 3) db_->exec(kMigrateV3);
   if (version < 5) db_->exec(kMigrateV5);
+  if (version < 6) {
+    db_->exec(kMigrateV6);
+    db_->exec(kNormalizeV6);
+  }
   if (version < kSchemaVersion) {
     db_->exec(kViews);
     db_->exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
@@ -318,23 +341,24 @@ bool Store::finish_run(int64_t run_id, RunStatus status, const std::string& erro
 }
 
 void Store::add_metric(int64_t run_id, int64_t step, const std::string& split,
-                       const std::string& name, double value) {
-  metric_buffer_.push_back({run_id, step, -1, split, name, value});
+                       const std::string& name, double value, const MetricKey& key) {
+  metric_buffer_.push_back({run_id, step, -1, split, name, value, key});
   if (metric_buffer_.size() + layer_buffer_.size() >= 200) flush();
 }
 
 void Store::add_layer_stat(int64_t run_id, int64_t step, const std::string& split, int64_t layer,
-                           const std::string& name, double value) {
-  layer_buffer_.push_back({run_id, step, layer, split, name, value});
+                           const std::string& name, double value, const MetricKey& key) {
+  layer_buffer_.push_back({run_id, step, layer, split, name, value, key});
   if (metric_buffer_.size() + layer_buffer_.size() >= 200) flush();
 }
 
-bool Store::has_split(int64_t run_id, const std::string& split) {
+bool Store::has_reeval(int64_t run_id, const std::string& option, double value) {
   flush();
   auto s = db_->prepare(
       "SELECT 1 FROM metrics m JOIN runs r ON r.id = m.run_id AND m.attempt = r.attempts "
-      "WHERE m.run_id = ?1 AND m.split = ?2 LIMIT 1");
-  s.bind(1, run_id).bind(2, split);
+      "WHERE m.run_id = ?1 AND m.split = 'reeval' AND m.option = ?2 AND m.option_value = ?3 "
+      "LIMIT 1");
+  s.bind(1, run_id).bind(2, option).bind(3, value);
   return s.step();
 }
 
@@ -357,8 +381,8 @@ void Store::flush() {
     }
   }
   auto m = db_->prepare(
-      "INSERT INTO metrics(run_id, step, split, name, value, value_text, attempt) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      "INSERT INTO metrics(run_id, step, split, name, value, value_text, attempt, item, level, "
+      "option, option_value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
   for (const auto& r : metric_buffer_) {
     m.bind(1, r.run_id)
         .bind(2, r.step)
@@ -366,12 +390,14 @@ void Store::flush() {
         .bind(4, r.name)
         .bind(7, attempts[r.run_id]);
     bind_value(m, 5, r.value);
+    bind_key(m, 8, r.key);
     m.step();
     m.reset();
   }
   auto l = db_->prepare(
-      "INSERT INTO layer_stats(run_id, step, split, layer, name, value, value_text, attempt) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+      "INSERT INTO layer_stats(run_id, step, split, layer, name, value, value_text, attempt, "
+      "item, level, option, option_value) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   for (const auto& r : layer_buffer_) {
     l.bind(1, r.run_id)
         .bind(2, r.step)
@@ -380,6 +406,7 @@ void Store::flush() {
         .bind(5, r.name)
         .bind(8, attempts[r.run_id]);
     bind_value(l, 6, r.value);
+    bind_key(l, 9, r.key);
     l.step();
     l.reset();
   }

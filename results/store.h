@@ -17,7 +17,18 @@
 
 namespace moe::results {
 
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
+
+/// Where a metric or layer-statistic row sits beyond (split, name), in columns: `item`, the
+/// index within an indexed series (the expert of 'load', the experts-used count of
+/// 'experts_hist'); `level`, the difficulty level ('level_accuracy', 'level_mean_experts');
+/// for split 'reeval', the inference option and its value. Empty = NULL.
+struct MetricKey {
+  std::optional<int64_t> item;
+  std::string level;
+  std::string option;
+  double option_value = 0;
+};
 
 struct RunSpec {
   std::string run_key, sweep, method, config_json;
@@ -119,12 +130,12 @@ class Store {
   int64_t attempt_of(int64_t run_id);
 
   void add_metric(int64_t run_id, int64_t step, const std::string& split, const std::string& name,
-                  double value);
+                  double value, const MetricKey& key = {});
   void add_layer_stat(int64_t run_id, int64_t step, const std::string& split, int64_t layer,
-                      const std::string& name, double value);
+                      const std::string& name, double value, const MetricKey& key = {});
   void flush();
-  /// Whether the run has any metric in this split (e.g. a re-evaluation "test@threshold=0.2").
-  bool has_split(int64_t run_id, const std::string& split);
+  /// Whether the run's current attempt was re-evaluated at option = value (split 'reeval').
+  bool has_reeval(int64_t run_id, const std::string& option, double value);
 
   Db& db() { return *db_; }
 
@@ -135,6 +146,7 @@ class Store {
     int64_t run_id, step, layer;
     std::string split, name;
     double value;
+    MetricKey key;
   };
   std::vector<Row> metric_buffer_, layer_buffer_;
   std::map<int64_t, int64_t> attempt_;  ///< run id -> the attempt this Store writes

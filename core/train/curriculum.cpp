@@ -11,8 +11,8 @@ std::vector<int64_t> curriculum_order(const torch::Tensor& complexity, double ep
   TORCH_CHECK(complexity.dim() == 2, "curriculum: expected complexity [N, L], got ",
               complexity.sizes());
   const int64_t n = complexity.size(0);
-  TORCH_CHECK(static_cast<int64_t>(base.size()) == n, "curriculum: base order has ",
-              base.size(), " ids for ", n, " samples");
+  TORCH_CHECK(static_cast<int64_t>(base.size()) == n, "curriculum: base order has ", base.size(),
+              " ids for ", n, " samples");
   if (n == 0) return {};
   auto c = complexity.to(torch::kCPU, torch::kDouble).contiguous();
   auto l1 = c.abs().sum(1);

@@ -26,6 +26,13 @@ std::vector<double> EvalResult::mean_experts() const {
   return out;
 }
 
+std::optional<double> EvalResult::mean_experts_over_layers() const {
+  if (layers.empty()) return std::nullopt;
+  double k = 0;
+  for (double v : mean_experts()) k += v;
+  return k / static_cast<double>(layers.size());
+}
+
 torch::Tensor task_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), targets.reshape({-1}),

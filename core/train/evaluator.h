@@ -4,6 +4,7 @@
 #include <torch/types.h>
 
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,10 @@ struct EvalResult {
   /// the first evaluation).
   std::vector<double> fluctuation;
 
+  /// Mean experts per token of each MoE layer.
   std::vector<double> mean_experts() const;
+  /// Their mean over the MoE layers; none for a dense model.
+  std::optional<double> mean_experts_over_layers() const;
 };
 
 /// Per layer, the share of probe tokens whose top-1 expert differs between two

@@ -2,7 +2,7 @@
 
 namespace moe {
 
-void write_eval(MetricSink& sink, int64_t step, const std::string& split, const EvalResult& r,
+void write_eval(MetricSink& sink, int64_t step, const MetricSplit& split, const EvalResult& r,
                 const TaskInfo& info) {
   sink.metric(step, split, "loss", r.loss);
   sink.metric(step, split, "accuracy", r.accuracy);
@@ -11,26 +11,24 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
   sink.metric(step, split, "nonembed_active_params", r.nonembed_active_params);
   sink.metric(step, split, "tokens_per_s", r.tokens_per_s);
   sink.metric(step, split, "flops_per_token", r.flops_per_token);
-  if (!r.layers.empty()) {
-    double k = 0;
-    for (double v : r.mean_experts()) k += v;
-    sink.metric(step, split, "mean_experts", k / r.layers.size());
-  }
+  if (const auto k = r.mean_experts_over_layers()) sink.metric(step, split, "mean_experts", *k);
   const auto& levels = info.difficulty_levels;
   for (size_t i = 0; i < levels.size(); ++i) {
-    sink.metric(step, split, "accuracy/" + levels[i], r.level_accuracy[i]);
+    sink.metric(step, split, "level_accuracy", r.level_accuracy[i], {std::nullopt, levels[i]});
   }
   if (!r.level_experts_all.empty()) {
     sink.metric(step, split, "difficulty_spearman", r.difficulty_spearman);
     for (size_t i = 0; i < levels.size(); ++i) {
-      sink.metric(step, split, "mean_experts/" + levels[i], r.level_experts_all[i]);
+      sink.metric(step, split, "level_mean_experts", r.level_experts_all[i],
+                  {std::nullopt, levels[i]});
     }
   }
   for (size_t l = 0; l < r.level_experts.size(); ++l) {
     const auto layer = static_cast<int64_t>(l);
     sink.layer_stat(step, split, layer, "difficulty_spearman", r.layer_difficulty_spearman[l]);
     for (size_t i = 0; i < levels.size(); ++i) {
-      sink.layer_stat(step, split, layer, "mean_experts/" + levels[i], r.level_experts[l][i]);
+      sink.layer_stat(step, split, layer, "level_mean_experts", r.level_experts[l][i],
+                      {std::nullopt, levels[i]});
     }
   }
   for (size_t l = 0; l < r.layers.size(); ++l) {
@@ -56,11 +54,11 @@ void write_eval(MetricSink& sink, int64_t step, const std::string& split, const 
     for (const auto& kv : st.statistics()) sink.layer_stat(step, split, layer, kv.first, kv.second);
     const auto load = st.load_fraction();
     for (size_t e = 0; e < load.size(); ++e) {
-      sink.layer_stat(step, split, layer, "load/" + std::to_string(e), load[e]);
+      sink.layer_stat(step, split, layer, "load", load[e], {static_cast<int64_t>(e), ""});
     }
     for (size_t k = 0; k < st.histogram.size(); ++k) {
-      sink.layer_stat(step, split, layer, "experts_hist/" + std::to_string(k),
-                      st.tokens ? st.histogram[k] / st.tokens : 0.0);
+      sink.layer_stat(step, split, layer, "experts_hist",
+                      st.tokens ? st.histogram[k] / st.tokens : 0.0, {static_cast<int64_t>(k), ""});
     }
   }
 }

@@ -2,22 +2,48 @@
 // MetricSink: where training and evaluation metrics go (the results layer stores them;
 // core never touches SQLite), and write_eval, which sends one evaluation to a sink.
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "core/data/task.h"
 #include "core/train/evaluator.h"
 
 namespace moe {
 
-/// Receives metric events. split: "train", "valid", "test", "final", "test@<option>=<value>".
+/// The split a metric belongs to: "train", "valid", "test", "final", or "reeval" (the test
+/// split evaluated again with an inference option set: `option` = `option_value`).
+struct MetricSplit {
+  MetricSplit(const char* split) : name(split) {}  // NOLINT: a split is named by its string
+  MetricSplit(std::string split) : name(std::move(split)) {}  // NOLINT
+  static MetricSplit reeval(std::string option, double value) {
+    MetricSplit s("reeval");
+    s.option = std::move(option);
+    s.option_value = value;
+    return s;
+  }
+  std::string name;
+  std::string option;  ///< "reeval" only
+  double option_value = 0;
+};
+
+/// Where a value sits in an indexed series, beyond its name: `item`, the expert of "load"
+/// or the experts-used count of "experts_hist"; `level`, the difficulty level of
+/// "level_accuracy" and "level_mean_experts". Names never carry them.
+struct SeriesAt {
+  std::optional<int64_t> item;
+  std::string level;
+};
+
+/// Receives metric events.
 class MetricSink {
  public:
   virtual ~MetricSink() = default;
-  virtual void metric(int64_t step, const std::string& split, const std::string& name,
-                      double value) = 0;
+  virtual void metric(int64_t step, const MetricSplit& split, const std::string& name, double value,
+                      const SeriesAt& at = {}) = 0;
   /// Per-MoE-layer statistic (layer = 0-based index among MoE layers).
-  virtual void layer_stat(int64_t step, const std::string& split, int64_t layer,
-                          const std::string& name, double value) = 0;
+  virtual void layer_stat(int64_t step, const MetricSplit& split, int64_t layer,
+                          const std::string& name, double value, const SeriesAt& at = {}) = 0;
   /// Called before every training step; may throw to abandon the run (e.g. it was taken
   /// over by another process): nothing more is written, no checkpoint is saved.
   virtual void poll() {}
@@ -30,7 +56,7 @@ class MetricSink {
 };
 
 /// Sends an evaluation's metrics and per-layer statistics to the sink under `split`.
-void write_eval(MetricSink& sink, int64_t step, const std::string& split, const EvalResult& r,
+void write_eval(MetricSink& sink, int64_t step, const MetricSplit& split, const EvalResult& r,
                 const TaskInfo& info);
 
 }  // namespace moe

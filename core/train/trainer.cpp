@@ -270,61 +270,23 @@ TrainResult Trainer::run() {
   }
   result.test = evaluate(model_, *task_, Split::kTest, t.eval_batch_size, 0, device_);
   log_eval("test", result.test);
-  auto& s = result.summary;
-  s["test_accuracy"] = result.test.accuracy;
-  s["test_loss"] = result.test.loss;
-  s["valid_accuracy"] = result.valid.accuracy;
-  s["valid_loss"] = result.valid.loss;
-  if (task_->info().head == Head::kLm) {
-    s["test_perplexity"] = result.test.perplexity;
-    s["valid_perplexity"] = result.valid.perplexity;
-  }
-  s["total_params"] = static_cast<double>(model_->total_params());
-  s["trainable_params"] = static_cast<double>(model_->trainable_params());
-  s["trainable_percent"] = 100.0 * s["trainable_params"] / std::max(1.0, s["total_params"]);
-  s["active_params"] = result.test.active_params;
-  s["nonembed_active_params"] = result.test.nonembed_active_params;
-  s["nonembed_total_params"] =
-      static_cast<double>(model_->total_params() - model_->embedding_params());
-  s["flops_per_token"] = result.test.flops_per_token;
-  s["flops_per_token/attention"] = result.test.flops.attention;
-  s["flops_per_token/ffn"] = result.test.flops.ffn;
-  s["flops_per_token/router"] = result.test.flops.router;
-  s["flops_per_token/adapters"] = result.test.flops.adapters;
-  s["flops_per_token/head"] = result.test.flops.head;
-  s["train_tokens_per_s"] = train_seconds_ > 0 ? train_tokens_ / train_seconds_ : 0;
-  // MFU: model FLOPs (3 x forward per token, at the test's experts per token) per second
-  // of training, against the device's peak in the run's precision.
-  s["model_flops_per_s"] =
-      train_flops_per_token(result.test.mean_experts()) * s["train_tokens_per_s"];
-  s["peak_flops_per_s"] = peak().flops_per_s;
-  s["mfu"] = peak().flops_per_s > 0 ? s["model_flops_per_s"] / peak().flops_per_s : 0.0;
-  if (const double mb = cuda_max_allocated_mb(device_); mb >= 0) s["cuda_max_allocated_mb"] = mb;
-  s["eval_tokens_per_s"] = result.test.tokens_per_s;
-  s["train_seconds"] = train_seconds_;
-  // Seconds spent writing checkpoints, over every attempt (not part of train_seconds).
-  if (!t.checkpoint.empty()) s["checkpoint_seconds"] = checkpoint_seconds_;
-  {  // the process's peak resident memory so far (Linux reports KiB)
-    struct rusage usage {};
-    if (getrusage(RUSAGE_SELF, &usage) == 0) {
-      s["peak_rss_mb"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
-    }
-  }
-  double k = 0;
-  for (double v : result.test.mean_experts()) k += v;
-  if (!result.test.layers.empty()) s["mean_experts"] = k / result.test.layers.size();
-  // The routers' and banks' statistics, combined over layers by their Reduce (trace.h).
-  for (const auto& kv : combine_layers(result.test.layers)) s[kv.first] = kv.second;
-  if (!result.test.level_experts.empty()) {  // NaN when experts per token are constant
-    s["difficulty_spearman"] = result.test.difficulty_spearman;
-  }
-  if (t.target_loss > 0) {  // NaN when the target was never reached
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    s["steps_to_target"] = steps_to_target_ >= 0 ? static_cast<double>(steps_to_target_) : nan;
-    s["seconds_to_target"] = steps_to_target_ >= 0 ? seconds_to_target_ : nan;
-  }
+  TrainingTotals totals;
+  totals.train_seconds = train_seconds_;
+  totals.train_tokens = train_tokens_;
+  totals.train_flops_per_token = train_flops_per_token(result.test.mean_experts());
+  totals.peak_flops_per_s = peak().flops_per_s;
+  if (!t.checkpoint.empty()) totals.checkpoint_seconds = checkpoint_seconds_;
+  if (const double mb = cuda_max_allocated_mb(device_); mb >= 0) totals.cuda_max_allocated_mb = mb;
+  totals.target_set = t.target_loss > 0;
+  totals.steps_to_target = steps_to_target_;
+  totals.seconds_to_target = seconds_to_target_;
+  result.summary = summarize(
+      result.valid, result.test, task_->info().head == Head::kLm,
+      {model_->total_params(), model_->trainable_params(), model_->embedding_params()}, totals);
   if (sink_) {
-    for (const auto& kv : s) sink_->metric(step_, "final", kv.first, kv.second);
+    for (const auto& kv : final_metrics(result.summary)) {
+      sink_->metric(step_, "final", kv.first, kv.second);
+    }
   }
   return result;
 }

@@ -18,6 +18,7 @@
 #include "core/train/evaluator.h"
 #include "core/train/metric_sink.h"
 #include "core/train/optimizer.h"
+#include "core/train/run_summary.h"
 #include "core/train/sampler.h"
 #include "core/transformer.h"
 
@@ -33,7 +34,7 @@ struct TrainingStopped : std::runtime_error {
 
 struct TrainResult {
   EvalResult valid, test;
-  std::map<std::string, double> summary;  ///< flat final metrics (see Trainer::run)
+  RunSummary summary;  ///< the final numbers, typed (final_metrics() names them)
 };
 
 class Trainer {
@@ -64,6 +65,7 @@ class Trainer {
   Transformer& model() { return model_; }
   const torch::optim::AdamW& optimizer() const { return *optimizer_; }
   Task& task() { return *task_; }
+  const Task& task() const { return *task_; }
   int64_t step() const { return step_; }
   const torch::Device& device() const { return device_; }
   const ExperimentConfig& config() const { return config_; }

@@ -66,7 +66,8 @@ finals() {
 no_duplicates() {
   local d
   d=$(q "$1" "SELECT count(*) - count(DISTINCT run_id || '/' || step || '/' || split || '/' ||
-        name) AS d FROM metrics")
+        name || '/' || coalesce(item, '') || '/' || coalesce(level, '') || '/' ||
+        coalesce(option_value, '')) AS d FROM metrics")
   [ "$d" = 0 ] || fail "$1: $d duplicated metric rows"
   d=$(q "$1" "SELECT count(*) AS d FROM metrics m JOIN runs r ON r.id = m.run_id WHERE
         m.attempt != r.attempts")

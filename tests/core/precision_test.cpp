@@ -114,7 +114,7 @@ TEST(Precision, Bf16TrainingTracksFp32AndRoutesInFp32) {
   for (const auto& kv : out.aux_losses) EXPECT_EQ(kv.second.scalar_type(), torch::kFloat);
   const auto a = fp32.run(), b = bf16.run();
   // Same seed, same batches: the bf16 run's losses stay within 2% of fp32's.
-  const double la = a.summary.at("test_loss"), lb = b.summary.at("test_loss");
+  const double la = a.summary.test_loss, lb = b.summary.test_loss;
   EXPECT_NEAR(lb, la, 0.02 * la) << "fp32 " << la << " bf16 " << lb;
   EXPECT_NE(la, lb) << "bf16 changed nothing: autocast is not on";
 }
@@ -125,17 +125,17 @@ TEST(Precision, MfuIsModelFlopsOverThePeak) {
   json["train"]["peak_tflops"] = 0.5;
   Trainer trainer(ExperimentConfig::from_json(json, "tiny"));
   const auto s = trainer.run().summary;
-  EXPECT_NEAR(s.at("model_flops_per_s"), 3 * s.at("flops_per_token") * s.at("train_tokens_per_s"),
-              1e-6 * s.at("model_flops_per_s"));
-  EXPECT_DOUBLE_EQ(s.at("peak_flops_per_s"), 0.5e12);
-  EXPECT_NEAR(s.at("mfu"), s.at("model_flops_per_s") / 0.5e12, 1e-12);
+  EXPECT_NEAR(s.model_flops_per_s, 3 * s.flops_per_token * s.train_tokens_per_s,
+              1e-6 * s.model_flops_per_s);
+  EXPECT_DOUBLE_EQ(s.peak_flops_per_s, 0.5e12);
+  EXPECT_NEAR(s.mfu, s.model_flops_per_s / 0.5e12, 1e-12);
   // Without an override the CPU peak is probed: positive, and MFU below 1.
   json["train"].erase("peak_tflops");
   Trainer probed(ExperimentConfig::from_json(json, "tiny"));
   const auto p = probed.run().summary;
-  EXPECT_GT(p.at("peak_flops_per_s"), 1e8);
-  EXPECT_GT(p.at("mfu"), 0);
-  EXPECT_LT(p.at("mfu"), 1);
+  EXPECT_GT(p.peak_flops_per_s, 1e8);
+  EXPECT_GT(p.mfu, 0);
+  EXPECT_LT(p.mfu, 1);
   moe::testing::expect_error(
       [&] {
         json["train"]["precision"] = "fp16";

@@ -25,10 +25,13 @@ using moe::testing::tiny_config_json;
 struct RecordingSink : MetricSink {
   std::vector<std::pair<std::string, double>> metrics;
   int64_t layer_events = 0;
-  void metric(int64_t, const std::string& split, const std::string& name, double v) override {
-    metrics.emplace_back(split + "/" + name, v);
+  /// "split/name", and "/level" for a per-level series.
+  void metric(int64_t, const MetricSplit& split, const std::string& name, double v,
+              const SeriesAt& at) override {
+    metrics.emplace_back(split.name + "/" + name + (at.level.empty() ? "" : "/" + at.level), v);
   }
-  void layer_stat(int64_t, const std::string&, int64_t, const std::string&, double) override {
+  void layer_stat(int64_t, const MetricSplit&, int64_t, const std::string&, double,
+                  const SeriesAt&) override {
     ++layer_events;
   }
   std::vector<double> series(const std::string& key) const {
@@ -57,12 +60,16 @@ TEST(Trainer, TinyRunLossFallsAndReportsEverything) {
   ASSERT_GE(loss.size(), 10u);
   EXPECT_LT(loss.back(), 0.8 * loss.front()) << "first " << loss.front() << " last " << loss.back();
   EXPECT_GT(sink.layer_events, 0);
-  for (const char* key : {"test_accuracy", "active_params", "total_params", "flops_per_token",
-                          "train_tokens_per_s", "eval_tokens_per_s", "mean_experts"}) {
-    EXPECT_TRUE(result.summary.count(key)) << key;
+  const auto final = final_metrics(result.summary);  // the stored 'final' rows
+  for (const char* key :
+       {"test_accuracy", "active_params", "total_params", "flops_per_token", "train_tokens_per_s",
+        "eval_tokens_per_s", "mean_experts", "flops_per_token/attention", "trainable_percent"}) {
+    EXPECT_TRUE(final.count(key)) << key;
   }
-  EXPECT_DOUBLE_EQ(result.summary.at("mean_experts"), 2.0);  // top-2, dropless
-  EXPECT_LT(result.summary.at("active_params"), result.summary.at("total_params"));
+  EXPECT_FALSE(final.count("test_perplexity")) << "not an LM task";
+  EXPECT_DOUBLE_EQ(final.at("flops_per_token/attention"), result.summary.flops.attention);
+  EXPECT_DOUBLE_EQ(result.summary.mean_experts.value(), 2.0);  // top-2, dropless
+  EXPECT_LT(result.summary.active_params, result.summary.total_params);
   EXPECT_EQ(result.test.level_accuracy.size(), 2u);
 }
 
@@ -129,15 +136,17 @@ TEST(Trainer, AuxLossFreeBiasIsSavedAndResumedExactly) {
 /// Every event as a row (step, split, layer, name) -> value, as the store keeps them; asks
 /// the trainer to stop before step `stop_at` (the worker's SIGTERM), once.
 struct RowSink : MetricSink {
-  using Key = std::tuple<int64_t, std::string, int64_t, std::string>;
+  /// (step, split, layer, name, item, level)
+  using Key = std::tuple<int64_t, std::string, int64_t, std::string, int64_t, std::string>;
   std::multimap<Key, double> rows;
   int64_t stop_at = -1, polls = 0, flushes = 0, first_step = 0;
-  void metric(int64_t step, const std::string& split, const std::string& name, double v) override {
-    rows.emplace(Key{step, split, -1, name}, v);
+  void metric(int64_t step, const MetricSplit& split, const std::string& name, double v,
+              const SeriesAt& at) override {
+    rows.emplace(Key{step, split.name, -1, name, at.item.value_or(-1), at.level}, v);
   }
-  void layer_stat(int64_t step, const std::string& split, int64_t layer, const std::string& name,
-                  double v) override {
-    rows.emplace(Key{step, split, layer, name}, v);
+  void layer_stat(int64_t step, const MetricSplit& split, int64_t layer, const std::string& name,
+                  double v, const SeriesAt& at) override {
+    rows.emplace(Key{step, split.name, layer, name, at.item.value_or(-1), at.level}, v);
   }
   void poll() override { ++polls; }
   bool stop_requested() override { return stop_at >= 0 && first_step + polls - 1 == stop_at; }
@@ -166,11 +175,11 @@ void expect_same_rows(const RowSink& a, const RowSink& b, const std::string& wha
   ASSERT_EQ(ra.size(), rb.size()) << what;
   for (auto ia = ra.begin(), ib = rb.begin(); ia != ra.end(); ++ia, ++ib) {
     ASSERT_EQ(ia->first, ib->first) << what;
-    const auto& [step, split, layer, name] = ia->first;
+    const auto& [step, split, layer, name, item, level] = ia->first;
     // Bit-equal (NaN, e.g. an undefined correlation, equals NaN).
     EXPECT_TRUE(ia->second == ib->second || (std::isnan(ia->second) && std::isnan(ib->second)))
-        << what << ": " << split << "/" << name << " layer " << layer << " at step " << step << ": "
-        << ia->second << " vs " << ib->second;
+        << what << ": " << split << "/" << name << " layer " << layer << " item " << item << " "
+        << level << " at step " << step << ": " << ia->second << " vs " << ib->second;
   }
 }
 
@@ -317,7 +326,7 @@ TEST(Trainer, DenseModelTrains) {
   Trainer trainer(ExperimentConfig::from_json(json, "tiny"));
   auto result = trainer.run();
   EXPECT_TRUE(trainer.model()->moe_layers().empty());
-  EXPECT_DOUBLE_EQ(result.summary.at("active_params"), result.summary.at("total_params"));
+  EXPECT_DOUBLE_EQ(result.summary.active_params, static_cast<double>(result.summary.total_params));
 }
 
 TEST(Trainer, DynamicRoutingRecordsDifficultyAndTimeToTarget) {
@@ -330,12 +339,12 @@ TEST(Trainer, DynamicRoutingRecordsDifficultyAndTimeToTarget) {
   RecordingSink sink;
   Trainer trainer(ExperimentConfig::from_json(json, "tiny"), &sink);
   auto result = trainer.run();
-  EXPECT_EQ(result.summary.at("steps_to_target"), 10);
-  EXPECT_GT(result.summary.at("seconds_to_target"), 0);
+  EXPECT_EQ(result.summary.steps_to_target.value(), 10);
+  EXPECT_GT(result.summary.seconds_to_target.value(), 0);
   ASSERT_EQ(result.test.level_experts.size(), 2u);  // [MoE layer][level]
   ASSERT_EQ(result.test.level_experts[0].size(), 2u);
-  EXPECT_TRUE(result.summary.count("difficulty_spearman"));
-  EXPECT_FALSE(sink.series("test/mean_experts/depth 2").empty());
+  EXPECT_TRUE(result.summary.difficulty_spearman.has_value());
+  EXPECT_FALSE(sink.series("test/level_mean_experts/depth 2").empty());
   EXPECT_FALSE(sink.series("train/seconds").empty());
   // Per-level means average back to the layer's mean (both count the same tokens).
   const auto& lv = result.test.level_experts[0];
@@ -371,7 +380,7 @@ TEST(Device, TrainOnCuda_CUDA) {
   config.train.steps = 20;
   Trainer trainer(config);
   auto result = trainer.run();
-  EXPECT_TRUE(std::isfinite(result.summary.at("test_loss")));
+  EXPECT_TRUE(std::isfinite(result.summary.test_loss));
 }
 
 TEST(Device, SyncCountIsUnknownWithoutCudaButRuns) {

@@ -108,17 +108,23 @@ class SweepRun : public ::testing::Test {
     return pid;
   }
 
-  /// Exactly one set of rows per run: no run key twice, no (run, step, split, name) twice,
-  /// every row from the run's current attempt.
+  /// A row's place in its series (schema 6's columns), for identity checks.
+  inline static const std::string kSeries =
+      "coalesce(item, '') || '/' || coalesce(level, '') || '/' || coalesce(option_value, '')";
+
+  /// Exactly one set of rows per run: no run key twice, no (run, step, split, name, item,
+  /// level, option value) twice, every row from the run's current attempt.
   void expect_no_duplicates(const std::string& db) {
     EXPECT_EQ(query(db, "SELECT count(*) - count(DISTINCT run_key) AS d FROM runs"), "d\n0\n");
     EXPECT_EQ(query(db,
                     "SELECT count(*) - count(DISTINCT run_id || '/' || step || '/' || split "
-                    "|| '/' || name) AS d FROM metrics"),
+                    "|| '/' || name || '/' || " +
+                        kSeries + ") AS d FROM metrics"),
               "d\n0\n");
     EXPECT_EQ(query(db,
                     "SELECT count(*) - count(DISTINCT run_id || '/' || step || '/' || split "
-                    "|| '/' || layer || '/' || name) AS d FROM layer_stats"),
+                    "|| '/' || layer || '/' || name || '/' || " +
+                        kSeries + ") AS d FROM layer_stats"),
               "d\n0\n");
     EXPECT_EQ(query(db,
                     "SELECT count(*) AS n FROM metrics m JOIN runs r ON r.id = m.run_id "
@@ -513,7 +519,7 @@ TEST_F(SweepRun, TokenFilesFromLlmcNanoGptAndMoeTokenizeTrainThroughASweep) {
   // Accuracy per frequency-rank level was evaluated (64 ids: one level; 256 bytes: two).
   EXPECT_EQ(query(path("t.sqlite"),
                   "SELECT r.method, count(*) AS levels FROM metrics m JOIN runs r ON r.id = "
-                  "m.run_id WHERE m.split = 'test' AND m.name LIKE 'accuracy/%' GROUP BY 1 "
+                  "m.run_id WHERE m.split = 'test' AND m.name = 'level_accuracy' GROUP BY 1 "
                   "ORDER BY 1"),
             "method,levels\nllmc,1\nnanogpt,1\ntext,2\n");
 }
@@ -533,24 +539,33 @@ TEST_F(SweepRun, EvaluateReevaluatesSavedModelsAtEachThreshold) {
   const auto db = path("e.sqlite");
   ASSERT_EQ(moe("sweep run " + path("e.toml") + " --db " + db), 0);
   EXPECT_TRUE(std::filesystem::exists(path("models")));
+  // Split 'reeval', the option and its value in columns (no name or split is parsed).
   const std::string per_split =
-      "SELECT r.method, m.split, m.value AS k FROM metrics m JOIN runs r ON r.id = m.run_id "
-      "WHERE m.split LIKE 'test@%' AND m.name = 'mean_experts' ORDER BY 1, 2";
+      "SELECT r.method, m.option, m.option_value, m.value AS k FROM metrics m JOIN runs r ON "
+      "r.id = m.run_id WHERE m.split = 'reeval' AND m.name = 'mean_experts' ORDER BY 1, 3";
   const auto first = query(db, per_split);
-  EXPECT_NE(first.find("top_p,test@threshold=0.1,"), std::string::npos) << first;
-  EXPECT_NE(first.find("top_p,test@threshold=0.9,"), std::string::npos) << first;
+  EXPECT_NE(first.find("top_p,threshold,0.1,"), std::string::npos) << first;
+  EXPECT_NE(first.find("top_p,threshold,0.9,"), std::string::npos) << first;
   EXPECT_EQ(first.find("dense"), std::string::npos) << "dense has no router to set";
+  EXPECT_EQ(query(db,
+                  "SELECT count(*) AS n FROM metrics WHERE name = 'option_value' OR split "
+                  "GLOB '*@*' OR name GLOB '*/[0-9]*'"),
+            "n\n0\n");
   // More experts at 0.9 than at 0.1, from the same weights.
   EXPECT_EQ(query(db,
-                  "SELECT (SELECT value FROM metrics WHERE split = 'test@threshold=0.9' AND "
-                  "name = 'mean_experts') > (SELECT value FROM metrics WHERE split = "
-                  "'test@threshold=0.1' AND name = 'mean_experts') AS more"),
+                  "SELECT (SELECT value FROM metrics WHERE split = 'reeval' AND option_value = 0.9 "
+                  "AND name = 'mean_experts') > (SELECT value FROM metrics WHERE split = "
+                  "'reeval' AND option_value = 0.1 AND name = 'mean_experts') AS more"),
             "more\n1\n");
+  EXPECT_EQ(query(db, "SELECT option, value FROM reevals ORDER BY value"),
+            "option,value\nthreshold,0.1\nthreshold,0.9\n");
   // Already stored values are skipped; new ones are added.
   ASSERT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db), 0);
   EXPECT_EQ(query(db, per_split), first);
   ASSERT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db + " --values 0.5"), 0);
-  EXPECT_EQ(query(db, "SELECT count(DISTINCT split) AS n FROM metrics WHERE split LIKE 'test@%'"),
+  EXPECT_EQ(query(db,
+                  "SELECT count(DISTINCT option_value) AS n FROM metrics WHERE split = "
+                  "'reeval'"),
             "n\n3\n");
   EXPECT_EQ(moe("sweep eval " + path("e.toml") + " --db " + db + " --values 0.5,x"), 1);
   ASSERT_EQ(moe("plot reevals --db " + db + " --out " + path("plots")), 0);

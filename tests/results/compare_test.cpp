@@ -100,8 +100,8 @@ TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
     s.ensure_run({"d0", "sw", "plain", "{}", 0, "", "", ""});
     const auto id = s.start_run("d0", "h", 1, "cpu", "t", "v");
     s.add_metric(id, 10, "final", "test_accuracy", 0.5);
-    s.add_layer_stat(id, 10, "test", 0, "experts_hist/0", 1.0);
-    s.add_layer_stat(id, 10, "test", 0, "experts_hist/1", 1.0);
+    s.add_layer_stat(id, 10, "test", 0, "experts_hist", 1.0, {0, "", "", 0});
+    s.add_layer_stat(id, 10, "test", 0, "experts_hist", 1.0, {1, "", "", 0});
     s.finish_run(id, RunStatus::kCompleted, "");
   }
   LayerMetric first{"load_cv", "test", 0, "mean"};
@@ -126,7 +126,7 @@ TEST_F(CompareTest, LayerMetricPairsAPerLayerStatisticBySeed) {
   LayerMetric unknown{"load", "test", -1, "mean"};
   moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &unknown); },
                              "--layer-metric 'load': no completed run of sweep 'sw' has it in "
-                             "split 'test'; known: [experts_hist/N, load_cv]");
+                             "split 'test'; known: [load_cv]");
   LayerMetric absent{"load_cv", "test", 2, "mean"};
   moe::testing::expect_error([&] { compare_methods(db, "", "dense", "", "auto", &absent); },
                              "--layer 2: sweep 'sw' has 'load_cv' at MoE layers [0, 1]");

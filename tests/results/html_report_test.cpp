@@ -59,15 +59,14 @@ class ReportFixture : public ::testing::Test {
                                                                    {"active_params", 5000},
                                                                    {"flops_per_token", 2000}})
           s.add_metric(id, 30, "final", name, v);
-        s.add_metric(id, 30, "test", "accuracy/easy", acc + 0.1);
-        s.add_metric(id, 30, "test", "accuracy/hard", acc - 0.1);
+        s.add_metric(id, 30, "test", "level_accuracy", acc + 0.1, {std::nullopt, "easy", "", 0});
+        s.add_metric(id, 30, "test", "level_accuracy", acc - 0.1, {std::nullopt, "hard", "", 0});
         if (m != "dense") {
           for (int64_t layer = 0; layer < 2; ++layer) {
             s.add_layer_stat(id, 30, "test", layer, "mean_experts", 1.0);
-            s.add_layer_stat(id, 30, "test", layer, "experts_hist/1", 1.0);
-            for (int e = 0; e < 4; ++e)
-              s.add_layer_stat(id, 30, "test", layer, "load/" + std::to_string(e),
-                               e == 3 ? 0 : 1 / 3.0);
+            s.add_layer_stat(id, 30, "test", layer, "experts_hist", 1.0, {1, "", "", 0});
+            for (int64_t e = 0; e < 4; ++e)
+              s.add_layer_stat(id, 30, "test", layer, "load", e == 3 ? 0 : 1 / 3.0, {e, "", "", 0});
           }
         }
         s.finish_run(id, RunStatus::kCompleted, "");

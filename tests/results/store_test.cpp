@@ -89,13 +89,7 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
         "(1, 5, 'test', 0, 'mean_experts', 2);"
         "PRAGMA user_version = 2");
   }
-  // Readers never migrate; they say how.
-  expect_error([&] { compare_methods(path("old.sqlite"), "", "", "test_accuracy"); },
-               "has schema version 2 of 5; readers never migrate");
-  Store s(path("old.sqlite"));
-  auto v = s.db().prepare("PRAGMA user_version");
-  v.step();
-  EXPECT_EQ(v.get_int(0), kSchemaVersion);
+  // A reader migrates it (moe query here), keeping its rows.
   std::ostringstream out;
   run_query(path("old.sqlite"),
             "SELECT (SELECT min(attempt) || '/' || count(*) FROM metrics) AS m, "
@@ -105,6 +99,89 @@ TEST_F(StoreTest, OlderFilesMigrateKeepingTheirRows) {
             "(SELECT count(*) FROM sqlite_master WHERE type = 'view') AS views",
             QueryFormat::kCsv, out);
   EXPECT_EQ(out.str(), "m,l,acc,k,views\n2/2,2,0.75,2,7\n");
+  Store s(path("old.sqlite"));
+  auto v = s.db().prepare("PRAGMA user_version");
+  v.step();
+  EXPECT_EQ(v.get_int(0), kSchemaVersion);
+}
+
+/// The rows of sql, one "a,b,c" line each.
+std::string rows(Db& db, const std::string& sql) {
+  auto s = db.prepare(sql);
+  std::string out;
+  while (s.step()) {
+    for (int i = 0; i < s.columns(); ++i) out += (i ? "," : "") + s.get_text(i);
+    out += "\n";
+  }
+  return out;
+}
+
+TEST_F(StoreTest, AVersion5DatabaseOpensWithItsSeriesInColumnsAndPlots) {
+  // tests/data/schema_v5.sqlite: moe sweep run tests/data/schema_v5.toml by the last
+  // version-5 moe (0378878): indices in names ('load/3', 'experts_hist/2',
+  // 'accuracy/depth 2', 'mean_experts/depth 2'), re-evaluations in splits
+  // 'test@threshold=0.2' with an 'option_value' row.
+  const auto db_path = path("v5.sqlite");
+  const std::string fixture = std::string(MOE_SOURCE_DIR) + "/tests/data/schema_v5.sqlite";
+  std::filesystem::copy_file(fixture, db_path);
+  std::filesystem::copy_file(fixture, path("shard.sqlite"));
+  std::ostringstream out;  // moe compare, a reader, migrates it
+  print_comparison(compare_methods(db_path, "v5", "top2", "test_accuracy"), QueryFormat::kCsv, out);
+  EXPECT_NE(out.str().find("top_p"), std::string::npos) << out.str();
+  Db db(db_path, true);
+  EXPECT_EQ(rows(db, "PRAGMA user_version"), std::to_string(kSchemaVersion) + "\n");
+  // No index, level or option is left in a name or split; only 'option_value' rows go.
+  EXPECT_EQ(rows(db,
+                 "SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM layer_stats), "
+                 "(SELECT count(*) FROM metrics WHERE name GLOB '*/*' AND name NOT GLOB "
+                 "'aux/*' AND name NOT GLOB 'flops_per_token/*') + (SELECT count(*) FROM "
+                 "layer_stats WHERE name GLOB '*/*') + (SELECT count(*) FROM metrics WHERE "
+                 "split GLOB '*@*' OR name = 'option_value')"),
+            "444,736,0\n");
+  EXPECT_EQ(rows(db,
+                 "SELECT name, count(*), min(item), max(item) FROM layer_stats WHERE item IS "
+                 "NOT NULL GROUP BY name ORDER BY name"),
+            "experts_hist,96,0,3\nload,128,0,3\n");
+  EXPECT_EQ(rows(db,
+                 "SELECT name, group_concat(DISTINCT level) FROM metrics WHERE level IS NOT "
+                 "NULL GROUP BY name ORDER BY name"),
+            "level_accuracy,depth 1,depth 2,depth 3\nlevel_mean_experts,depth 1,depth 2,depth 3\n");
+  EXPECT_EQ(rows(db, "SELECT count(*) FROM layer_stats WHERE level IS NOT NULL"), "96\n");
+  // The same numbers as before: the first run's level accuracies, every re-evaluation.
+  EXPECT_EQ(rows(db,
+                 "SELECT level, printf('%.17g', value) FROM metrics WHERE run_id = 1 AND "
+                 "split = 'test' AND name = 'level_accuracy' ORDER BY rowid"),
+            "depth 1,0.217391304347826\ndepth 2,0.1984126984126984\ndepth "
+            "3,0.1965811965811965\n");
+  EXPECT_EQ(rows(db,
+                 "SELECT method, seed, option, value, printf('%.17g', test_accuracy), "
+                 "mean_experts FROM reevals ORDER BY method, seed, value"),
+            "top_p,0,threshold,0.2,0.2262569832402234,1.0\n"
+            "top_p,0,threshold,0.6,0.2039106145251396,3.0\n"
+            "top_p,1,threshold,0.2,0.2067039106145251,1.0\n"
+            "top_p,1,threshold,0.6,0.2318435754189944,3.0\n");
+  EXPECT_EQ(rows(db,
+                 "SELECT count(*) FROM layer_stats WHERE split = 'reeval' AND option = "
+                 "'threshold' AND option_value IN (0.2, 0.6)"),
+            "176\n");
+  // moe merge of a version-5 shard: its rows arrive in the version-6 form too.
+  merge_databases(path("merged.sqlite"), {path("shard.sqlite")});
+  {
+    Db merged(path("merged.sqlite"), true);
+    const std::string same =
+        "SELECT r.run_key, m.step, m.split, m.name, m.item, m.level, m.option, m.option_value, "
+        "printf('%.17g', m.value) FROM layer_stats m JOIN runs r ON r.id = m.run_id "
+        "ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
+    EXPECT_EQ(rows(merged, same), rows(db, same));
+    EXPECT_EQ(rows(merged, "SELECT * FROM reevals ORDER BY run_key, value"),
+              rows(db, "SELECT * FROM reevals ORDER BY run_key, value"));
+  }
+  // It plots.
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
+  for (auto plot : {&plot_load, &plot_layers, &plot_difficulty, &plot_reevals, &plot_routing}) {
+    const auto png = plot(db_path, "v5", path("plots"));
+    EXPECT_TRUE(std::filesystem::exists(png)) << png;
+  }
 }
 
 TEST_F(StoreTest, ClaimsAreAtomicAndAttemptsNeverMix) {
