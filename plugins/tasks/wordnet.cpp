@@ -7,7 +7,7 @@
 #include <fstream>
 #include <random>
 
-#include "plugins/tasks/brown.h"
+#include "plugins/tasks/brown_corpus.h"
 
 namespace moe {
 

@@ -3,7 +3,7 @@
 // wordnet-base, installed by experiments/setup.sh). Every synset of data.{adj,adv,noun,
 // verb} is one sample: its gloss (definition and examples, the text after '|'),
 // lower-cased and cut into words (letters, digits, apostrophes, hyphens) and single
-// punctuation marks, mapped to brown_lm's word ids (plugins/tasks/brown.h; <unk> = 0) so a
+// punctuation marks, mapped to brown_lm's word ids (plugins/tasks/brown_corpus.h; <unk> = 0) so a
 // pretrained brown_lm model's embeddings carry over, cut or padded to seq_len. The label
 // is the synset's lexicographer file number: 45 supersenses (adj.all .. verb.weather).
 // Synsets in file order (adj, adv, noun, verb): index % 10 == 0 -> test, == 1 -> valid,

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "core/data/task.h"
-#include "plugins/tasks/brown.h"
+#include "plugins/tasks/brown_corpus.h"
 #include "plugins/tasks/wordnet.h"
 #include "tests/test_util.h"
 

@@ -1,80 +1,15 @@
-#include "plugins/tasks/brown.h"
-
-#include <c10/util/Exception.h>
+#include "plugins/tasks/brown_pos.h"
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <mutex>
 #include <random>
-#include <sstream>
 #include <unordered_map>
 
+#include "plugins/tasks/brown_corpus.h"
+
 namespace moe {
-std::string lower(const std::string& s) {
-  std::string out = s;
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 namespace {
-
-constexpr const char* kFetchHint = "fetch it with: bash experiments/fetch_data.sh";
-
-std::string normalise_tag(std::string tag) {
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (const char* suffix : {"-tl", "-hl", "-nc"}) {
-      if (tag.size() > 3 && tag.compare(tag.size() - 3, 3, suffix) == 0) {
-        tag.resize(tag.size() - 3);
-        changed = true;
-      }
-    }
-  }
-  return tag;
-}
-
-BrownCorpus parse(const std::string& data_dir) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(data_dir) / "brown";
-  std::vector<std::string> files;
-  if (fs::is_directory(dir)) {
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const auto n = e.path().filename().string();
-      if (n.size() == 4 && n[0] == 'c' && std::isalpha(static_cast<unsigned char>(n[1])) &&
-          std::isdigit(static_cast<unsigned char>(n[2])) &&
-          std::isdigit(static_cast<unsigned char>(n[3]))) {
-        files.push_back(n);
-      }
-    }
-  }
-  TORCH_CHECK(files.size() == 500, "brown corpus: expected 500 files ca01..cr09 in '", dir.string(),
-              "', found ", files.size(), "; ", kFetchHint);
-  std::sort(files.begin(), files.end());
-  BrownCorpus corpus;
-  for (size_t i = 0; i < files.size(); ++i) {
-    const auto split = i % 10 == 0 ? Split::kTest : (i % 10 == 1 ? Split::kValid : Split::kTrain);
-    std::ifstream in(dir / files[i]);
-    TORCH_CHECK(in.good(), "brown corpus: cannot read '", (dir / files[i]).string(), "'; ",
-                kFetchHint);
-    std::string line, tok;
-    for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-      std::istringstream words(line);
-      BrownCorpus::Sentence sentence;
-      while (words >> tok) {
-        const auto slash = tok.rfind('/');
-        TORCH_CHECK(slash != std::string::npos && slash > 0 && slash + 1 < tok.size(),
-                    "brown corpus: '", (dir / files[i]).string(), "' line ", line_no, ": token '",
-                    tok, "' is not word/tag; the file is corrupt, ", kFetchHint);
-        sentence.emplace_back(tok.substr(0, slash), normalise_tag(tok.substr(slash + 1)));
-      }
-      if (!sentence.empty()) corpus.splits[static_cast<int>(split)].push_back(std::move(sentence));
-    }
-  }
-  return corpus;
-}
 
 /// Word-shape feature: case pattern x has-digit x has-hyphen, 16 values.
 int64_t shape_of(const std::string& w) {
@@ -114,15 +49,6 @@ std::string suffix(const std::string& w, size_t n) {
 }
 
 }  // namespace
-
-const BrownCorpus& load_brown(const std::string& data_dir) {
-  static std::mutex mu;
-  static std::map<std::string, std::unique_ptr<BrownCorpus>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& slot = cache[data_dir];
-  if (!slot) slot = std::make_unique<BrownCorpus>(parse(data_dir));
-  return *slot;
-}
 
 BrownPosTask::Options BrownPosTask::read_options(const PluginSpec& spec) {
   Options o;
@@ -246,67 +172,8 @@ Batch BrownPosTask::train_batch(uint64_t seed, int64_t step, int64_t batch_size)
   return batch;
 }
 
-std::unordered_map<std::string, int64_t> brown_lm_vocab(const BrownCorpus& corpus,
-                                                        int64_t vocab_size) {
-  std::unordered_map<std::string, int64_t> counts;
-  for (const auto& s : corpus.splits[static_cast<int>(Split::kTrain)]) {
-    for (const auto& wt : s) ++counts[lower(wt.first)];
-  }
-  std::vector<std::pair<int64_t, std::string>> ranked;
-  for (const auto& kv : counts) ranked.emplace_back(-kv.second, kv.first);
-  std::sort(ranked.begin(), ranked.end());
-  // id 0 = <unk>, 1 = </s>, then words by descending frequency (ties: alphabetical).
-  std::unordered_map<std::string, int64_t> ids;
-  for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(ids.size()) < vocab_size - 2; ++i) {
-    ids[ranked[i].second] = static_cast<int64_t>(ids.size()) + 2;
-  }
-  return ids;
-}
-
-BrownLMTask::Options BrownLMTask::read_options(const PluginSpec& spec) {
-  Options o;
-  o.name = spec.name();
-  o.seq_len = spec.get<int64_t>("seq_len", o.seq_len);
-  o.vocab_size = spec.get<int64_t>("vocab_size", o.vocab_size);
-  const auto check = spec.check();
-  check.expect(o.seq_len >= 2, "seq_len", ">= 2", static_cast<double>(o.seq_len));
-  check.expect(o.vocab_size >= 10, "vocab_size", ">= 10", static_cast<double>(o.vocab_size));
-  return o;
-}
-
-BrownLMTask::BrownLMTask(const Options& o, const TaskContext& ctx) {
-  info_.name = o.name;
-  info_.head = Head::kLm;
-  info_.causal = kCausal;
-  info_.seq_len = o.seq_len;
-  const int64_t vocab = o.vocab_size;
-  const auto& corpus = load_brown(ctx.data_dir);
-  const auto ids = brown_lm_vocab(corpus, vocab);
-  info_.vocab_size = static_cast<int64_t>(ids.size()) + 2;
-  info_.num_classes = info_.vocab_size;
-  info_.difficulty_levels = {"top 100", "top 1k", "rare", "unk"};
-  auto level = [](int64_t id) { return id == 0 ? 3 : (id < 102 ? 0 : (id < 1002 ? 1 : 2)); };
-  for (int split = 0; split < 3; ++split) {
-    std::vector<int64_t> seq;
-    for (const auto& s : corpus.splits[split]) {
-      for (const auto& wt : s) {
-        auto it = ids.find(lower(wt.first));
-        seq.push_back(it == ids.end() ? 0 : it->second);
-      }
-      seq.push_back(1);
-    }
-    auto& st = streams_[split];
-    st.tokens.assign(seq.begin(), seq.end() - 1);
-    st.targets.assign(seq.begin() + 1, seq.end());
-    for (int64_t t : st.targets) st.difficulty.push_back(level(t));
-  }
-}
-
 std::shared_ptr<Task> BrownPosTask::create(const PluginSpec& spec, const TaskContext& ctx) {
   return std::make_shared<BrownPosTask>(read_options(spec), ctx);
-}
-std::shared_ptr<Task> BrownLMTask::create(const PluginSpec& spec, const TaskContext& ctx) {
-  return std::make_shared<BrownLMTask>(read_options(spec), ctx);
 }
 
 std::vector<ParamDoc> BrownPosTask::param_docs() {
@@ -326,16 +193,7 @@ std::vector<ParamDoc> BrownPosTask::param_docs() {
        {"word_dropout", Range::reals(0, 1, false, true)},
        {"lm_vocab_size", Range::ints(10, kMaxSize)}});
 }
-std::vector<ParamDoc> BrownLMTask::param_docs() {
-  return with_ranges(
-      {{"seq_len", "64", "tokens per window"},
-       {"vocab_size", "10000", "most frequent training words kept (+ <unk>, </s>)"}},
-      {{"seq_len", Range::ints(2, 1 << 20)}, {"vocab_size", Range::ints(10, kMaxSize)}});
-}
-
 MOE_REGISTER_TASK("brown_pos", BrownPosTask,
                   "Brown corpus POS tagging; difficulty = tags per word form");
-MOE_REGISTER_TASK("brown_lm", BrownLMTask,
-                  "Brown corpus word-level language model; difficulty = word rank");
 
 }  // namespace moe
