@@ -11,6 +11,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -137,9 +138,24 @@ class Registry {
 
   const std::string& family() const { return family_; }
 
+  /// The family's default plugin, what a config that names none gets: declared in the
+  /// plugin's own file (MOE_DEFAULT_PLUGIN), so no other code names it. Two defaults, or
+  /// none when one is asked for, are std::logic_errors (build mistakes).
+  void set_default(const std::string& name) {
+    if (!default_.empty() && default_ != name) {
+      throw std::logic_error(family_ + ": two defaults, '" + default_ + "' and '" + name + "'");
+    }
+    default_ = name;
+  }
+  const std::string& default_name() const {
+    if (default_.empty()) throw std::logic_error(family_ + ": no default registered");
+    return default_;
+  }
+
  private:
   std::string family_;
   std::map<std::string, Entry> entries_;
+  std::string default_;
 };
 
 /// Adds one entry at static-initialisation time; used by the MOE_REGISTER_* macros.
@@ -148,7 +164,20 @@ struct Registrar {
   Registrar(R& registry, typename R::Entry entry) { registry.add(std::move(entry)); }
 };
 
+/// Marks a registered name as its family's default at static-initialisation time; used
+/// by MOE_DEFAULT_PLUGIN.
+template <class R>
+struct DefaultPlugin {
+  DefaultPlugin(R& registry, const std::string& name) { registry.set_default(name); }
+};
+
 }  // namespace moe
 
 #define MOE_CONCAT_INNER(a, b) a##b
 #define MOE_CONCAT(a, b) MOE_CONCAT_INNER(a, b)
+
+/// MOE_DEFAULT_PLUGIN(::moe::router_registry(), "top_k"): in the plugin's .cpp, beside its
+/// MOE_REGISTER_* line, when it is what a config gets without naming one.
+#define MOE_DEFAULT_PLUGIN(REGISTRY, NAME)                                             \
+  static ::moe::DefaultPlugin<std::remove_reference_t<decltype(REGISTRY)>> MOE_CONCAT( \
+      moe_default_plugin_, __LINE__)(REGISTRY, NAME)

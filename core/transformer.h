@@ -48,10 +48,11 @@ struct MoEConfig {
   /// Always-on experts of the bank's width beside the routed ones (DeepSeekMoE):
   /// y = shared(x) + sum of the routed experts; held as one FFN of width n * hidden.
   int64_t shared_experts = 0;
-  nlohmann::json router = {{"name", "top_k"}};  ///< {"name": ..., params...}
+  /// {"name": ..., params...}; default: the registry's default router (MOE_DEFAULT_PLUGIN)
+  nlohmann::json router = {{"name", router_registry().default_name()}};
   /// Which selections the top-k balance losses count (set from [loss] balance_count).
   BalanceCount balance_count = BalanceCount::kAll;
-  nlohmann::json experts = {{"name", "ffn"}};
+  nlohmann::json experts = {{"name", expert_registry().default_name()}};
 };
 
 struct TransformerOptions {

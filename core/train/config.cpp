@@ -31,6 +31,11 @@ std::string quoted(E value, const std::vector<std::string>& names) {
   return quoted(names.at(static_cast<size_t>(value)));
 }
 
+/// A plugin block's default as the docs print it: { name = "top_k" }.
+std::string named(const nlohmann::json& block) {
+  return "{ name = \"" + block.value("name", std::string()) + "\" }";
+}
+
 std::vector<ConfigSectionDoc> make_config_docs() {
   const ExperimentConfig d;
   const auto& m = d.model;
@@ -46,7 +51,7 @@ std::vector<ConfigSectionDoc> make_config_docs() {
         {"data_dir", quoted(d.data_dir), "where experiments/fetch_data.sh put the corpora"},
         {"name", "\"\"", "a label (ignored)"},
         {"description", "\"\"", "a label (ignored)"},
-        {"task", "{ name = \"brown_pos\" }", "a task plugin and its options (tasks above)"},
+        {"task", named(d.task), "a task plugin and its options (tasks above)"},
         {"model", "{}", "the section below"},
         {"moe", "{}", "the section below"},
         {"train", "{}", "the section below"},
@@ -80,8 +85,8 @@ std::vector<ConfigSectionDoc> make_config_docs() {
         {"drop_policy", quoted(d.moe.drop_policy, drop_policy_names()),
          names(drop_policy_names()) +
              ": a full expert keeps first choices first, or tokens in order"},
-        {"router", "{ name = \"top_k\" }", "a router plugin and its options (routers above)"},
-        {"experts", "{ name = \"ffn\" }", "an expert bank and its options (expert banks above)"}}});
+        {"router", named(d.moe.router), "a router plugin and its options (routers above)"},
+        {"experts", named(d.moe.experts), "an expert bank and its options (expert banks above)"}}});
   docs.push_back(
       {"train",
        {{"steps", number(t.steps), "optimizer steps", Range::ints(1, kMaxCount)},

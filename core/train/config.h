@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "core/data/task.h"
 #include "core/registry.h"
 #include "core/transformer.h"
 
@@ -121,7 +122,7 @@ struct ExperimentConfig {
   std::string device = "auto";
   int64_t threads = 0;
   std::string data_dir = "data";
-  nlohmann::json task = {{"name", "brown_pos"}};
+  nlohmann::json task = {{"name", task_registry().default_name()}};  ///< the default task
   ModelSection model;
   MoEConfig moe;
   PeftOptions peft;

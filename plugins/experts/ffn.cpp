@@ -108,6 +108,7 @@ std::vector<ParamDoc> FFNExpertsImpl::param_docs() {
                      {{"hidden", Range::ints(1, kMaxSize)}});
 }
 
+MOE_DEFAULT_PLUGIN(::moe::expert_registry(), "ffn");  // what [moe] gets without experts
 MOE_REGISTER_EXPERTS("ffn", FFNExpertsImpl,
                      "independent FFN experts, stacked weights, sort-by-expert dispatch");
 

@@ -143,6 +143,7 @@ std::vector<ParamDoc> TopKRouterImpl::param_docs() {
        {"bias_update_rate", Range::reals(0, 1)}});
 }
 
+MOE_DEFAULT_PLUGIN(::moe::router_registry(), "top_k");  // what [moe] gets without a router
 MOE_REGISTER_ROUTER("top_k", TopKRouterImpl,
                     "Switch (k=1, gate p_i) / GShard (k>=2, renormalised gates) top-k routing");
 

@@ -193,6 +193,7 @@ std::vector<ParamDoc> BrownPosTask::param_docs() {
        {"word_dropout", Range::reals(0, 1, false, true)},
        {"lm_vocab_size", Range::ints(10, kMaxSize)}});
 }
+MOE_DEFAULT_PLUGIN(::moe::task_registry(), "brown_pos");  // what a config gets without [task]
 MOE_REGISTER_TASK("brown_pos", BrownPosTask,
                   "Brown corpus POS tagging; difficulty = tags per word form");
 

@@ -117,6 +117,23 @@ TEST(Registry, BankFactsAreInTheRegistry) {
                 {"name", "hyper"}, {"hidden", 12}, {"inner", {{"name", "ffn"}, {"hidden", 32}}}}));
 }
 
+TEST(Registry, EachFamilysDefaultIsDeclaredByItsPlugin) {
+  // What a config gets without naming a plugin: declared beside the plugin's registration
+  // (MOE_DEFAULT_PLUGIN), so config.h and transformer.h name none.
+  const ExperimentConfig c;
+  EXPECT_EQ(c.task["name"], task_registry().default_name());
+  EXPECT_EQ(c.moe.router["name"], router_registry().default_name());
+  EXPECT_EQ(c.moe.experts["name"], expert_registry().default_name());
+  EXPECT_TRUE(task_registry().has(task_registry().default_name()));
+  EXPECT_TRUE(router_registry().has(router_registry().default_name()));
+  EXPECT_TRUE(expert_registry().has(expert_registry().default_name()));
+  Registry<int> r("widget");
+  expect_error([&] { r.default_name(); }, "widget: no default registered");
+  r.set_default("a");
+  r.set_default("a");  // the same again: fine
+  expect_error([&] { r.set_default("b"); }, "widget: two defaults, 'a' and 'b'");
+}
+
 TEST(Registry, DuplicateNameThrows) {
   Registry<int> r("widget");
   r.add({"a", "", {}, [] { return std::make_shared<int>(1); }});
