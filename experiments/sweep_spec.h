@@ -56,7 +56,7 @@ struct SweepPlan {
   bool keep_models = false;
   /// [evaluate] option = "threshold", values = [...]: after training, every completed run
   /// whose routers accept that inference option is re-evaluated on test at each value
-  /// (split "test@<option>=<value>"). Implies keep_models.
+  /// (split "reeval", the option and value in their columns). Implies keep_models.
   std::string eval_option;
   std::vector<double> eval_values;
   /// [tune] metric (a validation metric; "" = the sweep has no tune axes). Each (method,
