@@ -22,9 +22,10 @@ ConfigError ConfigError::unknown(std::string component, const std::string& noun,
   e.kind_ = Kind::kUnknown;
   e.component_ = std::move(component);
   e.key_ = std::move(key);
-  e.expected_ = "one of " + list_of(known);
+  const std::string names = list_of(known);
+  e.expected_ = "one of " + names;
   e.got_ = "'" + e.key_ + "'";
-  e.text_ = "unknown " + noun + " '" + e.key_ + "'; known: " + list_of(known);
+  e.text_ = "unknown " + noun + " '" + e.key_ + "'; known: " + names;
   e.compose();
   return e;
 }

@@ -3,7 +3,6 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -84,34 +83,30 @@ const std::vector<AuxLossDoc>& loss_terms() {
 }
 
 std::vector<AuxLossDoc> loss_terms_of(const RouterRegistry& registry) {
-  // The MoE layer's own: the balance loss per sequence, of the routers that set
-  // Routing::balance_assigned.
-  std::vector<AuxLossDoc> out = {
-      {"balance_seq", 0.0,
-       "the balance loss per sequence, averaged (DeepSeek-V3's sequence-wise loss)"}};
-  std::map<std::string, std::vector<std::string>> from;
+  // By name (so sorted); the MoE layer's own first: the balance loss per sequence, of the
+  // routers that set Routing::balance_assigned.
+  std::map<std::string, AuxLossDoc> terms = {
+      {"balance_seq",
+       {"balance_seq", 0.0,
+        "the balance loss per sequence, averaged (DeepSeek-V3's sequence-wise loss)"}}};
+  std::map<std::string, std::vector<std::string>> from;  // loss name -> routers adding it
   for (const auto& name : registry.names()) {
     const auto& facts = registry.entry(name).facts;
     for (const auto& loss : facts.aux_losses ? facts.aux_losses() : std::vector<AuxLossDoc>{}) {
-      auto it = std::find_if(out.begin(), out.end(),
-                             [&](const AuxLossDoc& d) { return d.name == loss.name; });
-      if (it == out.end()) {
-        out.push_back(loss);
-      } else if (it->coefficient != loss.coefficient) {
+      const auto [it, added] = terms.emplace(loss.name, loss);
+      if (!added && it->second.coefficient != loss.coefficient) {
         throw std::logic_error("router '" + name + "': aux loss '" + loss.name +
                                "' registered with default " + format_number(loss.coefficient) +
-                               ", another router with " + format_number(it->coefficient));
+                               ", another router with " + format_number(it->second.coefficient));
       }
       from[loss.name].push_back(name);
     }
   }
-  for (auto& d : out) {
-    std::string routers;
-    for (const auto& r : from[d.name]) routers += (routers.empty() ? "" : ", ") + r;
-    if (!routers.empty()) d.help += "; routers: " + routers;
+  std::vector<AuxLossDoc> out;
+  for (auto& [name, term] : terms) {
+    if (from.count(name)) term.help += "; routers: " + join(from[name]);
+    out.push_back(term);
   }
-  std::sort(out.begin(), out.end(),
-            [](const AuxLossDoc& a, const AuxLossDoc& b) { return a.name < b.name; });
   return out;
 }
 

@@ -126,7 +126,8 @@ torch::Tensor router_logits(torch::nn::Linear& gate, const torch::Tensor& hidden
 std::pair<torch::Tensor, torch::Tensor> routing_from_mask(const torch::Tensor& mask,
                                                           const torch::Tensor& weights);
 
-/// A router's registry facts (RouterImpl::nominal_experts and refine of its class).
+/// A router's registry facts (RouterImpl's nominal_experts, refine, kMaySkipTokens and
+/// aux_losses, as its class hides them).
 struct RouterFacts {
   std::optional<int64_t> (*nominal_experts)(const PluginSpec&) = nullptr;
   void (*refine)(nlohmann::json& block, int64_t nominal, int64_t m) = nullptr;

@@ -7,11 +7,16 @@
 
 namespace moe {
 
+/// "a, b, c" (with sep ", ").
+inline std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
 /// "[a, b, c]": how messages list the valid choices.
 inline std::string list_of(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out + "]";
+  return "[" + join(items) + "]";
 }
 
 /// Whole seconds as "42s", "3m7s" or "2h0m5s" (elapsed times, ETAs).

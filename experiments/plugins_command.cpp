@@ -56,9 +56,9 @@ int plugins_command(const std::vector<std::string>& args) {
          std::string facts =
              k ? "experts per token: k (nominal count; default " + std::to_string(*k) + ")"
                : "experts per token: measured";
-         std::string losses;
-         for (const auto& l : e.facts.aux_losses()) losses += (losses.empty() ? "" : ", ") + l.name;
-         return facts + "; aux losses ([loss] keys): " + (losses.empty() ? "none" : losses);
+         std::vector<std::string> losses;
+         for (const auto& l : e.facts.aux_losses()) losses.push_back(l.name);
+         return facts + "; aux losses ([loss] keys): " + (losses.empty() ? "none" : join(losses));
        });
   list(expert_registry(), "expert banks", "[moe.experts] name = ...",
        [](const ExpertRegistry::Entry&) { return std::string(); });

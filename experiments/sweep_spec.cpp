@@ -134,8 +134,7 @@ class TrialValidator {
       // Before anything is allocated: what training it would take.
       const auto est = estimate_training(parsed);
       if (!(est.memory_bytes <= max_memory_)) {
-        std::string inputs;
-        for (const auto& i : est.inputs) inputs += (inputs.empty() ? "" : ", ") + i;
+        const std::string inputs = join(est.inputs);
         std::ostringstream p;
         p << std::setprecision(3) << est.params;
         throw ConfigError::text(

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "core/text.h"
 #include "results/compare.h"
 #include "results/plot_util.h"
 #include "results/report.h"
@@ -397,10 +398,8 @@ std::string write_report(const ReportOptions& opt) {
   std::vector<std::string> sweeps = opt.sweeps.empty() ? known : opt.sweeps;
   for (const auto& sw : sweeps) {
     if (std::find(known.begin(), known.end(), sw) == known.end()) {
-      std::string k;
-      for (const auto& n : known) k += (k.empty() ? "" : ", ") + n;
-      throw std::invalid_argument("--sweep '" + sw + "': not in '" + opt.db + "'; known: [" + k +
-                                  "]");
+      throw std::invalid_argument("--sweep '" + sw + "': not in '" + opt.db +
+                                  "'; known: " + list_of(known));
     }
   }
   std::string out = opt.out;
@@ -456,8 +455,7 @@ std::string write_report(const ReportOptions& opt) {
   }
   std::ofstream f(out);
   if (!f) throw std::runtime_error("--out '" + out + "': cannot write the file");
-  std::string title;
-  for (const auto& sw : sweeps) title += (title.empty() ? "" : ", ") + sw;
+  const std::string title = join(sweeps);
   f << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
     << "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
        "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">\n"

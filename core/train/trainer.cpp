@@ -9,7 +9,6 @@
 #include <iostream>
 #include <sstream>
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/text.h"
